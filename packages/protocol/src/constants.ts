@@ -1,0 +1,28 @@
+/**
+ * Wire identifiers. ONLY APPEND TO THESE: a peer running an older llmesh must still
+ * understand every id it knows.
+ */
+
+/** libp2p protocol that carries one forwarded inference request and its streamed response. */
+export const INFER_PROTOCOL = '/llmesh/infer/1'
+
+/** libp2p protocol for the cluster document's state-vector sync (SV -> diff, both ways). */
+export const SYNC_PROTOCOL = '/llmesh/sync/1'
+
+/** gossipsub topic carrying cluster-document deltas for one cluster. */
+export function stateTopic (clusterId: string): string {
+  return `llmesh/${clusterId}/state/1`
+}
+
+/** gossipsub topic carrying ephemeral metrics (heartbeats, load) for one cluster. */
+export function metricsTopic (clusterId: string): string {
+  return `llmesh/${clusterId}/metrics/1`
+}
+
+/** Response headers an agent sets on every routed request. */
+export const HEADER_NODE = 'x-llmesh-node'
+export const HEADER_RUNNER = 'x-llmesh-runner'
+export const HEADER_ROUTE = 'x-llmesh-route'
+
+/** llmesh protocol version carried in every NodeRecord. */
+export const PROTOCOL_VERSION = 1

@@ -1,0 +1,53 @@
+/**
+ * Every error llmesh raises on purpose carries a stable `code`. Callers match on the code,
+ * never on the message. ONLY APPEND TO THE CATALOGUE: codes cross the wire between peers.
+ */
+export const ErrorCodes = {
+  /** the request body or a parameter is invalid */
+  INVALID_REQUEST: { status: 400, type: 'invalid_request_error' },
+  /** no host in the mesh serves the requested model */
+  MODEL_NOT_FOUND: { status: 404, type: 'invalid_request_error' },
+  /** the target host's runners are all busy */
+  BUSY: { status: 503, type: 'server_error' },
+  /** no runner could be reached to serve the request */
+  NO_CAPACITY: { status: 503, type: 'server_error' },
+  /** the runner (llama-server, ...) failed or answered with an error */
+  RUNNER_FAILED: { status: 502, type: 'server_error' },
+  /** forwarding the request to a peer failed */
+  PEER_UNREACHABLE: { status: 502, type: 'server_error' },
+  /** a peer sent a frame the protocol does not allow */
+  PROTOCOL_ERROR: { status: 502, type: 'server_error' },
+  /** anything not foreseen */
+  INTERNAL: { status: 500, type: 'server_error' }
+} as const satisfies Record<string, { status: number, type: string }>
+
+export type ErrorCode = keyof typeof ErrorCodes
+
+export function isErrorCode (value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(ErrorCodes, value)
+}
+
+export class LlmeshError extends Error {
+  override name = 'LlmeshError'
+  readonly code: ErrorCode
+
+  constructor (code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+  }
+
+  get status (): number {
+    return ErrorCodes[this.code].status
+  }
+
+  get type (): string {
+    return ErrorCodes[this.code].type
+  }
+}
+
+/** Turns anything thrown into an LlmeshError, keeping the original as cause. */
+export function toLlmeshError (err: unknown, fallback: ErrorCode = 'INTERNAL'): LlmeshError {
+  if (err instanceof LlmeshError) return err
+  const message = err instanceof Error ? err.message : String(err)
+  return new LlmeshError(fallback, message, { cause: err })
+}

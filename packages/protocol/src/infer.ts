@@ -1,0 +1,75 @@
+import { z } from 'zod'
+import { ErrorCodes, type ErrorCode } from './errors.js'
+
+/**
+ * `/llmesh/infer/1` frames. Each frame is length-prefixed on the stream; its first byte is the
+ * kind. The requester sends exactly one REQUEST; the server answers HEAD, then DATA frames
+ * (raw response bytes, e.g. SSE), then END, or ERROR at any point.
+ * ONLY APPEND TO THIS LIST.
+ */
+export const FrameKind = {
+  REQUEST: 1,
+  HEAD: 2,
+  DATA: 3,
+  END: 4,
+  ERROR: 5
+} as const
+export type FrameKind = typeof FrameKind[keyof typeof FrameKind]
+
+/** Largest request body a peer accepts, in bytes. */
+export const MAX_INFER_REQUEST_BYTES = 8 * 1024 * 1024
+
+export const InferRequestSchema = z.object({
+  /** request id of the entry agent, for logs on both sides */
+  id: z.string().max(128),
+  /** which API path of the runner to call, e.g. /v1/chat/completions */
+  path: z.enum(['/v1/chat/completions']),
+  model: z.string().min(1).max(256),
+  /** the runner chosen by the router; the target may pick another one for the same model */
+  runnerId: z.string().max(128).optional(),
+  body: z.record(z.string(), z.unknown())
+})
+export type InferRequest = z.infer<typeof InferRequestSchema>
+
+export const InferHeadSchema = z.object({
+  status: z.number().int().min(100).max(599),
+  contentType: z.string().max(256),
+  runnerId: z.string().max(128)
+})
+export type InferHead = z.infer<typeof InferHeadSchema>
+
+export const InferErrorSchema = z.object({
+  code: z.string().max(64).transform((c): ErrorCode => (Object.hasOwn(ErrorCodes, c) ? c as ErrorCode : 'INTERNAL')),
+  message: z.string().max(4096)
+})
+export type InferError = z.infer<typeof InferErrorSchema>
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder()
+
+export function encodeFrame (kind: FrameKind, payload?: Uint8Array | object): Uint8Array {
+  const body = payload == null ? new Uint8Array(0) : payload instanceof Uint8Array ? payload : encoder.encode(JSON.stringify(payload))
+  const out = new Uint8Array(1 + body.length)
+  out[0] = kind
+  out.set(body, 1)
+  return out
+}
+
+export interface DecodedFrame { kind: number, payload: Uint8Array }
+
+export function decodeFrame (frame: Uint8Array): DecodedFrame {
+  if (frame.length === 0) return { kind: 0, payload: frame }
+  return { kind: frame[0] ?? 0, payload: frame.subarray(1) }
+}
+
+/** Parses a frame's JSON payload against a schema; returns undefined when it does not fit. */
+export function parseFramePayload<T> (schema: z.ZodType<T>, payload: Uint8Array): T | undefined {
+  let json: unknown
+  try {
+    json = JSON.parse(decoder.decode(payload))
+  } catch {
+    return undefined
+  }
+  const parsed = schema.safeParse(json)
+  return parsed.success ? parsed.data : undefined
+}
