@@ -1,0 +1,23 @@
+import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import type { PrivateKey } from '@libp2p/interface'
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { dirname } from 'node:path'
+
+/**
+ * Loads the agent's libp2p key from `file`, creating an Ed25519 key there on first start, so
+ * an agent keeps its peer id across restarts. The file is written 0600.
+ */
+export async function loadOrCreateKey (file: string): Promise<PrivateKey> {
+  try {
+    return privateKeyFromProtobuf(await readFile(file))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+      throw new Error(`cannot read the peer key at ${file}: ${(err as Error).message}`, { cause: err })
+    }
+  }
+  const key = await generateKeyPair('Ed25519')
+  await mkdir(dirname(file), { recursive: true })
+  await writeFile(`${file}.tmp`, privateKeyToProtobuf(key), { mode: 0o600 })
+  await rename(`${file}.tmp`, file)
+  return key
+}

@@ -1,0 +1,75 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { pino } from 'pino'
+import { INFER_PROTOCOL, LlmeshError, type NodeRecord } from '@llmesh/protocol'
+import { ClusterDoc } from '@llmesh/state'
+import { Mesh } from './mesh.js'
+import { requestInfer, serveInfer } from './infer-stream.js'
+
+const logger = pino({ level: 'silent' })
+
+function record (peerId: string, model: string): NodeRecord {
+  return {
+    peerId, name: peerId.slice(-6), version: 'test', protocol: 1, addrs: [], api: '127.0.0.1:1',
+    hardware: { cpus: 1, memBytes: 1, platform: 'linux', arch: 'x64' },
+    models: [{ name: model, sizeBytes: 1, digest: 'd', format: 'gguf' }], runners: [], startedAt: 1, updatedAt: 1
+  }
+}
+
+async function until (cond: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+const started: Mesh[] = []
+afterEach(async () => { await Promise.all(started.splice(0).map(async (m) => { await m.stop() })) })
+
+async function startMesh (bootstrap: string[] = []): Promise<{ mesh: Mesh, doc: ClusterDoc }> {
+  const privateKey = await generateKeyPair('Ed25519')
+  const doc = new ClusterDoc(peerIdFromPrivateKey(privateKey).toString())
+  const mesh = new Mesh({ clusterId: 'test', privateKey, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, doc, logger })
+  await mesh.start()
+  started.push(mesh)
+  return { mesh, doc }
+}
+
+describe('Mesh on loopback', () => {
+  it('joins through a bootstrap address and converges the cluster document both ways', async () => {
+    const a = await startMesh()
+    a.doc.setSelf(record(a.mesh.peerId, 'written-before-b-existed'))
+    const b = await startMesh(a.mesh.addrs())
+    b.doc.setSelf(record(b.mesh.peerId, 'model-b'))
+    await until(() => a.doc.records().length === 2 && b.doc.records().length === 2)
+    // a later change travels as a gossip delta
+    a.doc.setSelf(record(a.mesh.peerId, 'changed'))
+    await until(() => b.doc.get(a.mesh.peerId)?.models[0]?.name === 'changed')
+    expect(a.doc.get(b.mesh.peerId)?.models[0]?.name).toBe('model-b')
+  })
+
+  it('carries an inference request and a streamed response over /llmesh/infer/1', async () => {
+    const a = await startMesh()
+    const b = await startMesh(a.mesh.addrs())
+    await a.mesh.handle(INFER_PROTOCOL, async (stream) => {
+      await serveInfer(stream, async (req, reply) => {
+        if (req.model === 'missing') throw new LlmeshError('MODEL_NOT_FOUND', 'no such model here')
+        await reply.head({ status: 200, contentType: 'text/event-stream', runnerId: 'r1' })
+        for (const word of ['one', 'two', 'three']) await reply.data(new TextEncoder().encode(`data: ${word}\n\n`))
+      })
+    })
+    await until(() => b.mesh.connectedPeers().includes(a.mesh.peerId))
+    const stream = await b.mesh.open(a.mesh.peerId, INFER_PROTOCOL)
+    const res = await requestInfer(stream, { id: 'x', path: '/v1/chat/completions', model: 'm', body: { messages: [] } })
+    expect(res.head).toEqual({ status: 200, contentType: 'text/event-stream', runnerId: 'r1' })
+    let text = ''
+    for await (const chunk of res.body) text += new TextDecoder().decode(chunk)
+    expect(text).toBe('data: one\n\ndata: two\n\ndata: three\n\n')
+
+    const failing = await b.mesh.open(a.mesh.peerId, INFER_PROTOCOL)
+    await expect(requestInfer(failing, { id: 'y', path: '/v1/chat/completions', model: 'missing', body: {} }))
+      .rejects.toMatchObject({ code: 'MODEL_NOT_FOUND', message: 'no such model here' })
+  })
+})
