@@ -1,4 +1,5 @@
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
@@ -20,4 +21,9 @@ export async function loadOrCreateKey (file: string): Promise<PrivateKey> {
   await writeFile(`${file}.tmp`, privateKeyToProtobuf(key), { mode: 0o600 })
   await rename(`${file}.tmp`, file)
   return key
+}
+
+/** The peer id (base58 string) that belongs to a private key. */
+export function peerIdOfKey (key: PrivateKey): string {
+  return peerIdFromPrivateKey(key).toString()
 }

@@ -1,4 +1,4 @@
 export { Mesh, type MeshInit, type StreamHandler } from './mesh.js'
-export { loadOrCreateKey } from './identity.js'
+export { loadOrCreateKey, peerIdOfKey } from './identity.js'
 export * from './constants.js'
 export { requestInfer, serveInfer, type InferReply, type InferResponse } from './infer-stream.js'

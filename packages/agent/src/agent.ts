@@ -1,0 +1,272 @@
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import { INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type NodeRecord } from '@llmesh/protocol'
+import { ClusterDoc } from '@llmesh/state'
+import { Mesh, loadOrCreateKey, peerIdOfKey, requestInfer, serveInfer } from '@llmesh/mesh'
+import { route, type RouteTarget } from '@llmesh/scheduler'
+import { LlamaServerRunner, describeModel, probeHardware, type LocalModel, type Runner, type RunnerPath, type RunnerResponse } from '@llmesh/runners'
+import type { AgentConfig } from './config.js'
+import { buildHttpServer } from './http.js'
+import { AGENT_VERSION, SNAPSHOT_INTERVAL_MS } from './constants.js'
+
+/** What `agent.json` in the data dir says about a running agent; the CLI reads it. */
+export interface AgentInfo {
+  peerId: string
+  name: string
+  api: string
+  addrs: string[]
+  pid: number
+  startedAt: number
+}
+
+/** A request routed to a target and its response, ready to stream to the client. */
+export interface RoutedResponse extends RunnerResponse {
+  target: RouteTarget
+}
+
+/**
+ * One llmesh agent: mesh node, cluster document, local runners and the HTTP API, wired
+ * together. Policy lives in the scheduler; this class only carries it out.
+ */
+export class Agent {
+  readonly config: Readonly<AgentConfig>
+  readonly log: Logger
+  private mesh?: Mesh
+  private doc?: ClusterDoc
+  private http?: FastifyInstance
+  private readonly runners = new Map<string, Runner>()
+  private localModels: LocalModel[] = []
+  private readonly inflight = new Map<string, number>()
+  private readonly startedAt = Date.now()
+  private snapshotTimer?: NodeJS.Timeout
+  private apiAddress = ''
+  private _peerId = ''
+
+  constructor (config: Readonly<AgentConfig>, logger: Logger) {
+    this.config = config
+    this.log = logger
+  }
+
+  get peerId (): string { return this._peerId }
+  get apiUrl (): string { return `http://${this.apiAddress}` }
+
+  async start (): Promise<AgentInfo> {
+    const { config } = this
+    await mkdir(config.dataDir, { recursive: true })
+    const privateKey = await loadOrCreateKey(join(config.dataDir, 'peer.key'))
+    this._peerId = peerIdOfKey(privateKey)
+    const snapshot = await readFile(join(config.dataDir, 'cluster.snapshot')).catch(() => undefined)
+    this.doc = new ClusterDoc(this._peerId, snapshot != null ? new Uint8Array(snapshot) : undefined)
+
+    // describe models before anything is published: a bad path is a start error, not a surprise later
+    this.localModels = await Promise.all(config.models.map(async (m) => {
+      try {
+        return await describeModel(m.path, m.name)
+      } catch (err) {
+        throw new Error(`model ${m.path}: ${(err as Error).message}`, { cause: err })
+      }
+    }))
+    for (const [i, model] of this.localModels.entries()) {
+      const runner = new LlamaServerRunner({
+        id: `${this._peerId.slice(-8)}-${i}-${model.info.name}`,
+        binary: config.llamaServer.binary,
+        modelPath: model.path,
+        modelName: model.info.name,
+        slots: config.llamaServer.slots,
+        ctxSize: config.llamaServer.ctxSize,
+        ...(config.llamaServer.gpuLayers != null ? { gpuLayers: config.llamaServer.gpuLayers } : {}),
+        logger: this.log
+      })
+      runner.onState(() => { this.publishSelf() })
+      this.runners.set(runner.id, runner)
+    }
+
+    this.mesh = new Mesh({
+      clusterId: config.clusterId,
+      privateKey,
+      listen: config.p2p.listen,
+      bootstrap: config.p2p.bootstrap,
+      doc: this.doc,
+      logger: this.log
+    })
+    await this.mesh.start()
+    await this.mesh.handle(INFER_PROTOCOL, async (stream, remotePeer) => {
+      await serveInfer(stream, async (request, reply) => {
+        this.log.debug({ reqId: request.id, peer: remotePeer, model: request.model }, 'serving forwarded request')
+        const runner = this.localRunnerFor(request.model, request.runnerId)
+        const res = await runner.infer(request.path, request.body, reply.signal)
+        await reply.head({ status: res.status, contentType: res.contentType, runnerId: runner.id })
+        for await (const chunk of res.body) await reply.data(chunk)
+      })
+    })
+
+    this.http = buildHttpServer(this)
+    this.apiAddress = await listen(this.http, config.api.host, config.api.port)
+    this.publishSelf()
+
+    this.snapshotTimer = setInterval(() => { void this.saveSnapshot() }, SNAPSHOT_INTERVAL_MS)
+    this.snapshotTimer.unref()
+
+    // runners load in the background: the agent serves the mesh meanwhile, their state is published as it changes
+    for (const runner of this.runners.values()) {
+      runner.start().catch((err: unknown) => {
+        this.log.error({ runner: runner.id, err: (err as Error).message }, 'runner failed to start')
+      })
+    }
+
+    const info: AgentInfo = {
+      peerId: this._peerId,
+      name: config.name,
+      api: this.apiUrl,
+      addrs: this.mesh.addrs(),
+      pid: process.pid,
+      startedAt: this.startedAt
+    }
+    await writeAtomic(join(config.dataDir, 'agent.json'), JSON.stringify(info, null, 2))
+    this.log.info(info, 'agent ready')
+    return info
+  }
+
+  /** This agent's record, as published into the cluster document. */
+  selfRecord (): NodeRecord {
+    return {
+      peerId: this._peerId,
+      name: this.config.name,
+      version: AGENT_VERSION,
+      protocol: PROTOCOL_VERSION,
+      addrs: this.mesh?.addrs() ?? [],
+      api: this.apiAddress,
+      hardware: probeHardware(),
+      models: this.localModels.map((m) => m.info),
+      runners: [...this.runners.values()].map((r) => r.info()),
+      startedAt: this.startedAt,
+      updatedAt: Date.now()
+    }
+  }
+
+  private publishSelf (): void {
+    this.doc?.setSelf(this.selfRecord())
+  }
+
+  /** The converged view: every record, with whether this agent is connected to that peer. */
+  view (): { self: string, nodes: Array<NodeRecord & { connected: boolean, self: boolean }> } {
+    const connected = new Set(this.mesh?.connectedPeers() ?? [])
+    const nodes = (this.doc?.records() ?? []).map((n) => ({
+      ...n,
+      self: n.peerId === this._peerId,
+      connected: n.peerId === this._peerId || connected.has(n.peerId)
+    }))
+    return { self: this._peerId, nodes }
+  }
+
+  /** Local runners with their process details, for the admin API. */
+  localRunners (): Array<ReturnType<Runner['info']> & { port: number, pid: number | undefined }> {
+    return [...this.runners.values()].map((r) => ({
+      ...r.info(),
+      port: r instanceof LlamaServerRunner ? r.port : 0,
+      pid: r instanceof LlamaServerRunner ? r.pid : undefined
+    }))
+  }
+
+  private localRunnerFor (model: string, preferred?: string): Runner {
+    const exact = preferred != null ? this.runners.get(preferred) : undefined
+    if (exact != null && exact.model === model && exact.state === 'ready') return exact
+    for (const r of this.runners.values()) if (r.model === model && r.state === 'ready') return r
+    throw new LlmeshError('NO_CAPACITY', `no ready runner for '${model}' on this host`)
+  }
+
+  /**
+   * Routes one request through the converged view and returns the target's response stream:
+   * the local runner directly, or a peer's over `/llmesh/infer/1`.
+   */
+  async infer (reqId: string, path: RunnerPath, body: Record<string, unknown>, signal: AbortSignal): Promise<RoutedResponse> {
+    const model = String(body['model'])
+    const decision = route({
+      model,
+      nodes: this.doc?.records() ?? [],
+      selfPeerId: this._peerId,
+      reachable: new Set(this.mesh?.connectedPeers() ?? []),
+      inflight: this.inflight,
+      random: Math.random
+    })
+    if (!decision.ok) {
+      const list = decision.available.length > 0 ? decision.available.join(', ') : 'none'
+      throw new LlmeshError(decision.code, `${decision.message}; models in the mesh: ${list}`)
+    }
+    const { target } = decision
+    this.log.debug({ reqId, model, target }, 'routed')
+    this.claim(target.peerId, 1)
+    let released = false
+    const release = (): void => {
+      if (released) return
+      released = true
+      this.claim(target.peerId, -1)
+    }
+    try {
+      let res: RunnerResponse
+      if (target.peerId === this._peerId) {
+        res = await this.localRunnerFor(model, target.runnerId).infer(path, body, signal)
+      } else {
+        const stream = await this.mesh!.open(target.peerId, INFER_PROTOCOL, signal)
+        const remote = await requestInfer(stream, { id: reqId, path, model, runnerId: target.runnerId, body }, signal)
+        res = { status: remote.head.status, contentType: remote.head.contentType, body: remote.body }
+        target.runnerId = remote.head.runnerId
+      }
+      const source = res.body
+      return {
+        ...res,
+        target,
+        body: (async function * () {
+          try {
+            for await (const chunk of source) yield chunk
+          } finally {
+            release()
+          }
+        })()
+      }
+    } catch (err) {
+      release()
+      throw err
+    }
+  }
+
+  /** Counts this router's in-flight requests per target; never below zero. */
+  private claim (peerId: string, delta: number): void {
+    const next = Math.max(0, (this.inflight.get(peerId) ?? 0) + delta)
+    if (next === 0) this.inflight.delete(peerId)
+    else this.inflight.set(peerId, next)
+  }
+
+  private async saveSnapshot (): Promise<void> {
+    if (this.doc == null) return
+    try {
+      await writeAtomic(join(this.config.dataDir, 'cluster.snapshot'), this.doc.snapshot())
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'snapshot not saved')
+    }
+  }
+
+  async stop (): Promise<void> {
+    clearInterval(this.snapshotTimer)
+    await this.http?.close()
+    await Promise.all([...this.runners.values()].map(async (r) => { await r.stop() }))
+    await this.saveSnapshot()
+    await this.mesh?.stop()
+    this.doc?.destroy()
+    this.log.info('agent stopped')
+  }
+}
+
+async function listen (http: FastifyInstance, host: string, port: number): Promise<string> {
+  await http.listen({ host, port })
+  const addr = http.server.address()
+  if (addr == null || typeof addr === 'string') throw new Error('HTTP server has no TCP address')
+  return `${host.includes(':') ? `[${host}]` : host}:${addr.port}`
+}
+
+async function writeAtomic (file: string, data: string | Uint8Array): Promise<void> {
+  await writeFile(`${file}.tmp`, data)
+  await rename(`${file}.tmp`, file)
+}

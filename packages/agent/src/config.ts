@@ -1,0 +1,77 @@
+import { hostname, homedir } from 'node:os'
+import { join } from 'node:path'
+import { z } from 'zod'
+
+/** Default HTTP API port: next to Ollama's 11434, so switching a client over is one digit. */
+export const DEFAULT_API_PORT = 11435
+/** Default libp2p TCP port. */
+export const DEFAULT_P2P_PORT = 4778
+
+function defaultDataDir (): string {
+  const xdg = process.env['XDG_DATA_HOME']
+  return join(xdg != null && xdg !== '' ? xdg : join(homedir(), '.local', 'share'), 'llmesh')
+}
+
+const ModelEntry = z.strictObject({
+  /** path of a GGUF file on this host; it never leaves the host */
+  path: z.string().min(1),
+  /** name clients use; defaults to the file name without .gguf */
+  name: z.string().min(1).max(256).regex(/^[\w.:/-]+$/, 'letters, digits and . _ : / - only').optional()
+})
+
+export const AgentConfigSchema = z.strictObject({
+  /** human name of this host in `llmesh status`. @default the host name */
+  name: z.string().min(1).max(128).default(() => hostname()),
+  /** agents only join peers of the same cluster id. @default "default" */
+  clusterId: z.string().min(1).max(64).regex(/^[\w-]+$/, 'letters, digits, _ and - only').default('default'),
+  /** peer key, cluster snapshot and agent.json live here. @default $XDG_DATA_HOME/llmesh */
+  dataDir: z.string().min(1).default(defaultDataDir),
+  api: z.strictObject({
+    /** the API has no auth yet: keep it on loopback. @default 127.0.0.1 */
+    host: z.string().default('127.0.0.1'),
+    /** 0 picks a free port. @default 11435 */
+    port: z.number().int().min(0).max(65535).default(DEFAULT_API_PORT),
+    /** largest request body, bytes. @default 8 MiB */
+    bodyLimit: z.number().int().positive().default(8 * 1024 * 1024)
+  }).prefault({}),
+  p2p: z.strictObject({
+    /** libp2p listen multiaddrs. @default /ip4/0.0.0.0/tcp/4778 */
+    listen: z.array(z.string()).default([`/ip4/0.0.0.0/tcp/${DEFAULT_P2P_PORT}`]),
+    /** peers dialled at start and re-dialled while unconnected (multiaddrs, ideally with /p2p/<id>) */
+    bootstrap: z.array(z.string()).default([])
+  }).prefault({}),
+  /** GGUF models this host serves, each by one llama-server runner */
+  models: z.array(ModelEntry).default([]),
+  llamaServer: z.strictObject({
+    /** llama-server binary. @default $LLMESH_LLAMA_SERVER, else `llama-server` on PATH */
+    binary: z.string().min(1).default(() => process.env['LLMESH_LLAMA_SERVER'] ?? 'llama-server'),
+    /** parallel slots per runner. @default 2 */
+    slots: z.number().int().min(1).max(256).default(2),
+    /** total context per runner, tokens. @default 4096 */
+    ctxSize: z.number().int().min(128).default(4096),
+    /** layers offloaded to the GPU (-ngl); unset leaves llama-server's default */
+    gpuLayers: z.number().int().min(0).optional()
+  }).prefault({}),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
+})
+
+export type AgentConfig = z.infer<typeof AgentConfigSchema>
+export type AgentConfigInput = z.input<typeof AgentConfigSchema>
+
+/**
+ * Validates a config once, at start: one clear line per bad option, unknown keys rejected,
+ * the result frozen.
+ */
+export function parseConfig (input: unknown): Readonly<AgentConfig> {
+  const parsed = AgentConfigSchema.safeParse(input)
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.length > 0 ? i.path.join('.') : '(config)'}: ${i.message}`)
+    throw new ConfigError(`invalid llmesh config:\n${lines.join('\n')}`)
+  }
+  return Object.freeze(parsed.data)
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+  readonly code = 'INVALID_CONFIG'
+}

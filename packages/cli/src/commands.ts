@@ -1,0 +1,129 @@
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { request } from 'undici'
+import { parseConfig, type AgentConfig, type AgentConfigInput, type AgentInfo } from '@llmesh/agent'
+import type { NodeRecord } from '@llmesh/protocol'
+
+export interface UpFlags {
+  config?: string
+  name?: string
+  cluster?: string
+  'data-dir'?: string
+  'api-host'?: string
+  'api-port'?: string
+  listen?: string[]
+  bootstrap?: string[]
+  model?: string[]
+  'llama-server'?: string
+  slots?: string
+  'log-level'?: string
+}
+
+function int (flag: string, value: string): number {
+  const n = Number(value)
+  if (!Number.isInteger(n)) throw new Error(`--${flag} must be an integer, got '${value}'`)
+  return n
+}
+
+/** Builds the agent config from an optional JSON file overlaid with command-line flags. */
+export async function resolveUpConfig (flags: UpFlags): Promise<Readonly<AgentConfig>> {
+  let input: Record<string, unknown> = {}
+  if (flags.config != null) {
+    try {
+      input = JSON.parse(await readFile(flags.config, 'utf8')) as Record<string, unknown>
+    } catch (err) {
+      throw new Error(`cannot read config ${flags.config}: ${(err as Error).message}`, { cause: err })
+    }
+  }
+  const cfg = input as AgentConfigInput & Record<string, unknown>
+  const api = { ...(cfg.api ?? {}) }
+  const p2p = { ...(cfg.p2p ?? {}) }
+  const llamaServer = { ...(cfg.llamaServer ?? {}) }
+  if (flags.name != null) cfg.name = flags.name
+  if (flags.cluster != null) cfg.clusterId = flags.cluster
+  if (flags['data-dir'] != null) cfg.dataDir = flags['data-dir']
+  if (flags['api-host'] != null) api.host = flags['api-host']
+  if (flags['api-port'] != null) api.port = int('api-port', flags['api-port'])
+  if (flags.listen != null && flags.listen.length > 0) p2p.listen = flags.listen
+  if (flags.bootstrap != null && flags.bootstrap.length > 0) p2p.bootstrap = [...(p2p.bootstrap ?? []), ...flags.bootstrap]
+  if (flags.model != null) {
+    // --model path.gguf or --model name=path.gguf
+    cfg.models = [...(cfg.models ?? []), ...flags.model.map((m) => {
+      const eq = m.indexOf('=')
+      return eq > 0 ? { name: m.slice(0, eq), path: m.slice(eq + 1) } : { path: m }
+    })]
+  }
+  if (flags['llama-server'] != null) llamaServer.binary = flags['llama-server']
+  if (flags.slots != null) llamaServer.slots = int('slots', flags.slots)
+  if (flags['log-level'] != null) cfg.logLevel = flags['log-level'] as AgentConfig['logLevel']
+  return parseConfig({ ...cfg, api, p2p, llamaServer })
+}
+
+export interface StatusRow {
+  name: string
+  peerId: string
+  self: boolean
+  connected: boolean
+  api: string
+  models: string[]
+  runners: Array<{ id: string, model: string, state: string, slots: number }>
+}
+
+export interface StatusData { via: string, self: string, nodes: StatusRow[] }
+
+/** Finds the agent to ask: --api wins, else the agent.json of the data dir. */
+export async function resolveApi (api: string | undefined, dataDir: string | undefined): Promise<string> {
+  if (api != null) return api.replace(/\/+$/, '')
+  const dir = dataDir ?? parseConfig({}).dataDir
+  try {
+    const info = JSON.parse(await readFile(join(dir, 'agent.json'), 'utf8')) as AgentInfo
+    return info.api
+  } catch {
+    throw new Error(`no running agent found in ${dir} (start one with 'llmesh up', or pass --api http://host:port)`)
+  }
+}
+
+/** `llmesh status`: the mesh as one agent sees it. */
+export async function status (api: string): Promise<StatusData> {
+  let res
+  try {
+    res = await request(`${api}/mesh/view`, { headersTimeout: 5000, bodyTimeout: 5000 })
+  } catch (err) {
+    throw new Error(`cannot reach the agent at ${api}: ${(err as Error).message}`, { cause: err })
+  }
+  if (res.statusCode !== 200) throw new Error(`agent at ${api} answered ${res.statusCode}`)
+  const view = await res.body.json() as { self: string, nodes: Array<NodeRecord & { self: boolean, connected: boolean }> }
+  return {
+    via: api,
+    self: view.self,
+    nodes: view.nodes
+      .map((n) => ({
+        name: n.name,
+        peerId: n.peerId,
+        self: n.self,
+        connected: n.connected,
+        api: n.api,
+        models: n.models.map((m) => m.name),
+        runners: n.runners.map((r) => ({ id: r.id, model: r.model, state: r.state, slots: r.slots }))
+      }))
+      .sort((a, b) => Number(b.self) - Number(a.self) || a.name.localeCompare(b.name))
+  }
+}
+
+/** Plain, stable columns: readable on a terminal and by `cut`/`awk`. */
+export function formatStatus (data: StatusData): string {
+  const rows = [['NAME', 'PEER', 'LINK', 'API', 'MODELS', 'RUNNERS']]
+  for (const n of data.nodes) {
+    rows.push([
+      n.self ? `${n.name} (this)` : n.name,
+      `…${n.peerId.slice(-10)}`,
+      n.self ? 'self' : n.connected ? 'connected' : 'unreachable',
+      n.api,
+      n.models.join(',') || '-',
+      n.runners.map((r) => `${r.model}:${r.state}`).join(',') || '-'
+    ])
+  }
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
+  const lines = rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd())
+  return `mesh seen from ${data.via}: ${data.nodes.length} node(s)\n${lines.join('\n')}`
+}

@@ -1,0 +1,98 @@
+import { parseArgs } from 'node:util'
+import { pino } from 'pino'
+import { Agent } from '@llmesh/agent'
+import { formatStatus, resolveApi, resolveUpConfig, status, type UpFlags } from './commands.js'
+
+const USAGE = `usage: llmesh <command> [options]
+
+commands:
+  up       start an agent on this host
+             --config FILE        JSON config (flags below override it)
+             --name NAME          host name shown in status
+             --cluster ID         cluster id (agents join only their own cluster)
+             --data-dir DIR       peer key, snapshot, agent.json
+             --api-host HOST      HTTP API address (default 127.0.0.1)
+             --api-port PORT      HTTP API port (default 11435, 0 = any free port)
+             --listen MULTIADDR   libp2p listen address (repeatable)
+             --bootstrap MULTIADDR  peer to join (repeatable)
+             --model [NAME=]PATH  GGUF model to serve (repeatable)
+             --llama-server BIN   llama-server binary
+             --slots N            parallel slots per runner
+             --log-level LEVEL    fatal|error|warn|info|debug|trace|silent
+  status   show the mesh as an agent sees it
+             --api URL            agent to ask (default: the agent of --data-dir)
+             --data-dir DIR
+             --json               machine-readable output
+`
+
+/** Runs one CLI command. Returns the exit code; only bin.ts exits the process. */
+export async function main (argv: string[]): Promise<number | undefined> {
+  const [command, ...rest] = argv
+  switch (command) {
+    case 'up': return await up(rest)
+    case 'status': return await statusCommand(rest)
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE)
+      return 0
+    default:
+      process.stderr.write(`llmesh: unknown command '${command}'\n\n${USAGE}`)
+      return 2
+  }
+}
+
+async function up (args: string[]): Promise<undefined> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      config: { type: 'string' },
+      name: { type: 'string' },
+      cluster: { type: 'string' },
+      'data-dir': { type: 'string' },
+      'api-host': { type: 'string' },
+      'api-port': { type: 'string' },
+      listen: { type: 'string', multiple: true },
+      bootstrap: { type: 'string', multiple: true },
+      model: { type: 'string', multiple: true },
+      'llama-server': { type: 'string' },
+      slots: { type: 'string' },
+      'log-level': { type: 'string' }
+    }
+  })
+  const config = await resolveUpConfig(values as UpFlags)
+  const logger = pino({ level: config.logLevel, base: { name: config.name } })
+  const agent = new Agent(config, logger)
+  let stopping = false
+  const shutdown = (signal: string): void => {
+    if (stopping) return
+    stopping = true
+    logger.info({ signal }, 'stopping')
+    agent.stop().then(() => process.exit(0), (err: unknown) => {
+      logger.error({ err }, 'unclean stop')
+      process.exit(1)
+    })
+  }
+  process.on('SIGTERM', () => { shutdown('SIGTERM') })
+  process.on('SIGINT', () => { shutdown('SIGINT') })
+  try {
+    await agent.start()
+  } catch (err) {
+    await agent.stop().catch(() => {})
+    throw err
+  }
+  return undefined
+}
+
+async function statusCommand (args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: { api: { type: 'string' }, 'data-dir': { type: 'string' }, json: { type: 'boolean' } }
+  })
+  const data = await status(await resolveApi(values.api, values['data-dir']))
+  process.stdout.write(values.json === true ? `${JSON.stringify(data, null, 2)}\n` : `${formatStatus(data)}\n`)
+  return 0
+}

@@ -1,0 +1,5 @@
+export type { Runner, RunnerPath, RunnerResponse } from './runner.js'
+export { LlamaServerRunner, DEFAULT_SLOTS, DEFAULT_CTX_SIZE, type LlamaServerInit } from './llama-server.js'
+export { describeModel, modelNameFromPath, type LocalModel } from './catalog.js'
+export { probeHardware } from './hardware.js'
+export { freePort } from './port.js'

@@ -1,0 +1,1 @@
+export { route, type RouteInput, type RouteResult, type RouteTarget } from './route.js'
