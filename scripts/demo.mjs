@@ -20,7 +20,7 @@ const model = await ensureTinyModel((l) => say(`   ${l}`))
 say(`   model: ${model}`)
 
 const dir = await mkdtemp(join(tmpdir(), 'llmesh-demo-'))
-const loopback = ['--api-port', '0', '--listen', '/ip4/127.0.0.1/tcp/0', '--log-level', 'warn']
+const loopback = ['--api-port', '0', '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--log-level', 'warn']
 const agents = []
 const cleanup = async () => {
   await Promise.all(agents.map((a) => a.stop()))

@@ -13,7 +13,7 @@ import { llmeshBin, startAgentProcess, waitFor, type AgentProcess } from '@llmes
 
 const llamaServer = process.env['LLMESH_TEST_LLAMA_SERVER']!
 const model = process.env['LLMESH_TEST_MODEL']!
-const loopback = ['--api-port', '0', '--listen', '/ip4/127.0.0.1/tcp/0', '--log-level', 'warn']
+const loopback = ['--api-port', '0', '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--log-level', 'warn']
 
 let dir: string
 let a: AgentProcess

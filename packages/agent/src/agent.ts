@@ -2,13 +2,14 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type NodeRecord } from '@llmesh/protocol'
+import { INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type NodeRecord, type PeerMetrics } from '@llmesh/protocol'
 import { ClusterDoc } from '@llmesh/state'
 import { Mesh, loadOrCreateKey, peerIdOfKey, requestInfer, serveInfer } from '@llmesh/mesh'
 import { route, type RouteTarget } from '@llmesh/scheduler'
 import { LlamaServerRunner, describeModel, probeHardware, type LocalModel, type Runner, type RunnerPath, type RunnerResponse } from '@llmesh/runners'
 import type { AgentConfig } from './config.js'
 import { buildHttpServer } from './http.js'
+import { withFinally } from './iter.js'
 import { AGENT_VERSION, SNAPSHOT_INTERVAL_MS } from './constants.js'
 
 /** What `agent.json` in the data dir says about a running agent; the CLI reads it. */
@@ -20,6 +21,18 @@ export interface AgentInfo {
   pid: number
   startedAt: number
 }
+
+export interface ViewNode extends NodeRecord {
+  self: boolean
+  connected: boolean
+  /** membership state as this agent sees it; 'unknown' before the first heartbeat */
+  state: 'alive' | 'suspect' | 'dead' | 'left' | 'unknown'
+  /** ms since the last heartbeat; null when none was heard */
+  heartbeatAgeMs: number | null
+  metrics: PeerMetrics | null
+}
+
+export interface MeshView { self: string, nodes: ViewNode[] }
 
 /** A request routed to a target and its response, ready to stream to the client. */
 export interface RoutedResponse extends RunnerResponse {
@@ -39,6 +52,8 @@ export class Agent {
   private readonly runners = new Map<string, Runner>()
   private localModels: LocalModel[] = []
   private readonly inflight = new Map<string, number>()
+  /** requests this host's runners are serving now (local and forwarded) */
+  private serving = 0
   private readonly startedAt = Date.now()
   private snapshotTimer?: NodeJS.Timeout
   private apiAddress = ''
@@ -89,14 +104,20 @@ export class Agent {
       listen: config.p2p.listen,
       bootstrap: config.p2p.bootstrap,
       doc: this.doc,
-      logger: this.log
+      logger: this.log,
+      mdns: { enabled: config.p2p.mdns, intervalMs: config.p2p.mdnsIntervalMs },
+      heartbeatIntervalMs: config.p2p.heartbeatIntervalMs,
+      timings: config.membership,
+      incarnation: this.startedAt,
+      metrics: () => this.localMetrics(),
+      refreshSelf: () => { this.doc?.setSelf(this.selfRecord(), true) }
     })
     await this.mesh.start()
     await this.mesh.handle(INFER_PROTOCOL, async (stream, remotePeer) => {
       await serveInfer(stream, async (request, reply) => {
         this.log.debug({ reqId: request.id, peer: remotePeer, model: request.model }, 'serving forwarded request')
         const runner = this.localRunnerFor(request.model, request.runnerId)
-        const res = await runner.infer(request.path, request.body, reply.signal)
+        const res = await this.serveLocal(runner, request.path, request.body, reply.signal)
         await reply.head({ status: res.status, contentType: res.contentType, runnerId: runner.id })
         for await (const chunk of res.body) await reply.data(chunk)
       })
@@ -146,19 +167,55 @@ export class Agent {
     }
   }
 
+  /** The numbers this agent gossips in each heartbeat. */
+  private localMetrics (): PeerMetrics {
+    let slotsTotal = 0
+    for (const r of this.runners.values()) if (r.state === 'ready' || r.state === 'busy') slotsTotal += r.info().slots
+    return {
+      slotsBusy: this.serving,
+      slotsTotal,
+      queueDepth: 0,
+      tokensPerSec: 0,
+      latencyMs: 0,
+      successRate: 1,
+      claims: Object.fromEntries(this.inflight)
+    }
+  }
+
   private publishSelf (): void {
     this.doc?.setSelf(this.selfRecord())
   }
 
-  /** The converged view: every record, with whether this agent is connected to that peer. */
-  view (): { self: string, nodes: Array<NodeRecord & { connected: boolean, self: boolean }> } {
+  /**
+   * The converged view: every record, with this agent's link to that peer, its membership
+   * state and the age of its last heartbeat.
+   */
+  view (): MeshView {
     const connected = new Set(this.mesh?.connectedPeers() ?? [])
-    const nodes = (this.doc?.records() ?? []).map((n) => ({
-      ...n,
-      self: n.peerId === this._peerId,
-      connected: n.peerId === this._peerId || connected.has(n.peerId)
-    }))
+    const now = Date.now()
+    const nodes = (this.doc?.records() ?? []).map((n): ViewNode => {
+      const self = n.peerId === this._peerId
+      const member = self ? undefined : this.mesh?.membership.get(n.peerId)
+      return {
+        ...n,
+        self,
+        connected: self || connected.has(n.peerId),
+        state: self ? 'alive' : member?.state ?? 'unknown',
+        heartbeatAgeMs: self ? 0 : member != null ? now - member.lastHeardAt : null,
+        metrics: self ? this.localMetrics() : member?.metrics ?? null
+      }
+    })
     return { self: this._peerId, nodes }
+  }
+
+  /**
+   * Peers a request may be sent to: connected, and alive or suspect. A connected peer not yet
+   * heard on the metrics topic counts as usable: the live connection is proof enough.
+   */
+  private reachable (): Set<string> {
+    const mesh = this.mesh
+    if (mesh == null) return new Set()
+    return new Set(mesh.connectedPeers().filter((p) => mesh.membership.get(p) == null || mesh.membership.isUsable(p)))
   }
 
   /** Local runners with their process details, for the admin API. */
@@ -187,7 +244,7 @@ export class Agent {
       model,
       nodes: this.doc?.records() ?? [],
       selfPeerId: this._peerId,
-      reachable: new Set(this.mesh?.connectedPeers() ?? []),
+      reachable: this.reachable(),
       inflight: this.inflight,
       random: Math.random
     })
@@ -207,29 +264,31 @@ export class Agent {
     try {
       let res: RunnerResponse
       if (target.peerId === this._peerId) {
-        res = await this.localRunnerFor(model, target.runnerId).infer(path, body, signal)
+        res = await this.serveLocal(this.localRunnerFor(model, target.runnerId), path, body, signal)
       } else {
         const stream = await this.mesh!.open(target.peerId, INFER_PROTOCOL, signal)
         const remote = await requestInfer(stream, { id: reqId, path, model, runnerId: target.runnerId, body }, signal)
         res = { status: remote.head.status, contentType: remote.head.contentType, body: remote.body }
         target.runnerId = remote.head.runnerId
       }
-      const source = res.body
-      return {
-        ...res,
-        target,
-        body: (async function * () {
-          try {
-            for await (const chunk of source) yield chunk
-          } finally {
-            release()
-          }
-        })()
-      }
+      return { ...res, target, body: withFinally(res.body, release) }
     } catch (err) {
       release()
       throw err
     }
+  }
+
+  /** Runs a request on a local runner, counting it as served here until its body ends. */
+  private async serveLocal (runner: Runner, path: RunnerPath, body: Record<string, unknown>, signal: AbortSignal): Promise<RunnerResponse> {
+    this.serving++
+    let res: RunnerResponse
+    try {
+      res = await runner.infer(path, body, signal)
+    } catch (err) {
+      this.serving--
+      throw err
+    }
+    return { ...res, body: withFinally(res.body, () => { this.serving = Math.max(0, this.serving - 1) }) }
   }
 
   /** Counts this router's in-flight requests per target; never below zero. */
@@ -250,6 +309,7 @@ export class Agent {
 
   async stop (): Promise<void> {
     clearInterval(this.snapshotTimer)
+    await this.mesh?.leave()
     await this.http?.close()
     await Promise.all([...this.runners.values()].map(async (r) => { await r.stop() }))
     await this.saveSnapshot()

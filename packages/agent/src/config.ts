@@ -23,7 +23,7 @@ export const AgentConfigSchema = z.strictObject({
   /** human name of this host in `llmesh status`. @default the host name */
   name: z.string().min(1).max(128).default(() => hostname()),
   /** agents only join peers of the same cluster id. @default "default" */
-  clusterId: z.string().min(1).max(64).regex(/^[\w-]+$/, 'letters, digits, _ and - only').default('default'),
+  clusterId: z.string().min(1).max(40).regex(/^[\w-]+$/, 'letters, digits, _ and - only').default('default'),
   /** peer key, cluster snapshot and agent.json live here. @default $XDG_DATA_HOME/llmesh */
   dataDir: z.string().min(1).default(defaultDataDir),
   api: z.strictObject({
@@ -38,8 +38,29 @@ export const AgentConfigSchema = z.strictObject({
     /** libp2p listen multiaddrs. @default /ip4/0.0.0.0/tcp/4778 */
     listen: z.array(z.string()).default([`/ip4/0.0.0.0/tcp/${DEFAULT_P2P_PORT}`]),
     /** peers dialled at start and re-dialled while unconnected (multiaddrs, ideally with /p2p/<id>) */
-    bootstrap: z.array(z.string()).default([])
+    bootstrap: z.array(z.string()).default([]),
+    /** find peers of the same cluster on the LAN by multicast DNS. @default true */
+    mdns: z.boolean().default(true),
+    /** mDNS query period: how soon a new host or a healed link is found. @default 1000 ms */
+    mdnsIntervalMs: z.number().int().min(100).default(1000),
+    /** heartbeat period on the metrics topic. @default 500 ms */
+    heartbeatIntervalMs: z.number().int().min(50).default(500)
   }).prefault({}),
+  /**
+   * Failure detection (LAN defaults). A host silent for suspectAfterMs is suspect (still
+   * routable if connected), for deadAfterMs dead (not routed to), and its entry is pruned after
+   * pruneAfterMs. deadAfterMs is the longest link flap that evicts nobody.
+   */
+  membership: z.strictObject({
+    /** @default 1500 ms (three missed heartbeats) */
+    suspectAfterMs: z.number().int().positive().default(1500),
+    /** @default 4000 ms */
+    deadAfterMs: z.number().int().positive().default(4000),
+    /** @default 600000 ms (10 min) */
+    pruneAfterMs: z.number().int().positive().default(600_000)
+  }).prefault({}).refine((m) => m.suspectAfterMs < m.deadAfterMs && m.deadAfterMs < m.pruneAfterMs, {
+    message: 'needs suspectAfterMs < deadAfterMs < pruneAfterMs'
+  }),
   /** GGUF models this host serves, each by one llama-server runner */
   models: z.array(ModelEntry).default([]),
   llamaServer: z.strictObject({

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { parseConfig, type AgentConfig, type AgentConfigInput, type AgentInfo } from '@llmesh/agent'
-import type { NodeRecord } from '@llmesh/protocol'
+import type { MeshView } from '@llmesh/agent'
 
 export interface UpFlags {
   config?: string
@@ -13,6 +13,7 @@ export interface UpFlags {
   'api-port'?: string
   listen?: string[]
   bootstrap?: string[]
+  'no-mdns'?: boolean
   model?: string[]
   'llama-server'?: string
   slots?: string
@@ -46,6 +47,7 @@ export async function resolveUpConfig (flags: UpFlags): Promise<Readonly<AgentCo
   if (flags['api-port'] != null) api.port = int('api-port', flags['api-port'])
   if (flags.listen != null && flags.listen.length > 0) p2p.listen = flags.listen
   if (flags.bootstrap != null && flags.bootstrap.length > 0) p2p.bootstrap = [...(p2p.bootstrap ?? []), ...flags.bootstrap]
+  if (flags['no-mdns'] === true) p2p.mdns = false
   if (flags.model != null) {
     // --model path.gguf or --model name=path.gguf
     cfg.models = [...(cfg.models ?? []), ...flags.model.map((m) => {
@@ -64,6 +66,8 @@ export interface StatusRow {
   peerId: string
   self: boolean
   connected: boolean
+  state: string
+  heartbeatAgeMs: number | null
   api: string
   models: string[]
   runners: Array<{ id: string, model: string, state: string, slots: number }>
@@ -92,7 +96,7 @@ export async function status (api: string): Promise<StatusData> {
     throw new Error(`cannot reach the agent at ${api}: ${(err as Error).message}`, { cause: err })
   }
   if (res.statusCode !== 200) throw new Error(`agent at ${api} answered ${res.statusCode}`)
-  const view = await res.body.json() as { self: string, nodes: Array<NodeRecord & { self: boolean, connected: boolean }> }
+  const view = await res.body.json() as MeshView
   return {
     via: api,
     self: view.self,
@@ -102,6 +106,8 @@ export async function status (api: string): Promise<StatusData> {
         peerId: n.peerId,
         self: n.self,
         connected: n.connected,
+        state: n.state,
+        heartbeatAgeMs: n.heartbeatAgeMs,
         api: n.api,
         models: n.models.map((m) => m.name),
         runners: n.runners.map((r) => ({ id: r.id, model: r.model, state: r.state, slots: r.slots }))
@@ -112,12 +118,14 @@ export async function status (api: string): Promise<StatusData> {
 
 /** Plain, stable columns: readable on a terminal and by `cut`/`awk`. */
 export function formatStatus (data: StatusData): string {
-  const rows = [['NAME', 'PEER', 'LINK', 'API', 'MODELS', 'RUNNERS']]
+  const rows = [['NAME', 'PEER', 'STATE', 'LINK', 'HEARD', 'API', 'MODELS', 'RUNNERS']]
   for (const n of data.nodes) {
     rows.push([
       n.self ? `${n.name} (this)` : n.name,
       `…${n.peerId.slice(-10)}`,
+      n.state,
       n.self ? 'self' : n.connected ? 'connected' : 'unreachable',
+      n.self ? '-' : n.heartbeatAgeMs == null ? 'never' : `${(n.heartbeatAgeMs / 1000).toFixed(1)}s ago`,
       n.api,
       n.models.join(',') || '-',
       n.runners.map((r) => `${r.model}:${r.state}`).join(',') || '-'

@@ -15,6 +15,7 @@ commands:
              --api-port PORT      HTTP API port (default 11435, 0 = any free port)
              --listen MULTIADDR   libp2p listen address (repeatable)
              --bootstrap MULTIADDR  peer to join (repeatable)
+             --no-mdns            no multicast discovery (bootstrap addresses only)
              --model [NAME=]PATH  GGUF model to serve (repeatable)
              --llama-server BIN   llama-server binary
              --slots N            parallel slots per runner
@@ -56,6 +57,7 @@ async function up (args: string[]): Promise<undefined> {
       'api-port': { type: 'string' },
       listen: { type: 'string', multiple: true },
       bootstrap: { type: 'string', multiple: true },
+      'no-mdns': { type: 'boolean' },
       model: { type: 'string', multiple: true },
       'llama-server': { type: 'string' },
       slots: { type: 'string' },

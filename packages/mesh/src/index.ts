@@ -1,4 +1,5 @@
-export { Mesh, type MeshInit, type StreamHandler } from './mesh.js'
+export { Mesh, type MeshInit, type MeshStats, type StreamHandler } from './mesh.js'
+export { Membership, MemberStates, LAN_TIMINGS, type Member, type MemberState, type MembershipTimings } from './membership.js'
 export { loadOrCreateKey, peerIdOfKey } from './identity.js'
 export * from './constants.js'
 export { requestInfer, serveInfer, type InferReply, type InferResponse } from './infer-stream.js'

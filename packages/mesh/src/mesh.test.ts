@@ -31,7 +31,10 @@ afterEach(async () => { await Promise.all(started.splice(0).map(async (m) => { a
 async function startMesh (bootstrap: string[] = []): Promise<{ mesh: Mesh, doc: ClusterDoc }> {
   const privateKey = await generateKeyPair('Ed25519')
   const doc = new ClusterDoc(peerIdFromPrivateKey(privateKey).toString())
-  const mesh = new Mesh({ clusterId: 'test', privateKey, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, doc, logger })
+  const mesh = new Mesh({
+    clusterId: 'test', privateKey, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, doc, logger,
+    incarnation: Date.now(), metrics: () => ({ slotsBusy: 0, slotsTotal: 1, queueDepth: 0, tokensPerSec: 0, latencyMs: 0, successRate: 1, claims: {} })
+  })
   await mesh.start()
   started.push(mesh)
   return { mesh, doc }
@@ -48,6 +51,16 @@ describe('Mesh on loopback', () => {
     a.doc.setSelf(record(a.mesh.peerId, 'changed'))
     await until(() => b.doc.get(a.mesh.peerId)?.models[0]?.name === 'changed')
     expect(a.doc.get(b.mesh.peerId)?.models[0]?.name).toBe('model-b')
+  })
+
+  it('hears heartbeats: peers are alive, and a graceful leave is seen as left at once', async () => {
+    const a = await startMesh()
+    const b = await startMesh(a.mesh.addrs())
+    await until(() => a.mesh.membership.get(b.mesh.peerId)?.state === 'alive' && b.mesh.membership.get(a.mesh.peerId)?.state === 'alive')
+    expect(a.mesh.membership.get(b.mesh.peerId)?.metrics.slotsTotal).toBe(1)
+    await b.mesh.leave()
+    await until(() => a.mesh.membership.get(b.mesh.peerId)?.state === 'left')
+    expect(a.mesh.membership.isUsable(b.mesh.peerId)).toBe(false)
   })
 
   it('carries an inference request and a streamed response over /llmesh/infer/1', async () => {

@@ -82,6 +82,28 @@ describe('ClusterDoc', () => {
     expect(b.applyRemote(Y.encodeStateAsUpdate(forger), 'x')).toEqual({ applied: false, reason: 'foreign-entry' })
   })
 
+  it('accepts a peer deleting another peer\'s entry only where the pruning rule allows it', () => {
+    const a = new ClusterDoc('a')
+    const b = new ClusterDoc('b')
+    const c = new ClusterDoc('c')
+    a.setSelf(record('a'))
+    for (const d of [b, c]) d.applyRemote(a.snapshot())
+    const deltas: Uint8Array[] = []
+    b.onLocalUpdate((u) => deltas.push(u))
+    expect(b.prune(['a'])).toBe(1)
+    expect(c.applyRemote(deltas[0]!, 'b')).toEqual({ applied: false, reason: 'foreign-delete' })
+    expect(c.get('a')).toBeDefined()
+    c.mayPrune = (key, sender) => key === 'a' && sender === 'b'
+    expect(c.applyRemote(deltas[0]!, 'b')).toEqual({ applied: true })
+    expect(c.get('a')).toBeUndefined()
+    // the pruned peer comes back and writes its entry again
+    a.onLocalUpdate((u) => expect(c.applyRemote(u, 'a').applied).toBe(true))
+    c.applyRemote(b.diff(a.stateVector()))
+    a.applyRemote(b.diff(a.stateVector()))
+    a.setSelf(record('a', ['back']))
+    expect(c.get('a')?.models[0]?.name).toBe('back')
+  })
+
   it('drops garbage and nested types without throwing', () => {
     const a = new ClusterDoc('a')
     expect(a.applyRemote(new Uint8Array([1, 2, 3, 250, 251]), 'b').applied).toBe(false)

@@ -32,6 +32,11 @@ export class ClusterDoc {
   private readonly listeners = new Set<(update: Uint8Array) => void>()
   /** remote updates dropped, by reason */
   readonly rejected = new Map<RejectReason, number>()
+  /**
+   * Whether a peer may delete another peer's entry (pruning a long-dead host). Deny by
+   * default; the mesh installs its deterministic pruning rule here.
+   */
+  mayPrune: (key: string, sender: string) => boolean = () => false
 
   constructor (peerId: string, snapshot?: Uint8Array) {
     this.peerId = peerId
@@ -52,14 +57,33 @@ export class ClusterDoc {
     return () => this.listeners.delete(fn)
   }
 
-  /** Writes this peer's own record; a no-op when nothing but `updatedAt` would change. */
-  setSelf (record: NodeRecord): boolean {
+  /**
+   * Writes this peer's own record; a no-op when nothing but `updatedAt` would change, unless
+   * `force` (the periodic refresh that keeps a live entry from being pruned).
+   */
+  setSelf (record: NodeRecord, force = false): boolean {
     if (record.peerId !== this.peerId) throw new Error('a peer writes only its own record')
     const current = this.nodes.get(this.peerId) as NodeRecord | undefined
-    if (current != null && sameRecord(current, record)) return false
+    if (!force && current != null && sameRecord(current, record)) return false
     this.nodes.set(this.peerId, record)
     this.clientKey.set(this.doc.clientID, this.peerId)
     return true
+  }
+
+  /**
+   * Deletes the entries of long-gone peers. Only the peer chosen by the pruning rule calls
+   * this; every receiver re-checks the rule through `mayPrune` before accepting.
+   */
+  prune (peerIds: string[]): number {
+    let n = 0
+    this.doc.transact(() => {
+      for (const id of peerIds) {
+        if (id === this.peerId || !this.nodes.has(id)) continue
+        this.nodes.delete(id)
+        n++
+      }
+    })
+    return n
   }
 
   /** Validated records of every peer, own included. Entries that fail the schema are skipped. */
@@ -151,7 +175,7 @@ export class ClusterDoc {
     if (sender != null) {
       for (const client of decoded.ds.clients.keys()) {
         const key = keyOfClient(client)
-        if (key != null && key !== sender) return 'foreign-delete'
+        if (key != null && key !== sender && !this.mayPrune(key, sender)) return 'foreign-delete'
       }
     }
     return undefined

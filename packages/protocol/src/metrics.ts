@@ -1,0 +1,39 @@
+import { z } from 'zod'
+
+/**
+ * Fast-changing numbers of one peer, sent on the metrics topic a few times a second. They
+ * never enter the cluster document (which would grow without bound); last writer wins per
+ * peer, ordered by (incarnation, seq), and they expire on their own.
+ */
+export const PeerMetricsSchema = z.object({
+  /** requests being served by this host's runners now */
+  slotsBusy: z.number().int().nonnegative().default(0),
+  /** parallel slots of this host's ready runners */
+  slotsTotal: z.number().int().nonnegative().default(0),
+  /** requests waiting for a slot on this host */
+  queueDepth: z.number().int().nonnegative().default(0),
+  /** generated tokens per second, EWMA over recent requests */
+  tokensPerSec: z.number().nonnegative().default(0),
+  /** time to first token, ms, EWMA */
+  latencyMs: z.number().nonnegative().default(0),
+  /** share of recent requests that succeeded, 0..1 */
+  successRate: z.number().min(0).max(1).default(1),
+  /** this peer's in-flight requests as a router, per target peer id ("routing claims") */
+  claims: z.record(z.string().max(128), z.number().int().nonnegative()).default({})
+})
+export type PeerMetrics = z.infer<typeof PeerMetricsSchema>
+
+export const HeartbeatSchema = z.object({
+  v: z.literal(1),
+  /** the sender's start time, ms: a restarted agent's heartbeats win over its old ones */
+  incarnation: z.number().nonnegative(),
+  /** increases by one per heartbeat within an incarnation */
+  seq: z.number().int().nonnegative(),
+  /** 'left' is sent once on graceful shutdown */
+  status: z.enum(['alive', 'left']),
+  metrics: PeerMetricsSchema
+})
+export type Heartbeat = z.infer<typeof HeartbeatSchema>
+
+/** Largest heartbeat accepted, bytes. */
+export const MAX_HEARTBEAT_BYTES = 64 * 1024
