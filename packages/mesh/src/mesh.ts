@@ -9,7 +9,7 @@ import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
-import type { Connection, PeerId, PrivateKey, Stream } from '@libp2p/interface'
+import type { Connection, PeerDiscovery, PeerId, PeerInfo, PrivateKey, Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import {
   SYNC_PROTOCOL, INFER_PROTOCOL, HeartbeatSchema, MAX_HEARTBEAT_BYTES, metricsTopic, stateTopic,
@@ -114,10 +114,12 @@ export class Mesh {
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
       connectionMonitor: { pingInterval: PING_INTERVAL_MS },
-      peerDiscovery: this.init.mdns?.enabled === true
-        ? [mdns({ serviceTag: `_llmesh-${this.init.clusterId}._udp.local`, interval: this.init.mdns.intervalMs ?? MDNS_INTERVAL_MS })]
-        : [],
       services: {
+        // a service rather than a peerDiscovery entry, so its 'peer' events reach us for peers
+        // libp2p already knows (the node-level 'peer:discovery' fires only for new ones)
+        ...(this.init.mdns?.enabled === true
+          ? { mdns: mdns({ serviceTag: `_llmesh-${this.init.clusterId}._udp.local`, interval: this.init.mdns.intervalMs ?? MDNS_INTERVAL_MS }) }
+          : {}),
         identify: identify(),
         ping: ping(),
         pubsub: gossipsub({
@@ -170,14 +172,17 @@ export class Mesh {
       // a peer just subscribed: tell it at once that we are alive instead of at the next tick
       if (evt.detail.subscriptions.some((s) => s.subscribe && s.topic === mTopic)) void this.sendHeartbeat('alive')
     })
-    node.addEventListener('peer:discovery', (evt) => {
-      // libp2p does not redial a known peer after a partition: every discovery answer is a chance to
+    // libp2p does not redial a known peer after a partition: every discovery answer is a chance to
+    const redial = (evt: CustomEvent<PeerInfo>): void => {
       const { id, multiaddrs } = evt.detail
       if (this.stopped || id.equals(node.peerId) || node.getConnections(id).length > 0) return
       node.dial(multiaddrs.length > 0 ? multiaddrs : id).catch((err: unknown) => {
         this.log.debug({ peer: id.toString(), err: (err as Error).message }, 'dial after discovery failed')
       })
-    })
+    }
+    node.addEventListener('peer:discovery', redial)
+    const discovery = (node.services as Partial<Record<'mdns', PeerDiscovery>>).mdns
+    discovery?.addEventListener('peer', redial)
 
     this.dialBootstrap()
     this.every(this.init.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS, () => { this.sendHeartbeat('alive') })
