@@ -33,7 +33,7 @@ function httpError (err: unknown): LlmeshError {
 export function buildHttpServer (agent: Agent): FastifyInstance {
   const app = Fastify({
     loggerInstance: agent.log.child({ component: 'http' }) as FastifyBaseLogger,
-    disableRequestLogging: true,
+    logController: new Fastify.LogController({ disableRequestLogging: true }),
     bodyLimit: agent.config.api.bodyLimit,
     genReqId: () => randomUUID().slice(0, 8)
   })
