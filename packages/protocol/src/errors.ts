@@ -18,7 +18,9 @@ export const ErrorCodes = {
   /** a peer sent a frame the protocol does not allow */
   PROTOCOL_ERROR: { status: 502, type: 'server_error' },
   /** anything not foreseen */
-  INTERNAL: { status: 500, type: 'server_error' }
+  INTERNAL: { status: 500, type: 'server_error' },
+  /** a runner produced no token for its stall timeout; the stream was aborted */
+  STALLED: { status: 504, type: 'server_error' }
 } as const satisfies Record<string, { status: number, type: string }>
 
 export type ErrorCode = keyof typeof ErrorCodes

@@ -1,183 +1,216 @@
-import { spawn, type ChildProcess } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
-import type { Logger } from 'pino'
-import { LlmeshError, type RunnerInfo, type RunnerState } from '@llmesh/protocol'
+import { LlmeshError } from '@llmesh/protocol'
+import { BaseRunner, PermanentRunnerError, type RunnerCommonInit, type UpstreamResponse } from './base-runner.js'
+import { DEFAULT_CTX_SIZE, DEFAULT_SLOTS, DEFAULT_START_TIMEOUT_MS, START_POLL_MS, STOP_GRACE_MS } from './constants.js'
 import { freePort } from './port.js'
-import type { Runner, RunnerPath, RunnerResponse } from './runner.js'
+import { RunnerProcess } from './process.js'
+import type { RunnerDescription, RunnerPath } from './runner.js'
 
-/** Parallel slots (`--parallel`): requests one runner serves at once. @default 2 */
-export const DEFAULT_SLOTS = 2
-/** Total context (`-c`), shared by the slots. @default 4096 tokens */
-export const DEFAULT_CTX_SIZE = 4096
-/** Loading a model that does not answer /health with 200 in this time fails the start. @default 300000 ms */
-export const DEFAULT_START_TIMEOUT_MS = 300_000
-/** A stopping runner that has not exited after SIGTERM gets SIGKILL after this. @default 5000 ms */
-export const STOP_GRACE_MS = 5000
-/** Poll interval of /health while the model loads. @default 100 ms */
-const HEALTH_POLL_MS = 100
+export { DEFAULT_CTX_SIZE, DEFAULT_SLOTS, DEFAULT_START_TIMEOUT_MS, STOP_GRACE_MS } from './constants.js'
 
-export interface LlamaServerInit {
-  id: string
+export interface LlamaServerInit extends RunnerCommonInit {
   /** path of the `llama-server` binary */
   binary: string
   modelPath: string
   /** name the mesh knows the model by; passed as `--alias` so responses carry it */
   modelName: string
+  /** `--parallel`. @default 2 */
   slots?: number
+  /** total context `-c`, shared by the slots. @default 4096 tokens */
   ctxSize?: number
   /** `-ngl`; undefined leaves llama-server's default */
   gpuLayers?: number
+  /** `-t`; undefined leaves llama-server's default (all cores) */
+  threads?: number
+  /**
+   * rpc-servers (host:port) that hold part of the layers: this llama-server is then the
+   * coordinator of a split model, started once and reused like any runner.
+   */
+  rpc?: string[]
+  /** further llama-server arguments, appended last (e.g. `--tensor-split`) */
+  extraArgs?: string[]
+  /** a model that is not healthy in this time fails the start. @default 300000 ms */
   startTimeoutMs?: number
-  logger: Logger
 }
 
+/** One `/slots` entry of llama-server. */
+interface SlotState { id: number, is_processing: boolean }
+
 /**
- * One `llama-server` process serving one model on an allocated loopback port. Started once and
- * reused for every request of its model.
+ * One `llama-server` process serving one model on an allocated loopback port (never a fixed
+ * one: two runners and the agent never clash). Started once and reused for every request of its
+ * model; a crash (exit, failed /health) restarts it with backoff on a new port.
  */
-export class LlamaServerRunner implements Runner {
-  readonly id: string
+export class LlamaServerRunner extends BaseRunner {
   readonly kind = 'llama-server' as const
   readonly model: string
   private readonly init: LlamaServerInit
-  private readonly log: Logger
-  private child?: ChildProcess
+  private proc?: RunnerProcess
   private pool?: Pool
   private _port = 0
-  private _state: RunnerState = 'stopped'
-  private readonly stateListeners = new Set<(state: RunnerState) => void>()
-  private readonly stderrTail: string[] = []
 
   constructor (init: LlamaServerInit) {
+    super(init)
     this.init = init
-    this.id = init.id
     this.model = init.modelName
-    this.log = init.logger.child({ component: 'runner', runner: init.id })
   }
 
-  get state (): RunnerState { return this._state }
   get port (): number { return this._port }
   get baseUrl (): string { return `http://127.0.0.1:${this._port}` }
-  get slots (): number { return this.init.slots ?? DEFAULT_SLOTS }
+  override get slots (): number { return this.init.slots ?? DEFAULT_SLOTS }
+  /** PID of the llama-server process, for tests and `llmesh status`. */
+  get pid (): number | undefined { return this.proc?.alive === true ? this.proc.pid : undefined }
 
-  info (): RunnerInfo {
-    return { id: this.id, kind: this.kind, model: this.model, state: this._state, slots: this.slots }
-  }
-
-  onState (fn: (state: RunnerState) => void): () => void {
-    this.stateListeners.add(fn)
-    return () => this.stateListeners.delete(fn)
-  }
-
-  private setState (state: RunnerState): void {
-    if (state === this._state) return
-    this.log.info({ from: this._state, to: state }, 'runner state')
-    this._state = state
-    for (const fn of this.stateListeners) fn(state)
-  }
-
-  async start (): Promise<void> {
-    if (this.child != null) return
-    this.setState('starting')
-    this._port = await freePort()
+  /** The command line of the next launch (without the binary). */
+  args (port: number): string[] {
     const args = [
       '-m', this.init.modelPath,
       '--alias', this.init.modelName,
       '--host', '127.0.0.1',
-      '--port', String(this._port),
+      '--port', String(port),
       '--parallel', String(this.slots),
       '-c', String(this.init.ctxSize ?? DEFAULT_CTX_SIZE),
       '--metrics'
     ]
     if (this.init.gpuLayers != null) args.push('-ngl', String(this.init.gpuLayers))
-    this.log.info({ binary: this.init.binary, port: this._port, slots: this.slots }, 'starting llama-server')
-    const child = spawn(this.init.binary, args, { stdio: ['ignore', 'ignore', 'pipe'] })
-    this.child = child
-    child.stderr?.on('data', (buf: Buffer) => {
-      for (const line of buf.toString('utf8').split('\n')) {
-        if (line.trim() === '') continue
-        this.stderrTail.push(line)
-        if (this.stderrTail.length > 30) this.stderrTail.shift()
-      }
-    })
-    const exited = new Promise<never>((_resolve, reject) => {
-      const fail = (why: string): void => {
-        reject(new LlmeshError('RUNNER_FAILED', `llama-server ${why}:\n${this.stderrTail.slice(-10).join('\n')}`))
-      }
-      child.once('error', (err) => { fail(`could not start (${err.message})`) })
-      child.once('exit', (code, signal) => { fail(`exited (code ${code}, signal ${signal})`) })
-    })
-    exited.catch(() => {}) // observed below and by the exit handler
-    child.once('exit', (code, signal) => {
-      this.child = undefined
-      void this.pool?.close()
-      this.pool = undefined
-      if (this._state !== 'stopped') {
-        this.log.error({ code, signal }, 'llama-server exited')
-        this.setState('failed')
-      }
-    })
-    this.pool = new Pool(this.baseUrl, { connections: this.slots * 2, pipelining: 1 })
-    await Promise.race([this.waitHealthy(), exited])
-    this.setState('ready')
+    if (this.init.threads != null) args.push('-t', String(this.init.threads))
+    if (this.init.rpc != null && this.init.rpc.length > 0) args.push('--rpc', this.init.rpc.join(','))
+    args.push(...(this.init.extraArgs ?? []))
+    return args
   }
 
-  private async waitHealthy (): Promise<void> {
-    const deadline = Date.now() + (this.init.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS)
-    while (Date.now() < deadline) {
-      if (this.child == null) throw new LlmeshError('RUNNER_FAILED', 'llama-server exited while loading')
+  protected async launch (): Promise<void> {
+    const gen = this.currentGeneration
+    this._port = await freePort()
+    const args = this.args(this._port)
+    this.log.info({ binary: this.init.binary, port: this._port, slots: this.slots }, 'starting llama-server')
+    const proc = new RunnerProcess(this.init.binary, args)
+    this.proc = proc
+    this.pool = new Pool(this.baseUrl, { connections: this.slots * 2 + 2, pipelining: 1 })
+    void proc.exited.then(() => {
+      if (this.proc !== proc) return
+      this.fail(`llama-server ${proc.describeExit()}${proc.exit?.error == null ? `:\n${proc.stderrTail()}` : ''}`, proc.exit?.error != null)
+    })
+    const exited = proc.exited.then((exit) => {
+      const why = `llama-server ${proc.describeExit()}`
+      if (exit.error != null) throw new PermanentRunnerError(`${why}: is ${this.init.binary} a llama-server binary?`, { cause: exit.error })
+      throw new LlmeshError('RUNNER_FAILED', `${why} while loading:\n${proc.stderrTail()}`)
+    })
+    exited.catch(() => {})
+    await Promise.race([this.waitHealthy(gen), exited])
+  }
+
+  private async waitHealthy (gen: number): Promise<void> {
+    const limit = this.init.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS
+    const deadline = Date.now() + limit
+    while (Date.now() < deadline && this.isCurrent(gen)) {
+      const pool = this.pool
+      if (pool == null) break
       try {
-        const res = await this.pool!.request({ path: '/health', method: 'GET', headersTimeout: 2000, bodyTimeout: 2000 })
+        const res = await pool.request({ path: '/health', method: 'GET', headersTimeout: 2000, bodyTimeout: 2000 })
         await res.body.dump()
         if (res.statusCode === 200) return
-        if (res.statusCode === 503) this.setState('loading')
+        if (res.statusCode === 503 && this.isCurrent(gen)) this.setState('loading')
       } catch {
         // not listening yet
       }
-      await sleep(HEALTH_POLL_MS)
+      await sleep(START_POLL_MS)
     }
-    await this.stop()
-    throw new LlmeshError('RUNNER_FAILED', `llama-server did not become healthy in ${this.init.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS} ms`)
+    if (!this.isCurrent(gen)) throw new LlmeshError('RUNNER_FAILED', 'llama-server start was cancelled')
+    throw new LlmeshError('RUNNER_FAILED', `llama-server did not become healthy in ${limit} ms`)
   }
 
-  async infer (path: RunnerPath, body: Record<string, unknown>, signal?: AbortSignal): Promise<RunnerResponse> {
+  protected async shutdown (): Promise<void> {
+    const proc = this.proc
     const pool = this.pool
-    if (pool == null || this._state !== 'ready') throw new LlmeshError('NO_CAPACITY', `runner ${this.id} is ${this._state}`)
-    let res
-    try {
-      res = await pool.request({
-        path,
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ ...body, model: this.model }),
-        signal,
-        // a model may think for a while before its first token; stall detection comes later
-        headersTimeout: 0,
-        bodyTimeout: 0
-      })
-    } catch (err) {
-      throw new LlmeshError('RUNNER_FAILED', `llama-server request failed: ${(err as Error).message}`, { cause: err })
-    }
-    const contentType = String(res.headers['content-type'] ?? 'application/json')
-    return { status: res.statusCode, contentType, body: res.body }
-  }
-
-  async stop (): Promise<void> {
-    this.setState('stopped')
-    const child = this.child
-    if (child == null) return
-    const gone = new Promise<void>((resolve) => child.once('exit', () => { resolve() }))
-    child.kill('SIGTERM')
-    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS)
-    await gone
-    clearTimeout(timer)
-    await this.pool?.close()
     this.pool = undefined
+    await proc?.kill(STOP_GRACE_MS)
+    await pool?.destroy().catch(() => {})
   }
 
-  /** PID of the llama-server process, for tests and `llmesh status`. */
-  get pid (): number | undefined {
-    return this.child?.pid
+  protected async check (timeoutMs: number): Promise<string | undefined> {
+    if (this.proc?.alive !== true) return `llama-server ${this.proc?.describeExit() ?? 'not started'}`
+    const pool = this.pool
+    if (pool == null) return 'not started'
+    const res = await pool.request({ path: '/health', method: 'GET', headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) })
+    await res.body.dump()
+    return res.statusCode === 200 ? undefined : `/health answered ${res.statusCode}`
   }
+
+  protected override crashContext (): string | undefined {
+    const proc = this.proc
+    if (proc == null) return undefined
+    return proc.alive ? undefined : `llama-server ${proc.describeExit()}`
+  }
+
+  protected override details (): Partial<RunnerDescription> {
+    return { address: this.baseUrl, port: this._port, ...(this.pid != null ? { pid: this.pid } : {}) }
+  }
+
+  protected async open (path: RunnerPath, body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse> {
+    const pool = this.pool
+    if (pool == null) throw new LlmeshError('NO_CAPACITY', `runner ${this.id} is ${this.state}`)
+    const res = await pool.request({
+      path,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ ...body, model: this.model }),
+      signal,
+      // time limits are the stall watch's job (first token, gap between tokens)
+      headersTimeout: 0,
+      bodyTimeout: 0
+    })
+    return { status: res.statusCode, contentType: String(res.headers['content-type'] ?? 'application/json'), body: res.body }
+  }
+
+  private async getJson<T> (path: string, timeoutMs = 5000): Promise<{ status: number, json: T | undefined }> {
+    const pool = this.pool
+    if (pool == null) throw new LlmeshError('NO_CAPACITY', `runner ${this.id} is ${this.state}`)
+    const res = await pool.request({ path, method: 'GET', headersTimeout: timeoutMs, bodyTimeout: timeoutMs })
+    const text = await res.body.text()
+    let json: T | undefined
+    try { json = JSON.parse(text) as T } catch { json = undefined }
+    return { status: res.statusCode, json }
+  }
+
+  /** Slots busy now, from llama-server's `/slots` (llmesh's own count when /slots is off). */
+  protected override async runnerBusy (): Promise<number | undefined> {
+    const { status, json } = await this.getJson<SlotState[]>('/slots')
+    if (status !== 200 || !Array.isArray(json)) return undefined
+    return json.filter((s) => s.is_processing).length
+  }
+
+  /** llama-server's `/props`: `total_slots`, chat template, build... */
+  async props (): Promise<Record<string, unknown>> {
+    const { status, json } = await this.getJson<Record<string, unknown>>('/props')
+    if (status !== 200 || json == null) throw new LlmeshError('RUNNER_FAILED', `/props answered ${status}`)
+    return json
+  }
+
+  /**
+   * llama-server's Prometheus counters (`--metrics`), e.g. `llamacpp:prompt_tokens_total`,
+   * `llamacpp:tokens_predicted_total`, `llamacpp:requests_processing`.
+   */
+  async metrics (): Promise<Record<string, number>> {
+    const pool = this.pool
+    if (pool == null) throw new LlmeshError('NO_CAPACITY', `runner ${this.id} is ${this.state}`)
+    const res = await pool.request({ path: '/metrics', method: 'GET', headersTimeout: 5000, bodyTimeout: 5000 })
+    const text = await res.body.text()
+    if (res.statusCode !== 200) throw new LlmeshError('RUNNER_FAILED', `/metrics answered ${res.statusCode}`)
+    return parsePrometheus(text)
+  }
+}
+
+/** Parses Prometheus text exposition: `name{labels} value` lines; comments skipped. */
+export function parsePrometheus (text: string): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || line.trim() === '') continue
+    const m = /^([^\s{]+(?:\{[^}]*\})?)\s+(\S+)/.exec(line)
+    if (m?.[1] == null || m[2] == null) continue
+    const value = Number(m[2])
+    if (!Number.isNaN(value)) out[m[1]] = value
+  }
+  return out
 }

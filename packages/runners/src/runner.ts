@@ -6,11 +6,54 @@ export type RunnerPath = '/v1/chat/completions'
 export interface RunnerResponse {
   status: number
   contentType: string
-  /** the runner's bytes as they arrive (SSE when streaming) */
+  /**
+   * The runner's bytes as they arrive (SSE when streaming). Iterating it may throw an
+   * LlmeshError: STALLED (no token for the stall timeout) or RUNNER_FAILED (the runner died
+   * mid-stream). Breaking out of the loop aborts the upstream request.
+   */
   body: AsyncIterable<Uint8Array>
 }
 
-/** One local inference server for one model. Adapters: llama-server (more to come). */
+/** Result of one health check. */
+export interface RunnerHealth {
+  ok: boolean
+  state: RunnerState
+  /** why not ok, one line */
+  detail?: string
+}
+
+/** How many requests a runner can take now. */
+export interface RunnerCapacity {
+  /** parallel slots the runner has */
+  slots: number
+  /** slots processing a request now (runner's own view where it has one, else llmesh's count) */
+  busy: number
+  /** requests llmesh has in flight on this runner (may exceed slots: the runner queues them) */
+  inflight: number
+}
+
+/** Local detail of a runner: for the admin API and logs, never published (it holds ports, pids). */
+export interface RunnerDescription extends RunnerInfo {
+  /** loopback URL of an HTTP runner, or host:port of an rpc-server */
+  address?: string
+  port?: number
+  pid?: number
+  inflight: number
+  stalls: number
+}
+
+/** Listener of state changes: the new state and the runner's published info. */
+export type RunnerStateListener = (state: RunnerState, info: RunnerInfo) => void
+
+/**
+ * One local inference server for one model. Adapters: llama-server, rpc-server, embedded
+ * llama.cpp (node-llama-cpp), Ollama, mlx_lm.server.
+ *
+ * Life cycle: `start()` brings it to 'ready' (through 'starting' / 'loading'); while started, a
+ * crash (process exit, failed health checks, repeated stalls) sets 'failed' and the runner
+ * restarts itself with capped exponential backoff; `stop()` ends it for good ('stopped').
+ * 'busy' means every slot has a request (more are queued by the runner, not refused).
+ */
 export interface Runner {
   readonly id: string
   readonly kind: RunnerInfo['kind']
@@ -18,7 +61,13 @@ export interface Runner {
   readonly state: RunnerState
   start (): Promise<void>
   stop (): Promise<void>
+  /** checks the runner now (HTTP /health, TCP connect, ...) */
+  health (): Promise<RunnerHealth>
+  capacity (): Promise<RunnerCapacity>
+  /** what goes into the NodeRecord */
   info (): RunnerInfo
-  onState (fn: (state: RunnerState) => void): () => void
+  /** local detail (address, pid, counters) */
+  describe (): RunnerDescription
+  onState (fn: RunnerStateListener): () => void
   infer (path: RunnerPath, body: Record<string, unknown>, signal?: AbortSignal): Promise<RunnerResponse>
 }

@@ -1,0 +1,356 @@
+import type { Logger } from 'pino'
+import { LlmeshError, type RunnerInfo, type RunnerState } from '@llmesh/protocol'
+import { backoffDelay, type BackoffOptions } from './backoff.js'
+import {
+  DEFAULT_FIRST_TOKEN_TIMEOUT_MS,
+  DEFAULT_HEALTH_FAILURES,
+  DEFAULT_HEALTH_INTERVAL_MS,
+  DEFAULT_HEALTH_TIMEOUT_MS,
+  DEFAULT_NON_STREAM_TIMEOUT_MS,
+  DEFAULT_SLOTS,
+  DEFAULT_STALL_TIMEOUT_MS,
+  DEFAULT_STALLS_BEFORE_UNHEALTHY,
+  RESTART_RESET_AFTER_MS
+} from './constants.js'
+import type {
+  Runner,
+  RunnerCapacity,
+  RunnerDescription,
+  RunnerHealth,
+  RunnerPath,
+  RunnerResponse,
+  RunnerStateListener
+} from './runner.js'
+import { watchStalls } from './stall.js'
+
+/** Options every runner takes: identity, stall detection, health checks, restart policy. */
+export interface RunnerCommonInit {
+  id: string
+  logger: Logger
+  /** parallel requests the runner serves. @default 2 (adapters may differ) */
+  slots?: number
+  /** no chunk for this long in a started stream aborts it with STALLED. @default 30000 ms */
+  stallTimeoutMs?: number
+  /** wait for the head and first chunk of a streaming response. @default 120000 ms */
+  firstTokenTimeoutMs?: number
+  /** whole-response limit of a non-streaming request. @default 600000 ms */
+  nonStreamTimeoutMs?: number
+  /** consecutive stalls that mark the runner failed (and restart it). @default 3 */
+  stallsBeforeUnhealthy?: number
+  /** interval of health checks while ready. @default 5000 ms */
+  healthIntervalMs?: number
+  /** one health check's time limit. @default 3000 ms */
+  healthTimeoutMs?: number
+  /** consecutive failed health checks that count as a crash. @default 3 */
+  healthFailures?: number
+  /** restart delays; `false` disables restarting (a failed runner stays failed). */
+  restart?: BackoffOptions | false
+  /** random source of the restart jitter (tests inject one). @default Math.random */
+  random?: () => number
+}
+
+/** What an adapter's `open` returns: the upstream response before stall watching. */
+export interface UpstreamResponse {
+  status: number
+  contentType: string
+  body: AsyncIterable<Uint8Array>
+}
+
+/** A failure that restarting cannot fix (binary not found, bad config): no restart is scheduled. */
+export class PermanentRunnerError extends LlmeshError {
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('RUNNER_FAILED', message, options)
+  }
+}
+
+/**
+ * The state machine, supervision and stall detection shared by every adapter. An adapter
+ * implements `launch` (bring it up, resolve when it serves), `shutdown` (idempotent), `check`
+ * (one health probe) and `open` (one upstream request); this class does the rest:
+ *
+ * - states: stopped -> starting (-> loading) -> ready <-> busy; any -> failed -> starting ...
+ * - a failure while started (`fail`: process exit, failed health checks, repeated stalls, a
+ *   failed launch) sets 'failed', shuts the runner down and restarts it after an exponential
+ *   backoff with jitter, capped; being ready for RESTART_RESET_AFTER_MS resets the backoff;
+ * - `infer` counts requests in flight (busy when they fill the slots) and wraps the response
+ *   body with stall detection.
+ */
+export abstract class BaseRunner implements Runner {
+  readonly id: string
+  abstract readonly kind: RunnerInfo['kind']
+  abstract readonly model: string
+  protected readonly log: Logger
+  protected readonly common: RunnerCommonInit
+  private _state: RunnerState = 'stopped'
+  private readonly listeners = new Set<RunnerStateListener>()
+  private wanted = false
+  private generation = 0
+  private firstStart?: Promise<void>
+  private restartTimer?: NodeJS.Timeout
+  private healthTimer?: NodeJS.Timeout
+  private healthRunning = false
+  private healthFails = 0
+  private attempt = 0
+  private readyAt = 0
+  private _restarts = 0
+  private _lastError?: string
+  private _inflight = 0
+  /** consecutive stalls, reset by a stream that completes */
+  private _stalls = 0
+
+  constructor (common: RunnerCommonInit) {
+    this.common = common
+    this.id = common.id
+    this.log = common.logger.child({ component: 'runner', runner: common.id })
+  }
+
+  get state (): RunnerState { return this._state }
+  get slots (): number { return this.common.slots ?? DEFAULT_SLOTS }
+  get restarts (): number { return this._restarts }
+  get lastError (): string | undefined { return this._lastError }
+  get inflight (): number { return this._inflight }
+
+  /** Bring the runner up: 'starting' (maybe 'loading') then 'ready'. */
+  protected abstract launch (): Promise<void>
+  /** Release everything `launch` acquired (kill the process, dispose the model). Idempotent. */
+  protected abstract shutdown (): Promise<void>
+  /** One health probe: undefined when healthy, else why not. */
+  protected abstract check (timeoutMs: number): Promise<string | undefined>
+  /** One upstream request; `signal` aborts it (stall, client gone). */
+  protected abstract open (path: RunnerPath, body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse>
+  /** Slots busy according to the runner itself, when it can tell. */
+  protected async runnerBusy (): Promise<number | undefined> { return undefined }
+  /** Local details for `describe()`. */
+  protected details (): Partial<RunnerDescription> { return {} }
+  /** Extra published fields for `info()`. */
+  protected extraInfo (): Partial<RunnerInfo> { return {} }
+  /** Why a request was lost, beyond the socket error (e.g. "llama-server exited: signal SIGKILL"). */
+  protected crashContext (): string | undefined { return undefined }
+
+  info (): RunnerInfo {
+    const info: RunnerInfo = { id: this.id, kind: this.kind, model: this.model, state: this._state, slots: this.slots, ...this.extraInfo() }
+    if (this._restarts > 0) info.restarts = this._restarts
+    if (this._lastError != null) info.lastError = this._lastError.slice(0, 512)
+    return info
+  }
+
+  describe (): RunnerDescription {
+    return { ...this.info(), inflight: this._inflight, stalls: this._stalls, ...this.details() }
+  }
+
+  onState (fn: RunnerStateListener): () => void {
+    this.listeners.add(fn)
+    return () => { this.listeners.delete(fn) }
+  }
+
+  protected setState (state: RunnerState): void {
+    if (state === this._state) return
+    this.log.info({ from: this._state, to: state }, 'runner state')
+    this._state = state
+    const info = this.info()
+    for (const fn of this.listeners) {
+      try {
+        fn(state, info)
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'runner state listener threw')
+      }
+    }
+  }
+
+  /** True while this launch is still the current one (not stopped, not superseded). */
+  protected isCurrent (generation: number): boolean {
+    return this.wanted && generation === this.generation
+  }
+
+  protected get currentGeneration (): number { return this.generation }
+
+  /**
+   * Starts the runner and resolves when it is ready. Rejects when the first launch fails; the
+   * runner then keeps restarting with backoff until `stop()` (unless the failure is permanent).
+   */
+  async start (): Promise<void> {
+    if (this.wanted && this.firstStart != null) return await this.firstStart
+    this.wanted = true
+    this.attempt = 0
+    this.firstStart = this.bringUp()
+    return await this.firstStart
+  }
+
+  private async bringUp (): Promise<void> {
+    const gen = ++this.generation
+    this.healthFails = 0
+    this.setState('starting')
+    try {
+      await this.launch()
+    } catch (err) {
+      if (!this.isCurrent(gen)) throw new LlmeshError('RUNNER_FAILED', `runner ${this.id} was stopped while starting`, { cause: err })
+      this.fail(`start failed: ${(err as Error).message}`, err instanceof PermanentRunnerError)
+      throw err
+    }
+    if (!this.isCurrent(gen)) return
+    this.readyAt = Date.now()
+    this._stalls = 0
+    this.setState(this.slots > 0 && this._inflight >= this.slots ? 'busy' : 'ready')
+    this.scheduleHealth(gen)
+  }
+
+  /**
+   * Marks the runner failed, shuts it down and, unless stopped or `permanent`, restarts it after
+   * a backoff. A runner already failed ignores further reports of the same failure.
+   */
+  protected fail (reason: string, permanent = false): void {
+    if (!this.wanted || this._state === 'failed' || this._state === 'stopped') return
+    this._lastError = reason.split('\n')[0]
+    this.log.error({ reason, permanent }, 'runner failed')
+    clearTimeout(this.healthTimer)
+    if (this.readyAt > 0 && Date.now() - this.readyAt >= RESTART_RESET_AFTER_MS) this.attempt = 0
+    this.readyAt = 0
+    const gen = this.generation
+    this.setState('failed')
+    void (async () => {
+      await this.shutdown().catch((err: unknown) => { this.log.warn({ err: (err as Error).message }, 'shutdown after failure') })
+      if (permanent || this.common.restart === false || !this.isCurrent(gen)) return
+      const delay = backoffDelay(this.attempt++, this.common.restart ?? {}, this.common.random)
+      this.log.info({ delayMs: delay, attempt: this.attempt }, 'restarting runner')
+      this.restartTimer = setTimeout(() => {
+        if (!this.isCurrent(gen)) return
+        this._restarts++
+        this.bringUp().catch(() => { /* fail() already recorded it and scheduled the next try */ })
+      }, delay)
+      this.restartTimer.unref()
+    })()
+  }
+
+  async stop (): Promise<void> {
+    this.wanted = false
+    this.generation++
+    this.firstStart = undefined
+    clearTimeout(this.restartTimer)
+    clearTimeout(this.healthTimer)
+    this.setState('stopped')
+    await this.shutdown()
+  }
+
+  private scheduleHealth (gen: number): void {
+    const interval = this.common.healthIntervalMs ?? DEFAULT_HEALTH_INTERVAL_MS
+    clearTimeout(this.healthTimer)
+    this.healthTimer = setTimeout(() => {
+      void this.healthTick(gen).finally(() => {
+        if (this.isCurrent(gen) && (this._state === 'ready' || this._state === 'busy')) this.scheduleHealth(gen)
+      })
+    }, interval)
+    this.healthTimer.unref()
+  }
+
+  private async healthTick (gen: number): Promise<void> {
+    if (this.healthRunning) return
+    this.healthRunning = true
+    try {
+      const why = await this.check(this.common.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS).catch((err: unknown) => (err as Error).message)
+      if (!this.isCurrent(gen) || (this._state !== 'ready' && this._state !== 'busy')) return
+      if (why == null) {
+        this.healthFails = 0
+        return
+      }
+      this.healthFails++
+      const limit = this.common.healthFailures ?? DEFAULT_HEALTH_FAILURES
+      this.log.warn({ why, fails: this.healthFails, limit }, 'health check failed')
+      if (this.healthFails >= limit) this.fail(`health check failed ${this.healthFails} times: ${why}`)
+    } finally {
+      this.healthRunning = false
+    }
+  }
+
+  async health (): Promise<RunnerHealth> {
+    if (this._state !== 'ready' && this._state !== 'busy') {
+      return { ok: false, state: this._state, ...(this._lastError != null ? { detail: this._lastError } : {}) }
+    }
+    const why = await this.check(this.common.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS).catch((err: unknown) => (err as Error).message)
+    return why == null ? { ok: true, state: this._state } : { ok: false, state: this._state, detail: why }
+  }
+
+  async capacity (): Promise<RunnerCapacity> {
+    const busy = await this.runnerBusy().catch(() => undefined)
+    return { slots: this.slots, busy: busy ?? Math.min(this._inflight, this.slots), inflight: this._inflight }
+  }
+
+  private updateBusy (): void {
+    if (this._state === 'ready' && this.slots > 0 && this._inflight >= this.slots) this.setState('busy')
+    else if (this._state === 'busy' && this._inflight < this.slots) this.setState('ready')
+  }
+
+  private noteStall (): void {
+    this._stalls++
+    const limit = this.common.stallsBeforeUnhealthy ?? DEFAULT_STALLS_BEFORE_UNHEALTHY
+    this.log.warn({ stalls: this._stalls, limit }, 'stream stalled')
+    if (this._stalls >= limit) this.fail(`stalled ${this._stalls} times in a row`)
+  }
+
+  /** Turns an upstream failure into the error a client sees. */
+  private lostRequest (err: unknown, signal: AbortSignal): unknown {
+    if (err instanceof LlmeshError) return err
+    if (signal.aborted && signal.reason instanceof LlmeshError) return signal.reason
+    const context = this.crashContext()
+    const message = (err as Error)?.message ?? String(err)
+    return new LlmeshError('RUNNER_FAILED', `runner ${this.id} (${this.kind}) lost the request: ${message}${context != null ? ` (${context})` : ''}`, { cause: err })
+  }
+
+  /**
+   * Sends one request to the runner. Only a 'ready' or 'busy' runner takes requests (a busy
+   * one queues them); others answer NO_CAPACITY. Iterate the returned body to its end or break
+   * out of the loop: that releases the request's slot count.
+   */
+  async infer (path: RunnerPath, body: Record<string, unknown>, signal?: AbortSignal): Promise<RunnerResponse> {
+    if (this._state !== 'ready' && this._state !== 'busy') {
+      throw new LlmeshError('NO_CAPACITY', `runner ${this.id} is ${this._state}${this._lastError != null ? ` (last error: ${this._lastError})` : ''}`)
+    }
+    const streaming = body['stream'] === true
+    const firstMs = streaming ? (this.common.firstTokenTimeoutMs ?? DEFAULT_FIRST_TOKEN_TIMEOUT_MS) : (this.common.nonStreamTimeoutMs ?? DEFAULT_NON_STREAM_TIMEOUT_MS)
+    const gapMs = streaming ? (this.common.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS) : firstMs
+    const ac = new AbortController()
+    const onCallerAbort = (): void => { ac.abort(signal?.reason) }
+    if (signal?.aborted === true) throw signal.reason
+    signal?.addEventListener('abort', onCallerAbort, { once: true })
+    this._inflight++
+    this.updateBusy()
+    let released = false
+    const release = (): void => {
+      if (released) return
+      released = true
+      signal?.removeEventListener('abort', onCallerAbort)
+      this._inflight--
+      this.updateBusy()
+    }
+
+    let headStalled = false
+    const headTimer = setTimeout(() => {
+      headStalled = true
+      ac.abort(new LlmeshError('STALLED', `${this.describeLabel()} sent no response for ${firstMs} ms; the request was aborted`))
+    }, firstMs)
+    let res: UpstreamResponse
+    try {
+      res = await this.open(path, body, ac.signal)
+    } catch (err) {
+      release()
+      if (headStalled) this.noteStall()
+      throw this.lostRequest(err, ac.signal)
+    } finally {
+      clearTimeout(headTimer)
+    }
+    const watched = watchStalls(res.body, {
+      firstChunkMs: firstMs,
+      gapMs,
+      label: this.describeLabel(),
+      abort: (reason) => { ac.abort(reason) },
+      onStall: () => { this.noteStall() },
+      onComplete: () => { this._stalls = 0 },
+      onSettled: release,
+      mapError: (err) => this.lostRequest(err, ac.signal)
+    })
+    return { status: res.status, contentType: res.contentType, body: watched }
+  }
+
+  private describeLabel (): string {
+    return `runner ${this.id} (${this.kind}, model ${this.model})`
+  }
+}

@@ -1,0 +1,390 @@
+import type { Logger } from 'pino'
+import type { Llama } from 'node-llama-cpp'
+import { LlmeshError, type Hardware, type ModelInfo } from '@llmesh/protocol'
+import type { BackoffOptions } from './backoff.js'
+import type { RunnerCommonInit } from './base-runner.js'
+import { describeModel, scanModelDir, scanOllamaStore, type LocalModel } from './catalog.js'
+import { DEFAULT_OLLAMA_REFRESH_MS, DEFAULT_OLLAMA_URL } from './constants.js'
+import { EmbeddedRunner, loadLlama } from './embedded.js'
+import { probeGpus, probeHardware, type GpuInfo, type GpuProbeOptions } from './hardware.js'
+import { LlamaServerRunner } from './llama-server.js'
+import { MlxRunner } from './mlx.js'
+import { OllamaClient, OllamaRunner, ollamaTagToModelInfo, type OllamaTag } from './ollama.js'
+import { RpcServerRunner } from './rpc-server.js'
+import type { Runner, RunnerPath, RunnerResponse } from './runner.js'
+
+/** One model this host serves from a GGUF file. */
+export interface ModelSpec {
+  path: string
+  /** name clients use. @default the file name without .gguf */
+  name?: string
+  /** overrides of the manager-wide values */
+  slots?: number
+  ctxSize?: number
+  gpuLayers?: number
+  /** rpc-servers (host:port) holding part of the layers; llama-server only */
+  rpc?: string[]
+}
+
+export interface RunnerManagerInit {
+  logger: Logger
+  /** models served from start, one runner each */
+  models?: ModelSpec[]
+  /** folders scanned for GGUF files: catalog entries, served on demand by `ensure(model)` */
+  modelDirs?: string[]
+  /** Ollama's model store to list in the catalog (see `defaultOllamaStore()`); unset = not scanned */
+  ollamaStore?: string
+  /** the llama-server binary; unset = the embedded runner (node-llama-cpp) serves GGUF models */
+  llamaServer?: { binary: string, threads?: number, extraArgs?: string[] }
+  /** embedded runner options (used when `llamaServer` is unset) */
+  embedded?: { threads?: number, gpu?: 'auto' | false }
+  /** an rpc-server for shard placements, bound to the mesh-private `host` */
+  rpcServer?: { binary: string, host: string, port?: number, threads?: number, cache?: boolean }
+  /** adopt an Ollama server on this host. `url` @default http://127.0.0.1:11434 */
+  ollama?: { url?: string, slots?: number, refreshMs?: number }
+  /** adopt an mlx_lm.server; `model` is the mesh name of the model it was started with */
+  mlx?: { url: string, model: string, upstreamModel?: string, slots?: number }
+  /** slots per runner. @default 2 */
+  slots?: number
+  /** total context per runner, tokens. @default 4096 */
+  ctxSize?: number
+  /** layers on the GPU; unset leaves the engine's default */
+  gpuLayers?: number
+  /** @default 300000 ms */
+  startTimeoutMs?: number
+  /** prefix of runner ids, e.g. the end of the peer id, so ids are unique in the mesh. @default "" */
+  idPrefix?: string
+  /** probe GPUs at start (runs nvidia-smi, ...). @default true */
+  probeGpus?: boolean | GpuProbeOptions
+  stallTimeoutMs?: number
+  firstTokenTimeoutMs?: number
+  nonStreamTimeoutMs?: number
+  stallsBeforeUnhealthy?: number
+  healthIntervalMs?: number
+  healthTimeoutMs?: number
+  healthFailures?: number
+  restart?: BackoffOptions | false
+}
+
+const KNOWN_KEYS = new Set<string>([
+  'logger', 'models', 'modelDirs', 'ollamaStore', 'llamaServer', 'embedded', 'rpcServer', 'ollama', 'mlx', 'slots', 'ctxSize',
+  'gpuLayers', 'startTimeoutMs', 'idPrefix', 'probeGpus', 'stallTimeoutMs', 'firstTokenTimeoutMs', 'nonStreamTimeoutMs',
+  'stallsBeforeUnhealthy', 'healthIntervalMs', 'healthTimeoutMs', 'healthFailures', 'restart'
+])
+
+function validate (init: RunnerManagerInit): void {
+  const problems: string[] = []
+  for (const k of Object.keys(init)) if (!KNOWN_KEYS.has(k)) problems.push(`${k}: unknown option`)
+  const positive = ['slots', 'ctxSize', 'startTimeoutMs', 'stallTimeoutMs', 'firstTokenTimeoutMs', 'nonStreamTimeoutMs', 'stallsBeforeUnhealthy', 'healthIntervalMs', 'healthTimeoutMs', 'healthFailures'] as const
+  for (const k of positive) {
+    const v = init[k]
+    if (v != null && (typeof v !== 'number' || !(v > 0))) problems.push(`${k}: must be a positive number`)
+  }
+  const names = new Set<string>()
+  for (const m of init.models ?? []) {
+    if (typeof m.path !== 'string' || m.path === '') problems.push('models: every model needs a path')
+    if (m.name != null) {
+      if (names.has(m.name)) problems.push(`models: name '${m.name}' is used twice`)
+      names.add(m.name)
+    }
+  }
+  if (init.llamaServer != null && init.llamaServer.binary === '') problems.push('llamaServer.binary: must not be empty')
+  if (problems.length > 0) throw new LlmeshError('INVALID_REQUEST', `invalid runner options:\n  ${problems.join('\n  ')}`)
+}
+
+/**
+ * The runners of one host: builds them from a plain options object, starts them, restarts
+ * them (each runner supervises itself), keeps the model catalog and the hardware facts, and
+ * tells the agent on every change (`onChange`) so it republishes its NodeRecord.
+ *
+ * GGUF models use llama-server when its binary is configured, else the embedded llama.cpp.
+ * A runner is started once per model and reused by every request; `ensure(model)` starts one
+ * on demand for a catalog model that has none yet.
+ */
+export class RunnerManager {
+  private readonly init: RunnerManagerInit
+  private readonly log: Logger
+  private readonly map = new Map<string, Runner>()
+  private readonly listeners = new Set<() => void>()
+  private catalog: LocalModel[] = []
+  private ollamaTags: OllamaTag[] = []
+  private ollamaClient?: OllamaClient
+  private ollamaTimer?: NodeJS.Timeout
+  private gpus?: GpuInfo[]
+  private llama?: Promise<Llama>
+  private seq = 0
+  private started = false
+
+  constructor (init: RunnerManagerInit) {
+    validate(init)
+    this.init = init
+    this.log = init.logger.child({ component: 'runners' })
+  }
+
+  /** Runner options shared by every adapter. */
+  private common (id: string): RunnerCommonInit {
+    const i = this.init
+    const c: RunnerCommonInit = { id, logger: this.init.logger }
+    if (i.stallTimeoutMs != null) c.stallTimeoutMs = i.stallTimeoutMs
+    if (i.firstTokenTimeoutMs != null) c.firstTokenTimeoutMs = i.firstTokenTimeoutMs
+    if (i.nonStreamTimeoutMs != null) c.nonStreamTimeoutMs = i.nonStreamTimeoutMs
+    if (i.stallsBeforeUnhealthy != null) c.stallsBeforeUnhealthy = i.stallsBeforeUnhealthy
+    if (i.healthIntervalMs != null) c.healthIntervalMs = i.healthIntervalMs
+    if (i.healthTimeoutMs != null) c.healthTimeoutMs = i.healthTimeoutMs
+    if (i.healthFailures != null) c.healthFailures = i.healthFailures
+    if (i.restart != null) c.restart = i.restart
+    return c
+  }
+
+  private nextId (kind: string, name: string): string {
+    const safe = name.replace(/[^\w.:-]+/g, '_').slice(0, 64)
+    return `${this.init.idPrefix != null && this.init.idPrefix !== '' ? `${this.init.idPrefix}-` : ''}${this.seq++}-${kind}-${safe}`
+  }
+
+  /**
+   * Builds the catalog (a configured model that cannot be read is a start error; a bad file in a
+   * scanned folder is logged and skipped), probes the hardware, creates the runners and starts
+   * them in the background. Resolves before they are ready: watch `onChange` or `waitReady`.
+   */
+  async start (): Promise<void> {
+    if (this.started) return
+    this.started = true
+    const configured = await Promise.all((this.init.models ?? []).map(async (m) => {
+      try {
+        return await describeModel(m.path, m.name)
+      } catch (err) {
+        throw new LlmeshError('INVALID_REQUEST', `model ${m.path}: ${(err as Error).message}`, { cause: err })
+      }
+    }))
+    const onError = (path: string, err: Error): void => { this.log.warn({ path, err: err.message }, 'model skipped') }
+    const scanned: LocalModel[] = []
+    for (const dir of this.init.modelDirs ?? []) scanned.push(...await scanModelDir(dir, { onError }))
+    if (this.init.ollamaStore != null) scanned.push(...await scanOllamaStore(this.init.ollamaStore, { onError }))
+    const byName = new Map<string, LocalModel>()
+    for (const m of [...configured, ...scanned]) if (!byName.has(m.info.name)) byName.set(m.info.name, m)
+    this.catalog = [...byName.values()]
+
+    if (this.init.probeGpus !== false) {
+      this.gpus = await probeGpus(typeof this.init.probeGpus === 'object' ? this.init.probeGpus : {})
+    }
+
+    for (const [i, model] of configured.entries()) this.add(this.ggufRunner(model, this.init.models?.[i]))
+    if (this.init.rpcServer != null) {
+      const r = this.init.rpcServer
+      this.add(new RpcServerRunner({ ...this.common(this.nextId('rpc', r.host)), binary: r.binary, host: r.host, ...(r.port != null ? { port: r.port } : {}), ...(r.threads != null ? { threads: r.threads } : {}), ...(r.cache != null ? { cache: r.cache } : {}), ...(this.init.startTimeoutMs != null ? { startTimeoutMs: this.init.startTimeoutMs } : {}) }))
+    }
+    if (this.init.mlx != null) {
+      const m = this.init.mlx
+      this.add(new MlxRunner({ ...this.common(this.nextId('mlx', m.model)), url: m.url, modelName: m.model, ...(m.upstreamModel != null ? { upstreamModel: m.upstreamModel } : {}), ...(m.slots != null ? { slots: m.slots } : {}) }))
+    }
+    if (this.init.ollama != null) {
+      this.ollamaClient = new OllamaClient(this.init.ollama.url ?? DEFAULT_OLLAMA_URL)
+      await this.refreshOllama()
+      this.ollamaTimer = setInterval(() => { void this.refreshOllama() }, this.init.ollama.refreshMs ?? DEFAULT_OLLAMA_REFRESH_MS)
+      this.ollamaTimer.unref()
+    }
+    for (const r of this.map.values()) this.launch(r)
+    this.emit()
+  }
+
+  private ggufRunner (model: LocalModel, spec?: ModelSpec): Runner {
+    const i = this.init
+    const slots = spec?.slots ?? i.slots
+    const ctxSize = spec?.ctxSize ?? i.ctxSize
+    const gpuLayers = spec?.gpuLayers ?? i.gpuLayers
+    const opt = { ...(slots != null ? { slots } : {}), ...(ctxSize != null ? { ctxSize } : {}), ...(gpuLayers != null ? { gpuLayers } : {}) }
+    if (i.llamaServer != null) {
+      return new LlamaServerRunner({
+        ...this.common(this.nextId('llama', model.info.name)),
+        ...opt,
+        binary: i.llamaServer.binary,
+        modelPath: model.path,
+        modelName: model.info.name,
+        ...(i.llamaServer.threads != null ? { threads: i.llamaServer.threads } : {}),
+        ...(i.llamaServer.extraArgs != null ? { extraArgs: i.llamaServer.extraArgs } : {}),
+        ...(spec?.rpc != null ? { rpc: spec.rpc } : {}),
+        ...(i.startTimeoutMs != null ? { startTimeoutMs: i.startTimeoutMs } : {})
+      })
+    }
+    return new EmbeddedRunner({
+      ...this.common(this.nextId('embedded', model.info.name)),
+      ...opt,
+      modelPath: model.path,
+      modelName: model.info.name,
+      ...(i.embedded?.threads != null ? { threads: i.embedded.threads } : {}),
+      llama: async () => await this.sharedLlama()
+    })
+  }
+
+  /** One node-llama-cpp instance for all embedded runners of this host. */
+  private async sharedLlama (): Promise<Llama> {
+    this.llama ??= loadLlama({ gpu: this.init.embedded?.gpu ?? 'auto' })
+    this.llama.catch(() => { this.llama = undefined })
+    return await this.llama
+  }
+
+  private add (runner: Runner): void {
+    this.map.set(runner.id, runner)
+    runner.onState(() => { this.emit() })
+  }
+
+  private launch (runner: Runner): void {
+    runner.start().catch((err: unknown) => {
+      this.log.error({ runner: runner.id, err: (err as Error).message }, 'runner failed to start')
+    })
+  }
+
+  /** Re-reads Ollama's model list: runners for new models, stopped runners for removed ones. */
+  async refreshOllama (): Promise<void> {
+    const client = this.ollamaClient
+    if (client == null) return
+    let tags: OllamaTag[]
+    try {
+      tags = await client.tags()
+    } catch (err) {
+      this.log.warn({ url: client.url, err: (err as Error).message }, 'Ollama not reachable')
+      return
+    }
+    let changed = JSON.stringify(tags.map((t) => [t.name, t.digest])) !== JSON.stringify(this.ollamaTags.map((t) => [t.name, t.digest]))
+    this.ollamaTags = tags
+    const names = new Set(tags.map((t) => t.name))
+    for (const r of [...this.map.values()]) {
+      if (r.kind === 'ollama' && !names.has(r.model)) {
+        this.map.delete(r.id)
+        await r.stop()
+        changed = true
+      }
+    }
+    for (const tag of tags) {
+      if ([...this.map.values()].some((r) => r.kind === 'ollama' && r.model === tag.name)) continue
+      const o = this.init.ollama ?? {}
+      const runner = new OllamaRunner({ ...this.common(this.nextId('ollama', tag.name)), client, ollamaModel: tag.name, ...(o.slots != null ? { slots: o.slots } : {}) })
+      this.add(runner)
+      if (this.started) this.launch(runner)
+      changed = true
+    }
+    if (changed) this.emit()
+  }
+
+  /** Stops every runner (they do not restart) and releases what the manager holds. */
+  async stop (): Promise<void> {
+    this.started = false
+    clearInterval(this.ollamaTimer)
+    await Promise.all([...this.map.values()].map(async (r) => {
+      await r.stop().catch((err: unknown) => { this.log.warn({ runner: r.id, err: (err as Error).message }, 'runner stop failed') })
+    }))
+    await this.ollamaClient?.close()
+    const llama = this.llama
+    this.llama = undefined
+    if (llama != null) await (await llama.catch(() => undefined))?.dispose().catch(() => {})
+  }
+
+  /** Every runner of this host. */
+  runners (): Runner[] {
+    return [...this.map.values()]
+  }
+
+  get (id: string): Runner | undefined {
+    return this.map.get(id)
+  }
+
+  /**
+   * The runner to send a request for `model` to: `preferred` when it serves the model and is
+   * ready or busy, else a ready runner with the fewest requests in flight, else a busy one
+   * (it queues). Undefined when none can take requests now.
+   */
+  find (model: string, preferred?: string): Runner | undefined {
+    const p = preferred != null ? this.map.get(preferred) : undefined
+    if (p != null && p.model === model && (p.state === 'ready' || p.state === 'busy')) return p
+    const candidates = [...this.map.values()].filter((r) => r.model === model && r.kind !== 'rpc-server' && (r.state === 'ready' || r.state === 'busy'))
+    const load = (r: Runner): number => r.describe().inflight / Math.max(1, r.info().slots)
+    candidates.sort((a, b) => (a.state === b.state ? 0 : a.state === 'ready' ? -1 : 1) || load(a) - load(b))
+    return candidates[0]
+  }
+
+  /**
+   * Sends a request to the best runner for `model`. MODEL_NOT_FOUND when this host has no
+   * runner for it, NO_CAPACITY when its runners are starting, failed or stopped.
+   */
+  async infer (model: string, path: RunnerPath, body: Record<string, unknown>, signal?: AbortSignal, preferred?: string): Promise<RunnerResponse & { runner: Runner }> {
+    const runner = this.find(model, preferred)
+    if (runner == null) {
+      const all = [...this.map.values()].filter((r) => r.model === model)
+      if (all.length === 0) throw new LlmeshError('MODEL_NOT_FOUND', `no runner for '${model}' on this host`)
+      throw new LlmeshError('NO_CAPACITY', `no ready runner for '${model}' on this host (${all.map((r) => `${r.id}: ${r.state}`).join(', ')})`)
+    }
+    return { ...await runner.infer(path, body, signal), runner }
+  }
+
+  /**
+   * The runner for a catalog model, started on first use and reused afterwards (never one per
+   * request). Resolves when it is ready; MODEL_NOT_FOUND when the catalog has no such model.
+   */
+  async ensure (model: string): Promise<Runner> {
+    let runner = [...this.map.values()].find((r) => r.model === model && r.kind !== 'rpc-server')
+    if (runner == null) {
+      const local = this.catalog.find((m) => m.info.name === model)
+      if (local == null) throw new LlmeshError('MODEL_NOT_FOUND', `no model '${model}' on this host`)
+      runner = this.ggufRunner(local)
+      this.add(runner)
+      this.emit()
+    }
+    if (runner.state !== 'ready' && runner.state !== 'busy') await runner.start()
+    return runner
+  }
+
+  /**
+   * Resolves when every runner is ready or busy; rejects after `timeoutMs` naming the ones
+   * that are not.
+   */
+  async waitReady (timeoutMs = 60_000): Promise<void> {
+    const ok = (): boolean => [...this.map.values()].every((r) => r.state === 'ready' || r.state === 'busy')
+    if (ok()) return
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        off()
+        reject(new LlmeshError('NO_CAPACITY', `runners not ready after ${timeoutMs} ms: ${[...this.map.values()].filter((r) => r.state !== 'ready' && r.state !== 'busy').map((r) => `${r.id} ${r.state}${r.info().lastError != null ? ` (${r.info().lastError})` : ''}`).join(', ')}`))
+      }, timeoutMs)
+      const off = this.onChange(() => {
+        if (!ok()) return
+        clearTimeout(timer)
+        off()
+        resolve()
+      })
+    })
+  }
+
+  /** Models on this host for the NodeRecord: catalog entries plus what Ollama lists; no paths. */
+  models (): ModelInfo[] {
+    const out = new Map<string, ModelInfo>()
+    for (const m of this.catalog) out.set(m.info.name, m.info)
+    for (const t of this.ollamaTags) if (!out.has(t.name)) out.set(t.name, ollamaTagToModelInfo(t))
+    return [...out.values()]
+  }
+
+  /** The catalog with local paths: for this host only. */
+  localModels (): LocalModel[] {
+    return [...this.catalog]
+  }
+
+  /** CPUs, RAM and the GPUs probed at start. */
+  hardware (): Hardware {
+    return probeHardware(this.gpus)
+  }
+
+  /** Called on every runner state change, runner added or removed, catalog change. */
+  onChange (fn: () => void): () => void {
+    this.listeners.add(fn)
+    return () => { this.listeners.delete(fn) }
+  }
+
+  private emit (): void {
+    for (const fn of this.listeners) {
+      try {
+        fn()
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message }, 'change listener threw')
+      }
+    }
+  }
+}

@@ -1,0 +1,228 @@
+/**
+ * Adopts an Ollama server already running on the host, so its models appear in the mesh.
+ * llmesh does not start or stop Ollama: one OllamaRunner per model Ollama lists in
+ * `/api/tags`, all sharing Ollama's address. Requests in OpenAI's shape are translated to
+ * `/api/chat` (NDJSON stream) and the answer back to OpenAI JSON / SSE.
+ *
+ * Tested against a fake Ollama that answers like Ollama 0.x does (`/api/tags`, `/api/ps`,
+ * `/api/chat` NDJSON), not a real one: none runs here.
+ */
+import { Pool } from 'undici'
+import { LlmeshError, type ModelInfo } from '@llmesh/protocol'
+import { BaseRunner, type RunnerCommonInit, type UpstreamResponse } from './base-runner.js'
+import { DEFAULT_OLLAMA_SLOTS } from './constants.js'
+import {
+  ChatCompletionWriter,
+  chatMessages,
+  includeUsage,
+  maxTokens,
+  numberField,
+  openAiErrorBody,
+  stopList,
+  type FinishReason,
+  type Usage
+} from './openai.js'
+import type { RunnerDescription, RunnerPath } from './runner.js'
+
+/** One model in Ollama's `/api/tags`. */
+export interface OllamaTag {
+  name: string
+  model?: string
+  size: number
+  /** sha256 of the manifest, hex */
+  digest: string
+  modified_at?: string
+  details?: { format?: string, family?: string, parameter_size?: string, quantization_level?: string }
+}
+
+/** One model in Ollama's `/api/ps` (loaded in memory). */
+export interface OllamaLoaded {
+  name: string
+  model?: string
+  size: number
+  size_vram?: number
+  expires_at?: string
+  digest?: string
+}
+
+async function getJson<T> (pool: Pool, path: string, timeoutMs: number): Promise<T> {
+  const res = await pool.request({ path, method: 'GET', headersTimeout: timeoutMs, bodyTimeout: timeoutMs, signal: AbortSignal.timeout(timeoutMs) })
+  const text = await res.body.text()
+  if (res.statusCode !== 200) throw new LlmeshError('RUNNER_FAILED', `Ollama ${path} answered ${res.statusCode}: ${text.slice(0, 200)}`)
+  return JSON.parse(text) as T
+}
+
+/**
+ * A client of one Ollama server, shared by its model runners: lists models (`/api/tags`) and
+ * loaded models (`/api/ps`).
+ */
+export class OllamaClient {
+  readonly url: string
+  readonly pool: Pool
+
+  constructor (url: string, connections = 8) {
+    this.url = url.replace(/\/+$/, '')
+    this.pool = new Pool(this.url, { connections, pipelining: 1 })
+  }
+
+  async tags (timeoutMs = 5000): Promise<OllamaTag[]> {
+    const r = await getJson<{ models?: OllamaTag[] }>(this.pool, '/api/tags', timeoutMs)
+    return Array.isArray(r.models) ? r.models : []
+  }
+
+  async ps (timeoutMs = 5000): Promise<OllamaLoaded[]> {
+    const r = await getJson<{ models?: OllamaLoaded[] }>(this.pool, '/api/ps', timeoutMs)
+    return Array.isArray(r.models) ? r.models : []
+  }
+
+  async close (): Promise<void> {
+    await this.pool.close().catch(() => {})
+  }
+}
+
+/** A catalog entry for a model Ollama lists (name, size, digest; no path). */
+export function ollamaTagToModelInfo (tag: OllamaTag): ModelInfo {
+  const info: ModelInfo = { name: tag.name, sizeBytes: Math.max(0, Math.floor(tag.size)), digest: tag.digest, format: 'gguf', source: 'ollama' }
+  if (tag.details?.family != null) info.architecture = tag.details.family
+  if (tag.details?.quantization_level != null) info.quantization = tag.details.quantization_level
+  return info
+}
+
+export interface OllamaInit extends RunnerCommonInit {
+  client: OllamaClient
+  /** the model's name in Ollama, e.g. `llama3.2:latest` */
+  ollamaModel: string
+  /** name in the mesh. @default ollamaModel */
+  modelName?: string
+  /** requests sent at once. @default 1 */
+  slots?: number
+}
+
+/** One Ollama model, served through the Ollama server llmesh adopted. */
+export class OllamaRunner extends BaseRunner {
+  readonly kind = 'ollama' as const
+  readonly model: string
+  private readonly init: OllamaInit
+  private loaded = false
+
+  constructor (init: OllamaInit) {
+    super(init)
+    this.init = init
+    this.model = init.modelName ?? init.ollamaModel
+  }
+
+  override get slots (): number { return this.init.slots ?? DEFAULT_OLLAMA_SLOTS }
+
+  protected async launch (): Promise<void> {
+    const why = await this.check(5000)
+    if (why != null) throw new LlmeshError('RUNNER_FAILED', why)
+  }
+
+  protected async shutdown (): Promise<void> {
+    // Ollama is not ours to stop
+  }
+
+  protected async check (timeoutMs: number): Promise<string | undefined> {
+    const tags = await this.init.client.tags(timeoutMs)
+    if (!tags.some((t) => t.name === this.init.ollamaModel)) return `Ollama at ${this.init.client.url} no longer lists ${this.init.ollamaModel}`
+    const ps = await this.init.client.ps(timeoutMs).catch(() => undefined)
+    if (ps != null) this.loaded = ps.some((m) => m.name === this.init.ollamaModel)
+    return undefined
+  }
+
+  protected override details (): Partial<RunnerDescription> {
+    return { address: this.init.client.url }
+  }
+
+  /** Whether Ollama had the model in memory at the last health check (`/api/ps`). */
+  get isLoaded (): boolean { return this.loaded }
+
+  protected async open (path: RunnerPath, body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse> {
+    if (path !== '/v1/chat/completions') throw new LlmeshError('INVALID_REQUEST', `Ollama runner does not serve ${path}`)
+    const streaming = body['stream'] === true
+    const res = await this.init.client.pool.request({
+      path: '/api/chat',
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(toOllamaChat(this.init.ollamaModel, body)),
+      signal,
+      headersTimeout: 0,
+      bodyTimeout: 0
+    })
+    if (res.statusCode !== 200) {
+      const text = await res.body.text()
+      let message = text.slice(0, 500)
+      try { message = String((JSON.parse(text) as { error?: unknown }).error ?? message) } catch {}
+      const type = res.statusCode < 500 ? 'invalid_request_error' : 'server_error'
+      return { status: res.statusCode, contentType: 'application/json', body: single(openAiErrorBody(`Ollama: ${message}`, type)) }
+    }
+    const writer = new ChatCompletionWriter(this.model)
+    return {
+      status: 200,
+      contentType: streaming ? 'text/event-stream' : 'application/json',
+      body: fromOllamaChat(res.body, writer, streaming, includeUsage(body))
+    }
+  }
+}
+
+/** OpenAI chat request -> Ollama `/api/chat` request (always streamed from Ollama). */
+export function toOllamaChat (ollamaModel: string, body: Record<string, unknown>): Record<string, unknown> {
+  const options: Record<string, unknown> = {}
+  const limit = maxTokens(body)
+  if (limit != null) options['num_predict'] = limit
+  for (const [from, to] of [['temperature', 'temperature'], ['top_p', 'top_p'], ['seed', 'seed'], ['frequency_penalty', 'frequency_penalty'], ['presence_penalty', 'presence_penalty']] as const) {
+    const v = numberField(body, from)
+    if (v != null) options[to] = v
+  }
+  const stop = stopList(body)
+  if (stop.length > 0) options['stop'] = stop
+  const req: Record<string, unknown> = { model: ollamaModel, messages: chatMessages(body), stream: true, options }
+  const format = body['response_format'] as { type?: unknown } | undefined
+  if (format?.type === 'json_object') req['format'] = 'json'
+  return req
+}
+
+interface OllamaChatLine {
+  message?: { role?: string, content?: string }
+  done?: boolean
+  done_reason?: string
+  prompt_eval_count?: number
+  eval_count?: number
+  error?: string
+}
+
+/** Ollama NDJSON chat stream -> OpenAI SSE chunks (streaming) or one `chat.completion`. */
+export async function * fromOllamaChat (source: AsyncIterable<Uint8Array>, writer: ChatCompletionWriter, streaming: boolean, wantUsage: boolean): AsyncGenerator<Uint8Array> {
+  const decoder = new TextDecoder()
+  let buf = ''
+  let text = ''
+  for await (const chunk of source) {
+    buf += decoder.decode(chunk, { stream: true })
+    let nl: number
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl).trim()
+      buf = buf.slice(nl + 1)
+      if (line === '') continue
+      const msg = JSON.parse(line) as OllamaChatLine
+      if (msg.error != null) throw new LlmeshError('RUNNER_FAILED', `Ollama: ${msg.error}`)
+      const piece = msg.message?.content ?? ''
+      if (piece !== '') {
+        text += piece
+        if (streaming) yield writer.delta(piece)
+      }
+      if (msg.done === true) {
+        const prompt = msg.prompt_eval_count ?? 0
+        const completion = msg.eval_count ?? 0
+        const usage: Usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion }
+        const reason: FinishReason = msg.done_reason === 'length' ? 'length' : 'stop'
+        yield streaming ? writer.finish(reason, wantUsage ? usage : undefined) : writer.completion(text, reason, usage)
+        return
+      }
+    }
+  }
+  throw new LlmeshError('RUNNER_FAILED', 'Ollama ended the response before it was done')
+}
+
+async function * single (chunk: Uint8Array): AsyncGenerator<Uint8Array> {
+  yield chunk
+}
