@@ -49,3 +49,21 @@ describe('route', () => {
     expect(picks).toEqual(new Set(['b', 'c']))
   })
 })
+
+describe('route with the new inputs', () => {
+  it('passes metrics, strategy and exclusions through to rank() and returns every target', () => {
+    const nodes = [node('self', [{}]), node('b', [{}]), node('c', [{}])]
+    const metrics = new Map([
+      ['b', { heartbeatAt: 0, slotsTotal: 2, slotsBusy: 0, tokensPerSecEwma: 100, latencyMsEwma: 50 }],
+      ['self', { heartbeatAt: 0, slotsTotal: 2, slotsBusy: 0, tokensPerSecEwma: 20, latencyMsEwma: 50 }],
+      ['c', { heartbeatAt: 0, slotsTotal: 2, slotsBusy: 0, tokensPerSecEwma: 20, latencyMsEwma: 50 }]
+    ])
+    const r = route({ ...base, nodes, reachable: new Set(['b', 'c']), inflight: new Map(), metrics, now: 0 })
+    expect(r).toMatchObject({ ok: true, target: { peerId: 'b' } })
+    if (r.ok) expect(r.targets.map((t) => t.peerId)).toEqual(['b', 'self', 'c'])
+    expect(route({ ...base, nodes, reachable: new Set(['b', 'c']), inflight: new Map(), metrics, now: 0, exclude: ['b'] }))
+      .toMatchObject({ ok: true, target: { peerId: 'self' } })
+    expect(route({ ...base, nodes, reachable: new Set(['b', 'c']), inflight: new Map(), strategy: 'round-robin', roundRobin: new Map([['tiny', 'b']]) }))
+      .toMatchObject({ ok: true, target: { peerId: 'c', reasons: expect.arrayContaining(['strategy=round-robin']) } })
+  })
+})

@@ -1,6 +1,13 @@
 import type { NodeRecord } from '@llmesh/protocol'
+import type { CircuitState, RankedTarget, RoundRobinState, TargetMetrics } from './cluster-view.js'
+import { rank, type RankTuning } from './rank.js'
+import type { Strategy } from './strategy.js'
 
-/** What the router knows when it decides: a snapshot, never live state. */
+/**
+ * The first router's call shape, kept so existing callers work unchanged: a thin wrapper
+ * around `rank()` that returns its best target only. New callers use `rank()`, which returns
+ * every target best first (for failover) and the round-robin state.
+ */
 export interface RouteInput {
   model: string
   /** every node record of the converged view, own included */
@@ -12,6 +19,17 @@ export interface RouteInput {
   inflight: ReadonlyMap<string, number>
   /** injected randomness for tie breaks, in [0, 1) */
   random: () => number
+  /** per-peer metrics; none means routing on claims and node records alone */
+  metrics?: ReadonlyMap<string, TargetMetrics>
+  /** injected clock, ms. @default 0 (then every heartbeatAt must be on the same clock) */
+  now?: number
+  strategy?: Strategy
+  priority?: number
+  prefixKey?: string
+  exclude?: Iterable<string>
+  circuits?: ReadonlyMap<string, CircuitState>
+  roundRobin?: RoundRobinState
+  tuning?: RankTuning
 }
 
 export interface RouteTarget {
@@ -22,62 +40,29 @@ export interface RouteTarget {
 }
 
 export type RouteResult =
-  | { ok: true, target: RouteTarget }
+  | { ok: true, target: RouteTarget, targets: RankedTarget[] }
   | { ok: false, code: 'MODEL_NOT_FOUND' | 'NO_CAPACITY', message: string, available: string[] }
 
-/**
- * Picks the host for one request: among reachable hosts with a ready runner of the model, the
- * one with the lowest load (in-flight / slots); the local host wins a tie, then chance decides.
- */
+/** Picks the best host for one request; see `rank()` for how. */
 export function route (input: RouteInput): RouteResult {
-  const available = new Set<string>()
-  const candidates: Array<{ peerId: string, runnerId: string, load: number, local: boolean }> = []
-  let loading = 0
-  for (const node of input.nodes) {
-    const local = node.peerId === input.selfPeerId
-    if (!local && !input.reachable.has(node.peerId)) continue
-    for (const m of node.models) available.add(m.name)
-    for (const runner of node.runners) {
-      available.add(runner.model)
-      if (runner.model !== input.model) continue
-      if (runner.state !== 'ready' && runner.state !== 'busy') {
-        loading++
-        continue
-      }
-      const load = (input.inflight.get(node.peerId) ?? 0) / Math.max(1, runner.slots)
-      candidates.push({ peerId: node.peerId, runnerId: runner.id, load, local })
-    }
-  }
-  const names = [...available].sort()
-  if (candidates.length === 0) {
-    if (loading > 0) return { ok: false, code: 'NO_CAPACITY', message: `model '${input.model}' is still loading`, available: names }
-    return { ok: false, code: 'MODEL_NOT_FOUND', message: `no host in the mesh serves model '${input.model}'`, available: names }
-  }
-  let best = candidates[0]!
-  let ties = 1
-  for (const c of candidates.slice(1)) {
-    const better = c.load < best.load || (c.load === best.load && c.local && !best.local)
-    const tie = c.load === best.load && c.local === best.local
-    if (better) {
-      best = c
-      ties = 1
-    } else if (tie) {
-      // reservoir sampling keeps every tied candidate equally likely
-      ties++
-      if (input.random() * ties < 1) best = c
-    }
-  }
-  return {
-    ok: true,
-    target: {
-      peerId: best.peerId,
-      runnerId: best.runnerId,
-      reasons: [
-        `strategy=least-loaded`,
-        `candidates=${candidates.length}`,
-        `load=${best.load.toFixed(2)}`,
-        best.local ? 'local' : 'remote'
-      ]
-    }
-  }
+  const r = rank({
+    view: { nodes: input.nodes, metrics: input.metrics ?? new Map() },
+    request: {
+      model: input.model,
+      ...(input.strategy != null ? { strategy: input.strategy } : {}),
+      ...(input.priority != null ? { priority: input.priority } : {}),
+      ...(input.prefixKey != null ? { prefixKey: input.prefixKey } : {}),
+      ...(input.exclude != null ? { exclude: input.exclude } : {})
+    },
+    selfPeerId: input.selfPeerId,
+    reachable: input.reachable,
+    inflight: input.inflight,
+    random: input.random,
+    now: input.now ?? 0,
+    ...(input.circuits != null ? { circuits: input.circuits } : {}),
+    ...(input.roundRobin != null ? { roundRobin: input.roundRobin } : {})
+  }, input.tuning)
+  if (!r.ok) return { ok: false, code: r.code, message: r.message, available: r.available }
+  const best = r.targets[0]!
+  return { ok: true, target: { peerId: best.peerId, runnerId: best.runnerId, reasons: best.reasons }, targets: r.targets }
 }

@@ -1,0 +1,203 @@
+import { describe, expect, it } from 'vitest'
+import type { NodeRecord } from '@llmesh/protocol'
+import { Admission } from './admission.js'
+import { Claims, overlayReport, targetMetrics, type AdmissionReport, type ReportingPeer } from './claims.js'
+import { rank } from './rank.js'
+import type { Strategy } from './strategy.js'
+
+/**
+ * Multi-entry coordination, simulated in memory: three agents (routers r0..r2, each on its
+ * host h0..h2) receive 30 requests each "at once" against 3 hosts x 2 slots. Each tick, every
+ * router routes one request; a router sees its own claims live and the other routers' claims
+ * as published at the end of the previous tick; the hosts' own heartbeats are slower than the
+ * burst, so every router has their reports from just before it (h1 and h2 each serving one
+ * request from outside llmesh, which no router claims). Targets run `Admission` (2 slots + a
+ * queue); a router follows the documented protocol: first choice, next on "busy" (whose
+ * answer carries the target's admission snapshot, which the router remembers), queue when
+ * every host is full, next on "queue full", 429 when none is left. Baselines: routers that
+ * see no claims of other routers ('own-only'), and routers that see neither claims nor
+ * anything but the stale reports ('none', the uncoordinated routers of the seed).
+ */
+
+const HOSTS = ['h0', 'h1', 'h2']
+const SLOTS = 2
+const QUEUE = 40
+const PER_ROUTER = 30
+
+type Mode = 'claims' | 'own-only' | 'none'
+
+interface SimResult {
+  accepted: Record<string, number>
+  firstChoice: Record<string, number>
+  forwards: Record<string, number>
+  busy: number
+  queueFull: number
+  rejected: number
+  maxHeld: number
+}
+
+function node (peerId: string): NodeRecord {
+  return {
+    peerId, name: peerId, version: 't', protocol: 1, addrs: [], api: '',
+    hardware: { cpus: 1, memBytes: 1, platform: 'linux', arch: 'x64' },
+    models: [],
+    runners: [{ id: `${peerId}-r0`, kind: 'llama-server', model: 'tiny', state: 'ready', slots: SLOTS }],
+    startedAt: 0, updatedAt: 0
+  }
+}
+
+function seeded (seed: number): () => number {
+  let s = seed >>> 0
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0
+    let t = s
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+function simulate (mode: Mode, seed: number, strategy: Strategy = 'performance'): SimResult {
+  const random = seeded(seed)
+  const now = 0
+  const nodes = HOSTS.map(node)
+  const hosts = new Map(HOSTS.map((h) => [h, new Admission<null>({ slots: SLOTS, capacity: QUEUE })]))
+  // traffic from outside llmesh, reported in the last heartbeats before the burst
+  hosts.get('h1')!.acquire({ id: 'external', value: null }, now)
+  hosts.get('h2')!.acquire({ id: 'external', value: null }, now)
+  const reports = new Map(HOSTS.map((h) => [h, { ...hosts.get(h)!.snapshot(), tokensPerSec: 20, latencyMs: 200 }]))
+  const claims = new Map(HOSTS.map((h) => [h, new Claims()]))
+  // what each router learnt from "busy" answers, which carry the target's admission snapshot
+  const learnt = new Map(HOSTS.map((h) => [h, new Map<string, AdmissionReport>()]))
+  const cursors = new Map<string, ReadonlyMap<string, string>>()
+  let published = new Map(HOSTS.map((h) => [h, {} as Record<string, number>]))
+  const zero = (): Record<string, number> => Object.fromEntries(HOSTS.map((h) => [h, 0]))
+  const out: SimResult = { accepted: zero(), firstChoice: zero(), forwards: zero(), busy: 0, queueFull: 0, rejected: 0, maxHeld: 0 }
+
+  const dispatch = (router: string, id: string): void => {
+    const peers: ReportingPeer[] = HOSTS.map((h) => ({
+      peerId: h,
+      lastHeardAt: now,
+      metrics: { ...reports.get(h)!, claims: mode === 'claims' ? published.get(h)! : {} }
+    }))
+    let metrics = targetMetrics(peers, router)
+    if (mode !== 'none') for (const [peer, report] of learnt.get(router)!) metrics = overlayReport(metrics, peer, report, now)
+    const tried = new Set<string>()
+    let queue = false
+    let first = true
+    for (;;) {
+      const r = rank({
+        view: { nodes, metrics },
+        request: { model: 'tiny', exclude: tried, strategy },
+        selfPeerId: router,
+        reachable: new Set(HOSTS),
+        inflight: mode === 'none' ? new Map() : claims.get(router)!.inflight,
+        random,
+        now,
+        roundRobin: cursors.get(router) ?? new Map()
+      })
+      cursors.set(router, r.roundRobin)
+      if (!r.ok) {
+        if (!queue) { queue = true; tried.clear(); continue }
+        out.rejected++
+        return
+      }
+      const target = r.targets[0]!.peerId
+      if (first) out.firstChoice[target]!++
+      first = false
+      tried.add(target)
+      out.forwards[target]!++
+      const host = hosts.get(target)!
+      const res = host.acquire({ id, mayQueue: queue || r.allFull, value: null }, now)
+      out.maxHeld = Math.max(out.maxHeld, host.busy + host.queueDepth)
+      expect(host.busy + host.queueDepth).toBeLessThanOrEqual(SLOTS + QUEUE)
+      if (res.kind === 'granted' || res.kind === 'queued') {
+        claims.get(router)!.claim(target)
+        out.accepted[target]!++
+        return
+      }
+      if (res.kind === 'busy') {
+        out.busy++
+        learnt.get(router)!.set(target, host.snapshot())
+      }
+      else out.queueFull++
+    }
+  }
+
+  for (let tick = 0; tick < PER_ROUTER; tick++) {
+    const order = [...HOSTS]
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1))
+      ;[order[i], order[j]] = [order[j]!, order[i]!]
+    }
+    for (const router of order) dispatch(router, `${router}-${tick}`)
+    // routers publish their claims as they change (one tick late here); the hosts' own
+    // heartbeats are slower than the whole burst, so their reports stay as they were
+    published = new Map(HOSTS.map((h) => [h, claims.get(h)!.toRecord()]))
+  }
+  return out
+}
+
+const spread = (counts: Record<string, number>): number => Math.max(...Object.values(counts)) - Math.min(...Object.values(counts))
+
+describe('multi-entry coordination: 3 routers x 30 requests at once, 3 hosts x 2 slots', () => {
+  it('with claims, spreads the burst evenly; without, the routers pile onto the host that looked idle', () => {
+    for (const seed of [1, 2, 3, 4, 5]) {
+      const withClaims = simulate('claims', seed)
+      const ownOnly = simulate('own-only', seed)
+      const none = simulate('none', seed)
+
+      for (const r of [withClaims, ownOnly, none]) {
+        // the target's admission holds: never more than slots + queue on a host
+        expect(r.maxHeld).toBeLessThanOrEqual(SLOTS + QUEUE)
+        expect(Object.values(r.accepted).reduce((a, b) => a + b, 0) + r.rejected).toBe(3 * PER_ROUTER)
+      }
+
+      // coordinated: every request placed, even to within a couple of requests, at most one
+      // wasted forward per simultaneous first pick and per host with unclaimed traffic
+      expect(withClaims.rejected).toBe(0)
+      expect(withClaims.queueFull).toBe(0)
+      expect(spread(withClaims.accepted)).toBeLessThanOrEqual(2)
+      expect(spread(withClaims.firstChoice)).toBeLessThanOrEqual(3)
+      expect(withClaims.busy).toBeLessThanOrEqual(7)
+
+      // no coordination at all (each router sees only the hosts' last reports): every first
+      // choice is h0, which fills to slots + queue before anything goes elsewhere
+      expect(none.firstChoice['h0']).toBe(3 * PER_ROUTER)
+      expect(none.accepted['h0']).toBe(SLOTS + QUEUE)
+      expect(spread(none.accepted)).toBeGreaterThanOrEqual(15)
+      expect(none.busy + none.queueFull).toBeGreaterThan(40)
+
+      // own claims only: each router spreads its own requests, so the sum is even too, but
+      // they overshoot the same hosts at first and collect "busy" answers claims spare
+      expect(ownOnly.rejected).toBe(0)
+      expect(ownOnly.busy).toBeGreaterThan(withClaims.busy)
+    }
+  })
+
+  it('spreads a burst over identical hosts under every strategy that looks at load', () => {
+    for (const strategy of ['least-loaded', 'performance', 'round-robin'] as const) {
+      const r = simulate('claims', 11, strategy)
+      expect(r.rejected).toBe(0)
+      // round-robin does not look at queue lengths once every host is full: a little wider
+      expect(spread(r.accepted)).toBeLessThanOrEqual(strategy === 'round-robin' ? 4 : 2)
+    }
+  })
+
+  it('breaks ties at random: routers that see identical idle hosts at the same moment rarely agree', () => {
+    // three gateway routers (no host of their own), one request each, nothing known yet
+    const nodes = HOSTS.map(node)
+    let allSame = 0
+    const rnd = seeded(99)
+    for (let trial = 0; trial < 300; trial++) {
+      const picks = new Set(['g0', 'g1', 'g2'].map((self) => {
+        const r = rank({ view: { nodes, metrics: new Map() }, request: { model: 'tiny' }, selfPeerId: self, reachable: new Set(HOSTS), inflight: new Map(), random: rnd, now: 0 })
+        return r.ok ? r.targets[0]!.peerId : ''
+      }))
+      if (picks.size === 1) allSame++
+    }
+    // 1/9 expected by chance
+    expect(allSame / 300).toBeLessThan(0.2)
+    expect(allSame).toBeGreaterThan(0)
+  })
+})

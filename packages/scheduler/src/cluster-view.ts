@@ -1,0 +1,153 @@
+import type { NodeRecord } from '@llmesh/protocol'
+import type { Strategy } from './strategy.js'
+
+/**
+ * Contracts of the router: what it is given (a snapshot, never live state) and what it
+ * answers. Implementations live in rank.ts and the files it calls.
+ */
+
+/**
+ * What this router knows about one target host's load and speed, from the host's heartbeats
+ * (metrics topic) and the other routers' claims. Every field may be missing: missing means
+ * unknown, never zero load. Negative or non-finite numbers are treated as missing.
+ */
+export interface TargetMetrics {
+  /** requests the host's runners are serving now, as the host reported */
+  slotsBusy?: number
+  /** parallel slots of the host's ready runners, as the host reported */
+  slotsTotal?: number
+  /** requests waiting in the host's admission queue, as the host reported */
+  queueDepth?: number
+  /** per-request decode speed, tokens/s, EWMA; 0 = no samples yet */
+  tokensPerSecEwma?: number
+  /** time to first token, ms, EWMA; 0 = no samples yet */
+  latencyMsEwma?: number
+  /** share of recent requests that succeeded, 0..1 */
+  successRate?: number
+  /** free accelerator memory, bytes (sum over the host's GPUs) */
+  vramFreeBytes?: number
+  /**
+   * In-flight requests OTHER routers claim on this host, summed over them (not this router's
+   * own: those come fresh from RankInput.inflight). Build with `targetMetrics()`.
+   */
+  claims?: number
+  /** local clock time (same clock as RankInput.now) this router last heard the host, ms */
+  heartbeatAt?: number
+}
+
+/** The converged view the router decides on. */
+export interface ClusterView {
+  /** every node record of the cluster document, own included */
+  nodes: readonly NodeRecord[]
+  /** per peer id; a peer missing here is routed on its node record and this router's claims */
+  metrics: ReadonlyMap<string, TargetMetrics>
+}
+
+export interface RouteRequest {
+  model: string
+  /** 0-10, higher first. @default 5 */
+  priority?: number
+  /** conversation key for prefix-affinity (see `prefixKey()`) */
+  prefixKey?: string
+  /** peer ids already tried for this request (failover): never ranked */
+  exclude?: Iterable<string>
+  /** @default RankInput.defaultStrategy, else 'performance' */
+  strategy?: Strategy
+  /**
+   * Rank hosts whose runner for the model is registered but still starting or loading (cold),
+   * after every loaded host. Only useful once targets can wait for their runner.
+   * @default false
+   */
+  allowCold?: boolean
+  /** output tokens expected (the request's max_tokens, if given). @default 256 */
+  expectedTokens?: number
+}
+
+/** Per-host circuit state, as the router's breakers see it now (see CircuitBreakers.states). */
+export type CircuitState = 'closed' | 'open' | 'half-open'
+
+/**
+ * Round-robin cursors, per model: the peer id chosen last. Passed in, and the new state comes
+ * back in the result, so `rank()` stays a pure function. Keep one per router.
+ */
+export type RoundRobinState = ReadonlyMap<string, string>
+
+export interface RankInput {
+  view: ClusterView
+  request: RouteRequest
+  selfPeerId: string
+  /** peers this router can reach now (connected, not dead); the own peer needs no entry */
+  reachable: ReadonlySet<string>
+  /** requests THIS router has in flight per target peer id (its own claims) */
+  inflight: ReadonlyMap<string, number>
+  /** injected randomness in [0, 1): tie breaks and the `random` strategy */
+  random: () => number
+  /** injected clock, ms, the clock of TargetMetrics.heartbeatAt */
+  now: number
+  /** @default empty: the first host in peer-id order comes first */
+  roundRobin?: RoundRobinState
+  /** circuits that are not closed; a missing peer is closed */
+  circuits?: ReadonlyMap<string, CircuitState>
+  /** strategy when the request names none. @default 'performance' */
+  defaultStrategy?: Strategy
+}
+
+/** How full a host is, and from what (see load.ts). */
+export interface LoadEstimate {
+  /** requests occupying or waiting for the host's slots, deduplicated */
+  occupied: number
+  slots: number
+  /** occupied / slots */
+  load: number
+  /** slots - occupied, never below 0 */
+  freeSlots: number
+  /** requests beyond the slots: the queue this request would wait behind */
+  queued: number
+  /** the host's report was used (fresh) */
+  reported: boolean
+}
+
+export interface RankedTarget {
+  peerId: string
+  /** the runner to ask for; the target may use another of the same model */
+  runnerId: string
+  local: boolean
+  /** the runner is still starting or loading */
+  cold: boolean
+  /** strategy-specific sort key, lower is better (performance: expected ms to completion) */
+  score: number
+  load: LoadEstimate
+  /** why, for the x-llmesh-route header and the debug log; prompts never appear */
+  reasons: string[]
+}
+
+/** A host that was not ranked, and why: for the debug log. */
+export interface SkippedTarget {
+  peerId: string
+  reason: 'unreachable' | 'excluded' | 'circuit-open' | 'not-ready'
+}
+
+export type RankResult =
+  | {
+    ok: true
+    strategy: Strategy
+    /** best first; failover takes the next one. Never empty. */
+    targets: RankedTarget[]
+    /**
+     * No target has a free slot (as far as this router knows): dispatch with queueing allowed
+     * at once, instead of collecting "busy" answers first.
+     */
+    allFull: boolean
+    skipped: SkippedTarget[]
+    /** store it and pass it to the next call */
+    roundRobin: RoundRobinState
+  }
+  | {
+    ok: false
+    code: 'MODEL_NOT_FOUND' | 'NO_CAPACITY'
+    message: string
+    /** models the reachable mesh serves, sorted */
+    available: string[]
+    skipped: SkippedTarget[]
+    roundRobin: RoundRobinState
+  }

@@ -1,0 +1,238 @@
+import type { NodeRecord, RunnerInfo } from '@llmesh/protocol'
+import type { LoadEstimate, RankedTarget, RankInput, RankResult, RoundRobinState, SkippedTarget, TargetMetrics } from './cluster-view.js'
+import { AFFINITY_MAX_LOAD, DEFAULT_PRIORITY, METRICS_STALE_MS } from './constants.js'
+import { estimateLoad, isFresh, nonNegative } from './load.js'
+import { performanceScore, priorsOf, speedOf, type PerformanceInit } from './performance.js'
+import { rendezvousOrder } from './rendezvous.js'
+import { DEFAULT_STRATEGY, type Strategy } from './strategy.js'
+
+/** Tuning of `rank()`; every field defaults to the constant of the same name. */
+export interface RankTuning extends PerformanceInit {
+  /** @default 1.0 (see AFFINITY_MAX_LOAD) */
+  affinityMaxLoad?: number
+  /** @default 2000 ms (see METRICS_STALE_MS) */
+  metricsStaleMs?: number
+}
+
+interface Candidate {
+  peerId: string
+  runnerId: string
+  local: boolean
+  cold: boolean
+  halfOpen: boolean
+  own: number
+  metrics: TargetMetrics | undefined
+  fresh: boolean
+  load: LoadEstimate
+  /** slots of the model's ready runners in the node record: the rendezvous weight */
+  modelSlots: number
+}
+
+interface Scored {
+  c: Candidate
+  score: number
+  reasons: string[]
+}
+
+const isReady = (r: RunnerInfo): boolean => r.state === 'ready' || r.state === 'busy'
+const isCold = (r: RunnerInfo): boolean => r.state === 'starting' || r.state === 'loading' || r.state === 'stopped'
+
+/**
+ * Ranks the hosts that can serve a request, best first, each with the reasons it is where it
+ * is. Pure: the same input gives the same output; randomness and the clock are injected.
+ *
+ * Candidates: the own host and the reachable ones, with a ready runner of the model (or, with
+ * `allowCold`, one still loading), not excluded by the request (already tried) and with a
+ * circuit that is not open. One target per host: its ready runner of the model with the most
+ * slots (the target may still pick another). Load is per host (its runners share its GPUs),
+ * see load.ts.
+ *
+ * Every strategy then orders within two groups: hosts with a free slot (as far as this router
+ * knows) come before hosts without one, and loaded runners before cold ones, so a router never
+ * sends a request to a known-full host while another has room. Ties go to the local host, then
+ * to chance (a shuffle by the injected random source before a stable sort). prefix-affinity
+ * puts its rendezvous host first whatever the groups, as long as that host is not saturated.
+ */
+export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
+  const { request, selfPeerId } = input
+  const strategy = request.strategy ?? input.defaultStrategy ?? DEFAULT_STRATEGY
+  const exclude = new Set(request.exclude ?? [])
+  const staleMs = tuning.metricsStaleMs ?? METRICS_STALE_MS
+  const available = new Set<string>()
+  const skipped: SkippedTarget[] = []
+  const candidates: Candidate[] = []
+  const seen = new Set<string>()
+  let servedAnywhere = false
+
+  for (const node of input.view.nodes) {
+    if (seen.has(node.peerId)) continue
+    seen.add(node.peerId)
+    const local = node.peerId === selfPeerId
+    const reachable = local || input.reachable.has(node.peerId)
+    if (reachable) {
+      for (const m of node.models) available.add(m.name)
+      for (const r of node.runners) available.add(r.model)
+    }
+    const runners = node.runners.filter((r) => r.model === request.model)
+    if (runners.length === 0) continue
+    servedAnywhere = true
+    const skip = (reason: SkippedTarget['reason']): void => { skipped.push({ peerId: node.peerId, reason }) }
+    if (!reachable) { skip('unreachable'); continue }
+    if (exclude.has(node.peerId)) { skip('excluded'); continue }
+    const circuit = input.circuits?.get(node.peerId) ?? 'closed'
+    if (circuit === 'open') { skip('circuit-open'); continue }
+    const ready = runners.filter(isReady).sort((a, b) => b.slots - a.slots)
+    const cold = request.allowCold === true && ready.length === 0 ? runners.find(isCold) : undefined
+    const runner = ready[0] ?? cold
+    if (runner == null) { skip('not-ready'); continue }
+    const metrics = input.view.metrics.get(node.peerId)
+    const own = nonNegative(input.inflight.get(node.peerId))
+    const recordSlots = hostSlots(node) || runner.slots
+    candidates.push({
+      peerId: node.peerId,
+      runnerId: runner.id,
+      local,
+      cold: ready.length === 0,
+      halfOpen: circuit === 'half-open',
+      own,
+      metrics,
+      fresh: isFresh(metrics, input.now, staleMs),
+      load: estimateLoad({ own, metrics, recordSlots, now: input.now, staleMs }),
+      modelSlots: ready.reduce((n, r) => n + r.slots, 0) || runner.slots
+    })
+  }
+
+  const rr: RoundRobinState = input.roundRobin ?? new Map()
+  if (candidates.length === 0) {
+    return { ok: false, ...noCandidate(request.model, servedAnywhere, skipped), available: [...available].sort(), skipped, roundRobin: rr }
+  }
+
+  // Fisher-Yates with the injected source: the stable sorts below keep this order among ties
+  for (let i = candidates.length - 1; i > 0; i--) {
+    const j = Math.min(i, Math.floor(input.random() * (i + 1)))
+    const t = candidates[i]!
+    candidates[i] = candidates[j]!
+    candidates[j] = t
+  }
+
+  const priority = request.priority ?? DEFAULT_PRIORITY
+  const priors = priorsOf(candidates.map((c) => c.metrics), tuning)
+  const anyFresh = candidates.some((c) => c.fresh)
+  const byPerformance = (): Scored[] => order(candidates.map((c) => {
+    const s = performanceScore({ local: c.local, cold: c.cold, load: c.load, metrics: c.metrics, fresh: c.fresh }, { priority, expectedTokens: request.expectedTokens, priors, anyFresh }, tuning)
+    return { c, score: s.cost, reasons: s.reasons }
+  }), true)
+
+  let ranked: Scored[]
+  let note: string | undefined
+  switch (strategy) {
+    case 'performance':
+      ranked = byPerformance()
+      break
+    case 'least-loaded':
+      ranked = order(candidates.map((c) => ({ c, score: c.load.load, reasons: [] })), false)
+      break
+    case 'fastest':
+      ranked = order(candidates.map((c) => {
+        const s = speedOf(c.metrics, priors, request.expectedTokens, tuning)
+        return { c, score: s.serviceMs, reasons: [`service=${Math.round(s.serviceMs)}ms`, ...(s.measured ? [] : ['speed=prior'])] }
+      }), false)
+      break
+    case 'random':
+      ranked = order(candidates.map((c, i) => ({ c, score: i, reasons: [] })), false, false)
+      break
+    case 'round-robin': {
+      const sorted = [...candidates].sort((a, b) => cmp(a.peerId, b.peerId))
+      const last = rr.get(request.model)
+      const start = last == null ? 0 : Math.max(0, sorted.findIndex((c) => c.peerId > last))
+      const rotated = [...sorted.slice(start), ...sorted.slice(0, start)]
+      ranked = order(rotated.map((c, i) => ({ c, score: i, reasons: [] })), false, false)
+      break
+    }
+    case 'prefix-affinity': {
+      const key = request.prefixKey
+      const loaded = candidates.filter((c) => !c.cold)
+      if (key == null || key === '' || loaded.length === 0) {
+        ranked = byPerformance()
+        note = key == null || key === '' ? 'affinity=none(no prefix key)' : 'affinity=none(no loaded host)'
+        break
+      }
+      const top = rendezvousOrder(key, loaded, (c) => c.modelSlots)[0]!
+      const maxLoad = tuning.affinityMaxLoad ?? AFFINITY_MAX_LOAD
+      ranked = byPerformance()
+      if (top.load.load < maxLoad) {
+        const i = ranked.findIndex((s) => s.c === top)
+        const [hit] = ranked.splice(i, 1)
+        hit!.reasons.unshift('affinity=hit')
+        ranked.unshift(hit!)
+      } else {
+        note = `affinity=saturated(${shortId(top.peerId)} load=${top.load.load.toFixed(2)}>=${maxLoad})`
+      }
+      break
+    }
+  }
+
+  const targets: RankedTarget[] = ranked.map((s, i) => ({
+    peerId: s.c.peerId,
+    runnerId: s.c.runnerId,
+    local: s.c.local,
+    cold: s.c.cold,
+    score: s.score,
+    load: s.c.load,
+    reasons: [
+      `strategy=${strategy}`,
+      `rank=${i + 1}/${ranked.length}`,
+      ...(note != null ? [note] : []),
+      `load=${fmt(s.c.load.occupied)}/${s.c.load.slots}`,
+      `claims=${fmt(s.c.own)}+${fmt(nonNegative(s.c.metrics?.claims))}`,
+      ...(s.c.load.reported ? [`reported=${fmt(nonNegative(s.c.metrics?.slotsBusy))}+${fmt(nonNegative(s.c.metrics?.queueDepth))}q`] : []),
+      s.c.local ? 'local' : 'remote',
+      ...(s.c.cold ? ['cold'] : []),
+      ...(s.c.halfOpen ? ['circuit=half-open'] : []),
+      ...s.reasons
+    ]
+  }))
+  const allFull = !targets.some((t) => !t.cold && t.load.freeSlots > 0)
+  const roundRobin = strategy === 'round-robin' ? new Map([...rr, [request.model, targets[0]!.peerId]]) : rr
+  return { ok: true, strategy, targets, allFull, skipped, roundRobin }
+}
+
+/**
+ * The two groups every strategy respects, then the score, then (optionally) the local host,
+ * then the shuffled order already in `items`. Performance folds coldness into its score, so
+ * it groups by "free loaded slot" only; the others put cold runners last.
+ */
+function order (items: Scored[], performance: boolean, localFirst = true): Scored[] {
+  const group = (c: Candidate): number => (!c.cold && c.load.freeSlots > 0) ? 0 : (performance || !c.cold) ? 1 : 2
+  return items.sort((a, b) =>
+    group(a.c) - group(b.c) ||
+    a.score - b.score ||
+    (localFirst ? Number(b.c.local) - Number(a.c.local) : 0))
+}
+
+/** Slots of all ready runners of a node, whatever their model: they share its GPUs. */
+function hostSlots (node: NodeRecord): number {
+  return node.runners.filter(isReady).reduce((n, r) => n + nonNegative(r.slots), 0)
+}
+
+function noCandidate (model: string, servedAnywhere: boolean, skipped: SkippedTarget[]): { code: 'MODEL_NOT_FOUND' | 'NO_CAPACITY', message: string } {
+  if (!servedAnywhere) return { code: 'MODEL_NOT_FOUND', message: `no host in the mesh serves model '${model}'` }
+  const has = (r: SkippedTarget['reason']): boolean => skipped.some((s) => s.reason === r)
+  if (has('not-ready')) return { code: 'NO_CAPACITY', message: `model '${model}' is still loading` }
+  if (has('circuit-open')) return { code: 'NO_CAPACITY', message: `every host serving model '${model}' is failing (circuit open)` }
+  if (has('excluded')) return { code: 'NO_CAPACITY', message: `every host serving model '${model}' was tried` }
+  return { code: 'NO_CAPACITY', message: `no host serving model '${model}' is reachable` }
+}
+
+function cmp (a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
+function fmt (n: number): string {
+  return Number.isInteger(n) ? String(n) : n.toFixed(1)
+}
+
+function shortId (peerId: string): string {
+  return peerId.length > 12 ? peerId.slice(-8) : peerId
+}
+
