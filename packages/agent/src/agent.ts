@@ -208,6 +208,17 @@ export class Agent {
     return { self: this._peerId, nodes }
   }
 
+  /** Counters of the mesh layer, for `GET /mesh/stats` and the benchmarks. */
+  meshStats (): Record<string, unknown> {
+    return {
+      ...this.mesh?.stats,
+      connections: this.mesh?.connectionCount() ?? 0,
+      peers: this.mesh?.connectedPeers().length ?? 0,
+      docBytes: this.doc?.snapshot().length ?? 0,
+      rejectedUpdates: Object.fromEntries(this.doc?.rejected ?? [])
+    }
+  }
+
   /**
    * Peers a request may be sent to: connected, and alive or suspect. A connected peer not yet
    * heard on the metrics topic counts as usable: the live connection is proof enough.

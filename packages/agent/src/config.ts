@@ -41,8 +41,8 @@ export const AgentConfigSchema = z.strictObject({
     bootstrap: z.array(z.string()).default([]),
     /** find peers of the same cluster on the LAN by multicast DNS. @default true */
     mdns: z.boolean().default(true),
-    /** mDNS query period: how soon a new host or a healed link is found. @default 1000 ms */
-    mdnsIntervalMs: z.number().int().min(100).default(1000),
+    /** mDNS query period (a new agent asks at start anyway; known peers are redialled every second). @default 30000 ms */
+    mdnsIntervalMs: z.number().int().min(100).default(30_000),
     /** heartbeat period on the metrics topic. @default 500 ms */
     heartbeatIntervalMs: z.number().int().min(50).default(500)
   }).prefault({}),

@@ -78,6 +78,7 @@ export function buildHttpServer (agent: Agent): FastifyInstance {
   })
 
   app.get('/mesh/view', async () => agent.view())
+  app.get('/mesh/stats', async () => agent.meshStats())
   app.get('/admin/runners', async () => ({ runners: agent.localRunners() }))
 
   return app

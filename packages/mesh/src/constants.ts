@@ -2,10 +2,12 @@
 export const BOOTSTRAP_REDIAL_MS = 2000
 
 /**
- * libp2p connection-monitor ping interval. 2 s detects a dead link in about 3 s; the libp2p
- * default (10 s) takes about 10 s. @default 2000 ms
+ * libp2p connection-monitor ping interval. Liveness comes from heartbeats (500 ms), and a
+ * connection to a peer found dead is closed by the mesh; the ping only frees connections that
+ * die silently otherwise. Each ping opens a stream, so a short interval costs real bytes.
+ * @default 10000 ms
  */
-export const PING_INTERVAL_MS = 2000
+export const PING_INTERVAL_MS = 10_000
 
 /** A state-vector sync exchange that takes longer than this is abandoned. @default 10000 ms */
 export const SYNC_TIMEOUT_MS = 10_000
@@ -16,8 +18,45 @@ export const MAX_SYNC_MESSAGE_BYTES = 16 * 1024 * 1024
 /** Heartbeat period on the metrics topic. 500 ms lets a silent host be suspected within 1.5 s. @default 500 ms */
 export const HEARTBEAT_INTERVAL_MS = 500
 
-/** mDNS query period: how soon a healed link or a new host is found again. @default 1000 ms */
-export const MDNS_INTERVAL_MS = 1000
+/**
+ * mDNS query period. A new agent queries at start and every agent answers, so joining does not
+ * wait for this; known peers are redialled from their records (RECONNECT_INTERVAL_MS), so a
+ * healed link does not wait for it either. It only bounds how soon a peer missed at start is
+ * found (and every agent answers every query: with 20 hosts a 5 s period alone kept a core busy).
+ * @default 30000 ms
+ */
+export const MDNS_INTERVAL_MS = 30_000
+
+/** Least time between two redials of one peer, counted from the start of the first. @default 1000 ms */
+export const RECONNECT_INTERVAL_MS = 1000
+
+/** How often the redial pass looks for peers due (no network unless one is). @default 250 ms */
+export const RECONNECT_TICK_MS = 250
+
+/**
+ * Longest wait between redials of one unreachable peer. Short, so a healed link is used again
+ * within about a second; a redial of a gone host costs one TCP SYN. @default 1000 ms
+ */
+export const RECONNECT_MAX_BACKOFF_MS = 1000
+
+/**
+ * A redial of a known peer (one we were connected to) gives up after this. A SYN into a cut link would otherwise wait for the kernel's
+ * retransmissions (1, 3, 7 s ...) and the heal would be noticed late. A LAN connect takes milliseconds. @default 1000 ms
+ */
+export const RECONNECT_DIAL_TIMEOUT_MS = 1000
+
+/**
+ * A first dial to a peer found by mDNS gives up after this. Generous: while many agents start
+ * at once on a small machine, noise handshakes queue behind each other, and a short timeout
+ * would abort them all and start over. @default 10000 ms
+ */
+export const FIRST_DIAL_TIMEOUT_MS = 10_000
+
+/** The peer with the larger id waits this long before dialling, so a pair dials once. @default 1500 ms */
+export const DIAL_TIEBREAK_MS = 1500
+
+/** A graceful leave waits this long for its goodbye heartbeats to go out. @default 500 ms */
+export const LEAVE_TIMEOUT_MS = 500
 
 /** A state-vector sync with one random peer this often, against any lost delta. @default 15000 ms */
 export const ANTI_ENTROPY_INTERVAL_MS = 15_000
@@ -27,3 +66,15 @@ export const PRUNE_CHECK_INTERVAL_MS = 30_000
 
 /** Owners rewrite their record every pruneAfterMs * this, so live entries are never pruned. @default 0.25 */
 export const RECORD_REFRESH_FRACTION = 0.25
+
+/** Inbound connections being upgraded at once before libp2p refuses more. @default 64 */
+export const MAX_PENDING_INBOUND = 64
+
+/**
+ * Heartbeats one agent sends per second at most; beyond 10 peers at the base period the period
+ * stretches (see Mesh.heartbeatIntervalMs). @default 20
+ */
+export const MAX_HEARTBEATS_PER_SEC = 20
+
+/** How often membership states are re-evaluated for logs and probes. @default 250 ms */
+export const MEMBER_WATCH_MS = 250

@@ -42,6 +42,8 @@ export const LAN_TIMINGS: MembershipTimings = Object.freeze({
 
 export interface Member {
   peerId: string
+  /** the peer's announced heartbeat period over the base period (>= 1): silence thresholds scale by it */
+  scale: number
   state: MemberState
   /** local clock time of the last heartbeat accepted */
   lastHeardAt: number
@@ -59,13 +61,16 @@ export class Membership {
   private readonly members = new Map<string, Omit<Member, 'state'> & { left: boolean }>()
   private readonly timings: MembershipTimings
   private readonly now: () => number
+  private readonly baseIntervalMs: number
 
-  constructor (timings: MembershipTimings, now: () => number) {
+  /** `baseIntervalMs`: the heartbeat period the timings are written for. */
+  constructor (timings: MembershipTimings, now: () => number, baseIntervalMs = 500) {
     if (!(timings.suspectAfterMs > 0 && timings.deadAfterMs > timings.suspectAfterMs && timings.pruneAfterMs > timings.deadAfterMs)) {
       throw new Error('membership timings must satisfy 0 < suspectAfterMs < deadAfterMs < pruneAfterMs')
     }
     this.timings = timings
     this.now = now
+    this.baseIntervalMs = baseIntervalMs
   }
 
   /** Accepts a heartbeat; returns false (and changes nothing) when it is older than what we have. */
@@ -77,6 +82,7 @@ export class Membership {
     }
     this.members.set(peerId, {
       peerId,
+      scale: Math.max(1, (hb.intervalMs ?? this.baseIntervalMs) / this.baseIntervalMs),
       lastHeardAt: this.now(),
       incarnation: hb.incarnation,
       seq: hb.seq,
@@ -119,11 +125,11 @@ export class Membership {
     return gone
   }
 
-  private stateOf (m: { lastHeardAt: number, left: boolean }): MemberState {
+  private stateOf (m: { lastHeardAt: number, left: boolean, scale: number }): MemberState {
     if (m.left) return 'left'
     const silence = this.now() - m.lastHeardAt
-    if (silence < this.timings.suspectAfterMs) return 'alive'
-    if (silence < this.timings.deadAfterMs) return 'suspect'
+    if (silence < this.timings.suspectAfterMs * m.scale) return 'alive'
+    if (silence < this.timings.deadAfterMs * m.scale) return 'suspect'
     return 'dead'
   }
 }

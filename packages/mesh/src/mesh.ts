@@ -7,17 +7,17 @@ import { mdns } from '@libp2p/mdns'
 import { ping, type Ping } from '@libp2p/ping'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { lpStream } from '@libp2p/utils'
-import { multiaddr } from '@multiformats/multiaddr'
+import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
+import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Connection, PeerDiscovery, PeerId, PeerInfo, PrivateKey, Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
 import {
-  SYNC_PROTOCOL, INFER_PROTOCOL, HeartbeatSchema, MAX_HEARTBEAT_BYTES, metricsTopic, stateTopic,
+  SYNC_PROTOCOL, INFER_PROTOCOL, METRICS_PROTOCOL, HeartbeatSchema, MAX_HEARTBEAT_BYTES, stateTopic,
   type Heartbeat, type PeerMetrics
 } from '@llmesh/protocol'
 import type { ClusterDoc } from '@llmesh/state'
 import {
-  ANTI_ENTROPY_INTERVAL_MS, BOOTSTRAP_REDIAL_MS, HEARTBEAT_INTERVAL_MS, MAX_SYNC_MESSAGE_BYTES, MDNS_INTERVAL_MS,
+  ANTI_ENTROPY_INTERVAL_MS, BOOTSTRAP_REDIAL_MS, DIAL_TIEBREAK_MS, FIRST_DIAL_TIMEOUT_MS, RECONNECT_TICK_MS, MAX_HEARTBEATS_PER_SEC, MEMBER_WATCH_MS, LEAVE_TIMEOUT_MS, MAX_PENDING_INBOUND, RECONNECT_DIAL_TIMEOUT_MS, RECONNECT_INTERVAL_MS, RECONNECT_MAX_BACKOFF_MS, HEARTBEAT_INTERVAL_MS, MAX_SYNC_MESSAGE_BYTES, MDNS_INTERVAL_MS,
   PING_INTERVAL_MS, PRUNE_CHECK_INTERVAL_MS, RECORD_REFRESH_FRACTION, SYNC_TIMEOUT_MS
 } from './constants.js'
 import { LAN_TIMINGS, Membership, type Member, type MembershipTimings } from './membership.js'
@@ -54,6 +54,8 @@ export interface MeshInit {
 /** Counters a test or `llmesh status` can read. */
 export interface MeshStats {
   heartbeatsSent: number
+  /** identify exchanges completed (new connections, identify pushes) */
+  identified: number
   heartbeatsReceived: number
   heartbeatsDropped: number
   deltasPublished: number
@@ -79,13 +81,18 @@ export class Mesh {
   private node?: Libp2p<Services>
   private readonly timers = new Set<NodeJS.Timeout>()
   private readonly syncing = new Set<string>()
+  /** outbound heartbeat stream per peer (opening or open) */
+  private readonly metricStreams = new Map<string, { ready: Promise<{ stream: Stream, lp: LengthPrefixedStream<Stream> }> }>()
+  /** peers from the cluster document being dialled now, and when to try each again */
+  private readonly redialAt = new Map<string, { at: number, failures: number, pending: boolean }>()
   private unsubscribeDoc?: () => void
+  private unsubscribeMembers?: () => void
   private stopped = false
   private seq = 0
   private readonly now: () => number
   readonly membership: Membership
   readonly stats: MeshStats = {
-    heartbeatsSent: 0, heartbeatsReceived: 0, heartbeatsDropped: 0, deltasPublished: 0, deltasReceived: 0,
+    heartbeatsSent: 0, identified: 0, heartbeatsReceived: 0, heartbeatsDropped: 0, deltasPublished: 0, deltasReceived: 0,
     deltasRejected: 0, syncs: 0, bytesPublished: 0, bytesReceived: 0
   }
 
@@ -93,7 +100,7 @@ export class Mesh {
     this.init = init
     this.log = init.logger.child({ component: 'mesh' })
     this.now = init.now ?? Date.now
-    this.membership = new Membership(init.timings ?? LAN_TIMINGS, this.now)
+    this.membership = new Membership(init.timings ?? LAN_TIMINGS, this.now, init.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS)
     init.doc.mayPrune = (key) => this.prunable(key)
   }
 
@@ -114,6 +121,9 @@ export class Mesh {
       connectionEncrypters: [noise()],
       streamMuxers: [yamux()],
       connectionMonitor: { pingInterval: PING_INTERVAL_MS },
+      // a cluster starting at once has every agent upgrading many inbound connections together;
+      // libp2p's default of 10 pending would refuse most of them and stretch the start
+      connectionManager: { maxIncomingPendingConnections: MAX_PENDING_INBOUND },
       services: {
         // a service rather than a peerDiscovery entry, so its 'peer' events reach us for peers
         // libp2p already knows (the node-level 'peer:discovery' fires only for new ones)
@@ -135,18 +145,19 @@ export class Mesh {
     })
     this.node = node
     const topic = stateTopic(this.init.clusterId)
-    const mTopic = metricsTopic(this.init.clusterId)
 
     node.services.pubsub.subscribe(topic)
-    node.services.pubsub.subscribe(mTopic)
     node.services.pubsub.addEventListener('message', (evt) => {
       const msg = evt.detail
-      if (msg.type !== 'signed') return
+      if (msg.type !== 'signed' || msg.topic !== topic) return
       const sender = msg.from.toString()
       if (sender === this.peerId) return
       this.stats.bytesReceived += msg.data.length
-      if (msg.topic === mTopic) this.onHeartbeat(sender, msg.data)
-      else if (msg.topic === topic) this.onDelta(sender, msg.data)
+      this.onDelta(sender, msg.data)
+    })
+    this.unsubscribeMembers = this.init.doc.onMembershipChange((added, removed) => {
+      for (const peer of added) if (peer !== this.peerId) this.log.info({ peer }, 'peer record added')
+      for (const peer of removed) this.log.info({ peer }, 'peer record removed')
     })
     this.unsubscribeDoc = this.init.doc.onLocalUpdate((update) => {
       if (this.stopped) return
@@ -164,28 +175,29 @@ export class Mesh {
       })
     })
 
-    node.addEventListener('peer:identify', (evt) => {
-      // every new connection starts with a state-vector sync, both ways
-      void this.sync(evt.detail.peerId.toString())
+    await node.handle(METRICS_PROTOCOL, (stream, connection) => {
+      void this.readHeartbeats(stream, connection.remotePeer.toString())
     })
-    node.services.pubsub.addEventListener('subscription-change', (evt) => {
-      // a peer just subscribed: tell it at once that we are alive instead of at the next tick
-      if (evt.detail.subscriptions.some((s) => s.subscribe && s.topic === mTopic)) void this.sendHeartbeat('alive')
+    node.addEventListener('peer:identify', (evt) => {
+      const peer = evt.detail.peerId.toString()
+      this.stats.identified++
+      // every new connection starts with a state-vector sync, both ways, and a heartbeat
+      void this.sync(peer)
+      void this.heartbeatTo(peer, this.encodeHeartbeat('alive'))
     })
     // libp2p does not redial a known peer after a partition: every discovery answer is a chance to
     const redial = (evt: CustomEvent<PeerInfo>): void => {
       const { id, multiaddrs } = evt.detail
-      if (this.stopped || id.equals(node.peerId) || node.getConnections(id).length > 0) return
-      node.dial(multiaddrs.length > 0 ? multiaddrs : id).catch((err: unknown) => {
-        this.log.debug({ peer: id.toString(), err: (err as Error).message }, 'dial after discovery failed')
-      })
+      void this.dialPeer(id.toString(), multiaddrs.length > 0 ? multiaddrs : undefined)
     }
     node.addEventListener('peer:discovery', redial)
     const discovery = (node.services as Partial<Record<'mdns', PeerDiscovery>>).mdns
     discovery?.addEventListener('peer', redial)
 
     this.dialBootstrap()
-    this.every(this.init.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS, () => { this.sendHeartbeat('alive') })
+    this.every(RECONNECT_TICK_MS, () => { this.reconnectKnown() })
+    this.every(MEMBER_WATCH_MS, () => { this.watchMembers() })
+    this.scheduleHeartbeat()
     this.every(ANTI_ENTROPY_INTERVAL_MS, () => {
       // cheap insurance against any delta lost without a gap Yjs could notice
       const peers = this.connectedPeers()
@@ -202,6 +214,11 @@ export class Mesh {
   /** Multiaddrs (with /p2p/<id>) other agents can dial. */
   addrs (): string[] {
     return this.libp2p.getMultiaddrs().map((ma) => ma.toString())
+  }
+
+  /** Open connections per peer (more than one means both sides dialled at once). */
+  connectionCount (): number {
+    return this.libp2p.getConnections().length
   }
 
   connectedPeers (): string[] {
@@ -294,26 +311,140 @@ export class Mesh {
       return
     }
     this.stats.heartbeatsReceived++
-    const before = this.membership.get(sender)?.state
     if (!this.membership.heard(sender, hb)) return
-    const after = this.membership.get(sender)?.state
-    if (before !== after) this.log.info({ peer: sender, from: before ?? 'unknown', to: after }, 'member state')
+    const after = this.membership.get(sender)?.state ?? 'unknown'
+    const before = this.lastStates.get(sender)
+    if (before !== after) {
+      this.lastStates.set(sender, after)
+      this.log.info({ peer: sender, from: before ?? 'unknown', to: after }, 'member state')
+    }
     // a peer we hear of but hold no record for: its record is missing here, sync
     if (hb.status === 'alive' && this.init.doc.get(sender) == null) void this.sync(sender)
   }
 
-  private sendHeartbeat (status: Heartbeat['status']): Promise<void> {
-    if (this.node == null || (this.stopped && status !== 'left')) return Promise.resolve()
-    const hb: Heartbeat = { v: 1, incarnation: this.init.incarnation, seq: ++this.seq, status, metrics: this.init.metrics() }
-    const data = new TextEncoder().encode(JSON.stringify(hb))
-    this.stats.heartbeatsSent++
-    this.stats.bytesPublished += data.length
-    return this.node.services.pubsub.publish(metricsTopic(this.init.clusterId), data).then(() => {}, (err: unknown) => {
-      this.log.debug({ err: (err as Error).message }, 'heartbeat publish failed')
+  /**
+   * The heartbeat period: the configured base, stretched once this agent would send more than
+   * MAX_HEARTBEATS_PER_SEC (one heartbeat per peer per period, in a fully connected mesh the
+   * cost grows with N²). Each heartbeat announces the period, so receivers stretch their
+   * silence thresholds alike: 20 hosts detect a cut in about 3 s instead of 1.5 s, and stay
+   * within a small machine's means.
+   */
+  heartbeatIntervalMs (): number {
+    const base = this.init.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS
+    const peers = this.node == null ? 0 : this.node.getPeers().length
+    return Math.max(base, Math.round(peers * 1000 / MAX_HEARTBEATS_PER_SEC))
+  }
+
+  private scheduleHeartbeat (): void {
+    if (this.stopped) return
+    const timer = setTimeout(() => {
+      this.timers.delete(timer)
+      void this.sendHeartbeat('alive')
+      this.scheduleHeartbeat()
+    }, this.heartbeatIntervalMs())
+    timer.unref()
+    this.timers.add(timer)
+  }
+
+  private encodeHeartbeat (status: Heartbeat['status']): Uint8Array {
+    const hb: Heartbeat = {
+      v: 1, incarnation: this.init.incarnation, seq: ++this.seq, status, intervalMs: this.heartbeatIntervalMs(), metrics: this.init.metrics()
+    }
+    return new TextEncoder().encode(JSON.stringify(hb, omitDefaults))
+  }
+
+  /** One heartbeat to every connected peer, each on its own metrics stream. */
+  private async sendHeartbeat (status: Heartbeat['status']): Promise<void> {
+    if (this.node == null || (this.stopped && status !== 'left')) return
+    const data = this.encodeHeartbeat(status)
+    await Promise.all(this.connectedPeers().map(async (peer) => { await this.heartbeatTo(peer, data) }))
+  }
+
+  /** Writes a heartbeat on the outbound metrics stream to `peer`, opening it when needed. */
+  private async heartbeatTo (peer: string, data: Uint8Array): Promise<void> {
+    let out = this.metricStreams.get(peer)
+    try {
+      if (out == null) {
+        const opening = this.libp2p.dialProtocol(peerIdFromString(peer), METRICS_PROTOCOL, { signal: AbortSignal.timeout(SYNC_TIMEOUT_MS) })
+          .then((stream) => ({ stream, lp: lpStream(stream, { maxDataLength: MAX_HEARTBEAT_BYTES }) }))
+        out = { ready: opening }
+        this.metricStreams.set(peer, out)
+      }
+      const { lp } = await out.ready
+      await lp.write(data, { signal: AbortSignal.timeout(SYNC_TIMEOUT_MS) })
+      this.stats.heartbeatsSent++
+      this.stats.bytesPublished += data.length
+    } catch (err) {
+      // the stream broke (peer gone, link cut): the next tick opens a new one if still connected
+      if (this.metricStreams.get(peer) === out) this.metricStreams.delete(peer)
+      void out?.ready.then(({ stream }) => { stream.abort(new Error('heartbeat write failed')) }, () => {})
+      this.log.debug({ peer, err: (err as Error).message }, 'heartbeat not sent')
+    }
+  }
+
+  /** Reads a peer's heartbeats from its metrics stream until the stream ends. */
+  private async readHeartbeats (stream: Stream, peer: string): Promise<void> {
+    const lp = lpStream(stream, { maxDataLength: MAX_HEARTBEAT_BYTES })
+    try {
+      while (!this.stopped) {
+        const frame = await lp.read()
+        this.stats.bytesReceived += frame.byteLength
+        this.onHeartbeat(peer, frame.subarray())
+      }
+    } catch {
+      // stream ended or sent an oversize frame: the peer opens a new one
+    } finally {
+      stream.abort(new Error('metrics stream closed'))
+    }
+  }
+
+  private readonly lastStates = new Map<string, string>()
+
+  /**
+   * Logs state changes that silence caused (heartbeats only report the ones they cause), and
+   * hangs up on peers found dead: their connection is likely a corpse, and the redial pass
+   * brings them back over a fresh one once they answer again.
+   */
+  private watchMembers (): void {
+    for (const m of this.membership.list()) {
+      const before = this.lastStates.get(m.peerId)
+      if (before !== m.state) {
+        this.lastStates.set(m.peerId, m.state)
+        if (before != null) this.log.info({ peer: m.peerId, from: before, to: m.state }, 'member state')
+      }
+      if (m.state === 'dead') this.probeDead(m.peerId)
+    }
+  }
+
+  /**
+   * A peer silent long enough to be dead may sit behind a corpse connection (link cut: TCP
+   * notices only after minutes) or behind a live one that is merely slow (a loaded host). Hanging
+   * up on it would turn slowness into reconnection churn, so instead: dial it afresh beside the
+   * old connection (short timeout, once per RECONNECT_INTERVAL_MS). If that succeeds, the link is
+   * back: the old connection is closed and heartbeats resume on the new one.
+   */
+  private probeDead (peer: string): void {
+    const now = this.now()
+    const entry = this.redialAt.get(peer) ?? { at: 0, failures: 0, pending: false }
+    if (entry.pending || now < entry.at) return
+    const id = peerIdFromString(peer)
+    const addrs = this.init.doc.get(peer)?.addrs
+    if (addrs == null || addrs.length === 0) return
+    const old = this.libp2p.getConnections(id)
+    if (old.length === 0) return // the redial pass handles unconnected peers
+    entry.pending = true
+    entry.at = now + RECONNECT_INTERVAL_MS
+    this.redialAt.set(peer, entry)
+    this.libp2p.dial(addrs.map((a) => multiaddr(a)), { force: true, signal: AbortSignal.timeout(RECONNECT_DIAL_TIMEOUT_MS) }).then((conn) => {
+      entry.pending = false
+      this.metricStreams.delete(peer)
+      for (const c of old) if (c.id !== conn.id) void c.close().catch(() => {})
+    }, () => {
+      entry.pending = false
     })
   }
 
-  /** Members as heard on the metrics topic. */
+  /** Members as heard from their heartbeats. */
   members (): Member[] {
     return this.membership.list()
   }
@@ -337,6 +468,72 @@ export class Mesh {
     if (usable[0] !== this.peerId) return
     const gone = this.init.doc.records().map((r) => r.peerId).filter((id) => this.prunable(id))
     if (gone.length > 0 && this.init.doc.prune(gone) > 0) this.log.info({ peers: gone }, 'pruned dead entries')
+  }
+
+  /**
+   * Keeps the cluster fully connected: dials every peer of the cluster document we hold no
+   * connection to (by the addresses in its record), with a per-peer exponential backoff up to
+   * RECONNECT_MAX_BACKOFF_MS. This is what brings a healed link back within about a second,
+   * with or without multicast, and joins peers that only share a bootstrap host.
+   */
+  private reconnectKnown (): void {
+    const now = this.now()
+    for (const record of this.init.doc.records()) {
+      const peer = record.peerId
+      if (peer === this.peerId || record.addrs.length === 0 || this.membership.get(peer)?.state === 'left') continue
+      if (this.libp2p.getConnections(peerIdFromString(peer)).length > 0) {
+        this.redialAt.delete(peer)
+        continue
+      }
+      const entry = this.redialAt.get(peer) ?? { at: 0, failures: 0, pending: false }
+      if (entry.pending || now < entry.at) continue
+      const attemptAt = now
+      let addrs
+      try {
+        addrs = record.addrs.map((a) => multiaddr(a))
+      } catch {
+        continue
+      }
+      entry.pending = true
+      this.redialAt.set(peer, entry)
+      // a peer we were connected to gets short attempts (a heal is noticed within a second); a
+      // peer we never reached gets the patient first-dial timeout (handshakes may queue at start)
+      const timeout = this.membership.get(peer) != null ? RECONNECT_DIAL_TIMEOUT_MS : FIRST_DIAL_TIMEOUT_MS
+      void this.dialPeer(peer, addrs, timeout).then((ok) => {
+        entry.pending = false
+        if (ok) {
+          this.redialAt.delete(peer)
+          return
+        }
+        entry.failures++
+        // counted from the attempt's start: a dial that timed out is retried at once
+        entry.at = attemptAt + Math.min(RECONNECT_MAX_BACKOFF_MS, RECONNECT_INTERVAL_MS * 2 ** (entry.failures - 1))
+      })
+    }
+  }
+
+  /**
+   * Dials a peer unless connected. When two peers find each other at once, both would dial and
+   * hold two connections (double heartbeats, double pings); so the peer with the smaller id
+   * dials at once and the other only if still unconnected after DIAL_TIEBREAK_MS.
+   */
+  private async dialPeer (peer: string, addrs?: Multiaddr[], timeoutMs = FIRST_DIAL_TIMEOUT_MS): Promise<boolean> {
+    if (this.stopped || peer === this.peerId) return false
+    const id = peerIdFromString(peer)
+    const node = this.libp2p
+    if (node.getConnections(id).length > 0) return true
+    if (this.peerId > peer) {
+      await new Promise((resolve) => setTimeout(resolve, DIAL_TIEBREAK_MS).unref())
+      if (this.stopped) return false
+      if (node.getConnections(id).length > 0) return true
+    }
+    try {
+      await node.dial(addrs ?? id, { signal: AbortSignal.timeout(timeoutMs) })
+      return true
+    } catch (err) {
+      this.log.debug({ peer, err: (err as Error).message }, 'dial failed')
+      return false
+    }
   }
 
   /** Dials every bootstrap address now and again every BOOTSTRAP_REDIAL_MS while unconnected. */
@@ -371,16 +568,29 @@ export class Mesh {
    */
   async leave (): Promise<void> {
     if (this.node == null || this.stopped) return
-    await this.sendHeartbeat('left')
+    await Promise.race([this.sendHeartbeat('left'), new Promise((resolve) => setTimeout(resolve, LEAVE_TIMEOUT_MS))])
   }
 
   async stop (): Promise<void> {
     this.stopped = true
-    for (const t of this.timers) clearInterval(t)
+    for (const t of this.timers) clearTimeout(t)
     this.timers.clear()
     this.unsubscribeDoc?.()
+    this.unsubscribeMembers?.()
     await this.node?.stop()
   }
 }
 
 export type { PeerId }
+
+/**
+ * JSON replacer for heartbeats: metrics equal to their schema default (zero counters, full
+ * success rate, no claims) are left out; the receiver's schema puts them back. An idle
+ * heartbeat shrinks by about half, and it is sent to every peer twice a second.
+ */
+function omitDefaults (key: string, value: unknown): unknown {
+  if (key === 'successRate') return value === 1 ? undefined : value
+  if (key === 'claims') return value != null && Object.keys(value).length > 0 ? value : undefined
+  if (value === 0 && ['slotsBusy', 'slotsTotal', 'queueDepth', 'tokensPerSec', 'latencyMs'].includes(key)) return undefined
+  return value
+}

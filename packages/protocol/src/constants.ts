@@ -14,10 +14,14 @@ export function stateTopic (clusterId: string): string {
   return `llmesh/${clusterId}/state/1`
 }
 
-/** gossipsub topic carrying ephemeral metrics (heartbeats, load) for one cluster. */
-export function metricsTopic (clusterId: string): string {
-  return `llmesh/${clusterId}/metrics/1`
-}
+/**
+ * libp2p protocol carrying heartbeats (ephemeral metrics) on one long-lived stream per
+ * connected peer. Not a gossipsub topic: gossipsub forwards every message to D mesh peers on
+ * top of the publisher's own sends and signs each one, which for frequent small messages in a
+ * fully connected cluster costs several times the payload; a direct stream sends each
+ * heartbeat once per peer and the connection already authenticates the sender.
+ */
+export const METRICS_PROTOCOL = '/llmesh/metrics/1'
 
 /** Response headers an agent sets on every routed request. */
 export const HEADER_NODE = 'x-llmesh-node'

@@ -31,6 +31,8 @@ export const HeartbeatSchema = z.object({
   seq: z.number().int().nonnegative(),
   /** 'left' is sent once on graceful shutdown */
   status: z.enum(['alive', 'left']),
+  /** the sender's current heartbeat period, ms: receivers scale their silence thresholds by it */
+  intervalMs: z.number().int().positive().max(60_000).optional(),
   metrics: PeerMetricsSchema
 })
 export type Heartbeat = z.infer<typeof HeartbeatSchema>

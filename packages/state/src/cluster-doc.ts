@@ -52,6 +52,21 @@ export class ClusterDoc {
     })
   }
 
+  /** Calls `fn` with the peer ids whose entries appeared or vanished, after every change. */
+  onMembershipChange (fn: (added: string[], removed: string[]) => void): () => void {
+    const observer = (event: Y.YMapEvent<unknown>): void => {
+      const added: string[] = []
+      const removed: string[] = []
+      for (const [key, change] of event.changes.keys) {
+        if (change.action === 'add') added.push(key)
+        else if (change.action === 'delete') removed.push(key)
+      }
+      if (added.length > 0 || removed.length > 0) fn(added, removed)
+    }
+    this.nodes.observe(observer)
+    return () => { this.nodes.unobserve(observer) }
+  }
+
   onLocalUpdate (fn: (update: Uint8Array) => void): () => void {
     this.listeners.add(fn)
     return () => this.listeners.delete(fn)
