@@ -6,7 +6,8 @@ import { INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type NodeRecord, type Pe
 import { ClusterDoc } from '@llmesh/state'
 import { Mesh, loadOrCreateKey, peerIdOfKey, requestInfer, serveInfer } from '@llmesh/mesh'
 import { route, type RouteTarget } from '@llmesh/scheduler'
-import { LlamaServerRunner, describeModel, probeHardware, type LocalModel, type Runner, type RunnerPath, type RunnerResponse } from '@llmesh/runners'
+import { RunnerManager, type Runner, type RunnerDescription, type RunnerPath, type RunnerResponse } from '@llmesh/runners'
+import { findLlamaServer } from './binaries.js'
 import type { AgentConfig } from './config.js'
 import { buildHttpServer } from './http.js'
 import { withFinally } from './iter.js'
@@ -49,8 +50,7 @@ export class Agent {
   private mesh?: Mesh
   private doc?: ClusterDoc
   private http?: FastifyInstance
-  private readonly runners = new Map<string, Runner>()
-  private localModels: LocalModel[] = []
+  private manager?: RunnerManager
   private readonly inflight = new Map<string, number>()
   /** requests this host's runners are serving now (local and forwarded) */
   private serving = 0
@@ -75,28 +75,26 @@ export class Agent {
     const snapshot = await readFile(join(config.dataDir, 'cluster.snapshot')).catch(() => undefined)
     this.doc = new ClusterDoc(this._peerId, snapshot != null ? new Uint8Array(snapshot) : undefined)
 
-    // describe models before anything is published: a bad path is a start error, not a surprise later
-    this.localModels = await Promise.all(config.models.map(async (m) => {
-      try {
-        return await describeModel(m.path, m.name)
-      } catch (err) {
-        throw new Error(`model ${m.path}: ${(err as Error).message}`, { cause: err })
-      }
-    }))
-    for (const [i, model] of this.localModels.entries()) {
-      const runner = new LlamaServerRunner({
-        id: `${this._peerId.slice(-8)}-${i}-${model.info.name}`,
-        binary: config.llamaServer.binary,
-        modelPath: model.path,
-        modelName: model.info.name,
-        slots: config.llamaServer.slots,
-        ctxSize: config.llamaServer.ctxSize,
-        ...(config.llamaServer.gpuLayers != null ? { gpuLayers: config.llamaServer.gpuLayers } : {}),
-        logger: this.log
-      })
-      runner.onState(() => { this.publishSelf() })
-      this.runners.set(runner.id, runner)
+    // llama-server when one is configured or on PATH, else the embedded llama.cpp (zero setup)
+    const llamaServer = await findLlamaServer(config.llamaServer.binary)
+    if (llamaServer == null && (config.models.length > 0 || config.modelDirs.length > 0)) {
+      this.log.info('no llama-server binary found: models run on the embedded llama.cpp (node-llama-cpp)')
     }
+    this.manager = new RunnerManager({
+      logger: this.log,
+      idPrefix: this._peerId.slice(-8),
+      models: config.models.map((m) => ({ path: m.path, ...(m.name != null ? { name: m.name } : {}) })),
+      modelDirs: config.modelDirs,
+      ...(config.ollama !== false ? { ollama: { url: config.ollama.url } } : {}),
+      ...(llamaServer != null ? { llamaServer: { binary: llamaServer } } : {}),
+      slots: config.llamaServer.slots,
+      ctxSize: config.llamaServer.ctxSize,
+      ...(config.llamaServer.gpuLayers != null ? { gpuLayers: config.llamaServer.gpuLayers } : {}),
+      stallTimeoutMs: config.stallTimeoutMs
+    })
+    // the catalog is read before anything is published: a bad model path is a start error
+    await this.manager.start()
+    this.manager.onChange(() => { this.publishSelf() })
 
     this.mesh = new Mesh({
       clusterId: config.clusterId,
@@ -130,13 +128,6 @@ export class Agent {
     this.snapshotTimer = setInterval(() => { void this.saveSnapshot() }, SNAPSHOT_INTERVAL_MS)
     this.snapshotTimer.unref()
 
-    // runners load in the background: the agent serves the mesh meanwhile, their state is published as it changes
-    for (const runner of this.runners.values()) {
-      runner.start().catch((err: unknown) => {
-        this.log.error({ runner: runner.id, err: (err as Error).message }, 'runner failed to start')
-      })
-    }
-
     const info: AgentInfo = {
       peerId: this._peerId,
       name: config.name,
@@ -159,9 +150,13 @@ export class Agent {
       protocol: PROTOCOL_VERSION,
       addrs: this.mesh?.addrs() ?? [],
       api: this.apiAddress,
-      hardware: probeHardware(),
-      models: this.localModels.map((m) => m.info),
-      runners: [...this.runners.values()].map((r) => r.info()),
+      hardware: this.manager?.hardware() ?? { cpus: 0, memBytes: 0, platform: process.platform, arch: process.arch },
+      models: this.manager?.models() ?? [],
+      // busy/ready flips with every request: the record says "serving", the heartbeats say how busy
+      runners: (this.manager?.runners() ?? []).map((r) => {
+        const info = r.info()
+        return info.state === 'busy' ? { ...info, state: 'ready' as const } : info
+      }),
       startedAt: this.startedAt,
       updatedAt: Date.now()
     }
@@ -170,7 +165,7 @@ export class Agent {
   /** The numbers this agent gossips in each heartbeat. */
   private localMetrics (): PeerMetrics {
     let slotsTotal = 0
-    for (const r of this.runners.values()) if (r.state === 'ready' || r.state === 'busy') slotsTotal += r.info().slots
+    for (const r of this.manager?.runners() ?? []) if (r.state === 'ready' || r.state === 'busy') slotsTotal += r.info().slots
     return {
       slotsBusy: this.serving,
       slotsTotal,
@@ -229,20 +224,15 @@ export class Agent {
     return new Set(mesh.connectedPeers().filter((p) => mesh.membership.get(p) == null || mesh.membership.isUsable(p)))
   }
 
-  /** Local runners with their process details, for the admin API. */
-  localRunners (): Array<ReturnType<Runner['info']> & { port: number, pid: number | undefined }> {
-    return [...this.runners.values()].map((r) => ({
-      ...r.info(),
-      port: r instanceof LlamaServerRunner ? r.port : 0,
-      pid: r instanceof LlamaServerRunner ? r.pid : undefined
-    }))
+  /** Local runners with their process details (port, pid, in flight), for the admin API. */
+  localRunners (): RunnerDescription[] {
+    return (this.manager?.runners() ?? []).map((r) => r.describe())
   }
 
   private localRunnerFor (model: string, preferred?: string): Runner {
-    const exact = preferred != null ? this.runners.get(preferred) : undefined
-    if (exact != null && exact.model === model && exact.state === 'ready') return exact
-    for (const r of this.runners.values()) if (r.model === model && r.state === 'ready') return r
-    throw new LlmeshError('NO_CAPACITY', `no ready runner for '${model}' on this host`)
+    const runner = this.manager?.find(model, preferred)
+    if (runner == null) throw new LlmeshError('NO_CAPACITY', `no ready runner for '${model}' on this host`)
+    return runner
   }
 
   /**
@@ -322,7 +312,7 @@ export class Agent {
     clearInterval(this.snapshotTimer)
     await this.mesh?.leave()
     await this.http?.close()
-    await Promise.all([...this.runners.values()].map(async (r) => { await r.stop() }))
+    await this.manager?.stop()
     await this.saveSnapshot()
     await this.mesh?.stop()
     this.doc?.destroy()

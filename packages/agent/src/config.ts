@@ -61,11 +61,24 @@ export const AgentConfigSchema = z.strictObject({
   }).prefault({}).refine((m) => m.suspectAfterMs < m.deadAfterMs && m.deadAfterMs < m.pruneAfterMs, {
     message: 'needs suspectAfterMs < deadAfterMs < pruneAfterMs'
   }),
-  /** GGUF models this host serves, each by one llama-server runner */
+  /** GGUF models this host serves, each by one runner (llama-server, else embedded llama.cpp) */
   models: z.array(ModelEntry).default([]),
+  /** folders scanned for GGUF files: listed in the catalog (names, sizes, metadata), started on first use */
+  modelDirs: z.array(z.string().min(1)).default([]),
+  /**
+   * Adopt an Ollama server already running on this host, so its models join the mesh:
+   * `{ url }` (url defaults to http://127.0.0.1:11434). Opt-in, so an agent never takes over
+   * a server its owner did not mean to share. @default false
+   */
+  ollama: z.union([z.literal(false), z.strictObject({ url: z.string().url().default('http://127.0.0.1:11434') })]).default(false),
+  /** a stream that yields no token for this long is aborted with a clear error. @default 30000 ms */
+  stallTimeoutMs: z.number().int().positive().default(30_000),
   llamaServer: z.strictObject({
-    /** llama-server binary. @default $LLMESH_LLAMA_SERVER, else `llama-server` on PATH */
-    binary: z.string().min(1).default(() => process.env['LLMESH_LLAMA_SERVER'] ?? 'llama-server'),
+    /**
+     * llama-server binary. @default $LLMESH_LLAMA_SERVER, else `llama-server` on PATH, else
+     * none: models run on the embedded llama.cpp
+     */
+    binary: z.string().min(1).optional(),
     /** parallel slots per runner. @default 2 */
     slots: z.number().int().min(1).max(256).default(2),
     /** total context per runner, tokens. @default 4096 */

@@ -15,6 +15,8 @@ export interface UpFlags {
   bootstrap?: string[]
   'no-mdns'?: boolean
   model?: string[]
+  'model-dir'?: string[]
+  ollama?: string
   'llama-server'?: string
   slots?: string
   'log-level'?: string
@@ -55,6 +57,8 @@ export async function resolveUpConfig (flags: UpFlags): Promise<Readonly<AgentCo
       return eq > 0 ? { name: m.slice(0, eq), path: m.slice(eq + 1) } : { path: m }
     })]
   }
+  if (flags['model-dir'] != null) cfg.modelDirs = [...(cfg.modelDirs ?? []), ...flags['model-dir']]
+  if (flags.ollama != null) cfg.ollama = { url: flags.ollama }
   if (flags['llama-server'] != null) llamaServer.binary = flags['llama-server']
   if (flags.slots != null) llamaServer.slots = int('slots', flags.slots)
   if (flags['log-level'] != null) cfg.logLevel = flags['log-level'] as AgentConfig['logLevel']

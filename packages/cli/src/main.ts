@@ -17,7 +17,9 @@ commands:
              --bootstrap MULTIADDR  peer to join (repeatable)
              --no-mdns            no multicast discovery (bootstrap addresses only)
              --model [NAME=]PATH  GGUF model to serve (repeatable)
-             --llama-server BIN   llama-server binary
+             --model-dir DIR      folder of GGUF files for the catalog (repeatable)
+             --ollama URL         adopt the Ollama server at URL (e.g. http://127.0.0.1:11434)
+             --llama-server BIN   llama-server binary (default: on PATH, else embedded llama.cpp)
              --slots N            parallel slots per runner
              --log-level LEVEL    fatal|error|warn|info|debug|trace|silent
   status   show the mesh as an agent sees it
@@ -59,6 +61,8 @@ async function up (args: string[]): Promise<undefined> {
       bootstrap: { type: 'string', multiple: true },
       'no-mdns': { type: 'boolean' },
       model: { type: 'string', multiple: true },
+      'model-dir': { type: 'string', multiple: true },
+      ollama: { type: 'string' },
       'llama-server': { type: 'string' },
       slots: { type: 'string' },
       'log-level': { type: 'string' }
