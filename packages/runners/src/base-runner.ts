@@ -49,6 +49,21 @@ export interface RunnerCommonInit {
   random?: () => number
 }
 
+/** What a runner serving one GGUF file needs, whatever the engine. */
+export interface GgufRunnerInit extends RunnerCommonInit {
+  modelPath: string
+  /** name the mesh knows the model by (llama-server gets it as `--alias`) */
+  modelName: string
+  /** parallel slots (`--parallel`, or embedded sequences). @default 2 */
+  slots?: number
+  /** total context (`-c`), shared by the slots. @default 4096 tokens */
+  ctxSize?: number
+  /** layers on the GPU (`-ngl`); undefined leaves the engine's default */
+  gpuLayers?: number
+  /** CPU threads (`-t`); undefined leaves the engine's default */
+  threads?: number
+}
+
 /** What an adapter's `open` returns: the upstream response before stall watching. */
 export interface UpstreamResponse {
   status: number

@@ -9,7 +9,7 @@
  */
 import type { Llama, LlamaChat, LlamaContext, LlamaModel, ChatHistoryItem } from 'node-llama-cpp'
 import { LlmeshError } from '@llmesh/protocol'
-import { BaseRunner, PermanentRunnerError, type RunnerCommonInit, type UpstreamResponse } from './base-runner.js'
+import { BaseRunner, PermanentRunnerError, type GgufRunnerInit, type UpstreamResponse } from './base-runner.js'
 import { DEFAULT_CTX_SIZE, DEFAULT_SLOTS } from './constants.js'
 import {
   ChatCompletionWriter,
@@ -50,18 +50,7 @@ export async function loadLlama (opts: EmbeddedLlamaOptions = {}): Promise<Llama
   }
 }
 
-export interface EmbeddedInit extends RunnerCommonInit {
-  modelPath: string
-  /** name the mesh knows the model by */
-  modelName: string
-  /** parallel sequences. @default 2 */
-  slots?: number
-  /** total context, shared by the slots like llama-server's `-c`. @default 4096 tokens */
-  ctxSize?: number
-  /** layers on the GPU; undefined lets node-llama-cpp decide ('auto') */
-  gpuLayers?: number
-  /** CPU threads; undefined = node-llama-cpp's math cores */
-  threads?: number
+export interface EmbeddedInit extends GgufRunnerInit {
   /** shared Llama instance (one per process is best); without it the runner loads its own */
   llama?: () => Promise<Llama>
   gpu?: 'auto' | false

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
 import { LlmeshError } from '@llmesh/protocol'
-import { BaseRunner, PermanentRunnerError, type RunnerCommonInit, type UpstreamResponse } from './base-runner.js'
+import { BaseRunner, PermanentRunnerError, type GgufRunnerInit, type UpstreamResponse } from './base-runner.js'
 import { DEFAULT_CTX_SIZE, DEFAULT_SLOTS, DEFAULT_START_TIMEOUT_MS, START_POLL_MS, STOP_GRACE_MS } from './constants.js'
 import { freePort } from './port.js'
 import { RunnerProcess } from './process.js'
@@ -9,20 +9,9 @@ import type { RunnerDescription, RunnerPath } from './runner.js'
 
 export { DEFAULT_CTX_SIZE, DEFAULT_SLOTS, DEFAULT_START_TIMEOUT_MS, STOP_GRACE_MS } from './constants.js'
 
-export interface LlamaServerInit extends RunnerCommonInit {
+export interface LlamaServerInit extends GgufRunnerInit {
   /** path of the `llama-server` binary */
   binary: string
-  modelPath: string
-  /** name the mesh knows the model by; passed as `--alias` so responses carry it */
-  modelName: string
-  /** `--parallel`. @default 2 */
-  slots?: number
-  /** total context `-c`, shared by the slots. @default 4096 tokens */
-  ctxSize?: number
-  /** `-ngl`; undefined leaves llama-server's default */
-  gpuLayers?: number
-  /** `-t`; undefined leaves llama-server's default (all cores) */
-  threads?: number
   /**
    * rpc-servers (host:port) that hold part of the layers: this llama-server is then the
    * coordinator of a split model, started once and reused like any runner.

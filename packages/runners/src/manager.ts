@@ -1,7 +1,6 @@
 import type { Logger } from 'pino'
 import type { Llama } from 'node-llama-cpp'
 import { LlmeshError, type Hardware, type ModelInfo } from '@llmesh/protocol'
-import type { BackoffOptions } from './backoff.js'
 import type { RunnerCommonInit } from './base-runner.js'
 import { describeModel, scanModelDir, scanOllamaStore, type LocalModel } from './catalog.js'
 import { DEFAULT_OLLAMA_REFRESH_MS, DEFAULT_OLLAMA_URL } from './constants.js'
@@ -26,7 +25,10 @@ export interface ModelSpec {
   rpc?: string[]
 }
 
-export interface RunnerManagerInit {
+/** Supervision settings handed to every runner as they are (see RunnerCommonInit). */
+type SupervisionInit = Pick<RunnerCommonInit, 'stallTimeoutMs' | 'firstTokenTimeoutMs' | 'nonStreamTimeoutMs' | 'stallsBeforeUnhealthy' | 'healthIntervalMs' | 'healthTimeoutMs' | 'healthFailures' | 'restart'>
+
+export interface RunnerManagerInit extends SupervisionInit {
   logger: Logger
   /** models served from start, one runner each */
   models?: ModelSpec[]
@@ -56,14 +58,6 @@ export interface RunnerManagerInit {
   idPrefix?: string
   /** probe GPUs at start (runs nvidia-smi, ...). @default true */
   probeGpus?: boolean | GpuProbeOptions
-  stallTimeoutMs?: number
-  firstTokenTimeoutMs?: number
-  nonStreamTimeoutMs?: number
-  stallsBeforeUnhealthy?: number
-  healthIntervalMs?: number
-  healthTimeoutMs?: number
-  healthFailures?: number
-  restart?: BackoffOptions | false
 }
 
 const KNOWN_KEYS = new Set<string>([
