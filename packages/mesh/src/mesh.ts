@@ -158,6 +158,8 @@ export class Mesh {
     this.unsubscribeMembers = this.init.doc.onMembershipChange((added, removed) => {
       for (const peer of added) if (peer !== this.peerId) this.log.info({ peer }, 'peer record added')
       for (const peer of removed) this.log.info({ peer }, 'peer record removed')
+      // our own entry was pruned while we were away: write it again now, not at the next refresh
+      if (removed.includes(this.peerId)) queueMicrotask(() => { this.init.refreshSelf?.() })
     })
     this.unsubscribeDoc = this.init.doc.onLocalUpdate((update) => {
       if (this.stopped) return
