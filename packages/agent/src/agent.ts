@@ -2,15 +2,16 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type NodeRecord, type PeerMetrics } from '@llmesh/protocol'
+import { INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type InferPath, type NodeRecord, type PeerMetrics } from '@llmesh/protocol'
 import { ClusterDoc } from '@llmesh/state'
 import { Mesh, loadOrCreateKey, peerIdOfKey, requestInfer, serveInfer } from '@llmesh/mesh'
-import { route, type RouteTarget } from '@llmesh/scheduler'
-import { RunnerManager, type Runner, type RunnerDescription, type RunnerPath, type RunnerResponse } from '@llmesh/runners'
+import { DEFAULT_PRIORITY, type RankedTarget, type ReportingPeer } from '@llmesh/scheduler'
+import { RunnerManager, type Runner, type RunnerDescription, type RunnerResponse } from '@llmesh/runners'
 import { findLlamaServer } from './binaries.js'
 import type { AgentConfig } from './config.js'
 import { buildHttpServer } from './http.js'
-import { withFinally } from './iter.js'
+import { Router, type DispatchRequest, type ForwardOptions, type Forwarded, type RoutedResponse } from './router.js'
+import { LocalServing, QueueFullError, type AdmissionCounters } from './serving.js'
 import { AGENT_VERSION, SNAPSHOT_INTERVAL_MS } from './constants.js'
 
 /** What `agent.json` in the data dir says about a running agent; the CLI reads it. */
@@ -35,10 +36,7 @@ export interface ViewNode extends NodeRecord {
 
 export interface MeshView { self: string, nodes: ViewNode[] }
 
-/** A request routed to a target and its response, ready to stream to the client. */
-export interface RoutedResponse extends RunnerResponse {
-  target: RouteTarget
-}
+export type { RoutedResponse }
 
 /**
  * One llmesh agent: mesh node, cluster document, local runners and the HTTP API, wired
@@ -51,9 +49,10 @@ export class Agent {
   private doc?: ClusterDoc
   private http?: FastifyInstance
   private manager?: RunnerManager
-  private readonly inflight = new Map<string, number>()
-  /** requests this host's runners are serving now (local and forwarded) */
-  private serving = 0
+  private router?: Router
+  /** admission and served-request figures of this host's runners (local and forwarded requests) */
+  private serving?: LocalServing
+  private servedSeq = 0
   private readonly startedAt = Date.now()
   private snapshotTimer?: NodeJS.Timeout
   private apiAddress = ''
@@ -86,12 +85,14 @@ export class Agent {
       models: config.models.map((m) => ({ path: m.path, ...(m.name != null ? { name: m.name } : {}) })),
       modelDirs: config.modelDirs,
       ...(config.ollama !== false ? { ollama: { url: config.ollama.url } } : {}),
-      ...(llamaServer != null ? { llamaServer: { binary: llamaServer } } : {}),
+      ...(llamaServer != null ? { llamaServer: { binary: llamaServer, ...(config.llamaServer.extraArgs.length > 0 ? { extraArgs: config.llamaServer.extraArgs } : {}) } } : {}),
       slots: config.llamaServer.slots,
       ctxSize: config.llamaServer.ctxSize,
       ...(config.llamaServer.gpuLayers != null ? { gpuLayers: config.llamaServer.gpuLayers } : {}),
-      stallTimeoutMs: config.stallTimeoutMs
+      stallTimeoutMs: config.stallTimeoutMs,
+      ...(config.firstTokenTimeoutMs != null ? { firstTokenTimeoutMs: config.firstTokenTimeoutMs } : {})
     })
+    this.serving = new LocalServing({ logger: this.log, queueCapacity: config.queue.capacity })
     // the catalog is read before anything is published: a bad model path is a start error
     await this.manager.start()
     this.manager.onChange(() => { this.publishSelf() })
@@ -111,11 +112,36 @@ export class Agent {
       refreshSelf: () => { this.doc?.setSelf(this.selfRecord(), true) }
     })
     await this.mesh.start()
-    await this.mesh.handle(INFER_PROTOCOL, async (stream, remotePeer) => {
+    const mesh = this.mesh
+    this.router = new Router({
+      selfPeerId: () => this._peerId,
+      nodes: () => this.doc?.records() ?? [],
+      members: () => this.reportingPeers(),
+      reachable: () => this.reachable(),
+      forward: async (target, opts) => await this.forward(target, opts),
+      defaultStrategy: config.strategy,
+      logger: this.log.child({ component: 'router' })
+    })
+    await mesh.handle(INFER_PROTOCOL, async (stream, remotePeer) => {
       await serveInfer(stream, async (request, reply) => {
         this.log.debug({ reqId: request.id, peer: remotePeer, model: request.model }, 'serving forwarded request')
         const runner = this.localRunnerFor(request.model, request.runnerId)
-        const res = await this.serveLocal(runner, request.path, request.body, reply.signal)
+        let res: RunnerResponse
+        try {
+          res = await this.serveLocal(runner, request.path, request.body, {
+            id: `${remotePeer.slice(-8)}:${request.id}`,
+            priority: request.priority ?? DEFAULT_PRIORITY,
+            mayQueue: request.mayQueue === true,
+            deadline: Date.now() + (request.deadlineMs ?? config.queue.deadlineMs),
+            signal: reply.signal
+          })
+        } catch (err) {
+          // a full queue answers 429 with its Retry-After in the body: an error frame has no room for it
+          if (!(err instanceof QueueFullError)) throw err
+          await reply.head({ status: 429, contentType: 'application/json', runnerId: runner.id })
+          await reply.data(new TextEncoder().encode(JSON.stringify({ error: { message: err.message, type: err.type, code: 'queue_full' }, retry_after_sec: err.retryAfterSec })))
+          return
+        }
         await reply.head({ status: res.status, contentType: res.contentType, runnerId: runner.id })
         for await (const chunk of res.body) await reply.data(chunk)
       })
@@ -166,15 +192,24 @@ export class Agent {
   private localMetrics (): PeerMetrics {
     let slotsTotal = 0
     for (const r of this.manager?.runners() ?? []) if (r.state === 'ready' || r.state === 'busy') slotsTotal += r.info().slots
+    const admission = this.serving?.snapshot() ?? { slotsBusy: 0, queueDepth: 0 }
+    const served = this.serving?.figures() ?? { tokensPerSec: 0, latencyMs: 0, successRate: 1 }
     return {
-      slotsBusy: this.serving,
+      slotsBusy: admission.slotsBusy,
       slotsTotal,
-      queueDepth: 0,
-      tokensPerSec: 0,
-      latencyMs: 0,
-      successRate: 1,
-      claims: Object.fromEntries(this.inflight)
+      queueDepth: admission.queueDepth,
+      tokensPerSec: served.tokensPerSec,
+      latencyMs: served.latencyMs,
+      successRate: served.successRate,
+      claims: this.router?.claims.toRecord() ?? {}
     }
+  }
+
+  /** Every peer membership knows, and this host with its metrics as of now: `targetMetrics()`'s input. */
+  private reportingPeers (): ReportingPeer[] {
+    const peers: ReportingPeer[] = [...(this.mesh?.members() ?? [])]
+    peers.push({ peerId: this._peerId, state: 'alive', lastHeardAt: Date.now(), metrics: this.localMetrics() })
+    return peers
   }
 
   private publishSelf (): void {
@@ -236,67 +271,45 @@ export class Agent {
   }
 
   /**
-   * Routes one request through the converged view and returns the target's response stream:
-   * the local runner directly, or a peer's over `/llmesh/infer/1`.
+   * Routes one request through the converged view (scheduler `rank()`, failover, queueing when
+   * every host is busy) and returns the target's response stream once its first chunk is in.
    */
-  async infer (reqId: string, path: RunnerPath, body: Record<string, unknown>, signal: AbortSignal): Promise<RoutedResponse> {
-    const model = String(body['model'])
-    const decision = route({
-      model,
-      nodes: this.doc?.records() ?? [],
-      selfPeerId: this._peerId,
-      reachable: this.reachable(),
-      inflight: this.inflight,
-      random: Math.random
-    })
-    if (!decision.ok) {
-      const list = decision.available.length > 0 ? decision.available.join(', ') : 'none'
-      throw new LlmeshError(decision.code, `${decision.message}; models in the mesh: ${list}`)
-    }
-    const { target } = decision
-    this.log.debug({ reqId, model, target }, 'routed')
-    this.claim(target.peerId, 1)
-    let released = false
-    const release = (): void => {
-      if (released) return
-      released = true
-      this.claim(target.peerId, -1)
-    }
-    try {
-      let res: RunnerResponse
-      if (target.peerId === this._peerId) {
-        res = await this.serveLocal(this.localRunnerFor(model, target.runnerId), path, body, signal)
-      } else {
-        const stream = await this.mesh!.open(target.peerId, INFER_PROTOCOL, signal)
-        const remote = await requestInfer(stream, { id: reqId, path, model, runnerId: target.runnerId, body }, signal)
-        res = { status: remote.head.status, contentType: remote.head.contentType, body: remote.body }
-        target.runnerId = remote.head.runnerId
-      }
-      return { ...res, target, body: withFinally(res.body, release) }
-    } catch (err) {
-      release()
-      throw err
-    }
+  async infer (req: DispatchRequest): Promise<RoutedResponse> {
+    if (this.router == null) throw new LlmeshError('NO_CAPACITY', 'the agent is not started')
+    return await this.router.dispatch(req)
   }
 
-  /** Runs a request on a local runner, counting it as served here until its body ends. */
-  private async serveLocal (runner: Runner, path: RunnerPath, body: Record<string, unknown>, signal: AbortSignal): Promise<RunnerResponse> {
-    this.serving++
-    let res: RunnerResponse
-    try {
-      res = await runner.infer(path, body, signal)
-    } catch (err) {
-      this.serving--
-      throw err
+  /** One attempt on one target: the local runners, or a peer's over `/llmesh/infer/1`. */
+  private async forward (target: RankedTarget, opts: ForwardOptions): Promise<Forwarded> {
+    if (target.peerId === this._peerId) {
+      const runner = this.localRunnerFor(opts.model, target.runnerId)
+      const res = await this.serveLocal(runner, opts.path, opts.body, {
+        id: `self:${opts.id}:${++this.servedSeq}`, priority: opts.priority, mayQueue: opts.mayQueue, deadline: opts.deadline, signal: opts.signal
+      })
+      return { ...res, runnerId: runner.id }
     }
-    return { ...res, body: withFinally(res.body, () => { this.serving = Math.max(0, this.serving - 1) }) }
+    const stream = await this.mesh!.open(target.peerId, INFER_PROTOCOL, opts.signal)
+    const remote = await requestInfer(stream, {
+      id: opts.id,
+      path: opts.path,
+      model: opts.model,
+      runnerId: target.runnerId,
+      body: opts.body,
+      priority: opts.priority,
+      mayQueue: opts.mayQueue,
+      deadlineMs: Math.max(0, Math.round(opts.deadline - Date.now()))
+    }, opts.signal)
+    return { status: remote.head.status, contentType: remote.head.contentType, runnerId: remote.head.runnerId, body: remote.body }
   }
 
-  /** Counts this router's in-flight requests per target; never below zero. */
-  private claim (peerId: string, delta: number): void {
-    const next = Math.max(0, (this.inflight.get(peerId) ?? 0) + delta)
-    if (next === 0) this.inflight.delete(peerId)
-    else this.inflight.set(peerId, next)
+  /** Runs a request on a local runner once admission gives it a slot (see LocalServing). */
+  private async serveLocal (runner: Runner, path: InferPath, body: Record<string, unknown>, opts: Parameters<LocalServing['serve']>[3]): Promise<RunnerResponse> {
+    return await this.serving!.serve(runner, path, body, opts)
+  }
+
+  /** Admission counters per local runner (peaks included), for `GET /admin/admission`. */
+  admission (): AdmissionCounters[] {
+    return this.serving?.counters() ?? []
   }
 
   private async saveSnapshot (): Promise<void> {
@@ -310,6 +323,7 @@ export class Agent {
 
   async stop (): Promise<void> {
     clearInterval(this.snapshotTimer)
+    this.serving?.stop()
     await this.mesh?.leave()
     await this.http?.close()
     await this.manager?.stop()

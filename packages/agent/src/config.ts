@@ -1,6 +1,7 @@
 import { hostname, homedir } from 'node:os'
 import { join } from 'node:path'
 import { z } from 'zod'
+import { DEFAULT_STRATEGY, QUEUE_CAPACITY, STRATEGIES } from '@llmesh/scheduler'
 
 /** Default HTTP API port: next to Ollama's 11434, so switching a client over is one digit. */
 export const DEFAULT_API_PORT = 11435
@@ -73,6 +74,26 @@ export const AgentConfigSchema = z.strictObject({
   ollama: z.union([z.literal(false), z.strictObject({ url: z.string().url().default('http://127.0.0.1:11434') })]).default(false),
   /** a stream that yields no token for this long is aborted with a clear error. @default 30000 ms */
   stallTimeoutMs: z.number().int().positive().default(30_000),
+  /**
+   * longest wait for a streaming runner's first byte, ms; a request that times out is failed
+   * over to another host. @default 120000 ms (the runners')
+   */
+  firstTokenTimeoutMs: z.number().int().positive().optional(),
+  /**
+   * routing strategy when a request names none (header `x-llmesh-strategy`): performance,
+   * least-loaded, round-robin, fastest, random or prefix-affinity. @default "performance"
+   */
+  strategy: z.enum(STRATEGIES).default(DEFAULT_STRATEGY),
+  /** admission on this host: requests beyond the runners' slots wait in a priority queue */
+  queue: z.strictObject({
+    /** requests waiting per runner beyond its busy slots; more are answered 429. @default 64 */
+    capacity: z.number().int().min(0).max(100_000).default(QUEUE_CAPACITY),
+    /**
+     * longest wait for a slot when the request sets no `x-llmesh-deadline-ms`, ms; a request
+     * still queued then is answered 504 DEADLINE_EXCEEDED. @default 120000 ms
+     */
+    deadlineMs: z.number().int().positive().default(120_000)
+  }).prefault({}),
   llamaServer: z.strictObject({
     /**
      * llama-server binary. @default $LLMESH_LLAMA_SERVER, else `llama-server` on PATH, else
@@ -84,7 +105,12 @@ export const AgentConfigSchema = z.strictObject({
     /** total context per runner, tokens. @default 4096 */
     ctxSize: z.number().int().min(128).default(4096),
     /** layers offloaded to the GPU (-ngl); unset leaves llama-server's default */
-    gpuLayers: z.number().int().min(0).optional()
+    gpuLayers: z.number().int().min(0).optional(),
+    /**
+     * further llama-server flags, e.g. ["--embeddings"] for a dedicated embedding model
+     * (llama-server then serves /v1/embeddings and no completions). @default []
+     */
+    extraArgs: z.array(z.string()).default([])
   }).prefault({}),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
 })

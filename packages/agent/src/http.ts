@@ -1,33 +1,138 @@
 import { Readable } from 'node:stream'
 import { randomUUID } from 'node:crypto'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify'
-import { z } from 'zod'
-import { HEADER_NODE, HEADER_ROUTE, HEADER_RUNNER, LlmeshError, toLlmeshError } from '@llmesh/protocol'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { z } from 'zod'
+import {
+  HEADER_DEADLINE, HEADER_NODE, HEADER_PRIORITY, HEADER_ROUTE, HEADER_RUNNER, HEADER_STRATEGY, LlmeshError, toLlmeshError,
+  type InferPath
+} from '@llmesh/protocol'
+import { parsePriority, parseStrategy } from '@llmesh/scheduler'
 import type { Agent } from './agent.js'
+import type { RoutedResponse } from './router.js'
+import { QueueFullError } from './serving.js'
+import { registerOpenAiApi } from './openai-api.js'
+import { registerOllamaApi } from './ollama-api.js'
 
-/** OpenAI chat request: what llmesh itself needs is checked, everything else passes to the runner. */
-const ChatCompletionBody = z.looseObject({
-  model: z.string({ error: 'model is required (a string)' }).min(1, 'model must not be empty').max(256),
-  messages: z.array(z.looseObject({
-    role: z.string({ error: 'every message needs a role' }),
-    content: z.union([z.string(), z.array(z.unknown()), z.null()]).optional()
-  }), { error: 'messages is required (an array)' }).min(1, 'messages must not be empty'),
-  stream: z.boolean({ error: 'stream must be true or false' }).optional()
-})
+/** Longest deadline a client may ask for with x-llmesh-deadline-ms. @default 24 h */
+const MAX_DEADLINE_MS = 24 * 3600 * 1000
 
 /** OpenAI error body. */
-function openAiError (err: LlmeshError): { error: { message: string, type: string, code: string, param: null } } {
+export function openAiError (err: LlmeshError): { error: { message: string, type: string, code: string, param: null } } {
   return { error: { message: err.message, type: err.type, code: err.code.toLowerCase(), param: null } }
 }
 
-/** Maps anything thrown in a handler to an LlmeshError with the right status. */
-function httpError (err: unknown): LlmeshError {
-  if (err instanceof LlmeshError) return err
-  const e = err as { statusCode?: number, message?: string }
-  if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
-    return new LlmeshError('INVALID_REQUEST', e.message ?? 'invalid request', { cause: err })
+/** Maps anything thrown in a handler to an LlmeshError and the HTTP status to answer with. */
+export function httpError (err: unknown): { e: LlmeshError, status: number } {
+  if (err instanceof LlmeshError) return { e: err, status: err.status }
+  const raw = err as { statusCode?: number, message?: string }
+  if (typeof raw.statusCode === 'number' && raw.statusCode >= 400 && raw.statusCode < 500) {
+    // fastify's own 4xx (bad JSON 400, body too large 413, ...) keep their status
+    return { e: new LlmeshError('INVALID_REQUEST', raw.message ?? 'invalid request', { cause: err }), status: raw.statusCode }
   }
-  return toLlmeshError(err)
+  const e = toLlmeshError(err)
+  return { e, status: e.status }
+}
+
+/** Validates a request body with zod: one clear message naming the field. */
+export function parseBody<T> (schema: z.ZodType<T>, body: unknown): T {
+  const parsed = schema.safeParse(body)
+  if (parsed.success) return parsed.data
+  const issue = parsed.error.issues[0]
+  const where = issue != null && issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''
+  throw new LlmeshError('INVALID_REQUEST', `${where}${issue?.message ?? 'invalid request body'}`)
+}
+
+function header (req: FastifyRequest, name: string): string | string[] | undefined {
+  return req.headers[name]
+}
+
+/** What an API handler hands to `routeRequest`. */
+export interface ApiRequest {
+  path: InferPath
+  model: string
+  body: Record<string, unknown>
+  prefix?: string | undefined
+  expectedTokens?: number | undefined
+}
+
+/**
+ * Reads the llmesh request headers (strategy, priority, deadline: 400 when malformed), ties the
+ * request to the client's connection and routes it. Resolves once a target's first chunk is in.
+ */
+export async function routeRequest (agent: Agent, req: FastifyRequest, reply: FastifyReply, api: ApiRequest): Promise<RoutedResponse> {
+  const strategy = parseStrategy(header(req, HEADER_STRATEGY), agent.config.strategy)
+  const priority = parsePriority(header(req, HEADER_PRIORITY))
+  const deadlineMs = parseDeadline(header(req, HEADER_DEADLINE), agent.config.queue.deadlineMs)
+  const controller = new AbortController()
+  reply.raw.on('close', () => { if (!reply.raw.writableFinished) controller.abort(new LlmeshError('INVALID_REQUEST', 'client went away')) })
+  return await agent.infer({
+    id: req.id,
+    path: api.path,
+    model: api.model,
+    body: api.body,
+    strategy,
+    priority,
+    ...(api.prefix != null ? { prefixKey: api.prefix } : {}),
+    ...(api.expectedTokens != null ? { expectedTokens: api.expectedTokens } : {}),
+    deadline: Date.now() + deadlineMs,
+    signal: controller.signal
+  })
+}
+
+function parseDeadline (value: string | string[] | undefined, fallback: number): number {
+  if (Array.isArray(value)) {
+    if (value.length > 1) throw new LlmeshError('INVALID_REQUEST', `${HEADER_DEADLINE} given more than once`)
+    value = value[0]
+  }
+  if (value == null || value.trim() === '') return fallback
+  const n = Number(value.trim())
+  if (!Number.isInteger(n) || n <= 0 || n > MAX_DEADLINE_MS) {
+    throw new LlmeshError('INVALID_REQUEST', `${HEADER_DEADLINE} must be a whole number of ms from 1 to ${MAX_DEADLINE_MS}, got '${value.slice(0, 32)}'`)
+  }
+  return n
+}
+
+/** Sets the route headers every routed response carries. */
+export function routeHeaders (reply: FastifyReply, res: RoutedResponse): FastifyReply {
+  return reply
+    .header(HEADER_NODE, res.target.peerId)
+    .header(HEADER_RUNNER, res.target.runnerId)
+    .header(HEADER_ROUTE, res.target.reasons.join('; '))
+}
+
+/**
+ * Streams a routed response to the client as the runner produced it (OpenAI API). If the
+ * stream breaks after bytes went out, an SSE client gets a final error event instead of a
+ * silent hang.
+ */
+export async function sendRouted (reply: FastifyReply, res: RoutedResponse): Promise<FastifyReply> {
+  const sse = res.contentType.includes('text/event-stream')
+  const source = res.body
+  async function * guarded (): AsyncGenerator<Uint8Array | string> {
+    try {
+      for await (const chunk of source) yield chunk
+    } catch (err) {
+      if (!sse) throw err
+      const e = toLlmeshError(err, 'RUNNER_FAILED')
+      reply.log.warn({ code: e.code, err: e.message }, 'stream failed after it started')
+      yield `data: ${JSON.stringify(openAiError(e))}\n\n`
+    }
+  }
+  void routeHeaders(reply.status(res.status), res)
+    .header('content-type', res.contentType)
+    .header('cache-control', 'no-cache')
+  return await reply.send(Readable.from(guarded()))
+}
+
+/** Reads a whole (small) routed body as text. */
+export async function readText (body: AsyncIterable<Uint8Array>, limit = 64 * 1024 * 1024): Promise<string> {
+  const decoder = new TextDecoder()
+  let text = ''
+  for await (const chunk of body) {
+    text += decoder.decode(chunk, { stream: true })
+    if (text.length > limit) throw new LlmeshError('RUNNER_FAILED', `runner response larger than ${limit} bytes`)
+  }
+  return text + decoder.decode()
 }
 
 export function buildHttpServer (agent: Agent): FastifyInstance {
@@ -39,73 +144,25 @@ export function buildHttpServer (agent: Agent): FastifyInstance {
   })
 
   app.setErrorHandler((err, req, reply) => {
-    const e = httpError(err)
-    // a 4xx body-limit error keeps its own status (413), others use the catalogue's
-    const status = e.code === 'INVALID_REQUEST' && typeof (err as { statusCode?: number }).statusCode === 'number'
-      ? (err as { statusCode: number }).statusCode
-      : e.status
+    const { e, status } = httpError(err)
     if (status >= 500) req.log.error({ code: e.code, err: e.message }, 'request failed')
-    void reply.status(status).send(openAiError(e))
+    if (e instanceof QueueFullError) void reply.header('retry-after', String(Math.max(1, Math.ceil(e.retryAfterSec))))
+    // Ollama's routes answer errors in Ollama's shape, everything else in OpenAI's
+    void reply.status(status).send(req.url.startsWith('/api/') ? { error: e.message } : openAiError(e))
   })
   app.setNotFoundHandler((req, reply) => {
-    void reply.status(404).send(openAiError(new LlmeshError('INVALID_REQUEST', `no route ${req.method} ${req.url}`)))
+    const e = new LlmeshError('INVALID_REQUEST', `no route ${req.method} ${req.url.split('?')[0] ?? ''}`)
+    void reply.status(404).send(req.url.startsWith('/api/') ? { error: e.message } : openAiError(e))
   })
 
   app.get('/health', async () => ({ ok: true, peerId: agent.peerId }))
-
-  app.get('/v1/models', async () => {
-    const seen = new Map<string, { id: string, object: 'model', created: number, owned_by: string }>()
-    for (const node of agent.view().nodes) {
-      if (!node.connected) continue
-      for (const name of [...node.models.map((m) => m.name), ...node.runners.map((r) => r.model)]) {
-        if (!seen.has(name)) seen.set(name, { id: name, object: 'model', created: Math.floor(node.startedAt / 1000), owned_by: 'llmesh' })
-      }
-    }
-    return { object: 'list', data: [...seen.values()].sort((a, b) => a.id.localeCompare(b.id)) }
-  })
-
-  app.post('/v1/chat/completions', async (req, reply) => {
-    const parsed = ChatCompletionBody.safeParse(req.body)
-    if (!parsed.success) {
-      const issue = parsed.error.issues[0]
-      const where = issue != null && issue.path.length > 0 ? `${issue.path.join('.')}: ` : ''
-      throw new LlmeshError('INVALID_REQUEST', `${where}${issue?.message ?? 'invalid request body'}`)
-    }
-    const controller = new AbortController()
-    reply.raw.on('close', () => { if (!reply.raw.writableFinished) controller.abort(new Error('client went away')) })
-    const res = await agent.infer(req.id, '/v1/chat/completions', parsed.data, controller.signal)
-    return await sendRouted(reply, res)
-  })
+  registerOpenAiApi(app, agent)
+  registerOllamaApi(app, agent)
 
   app.get('/mesh/view', async () => agent.view())
   app.get('/mesh/stats', async () => agent.meshStats())
-  app.get('/admin/runners', async () => ({ runners: agent.localRunners() }))
+  app.get('/admin/runners', async () => ({ runners: agent.localRunners(), admission: agent.admission() }))
+  app.get('/admin/admission', async () => ({ admission: agent.admission() }))
 
   return app
-}
-
-/**
- * Streams a routed response to the client with the route headers. If the stream breaks after
- * bytes went out, an SSE client gets a final error event instead of a silent hang.
- */
-async function sendRouted (reply: FastifyReply, res: Awaited<ReturnType<Agent['infer']>>): Promise<FastifyReply> {
-  const sse = res.contentType.includes('text/event-stream')
-  const source = res.body
-  async function * guarded (): AsyncGenerator<Uint8Array | string> {
-    try {
-      for await (const chunk of source) yield chunk
-    } catch (err) {
-      if (!sse) throw err
-      const e = toLlmeshError(err, 'RUNNER_FAILED')
-      yield `data: ${JSON.stringify(openAiError(e))}\n\n`
-    }
-  }
-  void reply
-    .status(res.status)
-    .header('content-type', res.contentType)
-    .header('cache-control', 'no-cache')
-    .header(HEADER_NODE, res.target.peerId)
-    .header(HEADER_RUNNER, res.target.runnerId)
-    .header(HEADER_ROUTE, res.target.reasons.join('; '))
-  return await reply.send(Readable.from(guarded()))
 }

@@ -28,5 +28,13 @@ export const HEADER_NODE = 'x-llmesh-node'
 export const HEADER_RUNNER = 'x-llmesh-runner'
 export const HEADER_ROUTE = 'x-llmesh-route'
 
+/** Request headers an agent reads. */
+/** routing strategy for this request (see the scheduler's STRATEGIES); unknown = 400 */
+export const HEADER_STRATEGY = 'x-llmesh-strategy'
+/** priority 0-10, higher first; anything else = 400 */
+export const HEADER_PRIORITY = 'x-llmesh-priority'
+/** longest time the request may wait for a slot, ms from its arrival; expired = 504 */
+export const HEADER_DEADLINE = 'x-llmesh-deadline-ms'
+
 /** llmesh protocol version carried in every NodeRecord. */
 export const PROTOCOL_VERSION = 1

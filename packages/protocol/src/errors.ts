@@ -20,7 +20,13 @@ export const ErrorCodes = {
   /** anything not foreseen */
   INTERNAL: { status: 500, type: 'server_error' },
   /** a runner produced no token for its stall timeout; the stream was aborted */
-  STALLED: { status: 504, type: 'server_error' }
+  STALLED: { status: 504, type: 'server_error' },
+  /** the target's admission queue is full: retry after the Retry-After header's seconds */
+  QUEUE_FULL: { status: 429, type: 'rate_limit_error' },
+  /** the request's deadline (x-llmesh-deadline-ms) passed while it waited for a slot */
+  DEADLINE_EXCEEDED: { status: 504, type: 'server_error' },
+  /** the runner cannot do what was asked (e.g. embeddings on a runner started without them) */
+  NOT_SUPPORTED: { status: 501, type: 'invalid_request_error' }
 } as const satisfies Record<string, { status: number, type: string }>
 
 export type ErrorCode = keyof typeof ErrorCodes

@@ -19,15 +19,32 @@ export type FrameKind = typeof FrameKind[keyof typeof FrameKind]
 /** Largest request body a peer accepts, in bytes. */
 export const MAX_INFER_REQUEST_BYTES = 8 * 1024 * 1024
 
+/**
+ * Runner API paths a request may ask a target to call. ONLY APPEND TO THIS LIST: an older peer
+ * refuses a path it does not know (as a malformed request).
+ */
+export const INFER_PATHS = ['/v1/chat/completions', '/v1/completions', '/v1/embeddings'] as const
+export type InferPath = typeof INFER_PATHS[number]
+
 export const InferRequestSchema = z.object({
   /** request id of the entry agent, for logs on both sides */
   id: z.string().max(128),
   /** which API path of the runner to call, e.g. /v1/chat/completions */
-  path: z.enum(['/v1/chat/completions']),
+  path: z.enum(INFER_PATHS),
   model: z.string().min(1).max(256),
   /** the runner chosen by the router; the target may pick another one for the same model */
   runnerId: z.string().max(128).optional(),
-  body: z.record(z.string(), z.unknown())
+  body: z.record(z.string(), z.unknown()),
+  // --- optional, appended: a peer that does not know them serves without admission hints ---
+  /** 0-10, higher first, for the target's admission queue. @default 5 */
+  priority: z.number().int().min(0).max(10).optional(),
+  /**
+   * Wait in the target's queue when no slot is free (the router has nowhere better to go).
+   * Unset or false: a full target answers BUSY at once and the router tries the next host.
+   */
+  mayQueue: z.boolean().optional(),
+  /** ms left until the request's deadline when it was sent (relative: peers' clocks differ) */
+  deadlineMs: z.number().int().nonnegative().max(24 * 3600 * 1000).optional()
 })
 export type InferRequest = z.infer<typeof InferRequestSchema>
 

@@ -1,0 +1,44 @@
+import { LlmeshError, type ErrorCode } from '@llmesh/protocol'
+import type { Failure } from '@llmesh/scheduler'
+
+/** How each error code counts for the scheduler's retry and health logic. */
+const FAILURE_OF_CODE: Record<ErrorCode, Failure> = {
+  INVALID_REQUEST: 'client-error',
+  MODEL_NOT_FOUND: 'client-error',
+  NOT_SUPPORTED: 'client-error',
+  BUSY: 'busy',
+  QUEUE_FULL: 'queue-full',
+  DEADLINE_EXCEEDED: 'deadline',
+  NO_CAPACITY: 'server-error',
+  RUNNER_FAILED: 'server-error',
+  INTERNAL: 'server-error',
+  PEER_UNREACHABLE: 'connect',
+  PROTOCOL_ERROR: 'protocol',
+  STALLED: 'stall'
+}
+
+/** The scheduler's failure kind of an error (an aborted request is 'aborted' whatever it threw). */
+export function failureOf (err: unknown, signal?: AbortSignal): Failure {
+  if (signal?.aborted === true) return 'aborted'
+  if (err instanceof LlmeshError) return FAILURE_OF_CODE[err.code]
+  return 'connect'
+}
+
+const decoder = new TextDecoder()
+const RATE = /"predicted_per_second"\s*:\s*([\d.eE+-]+)/
+
+/**
+ * Finds llama-server's `timings.predicted_per_second` in a response passing by (the last SSE
+ * chunk or the JSON body). Only looks at chunks that can hold it, so it costs next to nothing.
+ */
+export class TokenRateScanner {
+  tokensPerSec: number | undefined
+
+  scan (chunk: Uint8Array | string): void {
+    const text = typeof chunk === 'string' ? chunk : decoder.decode(chunk)
+    if (!text.includes('predicted_per_second')) return
+    const m = RATE.exec(text)
+    const v = m?.[1] != null ? Number(m[1]) : NaN
+    if (Number.isFinite(v) && v > 0) this.tokensPerSec = v
+  }
+}

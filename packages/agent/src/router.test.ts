@@ -1,0 +1,113 @@
+import { describe, expect, it } from 'vitest'
+import { pino } from 'pino'
+import { LlmeshError, type NodeRecord } from '@llmesh/protocol'
+import type { RankedTarget } from '@llmesh/scheduler'
+import { Router, type ForwardOptions, type Forwarded } from './router.js'
+import { QueueFullError } from './serving.js'
+
+const SELF = 'peer-self'
+
+function node (peerId: string, runners = 1): NodeRecord {
+  return {
+    peerId,
+    name: peerId,
+    version: '0',
+    protocol: 1,
+    addrs: [],
+    api: '',
+    hardware: { cpus: 1, memBytes: 1, platform: 'linux', arch: 'x64' },
+    models: [],
+    runners: Array.from({ length: runners }, (_, i) => ({ id: `${peerId}-r${i}`, kind: 'llama-server' as const, model: 'm', state: 'ready' as const, slots: 2 })),
+    startedAt: 0,
+    updatedAt: 0
+  }
+}
+
+async function * chunks (...parts: string[]): AsyncGenerator<Uint8Array> {
+  for (const p of parts) yield new TextEncoder().encode(p)
+}
+
+async function * failing (err: Error): AsyncGenerator<Uint8Array> {
+  yield * []
+  throw err
+}
+
+type Behaviour = (opts: ForwardOptions) => Forwarded | Error
+
+function router (peers: string[], behaviour: Record<string, Behaviour>, calls: Array<{ peer: string, mayQueue: boolean }>): Router {
+  return new Router({
+    selfPeerId: () => SELF,
+    nodes: () => [node(SELF, 0), ...peers.map((p) => node(p))],
+    members: () => [],
+    reachable: () => new Set(peers),
+    forward: async (t: RankedTarget, opts: ForwardOptions) => {
+      calls.push({ peer: t.peerId, mayQueue: opts.mayQueue })
+      const r = behaviour[t.peerId]!(opts)
+      if (r instanceof Error) throw r
+      return r
+    },
+    defaultStrategy: 'round-robin',
+    logger: pino({ level: 'silent' }),
+    random: () => 0
+  })
+}
+
+const ok = (): Forwarded => ({ status: 200, contentType: 'application/json', runnerId: 'r', body: chunks('{"ok":', 'true}') })
+
+async function dispatch (r: Router): Promise<{ text: string, peer: string, route: string }> {
+  const res = await r.dispatch({ id: 'q', path: '/v1/chat/completions', model: 'm', body: {}, priority: 5, deadline: Date.now() + 10_000, signal: new AbortController().signal })
+  let text = ''
+  for await (const c of res.body) text += new TextDecoder().decode(c)
+  return { text, peer: res.target.peerId, route: res.target.reasons.join('; ') }
+}
+
+describe('Router', () => {
+  it('fails over to the next host on BUSY, a connect error or a stall before the first chunk', async () => {
+    const calls: Array<{ peer: string, mayQueue: boolean }> = []
+    const r = router(['a', 'b', 'c', 'd'], {
+      a: () => new LlmeshError('BUSY', 'full'),
+      b: () => new LlmeshError('PEER_UNREACHABLE', 'gone'),
+      c: () => ({ status: 200, contentType: 'text/event-stream', runnerId: 'r', body: failing(new LlmeshError('STALLED', 'no token')) }),
+      d: ok
+    }, calls)
+    const res = await dispatch(r)
+    expect(res.peer).toBe('d')
+    expect(res.text).toBe('{"ok":true}')
+    expect(calls.map((c) => c.peer)).toEqual(['a', 'b', 'c', 'd'])
+    expect(res.route).toContain('tried a: busy')
+    expect(res.route).toContain('tried b: connect')
+    expect(res.route).toContain('tried c: stall')
+    expect(r.claims.toRecord()).toEqual({})
+  })
+
+  it('queues when every host answered busy', async () => {
+    const calls: Array<{ peer: string, mayQueue: boolean }> = []
+    const r = router(['a', 'b'], {
+      a: (o) => o.mayQueue ? ok() : new LlmeshError('BUSY', 'full'),
+      b: () => new LlmeshError('BUSY', 'full')
+    }, calls)
+    const res = await dispatch(r)
+    expect(res.peer).toBe('a')
+    expect(calls).toEqual([{ peer: 'a', mayQueue: false }, { peer: 'b', mayQueue: false }, { peer: 'a', mayQueue: true }])
+  })
+
+  it('answers QUEUE_FULL with the smallest Retry-After when every queue is full', async () => {
+    const r = router(['a', 'b'], {
+      a: (o) => o.mayQueue ? new QueueFullError('full', 7) : new LlmeshError('BUSY', 'full'),
+      b: (o) => o.mayQueue ? { status: 429, contentType: 'application/json', runnerId: 'r', body: chunks('{"error":{"message":"queue full"},"retry_after_sec":3}') } : new LlmeshError('BUSY', 'full')
+    }, [])
+    const err = await dispatch(r).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(QueueFullError)
+    expect((err as QueueFullError).retryAfterSec).toBe(3)
+  })
+
+  it('does not retry a client error, and keeps a claim until the stream ends', async () => {
+    const r = router(['a'], { a: () => new LlmeshError('INVALID_REQUEST', 'bad') }, [])
+    await expect(dispatch(r)).rejects.toMatchObject({ code: 'INVALID_REQUEST' })
+    const r2 = router(['a'], { a: ok }, [])
+    const res = await r2.dispatch({ id: 'q', path: '/v1/chat/completions', model: 'm', body: {}, priority: 5, deadline: Date.now() + 1000, signal: new AbortController().signal })
+    expect(r2.claims.get('a')).toBe(1)
+    for await (const _ of res.body) { /* drain */ }
+    expect(r2.claims.get('a')).toBe(0)
+  })
+})

@@ -1,0 +1,267 @@
+import type { Logger } from 'pino'
+import { LlmeshError, toLlmeshError, type InferPath, type NodeRecord } from '@llmesh/protocol'
+import {
+  Claims, PeerHealth, RetryBudget, decideRetry, isHostFailure, rank, targetMetrics,
+  type RankedTarget, type ReportingPeer, type RoundRobinState, type Strategy
+} from '@llmesh/scheduler'
+import { withFinally } from './iter.js'
+import { failureOf, TokenRateScanner } from './outcomes.js'
+import { QueueFullError } from './serving.js'
+
+/** One request as the router dispatches it. */
+export interface DispatchRequest {
+  id: string
+  path: InferPath
+  model: string
+  body: Record<string, unknown>
+  /** unset: the configured default */
+  strategy?: Strategy
+  priority: number
+  prefixKey?: string
+  /** output tokens expected (max_tokens), for the performance score */
+  expectedTokens?: number
+  /** clock time (Date.now) after which the request may no longer wait for a slot */
+  deadline: number
+  signal: AbortSignal
+}
+
+/** What the router asks one target to do. */
+export interface ForwardOptions {
+  id: string
+  path: InferPath
+  model: string
+  body: Record<string, unknown>
+  priority: number
+  mayQueue: boolean
+  deadline: number
+  signal: AbortSignal
+}
+
+/** A target's answer, before anything went to the client. */
+export interface Forwarded {
+  status: number
+  contentType: string
+  runnerId: string
+  body: AsyncIterable<Uint8Array>
+}
+
+export interface RoutedTarget {
+  peerId: string
+  runnerId: string
+  local: boolean
+  /** why this target, and what happened to the ones tried before */
+  reasons: string[]
+}
+
+/** A request routed to a target and its response, ready to stream to the client. */
+export interface RoutedResponse {
+  status: number
+  contentType: string
+  body: AsyncIterable<Uint8Array>
+  target: RoutedTarget
+  /** targets asked, this one included */
+  attempts: number
+}
+
+export interface RouterComponents {
+  selfPeerId: () => string
+  /** every node record of the cluster document */
+  nodes: () => readonly NodeRecord[]
+  /** peers as membership knows them, and the own host (lastHeardAt = now) */
+  members: () => Iterable<ReportingPeer>
+  /** peers a request may be sent to now */
+  reachable: () => ReadonlySet<string>
+  forward: (target: RankedTarget, opts: ForwardOptions) => Promise<Forwarded>
+  defaultStrategy: Strategy
+  logger: Logger
+  /** @default Date.now */
+  now?: () => number
+  /** @default Math.random */
+  random?: () => number
+}
+
+/** Most targets one request is sent to in all, whatever the retry decisions say: a guard. */
+const MAX_DISPATCHES = 32
+
+/**
+ * The entry side of every request: ranks the hosts (scheduler `rank()`), claims the chosen
+ * one (gossiped so other routers see it), forwards, and fails over to the next host while
+ * nothing reached the client yet: connect errors, error frames, 5xx, BUSY, STALLED. When every
+ * host answered busy the request goes again with queueing allowed; when every queue is full it
+ * fails with QUEUE_FULL (429) and the smallest Retry-After. Outcomes feed PeerHealth (circuit
+ * breakers and observed latency / tokens/s), retries draw on a RetryBudget.
+ */
+export class Router {
+  readonly claims = new Claims()
+  readonly health = new PeerHealth()
+  readonly budget = new RetryBudget()
+  private rr: RoundRobinState = new Map()
+  private readonly c: RouterComponents
+  private readonly now: () => number
+  private readonly random: () => number
+
+  constructor (components: RouterComponents) {
+    this.c = components
+    this.now = components.now ?? Date.now
+    this.random = components.random ?? Math.random
+  }
+
+  async dispatch (req: DispatchRequest): Promise<RoutedResponse> {
+    const { signal } = req
+    const self = this.c.selfPeerId()
+    this.budget.recordRequest(this.now())
+    const tried = new Set<string>()
+    const trail: string[] = []
+    let queue = false
+    let sawBusy = false
+    let failed = 0
+    let lastError: LlmeshError | undefined
+    let retryAfterSec: number | undefined
+    for (let attempt = 1; attempt <= MAX_DISPATCHES; attempt++) {
+      if (signal.aborted) throw signal.reason
+      const now = this.now()
+      const metrics = this.health.metrics(targetMetrics(this.c.members(), self), now)
+      const r = rank({
+        view: { nodes: this.c.nodes(), metrics },
+        request: {
+          model: req.model,
+          priority: req.priority,
+          exclude: tried,
+          ...(req.strategy != null ? { strategy: req.strategy } : {}),
+          ...(req.prefixKey != null ? { prefixKey: req.prefixKey } : {}),
+          ...(req.expectedTokens != null ? { expectedTokens: req.expectedTokens } : {})
+        },
+        selfPeerId: self,
+        reachable: this.c.reachable(),
+        inflight: this.claims.inflight,
+        random: this.random,
+        now,
+        roundRobin: this.rr,
+        circuits: this.health.circuits(now),
+        defaultStrategy: this.c.defaultStrategy
+      })
+      this.rr = r.roundRobin
+      if (!r.ok) {
+        if (!queue && sawBusy) {
+          // every host answered busy: go round again, now allowed to wait in a queue
+          queue = true
+          tried.clear()
+          trail.push('all busy: queueing')
+          continue
+        }
+        if (lastError != null) throw withRetryAfter(lastError, retryAfterSec)
+        const list = r.available.length > 0 ? r.available.join(', ') : 'none'
+        throw new LlmeshError(r.code, `${r.message}; models in the mesh: ${list}`)
+      }
+      const t = r.targets[0]!
+      tried.add(t.peerId)
+      if (!this.health.allow(t.peerId, now)) {
+        trail.push(`${short(t.peerId)}: circuit half-open, probe out`)
+        continue
+      }
+      const mayQueue = queue || r.allFull
+      const release = this.claims.claim(t.peerId)
+      const started = this.now()
+      let res: Forwarded
+      let first: IteratorResult<Uint8Array>
+      let it: AsyncIterator<Uint8Array>
+      try {
+        res = await this.c.forward(t, { id: req.id, path: req.path, model: req.model, body: req.body, priority: req.priority, mayQueue, deadline: req.deadline, signal })
+        it = res.body[Symbol.asyncIterator]()
+        if (res.status === 429 || (res.status >= 500 && res.status !== 501)) throw await statusError(res.status, it)
+        // nothing goes to the client before the first chunk: until then a failure can move on
+        first = await it.next()
+      } catch (err) {
+        release()
+        const e = toLlmeshError(err, 'PEER_UNREACHABLE')
+        const failure = failureOf(err, signal)
+        this.health.report(t.peerId, { ok: false, failure }, this.now())
+        if (failure === 'aborted') throw signal.reason ?? e
+        if (e instanceof QueueFullError) retryAfterSec = Math.min(retryAfterSec ?? Infinity, e.retryAfterSec)
+        if (isHostFailure(failure)) failed++
+        if (failure === 'busy') sawBusy = true
+        // keep the most telling error: a host failure over a busy answer
+        if (lastError == null || failure !== 'busy' || lastError.code === 'BUSY') lastError = e
+        trail.push(`${short(t.peerId)}: ${failure}`)
+        this.c.logger.debug({ reqId: req.id, target: t.peerId, failure, err: e.message }, 'forward failed')
+        const d = decideRetry({ failure, streamed: false, failedAttempts: Math.max(1, failed), remaining: r.targets.length - 1, budget: this.budget, now: this.now(), random: this.random })
+        if (!d.retry) {
+          if (failure === 'busy' && !queue) continue // the next rank() finds no untried host and switches to queueing
+          if (failure === 'queue-full' && r.targets.length > 1) continue
+          throw withRetryAfter(e, retryAfterSec)
+        }
+        if (d.delayMs > 0) await sleep(d.delayMs, signal)
+        continue
+      }
+      const firstMs = this.now() - started
+      const target: RoutedTarget = { peerId: t.peerId, runnerId: res.runnerId, local: t.local, reasons: [...t.reasons, ...(mayQueue ? ['may-queue'] : []), ...trail.map((x) => `tried ${x}`)] }
+      this.c.logger.debug({ reqId: req.id, target: t.peerId, attempt, firstMs }, 'routed')
+      return { status: res.status, contentType: res.contentType, target, attempts: attempt, body: withFinally(this.observe(t.peerId, first, it, res.status, firstMs, signal), release) }
+    }
+    throw lastError ?? new LlmeshError('NO_CAPACITY', `no host took the request after ${MAX_DISPATCHES} attempts`)
+  }
+
+  /** The committed stream: reports its outcome (latency, tokens/s, or how it failed) at its end. */
+  private async * observe (peerId: string, first: IteratorResult<Uint8Array>, it: AsyncIterator<Uint8Array>, status: number, firstMs: number, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+    const rate = new TokenRateScanner()
+    try {
+      if (first.done !== true) {
+        rate.scan(first.value)
+        yield first.value
+        for (;;) {
+          const n = await it.next()
+          if (n.done === true) break
+          rate.scan(n.value)
+          yield n.value
+        }
+      }
+    } catch (err) {
+      this.health.report(peerId, { ok: false, failure: failureOf(err, signal) }, this.now())
+      throw err
+    } finally {
+      void Promise.resolve(it.return?.()).catch(() => {})
+    }
+    if (status < 400) this.health.report(peerId, { ok: true, firstTokenMs: firstMs, ...(rate.tokensPerSec != null ? { tokensPerSec: rate.tokensPerSec } : {}) }, this.now())
+  }
+}
+
+function short (peerId: string): string {
+  return peerId.slice(-8)
+}
+
+function withRetryAfter (err: LlmeshError, retryAfterSec: number | undefined): LlmeshError {
+  if (err.code !== 'QUEUE_FULL' || retryAfterSec == null || !Number.isFinite(retryAfterSec) || err instanceof QueueFullError) return err
+  return new QueueFullError(err.message, retryAfterSec)
+}
+
+/** A 429 or 5xx head from a target, read into an error (the body is small JSON). */
+async function statusError (status: number, it: AsyncIterator<Uint8Array>): Promise<LlmeshError> {
+  let text = ''
+  const decoder = new TextDecoder()
+  try {
+    for (;;) {
+      const n = await it.next()
+      if (n.done === true || text.length > 4096) break
+      text += decoder.decode(n.value, { stream: true })
+    }
+  } catch { /* the reason is the status */ } finally {
+    void Promise.resolve(it.return?.()).catch(() => {})
+  }
+  let message = text.slice(0, 512)
+  let retryAfter: number | undefined
+  try {
+    const json = JSON.parse(text) as { error?: { message?: string } | string, retry_after_sec?: number }
+    message = typeof json.error === 'string' ? json.error : json.error?.message ?? message
+    retryAfter = typeof json.retry_after_sec === 'number' ? json.retry_after_sec : undefined
+  } catch { /* not JSON */ }
+  if (status === 429) return new QueueFullError(message !== '' ? message : 'queue full', retryAfter ?? 1)
+  return new LlmeshError('RUNNER_FAILED', `runner answered ${status}: ${message}`)
+}
+
+async function sleep (ms: number, signal: AbortSignal): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve() }, ms)
+    const onAbort = (): void => { clearTimeout(timer); reject(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+}

@@ -1,0 +1,143 @@
+#!/usr/bin/env node
+// Request-path benchmark on loopback with real agents and the real llama-server (tiny model):
+//   1. added latency of one short request (max_tokens 1) through the local agent and through a
+//      remote agent, against llama-server directly: p50 / p99 over N requests each;
+//   2. requests/s through one agent vs llama-server directly (max_tokens 1, C concurrent);
+//   3. tokens/s of one long stream through the mesh vs directly;
+//   4. 3 entry agents x a burst over 3 serving hosts (2 slots each): claims-aware routing
+//      (least-loaded, which counts every router's claims) vs an uncoordinated choice (random):
+//      busy answers, queueing, latency.
+// Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2]
+// (--burst is per entry agent; 2 x 3 entries = the 6 slots of the 3 hosts: routing decides whether they collide)
+import '../packages/protocol/dist/polyfill.js'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { request, Agent as UndiciAgent, setGlobalDispatcher } from 'undici'
+import { ensureLlamaCpp, ensureTinyModel, startAgentProcess, waitFor } from '../packages/fixtures/dist/index.js'
+
+const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '2' } } })
+const N = Number(values.n)
+const C = Number(values.concurrency)
+const BURST = Number(values.burst)
+setGlobalDispatcher(new UndiciAgent({ connections: 64, keepAliveTimeout: 30_000 }))
+
+const progress = (line) => { process.stderr.write(`[fixtures] ${line}\n`) }
+const build = await ensureLlamaCpp(progress)
+const model = await ensureTinyModel(progress)
+const loopback = ['--api-port', '0', '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--log-level', 'warn']
+const serveArgs = (slots) => ['--model', `tiny=${model}`, '--llama-server', build.llamaServer, '--slots', String(slots)]
+const dir = await mkdtemp(join(tmpdir(), 'llmesh-bench-request-'))
+const procs = []
+const runnerPids = []
+
+async function getJson (url) { return await (await request(url)).body.json() }
+
+async function start (name, args) {
+  const p = await startAgentProcess({ name, dataDir: join(dir, name), args: [...loopback, ...args] })
+  procs.push(p)
+  return p
+}
+
+async function readyRunners (entry, count) {
+  await waitFor(`${entry.name} to see ${count} ready runners`, async () => {
+    const view = await getJson(`${entry.info.api}/mesh/view`)
+    return view.nodes.filter((n) => n.connected && n.runners.some((r) => r.state === 'ready')).length >= count
+  }, 60_000)
+}
+
+async function chat (base, body, headers = {}) {
+  const t0 = performance.now()
+  const res = await request(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify({ model: 'tiny', ...body }) })
+  const text = await res.body.text()
+  if (res.statusCode !== 200) throw new Error(`${base} answered ${res.statusCode}: ${text.slice(0, 200)}`)
+  return { ms: performance.now() - t0, text, headers: res.headers }
+}
+
+const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))] }
+const f = (x) => x.toFixed(2)
+const short = { max_tokens: 1, messages: [{ role: 'user', content: 'hi' }] }
+
+try {
+  // one serving host S (llama-server, 4 slots) and one entry E without a model
+  const s = await start('serve', serveArgs(4))
+  const e = await start('entry', ['--bootstrap', s.info.addrs[0]])
+  await readyRunners(e, 1)
+  const runner = (await getJson(`${s.info.api}/admin/runners`)).runners[0]
+  runnerPids.push(runner.pid)
+  const direct = runner.address
+  const paths = { direct, local: s.info.api, remote: e.info.api }
+
+  // 1. added latency
+  const lat = {}
+  for (const [name, base] of Object.entries(paths)) {
+    for (let i = 0; i < 50; i++) await chat(base, short) // warm up
+    const xs = []
+    for (let i = 0; i < N; i++) xs.push((await chat(base, short)).ms)
+    lat[name] = { p50: pct(xs, 0.5), p99: pct(xs, 0.99) }
+  }
+  console.log(`\n1. latency of one request (max_tokens 1, sequential, n=${N}), ms`)
+  console.log('   path                         p50      p99   added p50  added p99')
+  for (const [name, v] of Object.entries(lat)) {
+    const label = { direct: 'llama-server directly', local: 'local agent -> its runner', remote: 'remote agent -> peer -> runner' }[name]
+    console.log(`   ${label.padEnd(28)} ${f(v.p50).padStart(7)} ${f(v.p99).padStart(8)} ${f(v.p50 - lat.direct.p50).padStart(10)} ${f(v.p99 - lat.direct.p99).padStart(10)}`)
+  }
+
+  // 2. requests/s
+  console.log(`\n2. requests/s (max_tokens 1, ${C} concurrent, ${N} requests)`)
+  for (const [name, base] of Object.entries(paths)) {
+    let next = 0
+    const t0 = performance.now()
+    await Promise.all(Array.from({ length: C }, async () => { while (next++ < N) await chat(base, short) }))
+    console.log(`   ${name.padEnd(8)} ${(N / ((performance.now() - t0) / 1000)).toFixed(0).padStart(6)} req/s`)
+  }
+
+  // 3. tokens/s of one long stream
+  console.log('\n3. tokens/s of one stream (max_tokens 1000, ignore_eos), median of 5')
+  for (const [name, base] of Object.entries(paths)) {
+    const rates = []
+    for (let i = 0; i < 5; i++) {
+      const r = await chat(base, { stream: true, max_tokens: 1000, ignore_eos: true, messages: [{ role: 'user', content: `story ${i}` }] })
+      const chunks = r.text.split('\n\n').filter((x) => x.startsWith('data: {') && x.includes('"content"')).length
+      rates.push(chunks / (r.ms / 1000))
+    }
+    console.log(`   ${name.padEnd(8)} ${pct(rates, 0.5).toFixed(0).padStart(6)} tokens/s (content chunks / wall clock from request to last chunk)`)
+  }
+  await Promise.all(procs.splice(0).map(async (p) => { await p.stop(5000) }))
+
+  // 4. three entries, three serving hosts with 2 slots each
+  const s0 = await start('s0', serveArgs(2))
+  const boot = ['--bootstrap', s0.info.addrs[0]]
+  const servers = [s0, ...await Promise.all([1, 2].map(async (i) => await start(`s${i}`, [...boot, ...serveArgs(2)])))]
+  const entries = await Promise.all([0, 1, 2].map(async (i) => await start(`e${i}`, boot)))
+  for (const x of entries) await readyRunners(x, 3)
+  for (const sv of servers) runnerPids.push((await getJson(`${sv.info.api}/admin/runners`)).runners[0].pid)
+  const counters = async () => {
+    let busy = 0; let queued = 0; let peak = 0
+    for (const sv of servers) for (const a of (await getJson(`${sv.info.api}/admin/admission`)).admission) { busy += a.busyAnswers; queued += a.queued; peak = Math.max(peak, a.peakBusy) }
+    return { busy, queued, peak }
+  }
+  console.log(`\n4. 3 entry agents x ${BURST} concurrent requests (max_tokens 64) over 3 hosts x 2 slots, 10 rounds`)
+  console.log('   routing                          busy answers  queued  retries/req  p50 ms   p99 ms')
+  for (const strategy of ['least-loaded', 'random']) {
+    const before = await counters()
+    const xs = []
+    let tried = 0
+    for (let round = 0; round < 10; round++) {
+      const all = entries.flatMap((x, i) => Array.from({ length: BURST }, async (_, j) => await chat(x.info.api, { max_tokens: 64, ignore_eos: true, messages: [{ role: 'user', content: `burst ${round} ${i} ${j}` }] }, { 'x-llmesh-strategy': strategy })))
+      for (const r of await Promise.all(all)) {
+        xs.push(r.ms)
+        tried += (String(r.headers['x-llmesh-route']).match(/tried /g) ?? []).length
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1500)) // let heartbeats settle
+    }
+    const after = await counters()
+    const label = strategy === 'random' ? 'uncoordinated (random)' : 'coordinated (least-loaded+claims)'
+    console.log(`   ${label.padEnd(33)} ${String(after.busy - before.busy).padStart(12)} ${String(after.queued - before.queued).padStart(7)} ${(tried / xs.length).toFixed(2).padStart(12)} ${f(pct(xs, 0.5)).padStart(7)} ${f(pct(xs, 0.99)).padStart(8)}`)
+  }
+} finally {
+  await Promise.all(procs.map(async (p) => { await p.stop(5000) }))
+  for (const pid of runnerPids) { try { process.kill(pid, 'SIGKILL') } catch {} }
+  await rm(dir, { recursive: true, force: true })
+}
