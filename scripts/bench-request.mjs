@@ -1,5 +1,9 @@
 #!/usr/bin/env node
-// Request-path benchmark on loopback with real agents and the real llama-server (tiny model):
+// Request-path benchmark on loopback with real agents:
+//   0. the agent's own cost, in front of a fast runner (an in-process OpenAI server that answers
+//      at once, adopted through the agent's `mlx` option): p50/p99 added latency and requests/s,
+//      directly vs through the local agent vs through a remote agent;
+// then with the real llama-server (tiny model):
 //   1. added latency of one short request (max_tokens 1) through the local agent and through a
 //      remote agent, against llama-server directly: p50 / p99 over N requests each;
 //   2. requests/s through one agent vs llama-server directly (max_tokens 1, C concurrent);
@@ -59,7 +63,65 @@ const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.
 const f = (x) => x.toFixed(2)
 const short = { max_tokens: 1, messages: [{ role: 'user', content: 'hi' }] }
 
+/** An OpenAI-compatible server that answers every chat request at once (one token). */
+async function fastRunner () {
+  const { createServer } = await import('node:http')
+  const reply = JSON.stringify({ id: 'x', object: 'chat.completion', created: 0, model: 'fast', choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } })
+  const server = createServer((req, res) => {
+    if (req.url === '/health') { res.end('{"status":"ok"}'); return }
+    if (req.url === '/v1/models') { res.setHeader('content-type', 'application/json'); res.end('{"object":"list","data":[{"id":"fast","object":"model"}]}'); return }
+    let body = ''
+    req.on('data', (d) => { body += d })
+    req.on('end', () => {
+      if (body.includes('"stream":true')) {
+        res.writeHead(200, { 'content-type': 'text/event-stream' })
+        res.end('data: {"id":"x","object":"chat.completion.chunk","created":0,"model":"fast","choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":null}]}\n\ndata: {"id":"x","object":"chat.completion.chunk","created":0,"model":"fast","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
+      } else {
+        res.writeHead(200, { 'content-type': 'application/json' })
+        res.end(reply)
+      }
+    })
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { server, url: `http://127.0.0.1:${server.address().port}` }
+}
+
 try {
+  // 0. the agent's own cost, in front of a runner that answers at once
+  {
+    const fast = await fastRunner()
+    const { writeFile } = await import('node:fs/promises')
+    const cfg = join(dir, 'fast.json')
+    await writeFile(cfg, JSON.stringify({ mlx: { url: fast.url, model: 'fast', slots: 64 } }))
+    const fs = await start('fast-serve', ['--config', cfg])
+    const fe = await start('fast-entry', ['--bootstrap', fs.info.addrs[0]])
+    await readyRunners(fe, 1)
+    const fastPaths = { direct: fast.url, local: fs.info.api, remote: fe.info.api }
+    const q = { model: 'fast', max_tokens: 1, messages: [{ role: 'user', content: 'hi' }] }
+    const lat0 = {}
+    for (const [name, base] of Object.entries(fastPaths)) {
+      for (let i = 0; i < 200; i++) await chat(base, q)
+      const xs = []
+      for (let i = 0; i < N; i++) xs.push((await chat(base, q)).ms)
+      lat0[name] = { p50: pct(xs, 0.5), p99: pct(xs, 0.99) }
+    }
+    console.log(`\n0. agent cost in front of a runner that answers at once (sequential, n=${N}), ms`)
+    console.log('   path                         p50      p99   added p50  added p99')
+    for (const [name, v] of Object.entries(lat0)) {
+      const label = { direct: 'fast runner directly', local: 'local agent -> runner', remote: 'remote agent -> peer -> runner' }[name]
+      console.log(`   ${label.padEnd(28)} ${f(v.p50).padStart(7)} ${f(v.p99).padStart(8)} ${f(v.p50 - lat0.direct.p50).padStart(10)} ${f(v.p99 - lat0.direct.p99).padStart(10)}`)
+    }
+    console.log(`   requests/s, ${C * 4} concurrent, ${N * 4} requests:`)
+    for (const [name, base] of Object.entries(fastPaths)) {
+      let next = 0
+      const t0 = performance.now()
+      await Promise.all(Array.from({ length: C * 4 }, async () => { while (next++ < N * 4) await chat(base, q) }))
+      console.log(`   ${name.padEnd(8)} ${((N * 4) / ((performance.now() - t0) / 1000)).toFixed(0).padStart(6)} req/s`)
+    }
+    await Promise.all(procs.splice(0).map(async (p) => { await p.stop(5000) }))
+    fast.server.close()
+  }
+
   // one serving host S (llama-server, 4 slots) and one entry E without a model
   const s = await start('serve', serveArgs(4))
   const e = await start('entry', ['--bootstrap', s.info.addrs[0]])
@@ -118,23 +180,30 @@ try {
     for (const sv of servers) for (const a of (await getJson(`${sv.info.api}/admin/admission`)).admission) { busy += a.busyAnswers; queued += a.queued; peak = Math.max(peak, a.peakBusy) }
     return { busy, queued, peak }
   }
-  console.log(`\n4. 3 entry agents x ${BURST} concurrent requests (max_tokens 64) over 3 hosts x 2 slots, 10 rounds`)
+  console.log(`\n4. 3 entry agents x ${BURST} concurrent requests (max_tokens 64) over 3 hosts x 2 slots, 10 rounds each, alternating`)
   console.log('   routing                          busy answers  queued  retries/req  p50 ms   p99 ms')
-  for (const strategy of ['least-loaded', 'random']) {
+  // warm-up round, then the two strategies alternate round by round so drift hits both alike
+  await Promise.all(entries.map(async (x) => await chat(x.info.api, { max_tokens: 64, messages: [{ role: 'user', content: 'warm' }] })))
+  const stats = { 'least-loaded': { xs: [], tried: 0, busy: 0, queued: 0 }, random: { xs: [], tried: 0, busy: 0, queued: 0 } }
+  for (let round = 0; round < 20; round++) {
+    const strategy = round % 2 === 0 ? 'least-loaded' : 'random'
+    const st = stats[strategy]
     const before = await counters()
-    const xs = []
-    let tried = 0
-    for (let round = 0; round < 10; round++) {
+    {
       const all = entries.flatMap((x, i) => Array.from({ length: BURST }, async (_, j) => await chat(x.info.api, { max_tokens: 64, ignore_eos: true, messages: [{ role: 'user', content: `burst ${round} ${i} ${j}` }] }, { 'x-llmesh-strategy': strategy })))
       for (const r of await Promise.all(all)) {
-        xs.push(r.ms)
-        tried += (String(r.headers['x-llmesh-route']).match(/tried /g) ?? []).length
+        st.xs.push(r.ms)
+        st.tried += (String(r.headers['x-llmesh-route']).match(/tried /g) ?? []).length
       }
       await new Promise((resolve) => setTimeout(resolve, 1500)) // let heartbeats settle
     }
     const after = await counters()
+    st.busy += after.busy - before.busy
+    st.queued += after.queued - before.queued
+  }
+  for (const [strategy, st] of Object.entries(stats)) {
     const label = strategy === 'random' ? 'uncoordinated (random)' : 'coordinated (least-loaded+claims)'
-    console.log(`   ${label.padEnd(33)} ${String(after.busy - before.busy).padStart(12)} ${String(after.queued - before.queued).padStart(7)} ${(tried / xs.length).toFixed(2).padStart(12)} ${f(pct(xs, 0.5)).padStart(7)} ${f(pct(xs, 0.99)).padStart(8)}`)
+    console.log(`   ${label.padEnd(33)} ${String(st.busy).padStart(12)} ${String(st.queued).padStart(7)} ${(st.tried / st.xs.length).toFixed(2).padStart(12)} ${f(pct(st.xs, 0.5)).padStart(7)} ${f(pct(st.xs, 0.99)).padStart(8)}`)
   }
 } finally {
   await Promise.all(procs.map(async (p) => { await p.stop(5000) }))

@@ -12,7 +12,7 @@ import type { AgentConfig } from './config.js'
 import { buildHttpServer } from './http.js'
 import { Router, type DispatchRequest, type ForwardOptions, type Forwarded, type RoutedResponse } from './router.js'
 import { LocalServing, QueueFullError, type AdmissionCounters } from './serving.js'
-import { AGENT_VERSION, SNAPSHOT_INTERVAL_MS } from './constants.js'
+import { AGENT_VERSION, PUBLISH_COALESCE_MS, SNAPSHOT_INTERVAL_MS } from './constants.js'
 
 /** What `agent.json` in the data dir says about a running agent; the CLI reads it. */
 export interface AgentInfo {
@@ -85,6 +85,7 @@ export class Agent {
       models: config.models.map((m) => ({ path: m.path, ...(m.name != null ? { name: m.name } : {}) })),
       modelDirs: config.modelDirs,
       ...(config.ollama !== false ? { ollama: { url: config.ollama.url } } : {}),
+      ...(config.mlx != null ? { mlx: stripUndefined(config.mlx) } : {}),
       ...(llamaServer != null ? { llamaServer: { binary: llamaServer, ...(config.llamaServer.extraArgs.length > 0 ? { extraArgs: config.llamaServer.extraArgs } : {}) } } : {}),
       slots: config.llamaServer.slots,
       ctxSize: config.llamaServer.ctxSize,
@@ -95,7 +96,8 @@ export class Agent {
     this.serving = new LocalServing({ logger: this.log, queueCapacity: config.queue.capacity })
     // the catalog is read before anything is published: a bad model path is a start error
     await this.manager.start()
-    this.manager.onChange(() => { this.publishSelf() })
+    // runners flip busy/ready with every request: coalesce their changes into one publish
+    this.manager.onChange(() => { this.schedulePublish() })
 
     this.mesh = new Mesh({
       clusterId: config.clusterId,
@@ -212,6 +214,17 @@ export class Agent {
     return peers
   }
 
+  private publishTimer?: NodeJS.Timeout
+
+  private schedulePublish (): void {
+    if (this.publishTimer != null) return
+    this.publishTimer = setTimeout(() => {
+      this.publishTimer = undefined
+      this.publishSelf()
+    }, PUBLISH_COALESCE_MS)
+    this.publishTimer.unref()
+  }
+
   private publishSelf (): void {
     this.doc?.setSelf(this.selfRecord())
   }
@@ -323,6 +336,7 @@ export class Agent {
 
   async stop (): Promise<void> {
     clearInterval(this.snapshotTimer)
+    clearTimeout(this.publishTimer)
     this.serving?.stop()
     await this.mesh?.leave()
     await this.http?.close()
@@ -344,4 +358,8 @@ async function listen (http: FastifyInstance, host: string, port: number): Promi
 async function writeAtomic (file: string, data: string | Uint8Array): Promise<void> {
   await writeFile(`${file}.tmp`, data)
   await rename(`${file}.tmp`, file)
+}
+
+function stripUndefined<T extends object> (o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T
 }

@@ -72,6 +72,17 @@ export const AgentConfigSchema = z.strictObject({
    * a server its owner did not mean to share. @default false
    */
   ollama: z.union([z.literal(false), z.strictObject({ url: z.string().url().default('http://127.0.0.1:11434') })]).default(false),
+  /**
+   * Adopt an `mlx_lm.server` (or any OpenAI-compatible server) on this host: `{ url, model }`
+   * publishes `model` to the mesh and forwards its requests there. @default none
+   */
+  mlx: z.strictObject({
+    url: z.string().url(),
+    model: z.string().min(1).max(256),
+    /** the model name the server expects; mlx_lm serves the one it was started with */
+    upstreamModel: z.string().min(1).optional(),
+    slots: z.number().int().min(1).optional()
+  }).optional(),
   /** a stream that yields no token for this long is aborted with a clear error. @default 30000 ms */
   stallTimeoutMs: z.number().int().positive().default(30_000),
   /**

@@ -105,6 +105,7 @@ export class RunnerManager {
   private ollamaClient?: OllamaClient
   private ollamaTimer?: NodeJS.Timeout
   private gpus?: GpuInfo[]
+  private hw?: Hardware
   private llama?: Promise<Llama>
   private seq = 0
   private started = false
@@ -362,8 +363,10 @@ export class RunnerManager {
   }
 
   /** CPUs, RAM and the GPUs probed at start. */
+  /** This host's hardware, probed once (os.cpus() is not cheap, and it is read on every publish). */
   hardware (): Hardware {
-    return probeHardware(this.gpus)
+    this.hw ??= probeHardware(this.gpus)
+    return this.hw
   }
 
   /** Called on every runner state change, runner added or removed, catalog change. */

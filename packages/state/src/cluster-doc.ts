@@ -30,6 +30,8 @@ export class ClusterDoc {
   /** which entry each Yjs client id writes; a client never writes two entries */
   private readonly clientKey = new Map<number, string>()
   private readonly listeners = new Set<(update: Uint8Array) => void>()
+  /** validated records, dropped on every document update */
+  private cache?: Map<string, NodeRecord>
   /** remote updates dropped, by reason */
   readonly rejected = new Map<RejectReason, number>()
   /**
@@ -47,6 +49,7 @@ export class ClusterDoc {
       this.indexClients()
     }
     this.doc.on('update', (update: Uint8Array, origin: unknown) => {
+      this.cache = undefined
       if (origin === REMOTE_ORIGIN) return
       for (const fn of this.listeners) fn(update)
     })
@@ -103,17 +106,26 @@ export class ClusterDoc {
 
   /** Validated records of every peer, own included. Entries that fail the schema are skipped. */
   records (): NodeRecord[] {
-    const out: NodeRecord[] = []
-    for (const [key, value] of this.nodes.entries()) {
-      const parsed = NodeRecordSchema.safeParse(value)
-      if (parsed.success && parsed.data.peerId === key) out.push(parsed.data)
-    }
-    return out
+    return [...this.validated().values()]
   }
 
   get (peerId: string): NodeRecord | undefined {
-    const parsed = NodeRecordSchema.safeParse(this.nodes.get(peerId))
-    return parsed.success && parsed.data.peerId === peerId ? parsed.data : undefined
+    return this.validated().get(peerId)
+  }
+
+  /**
+   * The entries that pass the schema, validated once per document change: routers read them
+   * on every request, the document changes a few times a minute.
+   */
+  private validated (): Map<string, NodeRecord> {
+    if (this.cache != null) return this.cache
+    const out = new Map<string, NodeRecord>()
+    for (const [key, value] of this.nodes.entries()) {
+      const parsed = NodeRecordSchema.safeParse(value)
+      if (parsed.success && parsed.data.peerId === key) out.set(key, parsed.data)
+    }
+    this.cache = out
+    return out
   }
 
   /**
