@@ -12,7 +12,7 @@ import type { AgentConfig } from './config.js'
 import { buildHttpServer } from './http.js'
 import { Router, type DispatchRequest, type ForwardOptions, type Forwarded, type RoutedResponse } from './router.js'
 import { LocalServing, QueueFullError, type AdmissionCounters } from './serving.js'
-import { AGENT_VERSION, PUBLISH_COALESCE_MS, SNAPSHOT_INTERVAL_MS } from './constants.js'
+import { AGENT_VERSION, SNAPSHOT_INTERVAL_MS } from './constants.js'
 
 /** What `agent.json` in the data dir says about a running agent; the CLI reads it. */
 export interface AgentInfo {
@@ -96,8 +96,14 @@ export class Agent {
     this.serving = new LocalServing({ logger: this.log, queueCapacity: config.queue.capacity })
     // the catalog is read before anything is published: a bad model path is a start error
     await this.manager.start()
-    // runners flip busy/ready with every request: coalesce their changes into one publish
-    this.manager.onChange(() => { this.schedulePublish() })
+    // runners flip busy/ready with every request, which the record does not show: publish only
+    // when what the record shows changed (a runner ready, failed, added; the catalog)
+    this.manager.onChange(() => {
+      const sig = this.publishedSignature()
+      if (sig === this.lastSignature) return
+      this.lastSignature = sig
+      this.publishSelf()
+    })
 
     this.mesh = new Mesh({
       clusterId: config.clusterId,
@@ -122,7 +128,8 @@ export class Agent {
       reachable: () => this.reachable(),
       forward: async (target, opts) => await this.forward(target, opts),
       defaultStrategy: config.strategy,
-      logger: this.log.child({ component: 'router' })
+      logger: this.log.child({ component: 'router' }),
+      onClaimsChange: () => { this.mesh?.nudge() }
     })
     await mesh.handle(INFER_PROTOCOL, async (stream, remotePeer) => {
       await serveInfer(stream, async (request, reply) => {
@@ -214,15 +221,13 @@ export class Agent {
     return peers
   }
 
-  private publishTimer?: NodeJS.Timeout
+  private lastSignature = ''
 
-  private schedulePublish (): void {
-    if (this.publishTimer != null) return
-    this.publishTimer = setTimeout(() => {
-      this.publishTimer = undefined
-      this.publishSelf()
-    }, PUBLISH_COALESCE_MS)
-    this.publishTimer.unref()
+  /** What the published record says about runners and models, as one comparable string. */
+  private publishedSignature (): string {
+    const runners = (this.manager?.runners() ?? []).map((r) => `${r.id}:${r.state === 'busy' ? 'ready' : r.state}`)
+    const models = (this.manager?.models() ?? []).map((m) => m.name)
+    return `${runners.join(',')}|${models.join(',')}`
   }
 
   private publishSelf (): void {
@@ -336,7 +341,6 @@ export class Agent {
 
   async stop (): Promise<void> {
     clearInterval(this.snapshotTimer)
-    clearTimeout(this.publishTimer)
     this.serving?.stop()
     await this.mesh?.leave()
     await this.http?.close()

@@ -3,6 +3,3 @@ export const AGENT_VERSION = '0.1.0'
 
 /** How often the cluster document is saved to the data dir, so a restart starts warm. @default 5000 ms */
 export const SNAPSHOT_INTERVAL_MS = 5000
-
-/** Runner changes within this window are published as one record update. @default 50 ms */
-export const PUBLISH_COALESCE_MS = 50

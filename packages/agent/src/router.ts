@@ -78,6 +78,8 @@ export interface RouterComponents {
   now?: () => number
   /** @default Math.random */
   random?: () => number
+  /** called whenever this router's claims change, so they reach other routers at once */
+  onClaimsChange?: () => void
 }
 
 /** Most targets one request is sent to in all, whatever the retry decisions say: a guard. */
@@ -104,6 +106,16 @@ export class Router {
     this.c = components
     this.now = components.now ?? Date.now
     this.random = components.random ?? Math.random
+  }
+
+  /** Claims a target and tells the mesh, on claim and on release. */
+  private claim (peerId: string): () => void {
+    const release = this.claims.claim(peerId)
+    this.c.onClaimsChange?.()
+    return () => {
+      release()
+      this.c.onClaimsChange?.()
+    }
   }
 
   async dispatch (req: DispatchRequest): Promise<RoutedResponse> {
@@ -160,7 +172,7 @@ export class Router {
         continue
       }
       const mayQueue = queue || r.allFull
-      const release = this.claims.claim(t.peerId)
+      const release = this.claim(t.peerId)
       const started = this.now()
       let res: Forwarded
       let first: IteratorResult<Uint8Array>

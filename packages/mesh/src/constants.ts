@@ -78,3 +78,6 @@ export const MAX_HEARTBEATS_PER_SEC = 20
 
 /** How often membership states are re-evaluated for logs and probes. @default 250 ms */
 export const MEMBER_WATCH_MS = 250
+
+/** Out-of-turn heartbeats (claims changed) are at least this far apart. @default 20 ms */
+export const NUDGE_MIN_MS = 20
