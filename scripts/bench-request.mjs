@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { request, Agent as UndiciAgent, setGlobalDispatcher } from 'undici'
-import { ensureLlamaCpp, ensureTinyModel, startAgentProcess, waitFor } from '../packages/fixtures/dist/index.js'
+import { ensureLlamaCpp, ensureTinyModel, startAgentProcess, waitFor, LOOPBACK_AGENT_ARGS } from '../packages/fixtures/dist/index.js'
 
 const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '2' } } })
 const N = Number(values.n)
@@ -30,7 +30,7 @@ setGlobalDispatcher(new UndiciAgent({ connections: 64, keepAliveTimeout: 30_000 
 const progress = (line) => { process.stderr.write(`[fixtures] ${line}\n`) }
 const build = await ensureLlamaCpp(progress)
 const model = await ensureTinyModel(progress)
-const loopback = ['--api-port', '0', '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--log-level', 'warn']
+const loopback = LOOPBACK_AGENT_ARGS
 const serveArgs = (slots) => ['--model', `tiny=${model}`, '--llama-server', build.llamaServer, '--slots', String(slots)]
 const dir = await mkdtemp(join(tmpdir(), 'llmesh-bench-request-'))
 const procs = []

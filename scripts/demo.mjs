@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'undici'
-import { ensureLlamaCpp, ensureTinyModel, startAgentProcess, waitFor } from '@llmesh/fixtures'
+import { ensureLlamaCpp, ensureTinyModel, startAgentProcess, waitFor, LOOPBACK_AGENT_ARGS } from '@llmesh/fixtures'
 import { formatStatus, status } from 'llmesh'
 
 const say = (line) => { process.stdout.write(`${line}\n`) }
@@ -20,7 +20,7 @@ const model = await ensureTinyModel((l) => say(`   ${l}`))
 say(`   model: ${model}`)
 
 const dir = await mkdtemp(join(tmpdir(), 'llmesh-demo-'))
-const loopback = ['--api-port', '0', '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--log-level', 'warn']
+const loopback = LOOPBACK_AGENT_ARGS
 const agents = []
 const cleanup = async () => {
   await Promise.all(agents.map((a) => a.stop()))

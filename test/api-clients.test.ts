@@ -12,11 +12,11 @@ import { join } from 'node:path'
 import { request } from 'undici'
 import OpenAI from 'openai'
 import { Ollama } from 'ollama'
-import { startAgentProcess, waitFor, type AgentProcess } from '@llmesh/fixtures'
+import { startAgentProcess, waitFor, type AgentProcess, LOOPBACK_AGENT_ARGS } from '@llmesh/fixtures'
 
 const llamaServer = process.env['LLMESH_TEST_LLAMA_SERVER']!
 const model = process.env['LLMESH_TEST_MODEL']!
-const loopback = ['--api-port', '0', '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--log-level', 'warn']
+const loopback = LOOPBACK_AGENT_ARGS
 
 let dir: string
 let a: AgentProcess

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { mulberry32 } from '@llmesh/fixtures'
 import type { NodeRecord } from '@llmesh/protocol'
 import { Admission } from './admission.js'
 import { Claims, overlayReport, targetMetrics, type AdmissionReport, type ReportingPeer } from './claims.js'
@@ -46,16 +47,7 @@ function node (peerId: string): NodeRecord {
   }
 }
 
-function seeded (seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+const seeded = mulberry32
 
 function simulate (mode: Mode, seed: number, strategy: Strategy = 'performance'): SimResult {
   const random = seeded(seed)

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { mulberry32 } from '@llmesh/fixtures'
 import type { NodeRecord, RunnerInfo } from '@llmesh/protocol'
 import type { RankInput, RankResult, TargetMetrics } from './cluster-view.js'
 import { rank } from './rank.js'
@@ -38,16 +39,7 @@ function ok (r: RankResult): Extract<RankResult, { ok: true }> {
 }
 const order = (r: RankResult): string[] => ok(r).targets.map((t) => t.peerId)
 
-function seeded (seed: number): () => number {
-  let s = seed >>> 0
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0
-    let t = s
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+const seeded = mulberry32
 
 describe('rank: performance (default)', () => {
   it('ranks every candidate by expected completion time, with reasons', () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import type { NodeRecord } from '@llmesh/protocol'
+import { mulberry32 as rng } from '@llmesh/fixtures'
 import { ClusterDoc } from './cluster-doc.js'
 
 function record (peerId: string, models: string[] = [], updatedAt = 1): NodeRecord {
@@ -16,17 +17,6 @@ function record (peerId: string, models: string[] = [], updatedAt = 1): NodeReco
     runners: [],
     startedAt: 1,
     updatedAt
-  }
-}
-
-/** Seeded PRNG (mulberry32) so the delivery order is random but reproducible. */
-function rng (seed: number): () => number {
-  let a = seed
-  return () => {
-    a = (a + 0x6D2B79F5) | 0
-    let t = Math.imul(a ^ (a >>> 15), 1 | a)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
   }
 }
 
