@@ -240,7 +240,12 @@ export class Mesh {
 
   /** Opens a stream of `protocol` to a peer, dialling it if needed. */
   async open (peerId: string, protocol: typeof INFER_PROTOCOL, signal?: AbortSignal): Promise<Stream> {
-    return await this.libp2p.dialProtocol(peerIdFromString(peerId), protocol, signal != null ? { signal } : {})
+    const opts = { negotiateFully: false, ...(signal != null ? { signal } : {}) }
+    // an open connection takes the stream directly: libp2p's dialProtocol goes through the dial
+    // queue and the peer store first, about 1 ms per request measured on loopback
+    const conn = this.libp2p.getConnections(peerIdFromString(peerId)).find((c) => c.status === 'open')
+    if (conn != null) return await conn.newStream(protocol, opts)
+    return await this.libp2p.dialProtocol(peerIdFromString(peerId), protocol, opts)
   }
 
   /**
