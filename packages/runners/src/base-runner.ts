@@ -1,3 +1,4 @@
+import type { Pool } from 'undici'
 import type { Logger } from 'pino'
 import { LlmeshError, type RunnerInfo, type RunnerState } from '@llmesh/protocol'
 import { backoffDelay, type BackoffOptions } from './backoff.js'
@@ -368,4 +369,21 @@ export abstract class BaseRunner implements Runner {
   private describeLabel (): string {
     return `runner ${this.id} (${this.kind}, model ${this.model})`
   }
+}
+
+/**
+ * Sends one OpenAI request to an HTTP runner (llama-server, mlx_lm.server) and hands back its
+ * streaming response. No undici time limits: the stall watch owns them (first token, gaps).
+ */
+export async function postToRunner (pool: Pool, path: string, body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse> {
+  const res = await pool.request({
+    path,
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+    signal,
+    headersTimeout: 0,
+    bodyTimeout: 0
+  })
+  return { status: res.statusCode, contentType: String(res.headers['content-type'] ?? 'application/json'), body: res.body }
 }

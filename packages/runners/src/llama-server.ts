@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
 import { LlmeshError } from '@llmesh/protocol'
-import { BaseRunner, PermanentRunnerError, type GgufRunnerInit, type UpstreamResponse } from './base-runner.js'
+import { BaseRunner, PermanentRunnerError, postToRunner, type GgufRunnerInit, type UpstreamResponse } from './base-runner.js'
 import { DEFAULT_CTX_SIZE, DEFAULT_SLOTS, DEFAULT_START_TIMEOUT_MS, START_POLL_MS, STOP_GRACE_MS } from './constants.js'
 import { freePort } from './port.js'
 import { RunnerProcess } from './process.js'
@@ -140,17 +140,7 @@ export class LlamaServerRunner extends BaseRunner {
   protected async open (path: RunnerPath, body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse> {
     const pool = this.pool
     if (pool == null) throw new LlmeshError('NO_CAPACITY', `runner ${this.id} is ${this.state}`)
-    const res = await pool.request({
-      path,
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ ...body, model: this.model }),
-      signal,
-      // time limits are the stall watch's job (first token, gap between tokens)
-      headersTimeout: 0,
-      bodyTimeout: 0
-    })
-    return { status: res.statusCode, contentType: String(res.headers['content-type'] ?? 'application/json'), body: res.body }
+    return await postToRunner(pool, path, { ...body, model: this.model }, signal)
   }
 
   private async getJson<T> (path: string, timeoutMs = 5000): Promise<{ status: number, json: T | undefined }> {

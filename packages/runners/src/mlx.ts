@@ -9,7 +9,7 @@
  */
 import { Pool } from 'undici'
 import { LlmeshError } from '@llmesh/protocol'
-import { BaseRunner, type RunnerCommonInit, type UpstreamResponse } from './base-runner.js'
+import { BaseRunner, type RunnerCommonInit, type UpstreamResponse, postToRunner } from './base-runner.js'
 import { DEFAULT_MLX_SLOTS } from './constants.js'
 import type { RunnerDescription, RunnerPath } from './runner.js'
 
@@ -77,15 +77,6 @@ export class MlxRunner extends BaseRunner {
   protected async open (path: RunnerPath, body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse> {
     const pool = this.pool
     if (pool == null) throw new LlmeshError('NO_CAPACITY', `runner ${this.id} is ${this.state}`)
-    const res = await pool.request({
-      path,
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ ...body, model: this.init.upstreamModel ?? MLX_DEFAULT_MODEL }),
-      signal,
-      headersTimeout: 0,
-      bodyTimeout: 0
-    })
-    return { status: res.statusCode, contentType: String(res.headers['content-type'] ?? 'application/json'), body: res.body }
+    return await postToRunner(pool, path, { ...body, model: this.init.upstreamModel ?? MLX_DEFAULT_MODEL }, signal)
   }
 }
