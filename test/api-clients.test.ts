@@ -46,7 +46,11 @@ beforeAll(async () => {
     dataDir: join(dir, 'b'),
     args: [...loopback, '--config', config, '--model', `tiny=${model}`, '--llama-server', llamaServer, '--slots', '2']
   })
-  a = await startAgentProcess({ name: 'host-a', dataDir: join(dir, 'a'), args: [...loopback, '--bootstrap', b.info.addrs[0]!] })
+  // a small body limit on A: an oversized body then fits in the socket buffers, so the client has
+  // written it all before the 413 comes back (a 9 MiB body races the early answer: EPIPE)
+  const configA = join(dir, 'a.json')
+  await writeFile(configA, JSON.stringify({ api: { bodyLimit: 64 * 1024 } }))
+  a = await startAgentProcess({ name: 'host-a', dataDir: join(dir, 'a'), args: [...loopback, '--config', configA, '--bootstrap', b.info.addrs[0]!] })
   await waitFor('A to see B\'s ready runner', async () => {
     const view = await getJson<View>(`${a.info.api}/mesh/view`)
     const nodeB = view.nodes.find((n) => n.peerId === b.info.peerId)
@@ -124,7 +128,7 @@ describe('the OpenAI client against an agent', () => {
     const big = await request(`${a.info.api}/v1/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: 'x'.repeat(9 * 1024 * 1024) }] })
+      body: JSON.stringify({ model: 'tiny', messages: [{ role: 'user', content: 'x'.repeat(200 * 1024) }] })
     })
     expect(big.statusCode).toBe(413)
     expect(await big.body.json()).toMatchObject({ error: { type: 'invalid_request_error' } })
