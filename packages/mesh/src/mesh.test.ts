@@ -2,7 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { pino } from 'pino'
-import { INFER_PROTOCOL, LlmeshError, type NodeRecord } from '@llmesh/protocol'
+import { INFER_PROTOCOL, LlmeshError, METRICS_PROTOCOL, SYNC_PROTOCOL, type NodeRecord } from '@llmesh/protocol'
+import { lpStream } from '@libp2p/utils'
 import { ClusterDoc } from '@llmesh/state'
 import { Mesh } from './mesh.js'
 import { requestInfer, serveInfer } from './infer-stream.js'
@@ -85,4 +86,47 @@ describe('Mesh on loopback', () => {
     await expect(requestInfer(failing, { id: 'y', path: '/v1/chat/completions', model: 'missing', body: {} }))
       .rejects.toMatchObject({ code: 'MODEL_NOT_FOUND', message: 'no such model here' })
   })
+
+  it('survives garbage on every protocol it serves and keeps working', async () => {
+    const a = await startMesh()
+    a.doc.setSelf(record(a.mesh.peerId, 'still-here'))
+    const b = await startMesh(a.mesh.addrs())
+    await a.mesh.handle(INFER_PROTOCOL, async (stream) => {
+      await serveInfer(stream, async (_req, reply) => {
+        await reply.head({ status: 200, contentType: 'text/plain', runnerId: 'r' })
+        await reply.data(new TextEncoder().encode('ok'))
+      })
+    })
+    await until(() => b.mesh.connectedPeers().includes(a.mesh.peerId))
+    const libp2p = (b.mesh as unknown as { node: { dialProtocol: (p: unknown, proto: string) => Promise<import('@libp2p/interface').Stream> } }).node
+    const { peerIdFromString } = await import('@libp2p/peer-id')
+    const target = peerIdFromString(a.mesh.peerId)
+    const garbage = [
+      new Uint8Array([0xff, 0xff, 0xff, 0xff, 0x0f]), // a length prefix of gigabytes
+      new Uint8Array([5, 1, 2, 3, 4, 5]), // a short frame of nonsense
+      new TextEncoder().encode('\u0010{"v":1,"seq":"x"}') // a heartbeat that is not one
+    ]
+    for (const proto of [INFER_PROTOCOL, METRICS_PROTOCOL, SYNC_PROTOCOL]) {
+      for (const bytes of garbage) {
+        const stream = await libp2p.dialProtocol(target, proto)
+        stream.send(bytes)
+        await stream.close().catch(() => {})
+      }
+      // well-framed but meaningless payloads
+      const stream = await libp2p.dialProtocol(target, proto)
+      const lp = lpStream(stream)
+      await lp.write(new Uint8Array([9, 9, 9])).catch(() => {})
+      await lp.write(new TextEncoder().encode('{"v":1,"incarnation":-1}')).catch(() => {})
+      await stream.close().catch(() => {})
+    }
+    await until(() => a.mesh.stats.heartbeatsDropped > 0)
+    // still serving: a real request, and the document still syncs to a newcomer
+    const res = await requestInfer(await b.mesh.open(a.mesh.peerId, INFER_PROTOCOL), { id: 'ok', path: '/v1/chat/completions', model: 'm', body: {} })
+    let text = ''
+    for await (const chunk of res.body) text += new TextDecoder().decode(chunk)
+    expect(text).toBe('ok')
+    const c = await startMesh(a.mesh.addrs())
+    await until(() => c.doc.get(a.mesh.peerId)?.models[0]?.name === 'still-here')
+  })
 })
+
