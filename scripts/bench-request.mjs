@@ -180,17 +180,21 @@ try {
     for (const sv of servers) for (const a of (await getJson(`${sv.info.api}/admin/admission`)).admission) { busy += a.busyAnswers; queued += a.queued; peak = Math.max(peak, a.peakBusy) }
     return { busy, queued, peak }
   }
-  console.log(`\n4. 3 entry agents x ${BURST} concurrent requests (max_tokens 64) over 3 hosts x 2 slots, 10 rounds each, alternating`)
+  console.log(`\n4. 3 entry agents x ${BURST} concurrent requests (max_tokens 64) over 3 hosts x 2 slots, 10 rounds per mode, modes in turn`)
   console.log('   routing                          busy answers  queued  retries/req  p50 ms   p99 ms')
   // warm-up round, then the two strategies alternate round by round so drift hits both alike
   await Promise.all(entries.map(async (x) => await chat(x.info.api, { max_tokens: 64, messages: [{ role: 'user', content: 'warm' }] })))
-  const stats = { 'least-loaded': { xs: [], tried: 0, busy: 0, queued: 0 }, random: { xs: [], tried: 0, busy: 0, queued: 0 } }
-  for (let round = 0; round < 20; round++) {
-    const strategy = round % 2 === 0 ? 'least-loaded' : 'random'
-    const st = stats[strategy]
+  // three modes: every entry routes with claims; every entry picks at random; one central
+  // scheduler (all requests enter through e0, which sees every in-flight request itself)
+  const modes = ['least-loaded', 'random', 'central']
+  const stats = Object.fromEntries(modes.map((m) => [m, { xs: [], tried: 0, busy: 0, queued: 0 }]))
+  for (let round = 0; round < 30; round++) {
+    const mode = modes[round % modes.length]
+    const strategy = mode === 'central' ? 'least-loaded' : mode
+    const st = stats[mode]
     const before = await counters()
     {
-      const all = entries.flatMap((x, i) => Array.from({ length: BURST }, async (_, j) => await chat(x.info.api, { max_tokens: 64, ignore_eos: true, messages: [{ role: 'user', content: `burst ${round} ${i} ${j}` }] }, { 'x-llmesh-strategy': strategy })))
+      const all = entries.flatMap((x, i) => Array.from({ length: BURST }, async (_, j) => await chat((mode === 'central' ? entries[0] : x).info.api, { max_tokens: 64, ignore_eos: true, messages: [{ role: 'user', content: `burst ${round} ${i} ${j}` }] }, { 'x-llmesh-strategy': strategy })))
       for (const r of await Promise.all(all)) {
         st.xs.push(r.ms)
         st.tried += (String(r.headers['x-llmesh-route']).match(/tried /g) ?? []).length
@@ -201,8 +205,8 @@ try {
     st.busy += after.busy - before.busy
     st.queued += after.queued - before.queued
   }
-  for (const [strategy, st] of Object.entries(stats)) {
-    const label = strategy === 'random' ? 'uncoordinated (random)' : 'coordinated (least-loaded+claims)'
+  for (const [mode, st] of Object.entries(stats)) {
+    const label = { 'least-loaded': 'coordinated (least-loaded+claims)', random: 'uncoordinated (random)', central: 'one central scheduler (e0 only)' }[mode]
     console.log(`   ${label.padEnd(33)} ${String(st.busy).padStart(12)} ${String(st.queued).padStart(7)} ${(st.tried / st.xs.length).toFixed(2).padStart(12)} ${f(pct(st.xs, 0.5)).padStart(7)} ${f(pct(st.xs, 0.99)).padStart(8)}`)
   }
 } finally {
