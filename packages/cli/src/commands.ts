@@ -72,6 +72,8 @@ export interface StatusRow {
   connected: boolean
   state: string
   heartbeatAgeMs: number | null
+  /** busy / total slots and queued requests, from the host's last heartbeat */
+  load: { slotsBusy: number, slotsTotal: number, queueDepth: number } | null
   api: string
   models: string[]
   runners: Array<{ id: string, model: string, state: string, slots: number }>
@@ -112,6 +114,7 @@ export async function status (api: string): Promise<StatusData> {
         connected: n.connected,
         state: n.state,
         heartbeatAgeMs: n.heartbeatAgeMs,
+        load: n.metrics != null ? { slotsBusy: n.metrics.slotsBusy, slotsTotal: n.metrics.slotsTotal, queueDepth: n.metrics.queueDepth } : null,
         api: n.api,
         models: n.models.map((m) => m.name),
         runners: n.runners.map((r) => ({ id: r.id, model: r.model, state: r.state, slots: r.slots }))
@@ -122,7 +125,7 @@ export async function status (api: string): Promise<StatusData> {
 
 /** Plain, stable columns: readable on a terminal and by `cut`/`awk`. */
 export function formatStatus (data: StatusData): string {
-  const rows = [['NAME', 'PEER', 'STATE', 'LINK', 'HEARD', 'API', 'MODELS', 'RUNNERS']]
+  const rows = [['NAME', 'PEER', 'STATE', 'LINK', 'HEARD', 'SLOTS', 'QUEUE', 'API', 'MODELS', 'RUNNERS']]
   for (const n of data.nodes) {
     rows.push([
       n.self ? `${n.name} (this)` : n.name,
@@ -130,6 +133,8 @@ export function formatStatus (data: StatusData): string {
       n.state,
       n.self ? 'self' : n.connected ? 'connected' : 'unreachable',
       n.self ? '-' : n.heartbeatAgeMs == null ? 'never' : `${(n.heartbeatAgeMs / 1000).toFixed(1)}s ago`,
+      n.load == null ? '-' : `${n.load.slotsBusy}/${n.load.slotsTotal}`,
+      n.load == null ? '-' : String(n.load.queueDepth),
       n.api,
       n.models.join(',') || '-',
       n.runners.map((r) => `${r.model}:${r.state}`).join(',') || '-'

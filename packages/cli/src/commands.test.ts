@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest'
+import { formatStatus, resolveUpConfig, type StatusData } from './commands.js'
+
+describe('llmesh up flags', () => {
+  it('overlays flags on the defaults and validates once', async () => {
+    const cfg = await resolveUpConfig({ name: 'gpu1', 'api-port': '0', model: ['tiny=/m/tiny.gguf', '/m/other.gguf'], 'no-mdns': true, bootstrap: ['/ip4/10.0.0.2/tcp/4778'] })
+    expect(cfg.name).toBe('gpu1')
+    expect(cfg.api.port).toBe(0)
+    expect(cfg.models).toEqual([{ name: 'tiny', path: '/m/tiny.gguf' }, { path: '/m/other.gguf' }])
+    expect(cfg.p2p.mdns).toBe(false)
+    expect(cfg.p2p.bootstrap).toEqual(['/ip4/10.0.0.2/tcp/4778'])
+    expect(Object.isFrozen(cfg)).toBe(true)
+  })
+
+  it('refuses a bad value with one clear line per problem', async () => {
+    await expect(resolveUpConfig({ 'api-port': 'eighty' })).rejects.toThrow("--api-port must be an integer, got 'eighty'")
+    await expect(resolveUpConfig({ cluster: 'has spaces', 'log-level': 'loud' })).rejects.toThrow(/clusterId: .*\n.*logLevel/)
+  })
+})
+
+describe('llmesh status table', () => {
+  it('shows state, link, heartbeat age and load per host in stable columns', () => {
+    const data: StatusData = {
+      via: 'http://127.0.0.1:11435',
+      self: 'p-self',
+      nodes: [
+        { name: 'a', peerId: '12D3KooWaaaaaaaaaaaa', self: true, connected: true, state: 'alive', heartbeatAgeMs: 0, load: { slotsBusy: 0, slotsTotal: 0, queueDepth: 0 }, api: '127.0.0.1:11435', models: [], runners: [] },
+        { name: 'b', peerId: '12D3KooWbbbbbbbbbbbb', self: false, connected: false, state: 'suspect', heartbeatAgeMs: 2100, load: { slotsBusy: 2, slotsTotal: 4, queueDepth: 3 }, api: '127.0.0.1:11436', models: ['tiny'], runners: [{ id: 'r', model: 'tiny', state: 'ready', slots: 4 }] }
+      ]
+    }
+    const lines = formatStatus(data).split('\n')
+    expect(lines[0]).toBe('mesh seen from http://127.0.0.1:11435: 2 node(s)')
+    expect(lines[1]?.split(/\s{2,}/)).toEqual(['NAME', 'PEER', 'STATE', 'LINK', 'HEARD', 'SLOTS', 'QUEUE', 'API', 'MODELS', 'RUNNERS'])
+    expect(lines[3]?.split(/\s{2,}/)).toEqual(['b', '…bbbbbbbbbb', 'suspect', 'unreachable', '2.1s ago', '2/4', '3', '127.0.0.1:11436', 'tiny', 'tiny:ready'])
+  })
+})
