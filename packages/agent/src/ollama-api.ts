@@ -1,6 +1,7 @@
 import { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { z } from 'zod'
+import { textLines } from '@llmesh/runners'
 import { LlmeshError, toLlmeshError } from '@llmesh/protocol'
 import { prefixKey } from '@llmesh/scheduler'
 import type { Agent } from './agent.js'
@@ -130,30 +131,23 @@ function textOf (chunk: OpenAiChunk): string {
 
 /** Parses an SSE stream of OpenAI chunks; an error event throws RUNNER_FAILED. */
 async function * sseEvents (body: AsyncIterable<Uint8Array>): AsyncGenerator<OpenAiChunk> {
-  const decoder = new TextDecoder()
-  let buf = ''
-  for await (const bytes of body) {
-    buf += decoder.decode(bytes, { stream: true })
-    let i: number
-    while ((i = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, i).trimEnd()
-      buf = buf.slice(i + 1)
-      const isError = line.startsWith('error:')
-      if (!line.startsWith('data:') && !isError) continue
-      const data = line.slice(isError ? 6 : 5).trim()
-      if (data === '[DONE]') return
-      let json: OpenAiChunk
-      try {
-        json = JSON.parse(data) as OpenAiChunk
-      } catch {
-        continue
-      }
-      if (isError || json.error != null) {
-        const e = json.error ?? json
-        throw new LlmeshError('RUNNER_FAILED', typeof e === 'string' ? e : (e as { message?: string }).message ?? 'runner error')
-      }
-      yield json
+  for await (const raw of textLines(body)) {
+    const line = raw.trimEnd()
+    const isError = line.startsWith('error:')
+    if (!line.startsWith('data:') && !isError) continue
+    const data = line.slice(isError ? 6 : 5).trim()
+    if (data === '[DONE]') return
+    let json: OpenAiChunk
+    try {
+      json = JSON.parse(data) as OpenAiChunk
+    } catch {
+      continue
     }
+    if (isError || json.error != null) {
+      const e = json.error ?? json
+      throw new LlmeshError('RUNNER_FAILED', typeof e === 'string' ? e : (e as { message?: string }).message ?? 'runner error')
+    }
+    yield json
   }
 }
 

@@ -37,5 +37,5 @@ export { probeHardware, probeGpus, parseNvidiaSmi, parseRocmSmi, parseSystemProf
 export { freePort } from './port.js'
 export { backoffDelay, type BackoffOptions } from './backoff.js'
 export { watchStalls, type StallWatchOptions } from './stall.js'
-export { ChatCompletionWriter } from './openai.js'
+export { ChatCompletionWriter, textLines } from './openai.js'
 export * from './constants.js'

@@ -15,6 +15,7 @@ import {
   ChatCompletionWriter,
   chatMessages,
   includeUsage,
+  textLines,
   maxTokens,
   numberField,
   openAiErrorBody,
@@ -193,31 +194,24 @@ interface OllamaChatLine {
 
 /** Ollama NDJSON chat stream -> OpenAI SSE chunks (streaming) or one `chat.completion`. */
 export async function * fromOllamaChat (source: AsyncIterable<Uint8Array>, writer: ChatCompletionWriter, streaming: boolean, wantUsage: boolean): AsyncGenerator<Uint8Array> {
-  const decoder = new TextDecoder()
-  let buf = ''
   let text = ''
-  for await (const chunk of source) {
-    buf += decoder.decode(chunk, { stream: true })
-    let nl: number
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl).trim()
-      buf = buf.slice(nl + 1)
-      if (line === '') continue
-      const msg = JSON.parse(line) as OllamaChatLine
-      if (msg.error != null) throw new LlmeshError('RUNNER_FAILED', `Ollama: ${msg.error}`)
-      const piece = msg.message?.content ?? ''
-      if (piece !== '') {
-        text += piece
-        if (streaming) yield writer.delta(piece)
-      }
-      if (msg.done === true) {
-        const prompt = msg.prompt_eval_count ?? 0
-        const completion = msg.eval_count ?? 0
-        const usage: Usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion }
-        const reason: FinishReason = msg.done_reason === 'length' ? 'length' : 'stop'
-        yield streaming ? writer.finish(reason, wantUsage ? usage : undefined) : writer.completion(text, reason, usage)
-        return
-      }
+  for await (const raw of textLines(source)) {
+    const line = raw.trim()
+    if (line === '') continue
+    const msg = JSON.parse(line) as OllamaChatLine
+    if (msg.error != null) throw new LlmeshError('RUNNER_FAILED', `Ollama: ${msg.error}`)
+    const piece = msg.message?.content ?? ''
+    if (piece !== '') {
+      text += piece
+      if (streaming) yield writer.delta(piece)
+    }
+    if (msg.done === true) {
+      const prompt = msg.prompt_eval_count ?? 0
+      const completion = msg.eval_count ?? 0
+      const usage: Usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion }
+      const reason: FinishReason = msg.done_reason === 'length' ? 'length' : 'stop'
+      yield streaming ? writer.finish(reason, wantUsage ? usage : undefined) : writer.completion(text, reason, usage)
+      return
     }
   }
   throw new LlmeshError('RUNNER_FAILED', 'Ollama ended the response before it was done')
