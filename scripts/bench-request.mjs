@@ -11,7 +11,7 @@
 //   4. 3 entry agents x a burst over 3 serving hosts (2 slots each): claims-aware routing
 //      (least-loaded, which counts every router's claims) vs an uncoordinated choice (random):
 //      busy answers, queueing, latency.
-// Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2]
+// Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2] [--sections 0,1,2,3,4]
 // (--burst is per entry agent; 2 x 3 entries = the 6 slots of the 3 hosts: routing decides whether they collide)
 import '../packages/protocol/dist/polyfill.js'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -21,10 +21,12 @@ import { parseArgs } from 'node:util'
 import { request, Agent as UndiciAgent, setGlobalDispatcher } from 'undici'
 import { ensureLlamaCpp, ensureTinyModel, startAgentProcess, waitFor, LOOPBACK_AGENT_ARGS } from '../packages/fixtures/dist/index.js'
 
-const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '2' } } })
+const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '2' }, sections: { type: 'string', default: '0,1,2,3,4' } } })
 const N = Number(values.n)
 const C = Number(values.concurrency)
 const BURST = Number(values.burst)
+const SECTIONS = new Set(values.sections.split(',').map(Number))
+const want = (...xs) => xs.some((x) => SECTIONS.has(x))
 setGlobalDispatcher(new UndiciAgent({ connections: 64, keepAliveTimeout: 30_000 }))
 
 const progress = (line) => { process.stderr.write(`[fixtures] ${line}\n`) }
@@ -88,7 +90,7 @@ async function fastRunner () {
 
 try {
   // 0. the agent's own cost, in front of a runner that answers at once
-  {
+  if (want(0)) {
     const fast = await fastRunner()
     const { writeFile } = await import('node:fs/promises')
     const cfg = join(dir, 'fast.json')
@@ -123,91 +125,101 @@ try {
   }
 
   // one serving host S (llama-server, 4 slots) and one entry E without a model
-  const s = await start('serve', serveArgs(4))
-  const e = await start('entry', ['--bootstrap', s.info.addrs[0]])
-  await readyRunners(e, 1)
-  const runner = (await getJson(`${s.info.api}/admin/runners`)).runners[0]
-  runnerPids.push(runner.pid)
-  const direct = runner.address
-  const paths = { direct, local: s.info.api, remote: e.info.api }
+  if (want(1, 2, 3)) {
+    const s = await start('serve', serveArgs(4))
+    const e = await start('entry', ['--bootstrap', s.info.addrs[0]])
+    await readyRunners(e, 1)
+    const runner = (await getJson(`${s.info.api}/admin/runners`)).runners[0]
+    runnerPids.push(runner.pid)
+    const direct = runner.address
+    const paths = { direct, local: s.info.api, remote: e.info.api }
 
-  // 1. added latency
-  const lat = {}
-  for (const [name, base] of Object.entries(paths)) {
-    for (let i = 0; i < 50; i++) await chat(base, short) // warm up
-    const xs = []
-    for (let i = 0; i < N; i++) xs.push((await chat(base, short)).ms)
-    lat[name] = { p50: pct(xs, 0.5), p99: pct(xs, 0.99) }
-  }
-  console.log(`\n1. latency of one request (max_tokens 1, sequential, n=${N}), ms`)
-  console.log('   path                         p50      p99   added p50  added p99')
-  for (const [name, v] of Object.entries(lat)) {
-    const label = { direct: 'llama-server directly', local: 'local agent -> its runner', remote: 'remote agent -> peer -> runner' }[name]
-    console.log(`   ${label.padEnd(28)} ${f(v.p50).padStart(7)} ${f(v.p99).padStart(8)} ${f(v.p50 - lat.direct.p50).padStart(10)} ${f(v.p99 - lat.direct.p99).padStart(10)}`)
-  }
-
-  // 2. requests/s
-  console.log(`\n2. requests/s (max_tokens 1, ${C} concurrent, ${N} requests)`)
-  for (const [name, base] of Object.entries(paths)) {
-    let next = 0
-    const t0 = performance.now()
-    await Promise.all(Array.from({ length: C }, async () => { while (next++ < N) await chat(base, short) }))
-    console.log(`   ${name.padEnd(8)} ${(N / ((performance.now() - t0) / 1000)).toFixed(0).padStart(6)} req/s`)
-  }
-
-  // 3. tokens/s of one long stream
-  console.log('\n3. tokens/s of one stream (max_tokens 1000, ignore_eos), median of 5')
-  for (const [name, base] of Object.entries(paths)) {
-    const rates = []
-    for (let i = 0; i < 5; i++) {
-      const r = await chat(base, { stream: true, max_tokens: 1000, ignore_eos: true, messages: [{ role: 'user', content: `story ${i}` }] })
-      const chunks = r.text.split('\n\n').filter((x) => x.startsWith('data: {') && x.includes('"content"')).length
-      rates.push(chunks / (r.ms / 1000))
+    if (want(1)) {
+      // 1. added latency
+      const lat = {}
+      for (const [name, base] of Object.entries(paths)) {
+        for (let i = 0; i < 50; i++) await chat(base, short) // warm up
+        const xs = []
+        for (let i = 0; i < N; i++) xs.push((await chat(base, short)).ms)
+        lat[name] = { p50: pct(xs, 0.5), p99: pct(xs, 0.99) }
+      }
+      console.log(`\n1. latency of one request (max_tokens 1, sequential, n=${N}), ms`)
+      console.log('   path                         p50      p99   added p50  added p99')
+      for (const [name, v] of Object.entries(lat)) {
+        const label = { direct: 'llama-server directly', local: 'local agent -> its runner', remote: 'remote agent -> peer -> runner' }[name]
+        console.log(`   ${label.padEnd(28)} ${f(v.p50).padStart(7)} ${f(v.p99).padStart(8)} ${f(v.p50 - lat.direct.p50).padStart(10)} ${f(v.p99 - lat.direct.p99).padStart(10)}`)
+      }
     }
-    console.log(`   ${name.padEnd(8)} ${pct(rates, 0.5).toFixed(0).padStart(6)} tokens/s (content chunks / wall clock from request to last chunk)`)
+
+    if (want(2)) {
+      // 2. requests/s
+      console.log(`\n2. requests/s (max_tokens 1, ${C} concurrent, ${N} requests)`)
+      for (const [name, base] of Object.entries(paths)) {
+        let next = 0
+        const t0 = performance.now()
+        await Promise.all(Array.from({ length: C }, async () => { while (next++ < N) await chat(base, short) }))
+        console.log(`   ${name.padEnd(8)} ${(N / ((performance.now() - t0) / 1000)).toFixed(0).padStart(6)} req/s`)
+      }
+    }
+
+    if (want(3)) {
+      // 3. tokens/s of one long stream
+      console.log('\n3. tokens/s of one stream (max_tokens 1000, ignore_eos), median of 5')
+      for (const [name, base] of Object.entries(paths)) {
+        const rates = []
+        for (let i = 0; i < 5; i++) {
+          const r = await chat(base, { stream: true, max_tokens: 1000, ignore_eos: true, messages: [{ role: 'user', content: `story ${i}` }] })
+          const chunks = r.text.split('\n\n').filter((x) => x.startsWith('data: {') && x.includes('"content"')).length
+          rates.push(chunks / (r.ms / 1000))
+        }
+        console.log(`   ${name.padEnd(8)} ${pct(rates, 0.5).toFixed(0).padStart(6)} tokens/s (content chunks / wall clock from request to last chunk)`)
+      }
+    }
+    await Promise.all(procs.splice(0).map(async (p) => { await p.stop(5000) }))
   }
-  await Promise.all(procs.splice(0).map(async (p) => { await p.stop(5000) }))
 
   // 4. three entries, three serving hosts with 2 slots each
-  const s0 = await start('s0', serveArgs(2))
-  const boot = ['--bootstrap', s0.info.addrs[0]]
-  const servers = [s0, ...await Promise.all([1, 2].map(async (i) => await start(`s${i}`, [...boot, ...serveArgs(2)])))]
-  const entries = await Promise.all([0, 1, 2].map(async (i) => await start(`e${i}`, boot)))
-  for (const x of entries) await readyRunners(x, 3)
-  for (const sv of servers) runnerPids.push((await getJson(`${sv.info.api}/admin/runners`)).runners[0].pid)
-  const counters = async () => {
-    let busy = 0; let queued = 0; let peak = 0
-    for (const sv of servers) for (const a of (await getJson(`${sv.info.api}/admin/admission`)).admission) { busy += a.busyAnswers; queued += a.queued; peak = Math.max(peak, a.peakBusy) }
-    return { busy, queued, peak }
-  }
-  console.log(`\n4. 3 entry agents x ${BURST} concurrent requests (max_tokens 64) over 3 hosts x 2 slots, 10 rounds per mode, modes in turn`)
-  console.log('   routing                          busy answers  queued  retries/req  p50 ms   p99 ms')
-  // warm-up round, then the two strategies alternate round by round so drift hits both alike
-  await Promise.all(entries.map(async (x) => await chat(x.info.api, { max_tokens: 64, messages: [{ role: 'user', content: 'warm' }] })))
-  // three modes: every entry routes with claims; every entry picks at random; one central
-  // scheduler (all requests enter through e0, which sees every in-flight request itself)
-  const modes = ['least-loaded', 'random', 'central']
-  const stats = Object.fromEntries(modes.map((m) => [m, { xs: [], tried: 0, busy: 0, queued: 0 }]))
-  for (let round = 0; round < 30; round++) {
-    const mode = modes[round % modes.length]
-    const strategy = mode === 'central' ? 'least-loaded' : mode
-    const st = stats[mode]
-    const before = await counters()
-    {
-      const all = entries.flatMap((x, i) => Array.from({ length: BURST }, async (_, j) => await chat((mode === 'central' ? entries[0] : x).info.api, { max_tokens: 64, ignore_eos: true, messages: [{ role: 'user', content: `burst ${round} ${i} ${j}` }] }, { 'x-llmesh-strategy': strategy })))
-      for (const r of await Promise.all(all)) {
-        st.xs.push(r.ms)
-        st.tried += (String(r.headers['x-llmesh-route']).match(/tried /g) ?? []).length
-      }
-      await new Promise((resolve) => setTimeout(resolve, 1500)) // let heartbeats settle
+  if (want(4)) {
+    const s0 = await start('s0', serveArgs(2))
+    const boot = ['--bootstrap', s0.info.addrs[0]]
+    const servers = [s0, ...await Promise.all([1, 2].map(async (i) => await start(`s${i}`, [...boot, ...serveArgs(2)])))]
+    const entries = await Promise.all([0, 1, 2].map(async (i) => await start(`e${i}`, boot)))
+    for (const x of entries) await readyRunners(x, 3)
+    for (const sv of servers) runnerPids.push((await getJson(`${sv.info.api}/admin/runners`)).runners[0].pid)
+    const counters = async () => {
+      let busy = 0; let queued = 0; let peak = 0
+      for (const sv of servers) for (const a of (await getJson(`${sv.info.api}/admin/admission`)).admission) { busy += a.busyAnswers; queued += a.queued; peak = Math.max(peak, a.peakBusy) }
+      return { busy, queued, peak }
     }
-    const after = await counters()
-    st.busy += after.busy - before.busy
-    st.queued += after.queued - before.queued
-  }
-  for (const [mode, st] of Object.entries(stats)) {
-    const label = { 'least-loaded': 'coordinated (least-loaded+claims)', random: 'uncoordinated (random)', central: 'one central scheduler (e0 only)' }[mode]
-    console.log(`   ${label.padEnd(33)} ${String(st.busy).padStart(12)} ${String(st.queued).padStart(7)} ${(st.tried / st.xs.length).toFixed(2).padStart(12)} ${f(pct(st.xs, 0.5)).padStart(7)} ${f(pct(st.xs, 0.99)).padStart(8)}`)
+    console.log(`\n4. 3 entry agents x ${BURST} concurrent requests (max_tokens 64) over 3 hosts x 2 slots, 10 rounds per mode, modes in turn`)
+    console.log('   routing                          busy answers  queued  retries/req  p50 ms   p99 ms')
+    // warm-up round, then the two strategies alternate round by round so drift hits both alike
+    await Promise.all(entries.map(async (x) => await chat(x.info.api, { max_tokens: 64, messages: [{ role: 'user', content: 'warm' }] })))
+    // three modes: every entry routes with claims; every entry picks at random; one central
+    // scheduler (all requests enter through e0, which sees every in-flight request itself)
+    const modes = ['least-loaded', 'random', 'central']
+    const stats = Object.fromEntries(modes.map((m) => [m, { xs: [], tried: 0, busy: 0, queued: 0 }]))
+    for (let round = 0; round < 30; round++) {
+      const mode = modes[round % modes.length]
+      const strategy = mode === 'central' ? 'least-loaded' : mode
+      const st = stats[mode]
+      const before = await counters()
+      {
+        const all = entries.flatMap((x, i) => Array.from({ length: BURST }, async (_, j) => await chat((mode === 'central' ? entries[0] : x).info.api, { max_tokens: 64, ignore_eos: true, messages: [{ role: 'user', content: `burst ${round} ${i} ${j}` }] }, { 'x-llmesh-strategy': strategy })))
+        for (const r of await Promise.all(all)) {
+          st.xs.push(r.ms)
+          st.tried += (String(r.headers['x-llmesh-route']).match(/tried /g) ?? []).length
+        }
+        await new Promise((resolve) => setTimeout(resolve, 1500)) // let heartbeats settle
+      }
+      const after = await counters()
+      st.busy += after.busy - before.busy
+      st.queued += after.queued - before.queued
+    }
+    for (const [mode, st] of Object.entries(stats)) {
+      const label = { 'least-loaded': 'coordinated (least-loaded+claims)', random: 'uncoordinated (random)', central: 'one central scheduler (e0 only)' }[mode]
+      console.log(`   ${label.padEnd(33)} ${String(st.busy).padStart(12)} ${String(st.queued).padStart(7)} ${(st.tried / st.xs.length).toFixed(2).padStart(12)} ${f(pct(st.xs, 0.5)).padStart(7)} ${f(pct(st.xs, 0.99)).padStart(8)}`)
+    }
   }
 } finally {
   await Promise.all(procs.map(async (p) => { await p.stop(5000) }))
