@@ -1,4 +1,4 @@
-import { Readable } from 'node:stream'
+import type { OutgoingHttpHeaders } from 'node:http'
 import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { z } from 'zod'
@@ -101,27 +101,77 @@ export function routeHeaders (reply: FastifyReply, res: RoutedResponse): Fastify
 }
 
 /**
- * Streams a routed response to the client as the runner produced it (OpenAI API). If the
- * stream breaks after bytes went out, an SSE client gets a final error event instead of a
+ * Sends a routed response to the client (OpenAI API). A whole JSON body (a non-streaming call)
+ * is read first and sent in one write with its length, so a runner failing midway still gets
+ * the client a proper error status; a stream goes out chunk by chunk as the runner produced it,
+ * and if it breaks after bytes went out an SSE client gets a final error event instead of a
  * silent hang.
  */
 export async function sendRouted (reply: FastifyReply, res: RoutedResponse): Promise<FastifyReply> {
+  void routeHeaders(reply.status(res.status), res).header('content-type', res.contentType)
+  if (res.contentType.includes('application/json')) return await reply.send(await readBytes(res.body))
   const sse = res.contentType.includes('text/event-stream')
-  const source = res.body
-  async function * guarded (): AsyncGenerator<Uint8Array | string> {
-    try {
-      for await (const chunk of source) yield chunk
-    } catch (err) {
-      if (!sse) throw err
-      const e = toLlmeshError(err, 'RUNNER_FAILED')
-      reply.log.warn({ code: e.code, err: e.message }, 'stream failed after it started')
-      yield `data: ${JSON.stringify(openAiError(e))}\n\n`
+  await streamTo(reply.header('cache-control', 'no-cache'), res.body, sse ? (e) => `data: ${JSON.stringify(openAiError(e))}\n\n` : undefined)
+  return reply
+}
+
+/**
+ * Streams a body to the client on the raw response: the reply is hijacked and each chunk is
+ * written as it comes, no Readable in between (this runs for every token), waiting for 'drain'
+ * when the client reads slowly. A failure after the head went out ends the body with
+ * `trailer(err)` when the format has a way to say it (an SSE error event, an NDJSON error
+ * line), else cuts the connection so the client sees a truncated body. A client that goes away
+ * stops the source, which ends the runner's work.
+ */
+export async function streamTo (reply: FastifyReply, source: AsyncIterable<Uint8Array | string>, trailer?: (e: LlmeshError) => string): Promise<void> {
+  const raw = reply.raw
+  reply.hijack()
+  raw.writeHead(reply.statusCode, reply.getHeaders() as OutgoingHttpHeaders)
+  const it = source[Symbol.asyncIterator]()
+  try {
+    for (;;) {
+      const n = await it.next()
+      if (n.done === true) break
+      if (raw.destroyed) return
+      if (!raw.write(n.value)) await drained(raw)
     }
+  } catch (err) {
+    const e = toLlmeshError(err, 'RUNNER_FAILED')
+    reply.log.warn({ code: e.code, err: e.message }, 'stream failed after it started')
+    if (trailer == null) {
+      raw.destroy()
+      return
+    }
+    if (!raw.destroyed) raw.write(trailer(e))
+  } finally {
+    void Promise.resolve(it.return?.()).catch(() => {})
   }
-  void routeHeaders(reply.status(res.status), res)
-    .header('content-type', res.contentType)
-    .header('cache-control', 'no-cache')
-  return await reply.send(Readable.from(guarded()))
+  raw.end()
+}
+
+/** Resolves when a slow client has read what was written, or went away. */
+async function drained (raw: FastifyReply['raw']): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      raw.off('drain', done)
+      raw.off('close', done)
+      resolve()
+    }
+    raw.on('drain', done)
+    raw.on('close', done)
+  })
+}
+
+/** Reads a whole routed body into one buffer. */
+export async function readBytes (body: AsyncIterable<Uint8Array>, limit = 64 * 1024 * 1024): Promise<Buffer> {
+  const parts: Uint8Array[] = []
+  let size = 0
+  for await (const chunk of body) {
+    size += chunk.byteLength
+    if (size > limit) throw new LlmeshError('RUNNER_FAILED', `runner response larger than ${limit} bytes`)
+    parts.push(chunk)
+  }
+  return parts.length === 1 && Buffer.isBuffer(parts[0]) ? parts[0] : Buffer.concat(parts, size)
 }
 
 /** Reads a whole (small) routed body as text. */

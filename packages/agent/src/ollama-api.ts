@@ -1,4 +1,3 @@
-import { Readable } from 'node:stream'
 import type { FastifyInstance, FastifyReply } from 'fastify'
 import { z } from 'zod'
 import { textLines } from '@llmesh/runners'
@@ -6,7 +5,7 @@ import { LlmeshError, toLlmeshError } from '@llmesh/protocol'
 import { prefixKey } from '@llmesh/scheduler'
 import type { Agent } from './agent.js'
 import { AGENT_VERSION } from './constants.js'
-import { parseBody, readText, routeHeaders, routeRequest } from './http.js'
+import { parseBody, readText, routeHeaders, routeRequest, streamTo } from './http.js'
 import { meshModels } from './openai-api.js'
 import type { RoutedResponse } from './router.js'
 
@@ -183,26 +182,20 @@ async function sendOllama (reply: FastifyReply, res: RoutedResponse, shape: Shap
     absorb(totals, json)
     return await reply.status(200).header('content-type', 'application/json; charset=utf-8').send({ ...piece(shape, modelName, textOf(json)), ...finalFields(totals, startedAt, 0) })
   }
+  const totals: Totals = {}
+  let pieces = 0
   async function * ndjson (): AsyncGenerator<string> {
-    const totals: Totals = {}
-    let pieces = 0
-    try {
-      for await (const chunk of sseEvents(res.body)) {
-        absorb(totals, chunk)
-        const text = textOf(chunk)
-        if (text === '') continue
-        pieces++
-        yield JSON.stringify(piece(shape, modelName, text)) + '\n'
-      }
-    } catch (err) {
-      const e = toLlmeshError(err, 'RUNNER_FAILED')
-      reply.log.warn({ code: e.code, err: e.message }, 'stream failed after it started')
-      yield JSON.stringify({ error: e.message }) + '\n'
-      return
+    for await (const chunk of sseEvents(res.body)) {
+      absorb(totals, chunk)
+      const text = textOf(chunk)
+      if (text === '') continue
+      pieces++
+      yield JSON.stringify(piece(shape, modelName, text)) + '\n'
     }
     yield JSON.stringify({ ...piece(shape, modelName, ''), ...finalFields(totals, startedAt, pieces) }) + '\n'
   }
-  return await reply.status(200).header('content-type', 'application/x-ndjson').header('cache-control', 'no-cache').send(Readable.from(ndjson()))
+  await streamTo(reply.status(200).header('content-type', 'application/x-ndjson').header('cache-control', 'no-cache'), ndjson(), (e) => JSON.stringify({ error: e.message }) + '\n')
+  return reply
 }
 
 /** Ollama model details from what the mesh knows about a model. */

@@ -26,17 +26,26 @@ export function failureOf (err: unknown, signal?: AbortSignal): Failure {
 
 const decoder = new TextDecoder()
 const RATE = /"predicted_per_second"\s*:\s*([\d.eE+-]+)/
+const NEEDLE = Buffer.from('predicted_per_second')
 
 /**
  * Finds llama-server's `timings.predicted_per_second` in a response passing by (the last SSE
- * chunk or the JSON body). Only looks at chunks that can hold it, so it costs next to nothing.
+ * chunk or the JSON body). Looks for the key in the bytes first and decodes only the chunk
+ * that holds it, so the other tokens cost one native search.
  */
 export class TokenRateScanner {
   tokensPerSec: number | undefined
 
   scan (chunk: Uint8Array | string): void {
-    const text = typeof chunk === 'string' ? chunk : decoder.decode(chunk)
-    if (!text.includes('predicted_per_second')) return
+    let text: string
+    if (typeof chunk === 'string') {
+      if (!chunk.includes('predicted_per_second')) return
+      text = chunk
+    } else {
+      const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+      if (bytes.indexOf(NEEDLE) < 0) return
+      text = decoder.decode(chunk)
+    }
     const m = RATE.exec(text)
     const v = m?.[1] != null ? Number(m[1]) : NaN
     if (Number.isFinite(v) && v > 0) this.tokensPerSec = v

@@ -4,7 +4,7 @@ import {
   Claims, PeerHealth, RetryBudget, decideRetry, isHostFailure, rank, targetMetrics,
   type RankedTarget, type ReportingPeer, type RoundRobinState, type Strategy
 } from '@llmesh/scheduler'
-import { withFinally } from './iter.js'
+import { tap } from './iter.js'
 import { failureOf, TokenRateScanner } from './outcomes.js'
 import { QueueFullError } from './serving.js'
 
@@ -208,32 +208,25 @@ export class Router {
       const firstMs = this.now() - started
       const target: RoutedTarget = { peerId: t.peerId, runnerId: res.runnerId, local: t.local, reasons: [...t.reasons, ...(mayQueue ? ['may-queue'] : []), ...trail.map((x) => `tried ${x}`)] }
       this.c.logger.debug({ reqId: req.id, target: t.peerId, attempt, firstMs }, 'routed')
-      return { status: res.status, contentType: res.contentType, target, attempts: attempt, body: withFinally(this.observe(t.peerId, first, it, res.status, firstMs, signal), release) }
+      return { status: res.status, contentType: res.contentType, target, attempts: attempt, body: this.observe(t.peerId, first, it, res.status, firstMs, signal, release) }
     }
     throw lastError ?? new LlmeshError('NO_CAPACITY', `no host took the request after ${MAX_DISPATCHES} attempts`)
   }
 
-  /** The committed stream: reports its outcome (latency, tokens/s, or how it failed) at its end. */
-  private async * observe (peerId: string, first: IteratorResult<Uint8Array>, it: AsyncIterator<Uint8Array>, status: number, firstMs: number, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+  /** The committed stream: reports its outcome (latency, tokens/s, or how it failed) at its end, then releases the claim. */
+  private observe (peerId: string, first: IteratorResult<Uint8Array>, it: AsyncIterator<Uint8Array>, status: number, firstMs: number, signal: AbortSignal, release: () => void): AsyncIterableIterator<Uint8Array> {
     const rate = new TokenRateScanner()
-    try {
-      if (first.done !== true) {
-        rate.scan(first.value)
-        yield first.value
-        for (;;) {
-          const n = await it.next()
-          if (n.done === true) break
-          rate.scan(n.value)
-          yield n.value
-        }
-      }
-    } catch (err) {
-      this.health.report(peerId, { ok: false, failure: failureOf(err, signal) }, this.now())
-      throw err
-    } finally {
-      void Promise.resolve(it.return?.()).catch(() => {})
-    }
-    if (status < 400) this.health.report(peerId, { ok: true, firstTokenMs: firstMs, ...(rate.tokensPerSec != null ? { tokensPerSec: rate.tokensPerSec } : {}) }, this.now())
+    return tap(it, {
+      chunk: (chunk) => { rate.scan(chunk) },
+      complete: () => {
+        if (status < 400) this.health.report(peerId, { ok: true, firstTokenMs: firstMs, ...(rate.tokensPerSec != null ? { tokensPerSec: rate.tokensPerSec } : {}) }, this.now())
+      },
+      fail: (err) => {
+        this.health.report(peerId, { ok: false, failure: failureOf(err, signal) }, this.now())
+        return err
+      },
+      done: release
+    }, first)
   }
 }
 

@@ -2,7 +2,7 @@ import type { Logger } from 'pino'
 import { LlmeshError, type InferPath } from '@llmesh/protocol'
 import { Admission, PeerStats, type Failure } from '@llmesh/scheduler'
 import type { Runner, RunnerPath, RunnerResponse } from '@llmesh/runners'
-import { withFinally } from './iter.js'
+import { tap } from './iter.js'
 import { failureOf, TokenRateScanner } from './outcomes.js'
 
 /** A request refused because the target's queue is full: HTTP 429 with Retry-After. */
@@ -148,22 +148,21 @@ export class LocalServing {
     if (res.status >= 500) this.record('server-error')
     const rate = new TokenRateScanner()
     let firstMs: number | undefined
-    const source = res.body
-    const self = this
-    async function * observed (): AsyncGenerator<Uint8Array> {
-      try {
-        for await (const chunk of source) {
-          firstMs ??= self.now() - started
-          rate.scan(chunk)
-          yield chunk
-        }
-      } catch (err) {
-        self.record(failureOf(err, opts.signal))
-        throw err
-      }
-      if (res.status < 400) self.stats.record(SELF, { ok: true, ...(firstMs != null ? { firstTokenMs: firstMs } : {}), ...(rate.tokensPerSec != null ? { tokensPerSec: rate.tokensPerSec } : {}) }, self.now())
-    }
-    return { ...res, body: withFinally(observed(), release) }
+    const observed = tap(res.body, {
+      chunk: (chunk) => {
+        firstMs ??= this.now() - started
+        rate.scan(chunk)
+      },
+      complete: () => {
+        if (res.status < 400) this.stats.record(SELF, { ok: true, ...(firstMs != null ? { firstTokenMs: firstMs } : {}), ...(rate.tokensPerSec != null ? { tokensPerSec: rate.tokensPerSec } : {}) }, this.now())
+      },
+      fail: (err) => {
+        this.record(failureOf(err, opts.signal))
+        return err
+      },
+      done: release
+    })
+    return { ...res, body: observed }
   }
 
   private record (failure: Failure): void {

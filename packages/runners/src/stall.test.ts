@@ -48,6 +48,17 @@ describe('stall watch', () => {
     expect(stalls).toBe(1)
   })
 
+  it('does not count a slow reader as a stall: only the wait for the upstream counts', async () => {
+    const ac = new AbortController()
+    const seen: number[] = []
+    for await (const c of watchStalls(chunks([1, 1, 1], ac.signal), { firstChunkMs: 50, gapMs: 50, label: 'r', abort: (r) => { ac.abort(r) } })) {
+      seen.push(c)
+      await new Promise((resolve) => setTimeout(resolve, 150)) // the client applies backpressure
+    }
+    expect(seen).toEqual([0, 1, 2])
+    expect(ac.signal.aborted).toBe(false)
+  })
+
   it('aborts the upstream when the reader stops early', async () => {
     const ac = new AbortController()
     for await (const _ of watchStalls(chunks([1, 1, 1], ac.signal), { firstChunkMs: 1000, gapMs: 1000, label: 'r', abort: (r) => { ac.abort(r) } })) break
