@@ -11,7 +11,7 @@
 //   4. 3 entry agents x a burst over 3 serving hosts (2 slots each): claims-aware routing
 //      (least-loaded, which counts every router's claims) vs an uncoordinated choice (random):
 //      busy answers, queueing, latency.
-// Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2] [--sections 0,1,2,3,4]
+// Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2] [--sections 0,1,2,3,4] [--runner-threads 1]
 // (--burst is per entry agent; 2 x 3 entries = the 6 slots of the 3 hosts: routing decides whether they collide)
 import '../packages/protocol/dist/polyfill.js'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util'
 import { request, Agent as UndiciAgent, setGlobalDispatcher } from 'undici'
 import { ensureLlamaCpp, ensureTinyModel, startAgentProcess, waitFor, LOOPBACK_AGENT_ARGS } from '../packages/fixtures/dist/index.js'
 
-const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '2' }, sections: { type: 'string', default: '0,1,2,3,4' } } })
+const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '2' }, sections: { type: 'string', default: '0,1,2,3,4' }, 'runner-threads': { type: 'string', default: '1' } } })
 const N = Number(values.n)
 const C = Number(values.concurrency)
 const BURST = Number(values.burst)
@@ -33,7 +33,11 @@ const progress = (line) => { process.stderr.write(`[fixtures] ${line}\n`) }
 const build = await ensureLlamaCpp(progress)
 const model = await ensureTinyModel(progress)
 const loopback = LOOPBACK_AGENT_ARGS
-const serveArgs = (slots) => ['--model', `tiny=${model}`, '--llama-server', build.llamaServer, '--slots', String(slots)]
+// every llama-server gets --runner-threads CPU threads (default 1): on this one 2-core machine
+// the runners, the agents and the load generator share the cores, and llama.cpp's default (a
+// thread per core, spinning while it waits) would leave the agents none; 0 = llama-server's default
+const THREADS = Number(values['runner-threads'])
+const serveArgs = (slots) => ['--model', `tiny=${model}`, '--llama-server', build.llamaServer, '--slots', String(slots), ...(THREADS > 0 ? ['--threads', String(THREADS)] : [])]
 const dir = await mkdtemp(join(tmpdir(), 'llmesh-bench-request-'))
 const procs = []
 const runnerPids = []
@@ -163,16 +167,19 @@ try {
     }
 
     if (want(3)) {
-      // 3. tokens/s of one long stream
-      console.log('\n3. tokens/s of one stream (max_tokens 1000, ignore_eos), median of 5')
-      for (const [name, base] of Object.entries(paths)) {
-        const rates = []
-        for (let i = 0; i < 5; i++) {
+      // 3. tokens/s of one long stream; the paths take turns run by run, so drift hits them alike
+      console.log('\n3. tokens/s of one stream (max_tokens 1000, ignore_eos), median of 9, paths in turn')
+      const rates = Object.fromEntries(Object.keys(paths).map((name) => [name, []]))
+      for (let i = 0; i < 9; i++) {
+        for (const [name, base] of Object.entries(paths)) {
           const r = await chat(base, { stream: true, max_tokens: 1000, ignore_eos: true, messages: [{ role: 'user', content: `story ${i}` }] })
           const chunks = r.text.split('\n\n').filter((x) => x.startsWith('data: {') && x.includes('"content"')).length
-          rates.push(chunks / (r.ms / 1000))
+          rates[name].push(chunks / (r.ms / 1000))
         }
-        console.log(`   ${name.padEnd(8)} ${pct(rates, 0.5).toFixed(0).padStart(6)} tokens/s (content chunks / wall clock from request to last chunk)`)
+      }
+      for (const [name, xs] of Object.entries(rates)) {
+        const ratio = name === 'direct' ? '' : ` (${(pct(xs, 0.5) / pct(rates.direct, 0.5)).toFixed(2)}x direct)`
+        console.log(`   ${name.padEnd(8)} ${pct(xs, 0.5).toFixed(0).padStart(6)} tokens/s${ratio}, content chunks / wall clock from request to last chunk`)
       }
     }
     await Promise.all(procs.splice(0).map(async (p) => { await p.stop(5000) }))

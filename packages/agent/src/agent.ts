@@ -86,7 +86,15 @@ export class Agent {
       modelDirs: config.modelDirs,
       ...(config.ollama !== false ? { ollama: { url: config.ollama.url } } : {}),
       ...(config.mlx != null ? { mlx: stripUndefined(config.mlx) } : {}),
-      ...(llamaServer != null ? { llamaServer: { binary: llamaServer, ...(config.llamaServer.extraArgs.length > 0 ? { extraArgs: config.llamaServer.extraArgs } : {}) } } : {}),
+      ...(llamaServer != null
+        ? {
+            llamaServer: {
+              binary: llamaServer,
+              ...(config.llamaServer.threads != null ? { threads: config.llamaServer.threads } : {}),
+              ...(config.llamaServer.extraArgs.length > 0 ? { extraArgs: config.llamaServer.extraArgs } : {})
+            }
+          }
+        : {}),
       slots: config.llamaServer.slots,
       ctxSize: config.llamaServer.ctxSize,
       ...(config.llamaServer.gpuLayers != null ? { gpuLayers: config.llamaServer.gpuLayers } : {}),

@@ -118,6 +118,12 @@ export const AgentConfigSchema = z.strictObject({
     /** layers offloaded to the GPU (-ngl); unset leaves llama-server's default */
     gpuLayers: z.number().int().min(0).optional(),
     /**
+     * CPU threads of each llama-server (-t); unset leaves llama-server's default (every
+     * physical core). Where the model runs on the CPU, leaving a core to the agent and the
+     * other runners keeps them from fighting over it.
+     */
+    threads: z.number().int().min(1).max(1024).optional(),
+    /**
      * further llama-server flags, e.g. ["--embeddings"] for a dedicated embedding model
      * (llama-server then serves /v1/embeddings and no completions). @default []
      */

@@ -12,6 +12,15 @@ describe('llmesh up flags', () => {
     expect(Object.isFrozen(cfg)).toBe(true)
   })
 
+  it('sets llama-server threads and the routing strategy, and refuses an unknown strategy', async () => {
+    const cfg = await resolveUpConfig({ threads: '1', strategy: 'least-loaded', slots: '3' })
+    expect(cfg.llamaServer.threads).toBe(1)
+    expect(cfg.llamaServer.slots).toBe(3)
+    expect(cfg.strategy).toBe('least-loaded')
+    await expect(resolveUpConfig({ strategy: 'fastest-please' })).rejects.toThrow(/strategy: /)
+    await expect(resolveUpConfig({ threads: '0' })).rejects.toThrow(/llamaServer.threads: /)
+  })
+
   it('refuses a bad value with one clear line per problem', async () => {
     await expect(resolveUpConfig({ 'api-port': 'eighty' })).rejects.toThrow("--api-port must be an integer, got 'eighty'")
     await expect(resolveUpConfig({ cluster: 'has spaces', 'log-level': 'loud' })).rejects.toThrow(/clusterId: .*\n.*logLevel/)

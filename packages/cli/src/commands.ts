@@ -19,6 +19,8 @@ export interface UpFlags {
   ollama?: string
   'llama-server'?: string
   slots?: string
+  threads?: string
+  strategy?: string
   'log-level'?: string
 }
 
@@ -61,6 +63,8 @@ export async function resolveUpConfig (flags: UpFlags): Promise<Readonly<AgentCo
   if (flags.ollama != null) cfg.ollama = { url: flags.ollama }
   if (flags['llama-server'] != null) llamaServer.binary = flags['llama-server']
   if (flags.slots != null) llamaServer.slots = int('slots', flags.slots)
+  if (flags.threads != null) llamaServer.threads = int('threads', flags.threads)
+  if (flags.strategy != null) cfg.strategy = flags.strategy as AgentConfig['strategy']
   if (flags['log-level'] != null) cfg.logLevel = flags['log-level'] as AgentConfig['logLevel']
   return parseConfig({ ...cfg, api, p2p, llamaServer })
 }

@@ -21,6 +21,9 @@ commands:
              --ollama URL         adopt the Ollama server at URL (e.g. http://127.0.0.1:11434)
              --llama-server BIN   llama-server binary (default: on PATH, else embedded llama.cpp)
              --slots N            parallel slots per runner
+             --threads N          CPU threads per llama-server (default: llama-server's)
+             --strategy NAME      routing: performance (default), least-loaded, round-robin,
+                                  fastest, random, prefix-affinity
              --log-level LEVEL    fatal|error|warn|info|debug|trace|silent
   status   show the mesh as an agent sees it
              --api URL            agent to ask (default: the agent of --data-dir)
@@ -65,6 +68,8 @@ async function up (args: string[]): Promise<undefined> {
       ollama: { type: 'string' },
       'llama-server': { type: 'string' },
       slots: { type: 'string' },
+      threads: { type: 'string' },
+      strategy: { type: 'string' },
       'log-level': { type: 'string' }
     }
   })
