@@ -150,7 +150,9 @@ describe('multi-entry coordination: 3 routers x 30 requests at once, 3 hosts x 2
       expect(withClaims.rejected).toBe(0)
       expect(withClaims.queueFull).toBe(0)
       expect(spread(withClaims.accepted)).toBeLessThanOrEqual(2)
-      expect(spread(withClaims.firstChoice)).toBeLessThanOrEqual(3)
+      // (first choices follow each router's spread order once its own host is full: a third
+      // each, give or take a few)
+      expect(spread(withClaims.firstChoice)).toBeLessThanOrEqual(6)
       expect(withClaims.busy).toBeLessThanOrEqual(7)
 
       // no coordination at all (each router sees only the hosts' last reports): every first
@@ -176,20 +178,26 @@ describe('multi-entry coordination: 3 routers x 30 requests at once, 3 hosts x 2
     }
   })
 
-  it('breaks ties at random: routers that see identical idle hosts at the same moment rarely agree', () => {
-    // three gateway routers (no host of their own), one request each, nothing known yet
-    const nodes = HOSTS.map(node)
-    let allSame = 0
-    const rnd = seeded(99)
-    for (let trial = 0; trial < 300; trial++) {
-      const picks = new Set(['g0', 'g1', 'g2'].map((self) => {
-        const r = rank({ view: { nodes, metrics: new Map() }, request: { model: 'tiny' }, selfPeerId: self, reachable: new Set(HOSTS), inflight: new Map(), random: rnd, now: 0 })
-        return r.ok ? r.targets[0]!.peerId : ''
-      }))
-      if (picks.size === 1) allSame++
+  it('routers that see identical idle hosts at the same moment start at different ones', () => {
+    // three gateway routers (no runner of their own) in the view, two requests each, each
+    // router seeing only its own claims: the six requests fill the six slots without a
+    // collision, whatever the peer ids and the random source
+    const cases = [['g0', 'g1', 'g2'], ['a', 'm', 'z'], ['h00', 'h11', 'zz']]
+    for (const gateways of cases) {
+      const nodes = [...HOSTS.map(node), ...gateways.map((g) => ({ ...node(g), runners: [] }))]
+      const load = new Map(HOSTS.map((h) => [h, 0]))
+      const rnd = seeded(gateways.length)
+      for (const self of gateways) {
+        const claims = new Claims()
+        for (let k = 0; k < 2; k++) {
+          const r = rank({ view: { nodes, metrics: new Map() }, request: { model: 'tiny', strategy: 'least-loaded' }, selfPeerId: self, reachable: new Set(HOSTS), inflight: claims.inflight, random: rnd, now: 0 })
+          if (!r.ok) throw new Error(r.message)
+          const pick = r.targets[0]!.peerId
+          claims.claim(pick)
+          load.set(pick, load.get(pick)! + 1)
+        }
+      }
+      expect([...load.values()]).toEqual([2, 2, 2])
     }
-    // 1/9 expected by chance
-    expect(allSame / 300).toBeLessThan(0.2)
-    expect(allSame).toBeGreaterThan(0)
   })
 })

@@ -50,8 +50,12 @@ const isCold = (r: RunnerInfo): boolean => r.state === 'starting' || r.state ===
  * Every strategy then orders within two groups: hosts with a free slot (as far as this router
  * knows) come before hosts without one, and loaded runners before cold ones, so a router never
  * sends a request to a known-full host while another has room. Ties go to the local host, then
- * to chance (a shuffle by the injected random source before a stable sort). prefix-affinity
- * puts its rendezvous host first whatever the groups, as long as that host is not saturated.
+ * to the spread order (see `spreadKeys`: routers that receive requests in the same instant,
+ * before any claim of the others reached them, start at different hosts; this replaced a
+ * random tie-break, which let such routers collide more often than not). The candidates are
+ * still shuffled by the injected random source first: that is the `random` strategy's order.
+ * prefix-affinity puts its rendezvous host first whatever the groups, as long as that host is
+ * not saturated.
  */
 export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
   const { request, selfPeerId } = input
@@ -115,6 +119,8 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
     candidates[j] = t
   }
 
+  const spread = spreadKeys(input.view.nodes, selfPeerId, request.model, candidates)
+  const order = (items: Scored[], performance: boolean, localFirst = true): Scored[] => orderBy(items, performance, spread, localFirst)
   const priority = request.priority ?? DEFAULT_PRIORITY
   const priors = priorsOf(candidates.map((c) => c.metrics), tuning)
   const anyFresh = candidates.some((c) => c.fresh)
@@ -139,14 +145,14 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
       }), false)
       break
     case 'random':
-      ranked = order(candidates.map((c, i) => ({ c, score: i, reasons: [] })), false, false)
+      ranked = orderBy(candidates.map((c, i) => ({ c, score: i, reasons: [] })), false, undefined, false)
       break
     case 'round-robin': {
       const sorted = [...candidates].sort((a, b) => cmp(a.peerId, b.peerId))
       const last = rr.get(request.model)
       const start = last == null ? 0 : Math.max(0, sorted.findIndex((c) => c.peerId > last))
       const rotated = [...sorted.slice(start), ...sorted.slice(0, start)]
-      ranked = order(rotated.map((c, i) => ({ c, score: i, reasons: [] })), false, false)
+      ranked = orderBy(rotated.map((c, i) => ({ c, score: i, reasons: [] })), false, undefined, false)
       break
     }
     case 'prefix-affinity': {
@@ -199,15 +205,38 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
 
 /**
  * The two groups every strategy respects, then the score, then (optionally) the local host,
- * then the shuffled order already in `items`. Performance folds coldness into its score, so
- * it groups by "free loaded slot" only; the others put cold runners last.
+ * then the spread order, then the shuffled order already in `items`. Performance folds
+ * coldness into its score, so it groups by "free loaded slot" only; the others put cold
+ * runners last.
  */
-function order (items: Scored[], performance: boolean, localFirst = true): Scored[] {
+function orderBy (items: Scored[], performance: boolean, spread: ReadonlyMap<string, number> | undefined, localFirst = true): Scored[] {
   const group = (c: Candidate): number => (!c.cold && c.load.freeSlots > 0) ? 0 : (performance || !c.cold) ? 1 : 2
   return items.sort((a, b) =>
     group(a.c) - group(b.c) ||
     a.score - b.score ||
-    (localFirst ? Number(b.c.local) - Number(a.c.local) : 0))
+    (localFirst ? Number(b.c.local) - Number(a.c.local) : 0) ||
+    (spread != null ? (spread.get(a.c.peerId) ?? 0) - (spread.get(b.c.peerId) ?? 0) : 0))
+}
+
+/**
+ * The spread tie-break. Routers that receive requests in the same instant all see the same
+ * idle hosts, and the claims that would tell them apart are still on the wire; picking at
+ * random, three routers with two requests each over three hosts of two slots collide more
+ * often than not. Instead each router walks the candidates (in peer-id order) from its own
+ * offset: its position among the routers that send this model's requests elsewhere (the
+ * nodes of the view without a runner of the model, itself included), or among all nodes when
+ * it serves the model itself. N such routers thus fill N different hosts first; with more
+ * routers than hosts, some share an offset, and the hosts' "busy" answers sort out the rest.
+ */
+function spreadKeys (nodes: readonly NodeRecord[], selfPeerId: string, model: string, candidates: readonly Candidate[]): Map<string, number> {
+  const serves = (n: NodeRecord): boolean => n.runners.some((r) => r.model === model)
+  const self = nodes.find((n) => n.peerId === selfPeerId)
+  const pool = self != null && serves(self) ? nodes : nodes.filter((n) => !serves(n))
+  const routers = [...new Set([...pool.map((n) => n.peerId), selfPeerId])].sort(cmp)
+  const offset = routers.indexOf(selfPeerId)
+  const ids = candidates.map((c) => c.peerId).sort(cmp)
+  const m = ids.length
+  return new Map(ids.map((id, i) => [id, (((i - offset) % m) + m) % m]))
 }
 
 /** Slots of all ready runners of a node, whatever their model: they share its GPUs. */

@@ -38,12 +38,12 @@ describe('route', () => {
     expect(r).toEqual({ ok: false, code: 'MODEL_NOT_FOUND', message: "no host in the mesh serves model 'nope'", available: ['tiny'] })
   })
 
-  it('breaks ties between remote hosts by the injected random source', () => {
-    const nodes = [node('self', []), node('b', [{}]), node('c', [{}])]
+  it('breaks ties between remote hosts by the spread order: routers without the model start at different hosts', () => {
+    const nodes = [node('g1', []), node('g2', []), node('b', [{}]), node('c', [{}])]
     const reachable = new Set(['b', 'c'])
     const picks = new Set<string>()
-    for (const x of [0, 0.99]) {
-      const r = route({ ...base, random: () => x, nodes, reachable, inflight: new Map() })
+    for (const self of ['g1', 'g2']) {
+      const r = route({ ...base, selfPeerId: self, random: () => 0, nodes, reachable, inflight: new Map() })
       if (r.ok) picks.add(r.target.peerId)
     }
     expect(picks).toEqual(new Set(['b', 'c']))
