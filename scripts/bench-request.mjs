@@ -11,7 +11,7 @@
 //   4. 3 entry agents x a burst over 3 serving hosts (2 slots each): claims-aware routing
 //      (least-loaded, which counts every router's claims) vs an uncoordinated choice (random):
 //      busy answers, queueing, latency.
-// Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2] [--sections 0,1,2,3,4] [--runner-threads 1]
+// Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2] [--sections 0,1,2,3,4] [--runner-threads 1] [--rounds 20]
 // (--burst is per entry agent; 2 x 3 entries = the 6 slots of the 3 hosts: routing decides whether they collide)
 import '../packages/protocol/dist/polyfill.js'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -21,10 +21,11 @@ import { parseArgs } from 'node:util'
 import { request, Agent as UndiciAgent, setGlobalDispatcher } from 'undici'
 import { ensureLlamaCpp, ensureTinyModel, startAgentProcess, waitFor, LOOPBACK_AGENT_ARGS } from '../packages/fixtures/dist/index.js'
 
-const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '2' }, sections: { type: 'string', default: '0,1,2,3,4' }, 'runner-threads': { type: 'string', default: '1' } } })
+const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '2' }, sections: { type: 'string', default: '0,1,2,3,4' }, 'runner-threads': { type: 'string', default: '1' }, rounds: { type: 'string', default: '20' } } })
 const N = Number(values.n)
 const C = Number(values.concurrency)
 const BURST = Number(values.burst)
+const ROUNDS = Number(values.rounds)
 const SECTIONS = new Set(values.sections.split(',').map(Number))
 const want = (...xs) => xs.some((x) => SECTIONS.has(x))
 setGlobalDispatcher(new UndiciAgent({ connections: 64, keepAliveTimeout: 30_000 }))
@@ -198,15 +199,16 @@ try {
       for (const sv of servers) for (const a of (await getJson(`${sv.info.api}/admin/admission`)).admission) { busy += a.busyAnswers; queued += a.queued; peak = Math.max(peak, a.peakBusy) }
       return { busy, queued, peak }
     }
-    console.log(`\n4. 3 entry agents x ${BURST} concurrent requests (max_tokens 64) over 3 hosts x 2 slots, 10 rounds per mode, modes in turn`)
+    console.log(`\n4. 3 entry agents x ${BURST} concurrent requests (max_tokens 64) over 3 hosts x 2 slots, ${ROUNDS} rounds per mode, modes in turn`)
     console.log('   routing                          busy answers  queued  retries/req  p50 ms   p99 ms')
     // warm-up round, then the two strategies alternate round by round so drift hits both alike
     await Promise.all(entries.map(async (x) => await chat(x.info.api, { max_tokens: 64, messages: [{ role: 'user', content: 'warm' }] })))
-    // three modes: every entry routes with claims; every entry picks at random; one central
-    // scheduler (all requests enter through e0, which sees every in-flight request itself)
-    const modes = ['least-loaded', 'random', 'central']
+    // four modes: every entry routes with claims (least-loaded, and the default performance
+    // strategy); every entry picks at random; one central scheduler (all requests enter
+    // through e0, which sees every in-flight request itself)
+    const modes = ['least-loaded', 'performance', 'random', 'central']
     const stats = Object.fromEntries(modes.map((m) => [m, { xs: [], tried: 0, busy: 0, queued: 0 }]))
-    for (let round = 0; round < 30; round++) {
+    for (let round = 0; round < ROUNDS * modes.length; round++) {
       const mode = modes[round % modes.length]
       const strategy = mode === 'central' ? 'least-loaded' : mode
       const st = stats[mode]
@@ -224,7 +226,7 @@ try {
       st.queued += after.queued - before.queued
     }
     for (const [mode, st] of Object.entries(stats)) {
-      const label = { 'least-loaded': 'coordinated (least-loaded+claims)', random: 'uncoordinated (random)', central: 'one central scheduler (e0 only)' }[mode]
+      const label = { 'least-loaded': 'coordinated (least-loaded+claims)', performance: 'coordinated (performance+claims)', random: 'uncoordinated (random)', central: 'one central scheduler (e0 only)' }[mode]
       console.log(`   ${label.padEnd(33)} ${String(st.busy).padStart(12)} ${String(st.queued).padStart(7)} ${(st.tried / st.xs.length).toFixed(2).padStart(12)} ${f(pct(st.xs, 0.5)).padStart(7)} ${f(pct(st.xs, 0.99)).padStart(8)}`)
     }
   }

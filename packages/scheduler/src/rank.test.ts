@@ -85,6 +85,18 @@ describe('rank: performance (default)', () => {
     expect(order(rank(input({ nodes, selfPeerId: 'g2', random: () => 0 })))).toEqual(order(rank(input({ nodes, selfPeerId: 'g2', random: () => 0.99 }))))
   })
 
+  it('counts costs within 10% as equal, so gateways spread over near-equal hosts; a clearly faster host wins for all', () => {
+    const nodes = [node('g1', []), node('g2', []), node('b'), node('c')]
+    const gateways = ['g1', 'g2']
+    const firsts = (metrics: Record<string, TargetMetrics>): string[] => gateways.map((self) => order(rank(input({ nodes, selfPeerId: self, metrics })))[0]!)
+    const near = { b: fresh({ latencyMsEwma: 100, tokensPerSecEwma: 100 }), c: fresh({ latencyMsEwma: 100, tokensPerSecEwma: 97 }) }
+    expect(new Set(firsts(near))).toEqual(new Set(['b', 'c']))
+    const far = { b: fresh({ latencyMsEwma: 100, tokensPerSecEwma: 100 }), c: fresh({ latencyMsEwma: 100, tokensPerSecEwma: 60 }) }
+    expect(firsts(far)).toEqual(['b', 'b'])
+    // with the band off, the 3% faster host wins everywhere
+    expect(gateways.map((self) => order(rank(input({ nodes, selfPeerId: self, metrics: near }), { performanceTieBand: 0 }))[0])).toEqual(['b', 'b'])
+  })
+
   it('counts other routers\' claims: a host others have filled is avoided', () => {
     const metrics = { a: { claims: 2 }, b: { claims: 1 } }
     const r = ok(rank(input({ metrics, inflight: new Map([['c', 1]]) })))

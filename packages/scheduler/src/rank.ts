@@ -1,6 +1,6 @@
 import type { NodeRecord, RunnerInfo } from '@llmesh/protocol'
 import type { LoadEstimate, RankedTarget, RankInput, RankResult, RoundRobinState, SkippedTarget, TargetMetrics } from './cluster-view.js'
-import { AFFINITY_MAX_LOAD, DEFAULT_PRIORITY, METRICS_STALE_MS } from './constants.js'
+import { AFFINITY_MAX_LOAD, DEFAULT_PRIORITY, METRICS_STALE_MS, PERFORMANCE_TIE_BAND } from './constants.js'
 import { estimateLoad, isFresh, nonNegative } from './load.js'
 import { performanceScore, priorsOf, speedOf, type PerformanceInit } from './performance.js'
 import { rendezvousOrder } from './rendezvous.js'
@@ -12,6 +12,8 @@ export interface RankTuning extends PerformanceInit {
   affinityMaxLoad?: number
   /** @default 2000 ms (see METRICS_STALE_MS) */
   metricsStaleMs?: number
+  /** @default 0.1 (see PERFORMANCE_TIE_BAND) */
+  performanceTieBand?: number
 }
 
 interface Candidate {
@@ -31,6 +33,8 @@ interface Candidate {
 interface Scored {
   c: Candidate
   score: number
+  /** what the order compares; the score unless near scores count as equal */
+  key?: number
   reasons: string[]
 }
 
@@ -123,11 +127,20 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
   const order = (items: Scored[], performance: boolean, localFirst = true): Scored[] => orderBy(items, performance, spread, localFirst)
   const priority = request.priority ?? DEFAULT_PRIORITY
   const priors = priorsOf(candidates.map((c) => c.metrics), tuning)
+  const tieBand = tuning.performanceTieBand ?? PERFORMANCE_TIE_BAND
   const anyFresh = candidates.some((c) => c.fresh)
-  const byPerformance = (): Scored[] => order(candidates.map((c) => {
-    const s = performanceScore({ local: c.local, cold: c.cold, load: c.load, metrics: c.metrics, fresh: c.fresh }, { priority, expectedTokens: request.expectedTokens, priors, anyFresh }, tuning)
-    return { c, score: s.cost, reasons: s.reasons }
-  }), true)
+  const byPerformance = (): Scored[] => {
+    const scored = candidates.map((c) => {
+      const s = performanceScore({ local: c.local, cold: c.cold, load: c.load, metrics: c.metrics, fresh: c.fresh }, { priority, expectedTokens: request.expectedTokens, priors, anyFresh }, tuning)
+      return { c, score: s.cost, reasons: s.reasons }
+    })
+    // hosts with a free loaded slot: bands of tieBand on a log scale, counted from the best of
+    // them (those within tieBand of the best are equal to it); full or cold hosts keep their
+    // exact cost, there a few percent are seconds of waiting
+    const free = (c: Candidate): boolean => !c.cold && c.load.freeSlots > 0
+    const best = Math.min(...scored.filter((x) => free(x.c)).map((x) => x.score))
+    return order(tieBand > 0 ? scored.map((x) => free(x.c) ? { ...x, key: Math.floor(Math.log(x.score / best) / Math.log1p(tieBand)) } : x) : scored, true)
+  }
 
   let ranked: Scored[]
   let note: string | undefined
@@ -213,7 +226,7 @@ function orderBy (items: Scored[], performance: boolean, spread: ReadonlyMap<str
   const group = (c: Candidate): number => (!c.cold && c.load.freeSlots > 0) ? 0 : (performance || !c.cold) ? 1 : 2
   return items.sort((a, b) =>
     group(a.c) - group(b.c) ||
-    a.score - b.score ||
+    (a.key ?? a.score) - (b.key ?? b.score) ||
     (localFirst ? Number(b.c.local) - Number(a.c.local) : 0) ||
     (spread != null ? (spread.get(a.c.peerId) ?? 0) - (spread.get(b.c.peerId) ?? 0) : 0))
 }
