@@ -1,7 +1,7 @@
 import type { Logger } from 'pino'
 import { LlmeshError, type InferPath } from '@llmesh/protocol'
 import { Admission, PeerStats, type Failure } from '@llmesh/scheduler'
-import type { Runner, RunnerPath, RunnerResponse } from '@llmesh/runners'
+import type { Runner, RunnerResponse } from '@llmesh/runners'
 import { tap } from './iter.js'
 import { failureOf, TokenRateScanner } from './outcomes.js'
 
@@ -137,9 +137,7 @@ export class LocalServing {
     const started = this.now()
     let res: RunnerResponse
     try {
-      // the runners' type lists the chat path only; llama-server and mlx forward any path,
-      // the others answer INVALID_REQUEST for what they cannot serve
-      res = await runner.infer(path as RunnerPath, body, opts.signal)
+      res = await runner.infer(path, body, opts.signal)
     } catch (err) {
       release()
       this.record(failureOf(err, opts.signal))

@@ -1,7 +1,11 @@
-import type { RunnerInfo, RunnerState } from '@llmesh/protocol'
+import type { InferPath, RunnerInfo, RunnerState } from '@llmesh/protocol'
 
-/** Runner API paths the agent forwards to. */
-export type RunnerPath = '/v1/chat/completions'
+/**
+ * Runner API paths the agent forwards to: the OpenAI paths of the infer protocol. llama-server
+ * and MLX pass any of them through; the embedded and Ollama runners serve chat and answer
+ * INVALID_REQUEST for the others.
+ */
+export type RunnerPath = InferPath
 
 export interface RunnerResponse {
   status: number
