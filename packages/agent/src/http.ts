@@ -128,11 +128,23 @@ export async function streamTo (reply: FastifyReply, source: AsyncIterable<Uint8
   reply.hijack()
   raw.writeHead(reply.statusCode, reply.getHeaders() as OutgoingHttpHeaders)
   const it = source[Symbol.asyncIterator]()
+  // chunks that arrive in the same turn of the event loop (several tokens in one read, when
+  // the agent is busy) leave in one socket write: corked until the turn's microtasks are done
+  let corked = false
+  const uncork = (): void => {
+    corked = false
+    raw.uncork()
+  }
   try {
     for (;;) {
       const n = await it.next()
       if (n.done === true) break
       if (raw.destroyed) return
+      if (!corked) {
+        corked = true
+        raw.cork()
+        process.nextTick(uncork)
+      }
       if (!raw.write(n.value)) await drained(raw)
     }
   } catch (err) {
