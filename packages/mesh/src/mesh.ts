@@ -13,7 +13,7 @@ import type { Connection, PeerDiscovery, PeerId, PeerInfo, PrivateKey, Stream } 
 import type { Logger } from 'pino'
 import {
   SYNC_PROTOCOL, INFER_PROTOCOL, METRICS_PROTOCOL, HeartbeatSchema, MAX_HEARTBEAT_BYTES, stateTopic,
-  type Heartbeat, type PeerMetrics
+  type Heartbeat, type InferRequest, type PeerMetrics
 } from '@llmesh/protocol'
 import type { ClusterDoc } from '@llmesh/state'
 import {
@@ -21,6 +21,7 @@ import {
   PING_INTERVAL_MS, PRUNE_CHECK_INTERVAL_MS, RECORD_REFRESH_FRACTION, SYNC_TIMEOUT_MS
 } from './constants.js'
 import { LAN_TIMINGS, Membership, type Member, type MembershipTimings } from './membership.js'
+import { InferStreams, type InferResponse } from './infer-stream.js'
 
 export interface MeshInit {
   /** peers of other clusters never mix: topics are scoped by this id */
@@ -90,6 +91,7 @@ export class Mesh {
   private stopped = false
   private seq = 0
   private readonly now: () => number
+  private readonly inferStreams = new InferStreams(async (peerId, signal) => await this.open(peerId, INFER_PROTOCOL, signal))
   readonly membership: Membership
   readonly stats: MeshStats = {
     heartbeatsSent: 0, identified: 0, heartbeatsReceived: 0, heartbeatsDropped: 0, deltasPublished: 0, deltasReceived: 0,
@@ -236,6 +238,14 @@ export class Mesh {
         stream.abort(err instanceof Error ? err : new Error(String(err)))
       })
     })
+  }
+
+  /**
+   * Sends an inference request to a peer over `/llmesh/infer/1` and returns its answer (see
+   * requestInfer), on an idle stream to that peer when one is left from an earlier request.
+   */
+  async infer (peerId: string, request: InferRequest, signal?: AbortSignal): Promise<InferResponse> {
+    return await this.inferStreams.request(peerId, request, signal)
   }
 
   /** Opens a stream of `protocol` to a peer, dialling it if needed. */
@@ -604,6 +614,7 @@ export class Mesh {
     this.timers.clear()
     this.unsubscribeDoc?.()
     this.unsubscribeMembers?.()
+    this.inferStreams.close()
     await this.node?.stop()
   }
 }
