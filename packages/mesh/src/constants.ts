@@ -91,3 +91,11 @@ export const MAX_IDLE_INFER_STREAMS = 16
 
 /** An idle infer stream unused this long is closed. @default 60000 ms */
 export const INFER_STREAM_IDLE_MS = 60_000
+
+/**
+ * `/llmesh/infer/1` streams per connection and direction before libp2p refuses (resets) more.
+ * libp2p's default of 32 inbound would turn the 33rd concurrent request from one entry agent
+ * into a failed forward; the serving host's admission queue, not the stream count, is what
+ * limits load. Below yamux's 1000 streams per connection. @default 512
+ */
+export const MAX_INFER_STREAMS = 512
