@@ -177,6 +177,28 @@ describe('/llmesh/infer/1 stream reuse', () => {
     await until(() => streams[0]?.status === 'closed' && stream.status === 'closed')
   })
 
+  it('delivers a large answer written faster than it is read, in order, and the stream stays usable', async () => {
+    const chunk = new Uint8Array(60 * 1024)
+    const { a, b, streams } = await pair(async (request, reply) => {
+      if (request.model !== 'big') return await echo(request, reply)
+      await reply.head({ status: 200, contentType: 'application/octet-stream', runnerId: 'r1' })
+      // 50 chunks in one go (3 MB): beyond yamux's initial window of 256 KB, under the 4 MB a
+      // requester buffers unread
+      for (let i = 0; i < 50; i++) await reply.data(chunk.fill(i % 251))
+    })
+    const res = await b.infer(a.peerId, req('big'))
+    let n = 0
+    let bytes = 0
+    for await (const part of res.body) {
+      for (let j = 0; j < part.length; j++) if (part[j] !== Math.floor((bytes + j) / chunk.length) % 251) throw new Error(`byte ${bytes + j} out of order`)
+      bytes += part.length
+      if (n++ % 5 === 0) await new Promise((resolve) => setTimeout(resolve, 5)) // a slow reader
+    }
+    expect(bytes).toBe(50 * chunk.length)
+    expect(await text((await b.infer(a.peerId, req('m', 'next'))).body)).toBe('m:next')
+    expect(streams).toHaveLength(1)
+  })
+
   it('keeps at most maxIdle idle streams per peer and closes them after idleMs', async () => {
     const { a, b } = await pair(echo)
     const pool = new InferStreams(async (peer) => await b.open(peer, INFER_PROTOCOL), 2, 100)
