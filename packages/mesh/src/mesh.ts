@@ -1,6 +1,5 @@
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
-import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify, type Identify } from '@libp2p/identify'
 import { mdns } from '@libp2p/mdns'
@@ -22,6 +21,7 @@ import {
 } from './constants.js'
 import { LAN_TIMINGS, Membership, type Member, type MembershipTimings } from './membership.js'
 import { InferStreams, type InferResponse } from './infer-stream.js'
+import { noiseOneWritePerMessage } from './wire.js'
 
 export interface MeshInit {
   /** peers of other clusters never mix: topics are scoped by this id */
@@ -120,7 +120,7 @@ export class Mesh {
       privateKey: this.init.privateKey,
       addresses: { listen: this.init.listen },
       transports: [tcp()],
-      connectionEncrypters: [noise()],
+      connectionEncrypters: [noiseOneWritePerMessage()],
       streamMuxers: [yamux()],
       connectionMonitor: { pingInterval: PING_INTERVAL_MS },
       // a cluster starting at once has every agent upgrading many inbound connections together;
