@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type InferPath, type NodeRecord, type PeerMetrics } from '@llmesh/protocol'
 import { ClusterDoc } from '@llmesh/state'
-import { Mesh, loadOrCreateKey, peerIdOfKey, requestInfer, serveInfer } from '@llmesh/mesh'
+import { Mesh, loadOrCreateKey, peerIdOfKey, serveInfer } from '@llmesh/mesh'
 import { DEFAULT_PRIORITY, type RankedTarget, type ReportingPeer } from '@llmesh/scheduler'
 import { RunnerManager, type Runner, type RunnerDescription, type RunnerResponse } from '@llmesh/runners'
 import { findLlamaServer } from './binaries.js'
@@ -314,8 +314,7 @@ export class Agent {
       })
       return { ...res, runnerId: runner.id }
     }
-    const stream = await this.mesh!.open(target.peerId, INFER_PROTOCOL, opts.signal)
-    const remote = await requestInfer(stream, {
+    const remote = await this.mesh!.infer(target.peerId, {
       id: opts.id,
       path: opts.path,
       model: opts.model,

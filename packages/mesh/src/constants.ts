@@ -81,3 +81,21 @@ export const MEMBER_WATCH_MS = 250
 
 /** Out-of-turn heartbeats (claims changed) are at least this far apart. @default 20 ms */
 export const NUDGE_MIN_MS = 20
+
+/**
+ * Idle `/llmesh/infer/1` streams kept per peer for later requests: opening a stream costs a
+ * protocol negotiation round trip and peer-store writes on both sides, more than the request's
+ * own round trip on a LAN. Beyond this many idle ones, a finished stream is closed. @default 16
+ */
+export const MAX_IDLE_INFER_STREAMS = 16
+
+/** An idle infer stream unused this long is closed. @default 60000 ms */
+export const INFER_STREAM_IDLE_MS = 60_000
+
+/**
+ * `/llmesh/infer/1` streams per connection and direction before libp2p refuses (resets) more.
+ * libp2p's default of 32 inbound would turn the 33rd concurrent request from one entry agent
+ * into a failed forward; the serving host's admission queue, not the stream count, is what
+ * limits load. Below yamux's 1000 streams per connection. @default 512
+ */
+export const MAX_INFER_STREAMS = 512

@@ -2,4 +2,4 @@ export { Mesh, type MeshInit, type MeshStats, type StreamHandler } from './mesh.
 export { Membership, MemberStates, LAN_TIMINGS, type Member, type MemberState, type MembershipTimings } from './membership.js'
 export { loadOrCreateKey, peerIdOfKey } from './identity.js'
 export * from './constants.js'
-export { requestInfer, serveInfer, type InferReply, type InferResponse } from './infer-stream.js'
+export { InferStreams, requestInfer, serveInfer, type InferReply, type InferResponse } from './infer-stream.js'

@@ -5,6 +5,7 @@ import {
   decodeFrame, encodeFrame, parseFramePayload, toLlmeshError,
   type InferHead, type InferRequest
 } from '@llmesh/protocol'
+import { INFER_STREAM_IDLE_MS, MAX_IDLE_INFER_STREAMS } from './constants.js'
 
 /** Largest response frame accepted; runners' chunks are far smaller. */
 const MAX_RESPONSE_FRAME_BYTES = 4 * 1024 * 1024
@@ -15,35 +16,185 @@ export interface InferResponse {
   body: AsyncIterable<Uint8Array>
 }
 
+/** A requester's stream with its one length-prefixed reader (a second reader would steal bytes). */
+interface Channel {
+  stream: Stream
+  lp: LengthPrefixedStream<Stream>
+}
+
+function channelOf (stream: Stream): Channel {
+  return { stream, lp: lpStream(stream, { maxDataLength: MAX_RESPONSE_FRAME_BYTES }) }
+}
+
+function canWrite (stream: Stream): boolean {
+  return stream.status === 'open' && stream.writeStatus === 'writable'
+}
+
+/** Open both ways: the stream can carry another request. */
+function usable (stream: Stream): boolean {
+  return stream.status === 'open' && stream.writeStatus === 'writable' && stream.remoteWriteStatus === 'writable' &&
+    stream.readStatus === 'readable'
+}
+
 /**
- * Requester side of `/llmesh/infer/1`: sends the request, waits for HEAD (or ERROR, thrown as
- * the peer's LlmeshError), and returns the body as an async iterable of DATA payloads.
+ * Requester side of `/llmesh/infer/1` on a stream of its own: sends the request, waits for HEAD
+ * (or ERROR, thrown as the peer's LlmeshError), and returns the body as an async iterable of
+ * DATA payloads. The stream is closed once the answer is read, and aborted (so the peer stops
+ * its runner) when the body is left early or the exchange fails.
  */
 export async function requestInfer (stream: Stream, request: InferRequest, signal?: AbortSignal): Promise<InferResponse> {
-  const lp = lpStream(stream, { maxDataLength: MAX_RESPONSE_FRAME_BYTES })
-  const opts = signal != null ? { signal } : {}
-  await lp.write(encodeFrame(FrameKind.REQUEST, request), opts)
-  const first = await readFrame(lp, signal)
-  if (first.kind === FrameKind.ERROR) throw peerError(first.payload)
-  if (first.kind !== FrameKind.HEAD) throw new LlmeshError('PROTOCOL_ERROR', `peer answered with frame kind ${first.kind} instead of a head`)
-  const head = parseFramePayload(InferHeadSchema, first.payload)
-  if (head == null) throw new LlmeshError('PROTOCOL_ERROR', 'peer sent a malformed response head')
+  return await exchange(channelOf(stream), request, signal, (outcome) => { finishChannel(stream, outcome !== 'abort') })
+}
+
+function finishChannel (stream: Stream, cleanEnd: boolean): void {
+  if (cleanEnd && stream.status === 'open') stream.close().catch(() => { stream.abort(new Error('close failed')) })
+  else if (stream.status === 'open') stream.abort(new Error('requester stopped reading'))
+}
+
+/**
+ * How an exchange left its stream: `reuse`, the answer was read to its end and the peer reads
+ * another request on the stream; `end`, the answer was read to its end; `abort`, it was not
+ * (failure, or the consumer left early), so the stream must be aborted.
+ */
+type Outcome = 'reuse' | 'end' | 'abort'
+
+/** One request and its answer on a channel; `done` is called exactly once. */
+async function exchange (ch: Channel, request: InferRequest, signal: AbortSignal | undefined, done: (outcome: Outcome) => void): Promise<InferResponse> {
+  const { lp } = ch
+  let settled = false
+  const finish = (outcome: Outcome): void => {
+    if (settled) return
+    settled = true
+    done(outcome)
+  }
+  let head: InferHead
+  let keepAlive: boolean
+  try {
+    await lp.write(encodeFrame(FrameKind.REQUEST, request), signal != null ? { signal } : {})
+    const first = await readFrame(lp, signal)
+    if (first.kind === FrameKind.ERROR) {
+      const e = peerError(first.payload)
+      finish(e.keepAlive ? 'reuse' : 'end')
+      throw e.error
+    }
+    if (first.kind !== FrameKind.HEAD) throw new LlmeshError('PROTOCOL_ERROR', `peer answered with frame kind ${first.kind} instead of a head`)
+    const parsed = parseFramePayload(InferHeadSchema, first.payload)
+    if (parsed == null) throw new LlmeshError('PROTOCOL_ERROR', 'peer sent a malformed response head')
+    head = { status: parsed.status, contentType: parsed.contentType, runnerId: parsed.runnerId }
+    keepAlive = parsed.keepAlive === true
+  } catch (err) {
+    // aborted or failed before the head: the stream is in an unknown state, and aborting it
+    // tells the peer to stop any work it started for this request
+    finish('abort')
+    throw err
+  }
 
   async function * body (): AsyncGenerator<Uint8Array> {
+    let outcome: Outcome = 'abort'
     try {
       while (true) {
         const frame = await readFrame(lp, signal)
         if (frame.kind === FrameKind.DATA) yield frame.payload
-        else if (frame.kind === FrameKind.END) return
-        else if (frame.kind === FrameKind.ERROR) throw peerError(frame.payload)
-        else throw new LlmeshError('PROTOCOL_ERROR', `unexpected frame kind ${frame.kind} in a response body`)
+        else if (frame.kind === FrameKind.END) {
+          outcome = keepAlive ? 'reuse' : 'end'
+          return
+        } else if (frame.kind === FrameKind.ERROR) {
+          const e = peerError(frame.payload)
+          outcome = e.keepAlive ? 'reuse' : 'end'
+          throw e.error
+        } else throw new LlmeshError('PROTOCOL_ERROR', `unexpected frame kind ${frame.kind} in a response body`)
       }
     } finally {
-      // normal end: close our side; early exit by the consumer (client went away): abort, so the peer stops its runner
-      if (stream.status === 'open') stream.abort(new Error('requester stopped reading'))
+      // an early exit by the consumer (client went away) lands here unclean: the stream is
+      // aborted, so the peer stops its runner
+      finish(outcome)
     }
   }
   return { head, body: body() }
+}
+
+/**
+ * The requester's infer streams to every peer: a request takes an idle stream to its target
+ * when there is one and opens a stream otherwise; a stream whose answer was read to its end
+ * goes back to the idle list (at most MAX_IDLE_INFER_STREAMS per peer, most recently used
+ * first, closed after INFER_STREAM_IDLE_MS unused). One request at a time per stream, so each
+ * answer keeps yamux's per-stream flow control, and aborting the stream still cancels exactly
+ * that request on the peer.
+ */
+export class InferStreams {
+  private readonly idle = new Map<string, Array<{ ch: Channel, timer: NodeJS.Timeout }>>()
+  private closed = false
+
+  constructor (
+    private readonly open: (peerId: string, signal?: AbortSignal) => Promise<Stream>,
+    private readonly maxIdle = MAX_IDLE_INFER_STREAMS,
+    private readonly idleMs = INFER_STREAM_IDLE_MS
+  ) {}
+
+  /** Sends `request` to `peerId` and returns the answer, as `requestInfer` does. */
+  async request (peerId: string, request: InferRequest, signal?: AbortSignal): Promise<InferResponse> {
+    const ch = this.take(peerId) ?? channelOf(await this.open(peerId, signal))
+    return await exchange(ch, request, signal, (outcome) => {
+      if (outcome === 'reuse' && usable(ch.stream)) this.put(peerId, ch)
+      else finishChannel(ch.stream, outcome !== 'abort')
+    })
+  }
+
+  /** Idle streams held now (for tests and status). */
+  idleCount (peerId?: string): number {
+    if (peerId != null) return this.idle.get(peerId)?.length ?? 0
+    let n = 0
+    for (const list of this.idle.values()) n += list.length
+    return n
+  }
+
+  /** Closes every idle stream; later requests still work, on fresh streams. */
+  close (): void {
+    this.closed = true
+    for (const [peer, list] of this.idle) {
+      this.idle.delete(peer)
+      for (const { ch, timer } of list) {
+        clearTimeout(timer)
+        finishChannel(ch.stream, true)
+      }
+    }
+  }
+
+  private take (peerId: string): Channel | undefined {
+    const list = this.idle.get(peerId)
+    while (list != null && list.length > 0) {
+      const { ch, timer } = list.pop()!
+      clearTimeout(timer)
+      if (list.length === 0) this.idle.delete(peerId)
+      // the peer or the connection may have gone while the stream sat idle
+      if (usable(ch.stream)) return ch
+      finishChannel(ch.stream, false)
+    }
+    return undefined
+  }
+
+  private put (peerId: string, ch: Channel): void {
+    let list = this.idle.get(peerId)
+    if (list == null) {
+      list = []
+      this.idle.set(peerId, list)
+    }
+    if (this.closed || list.length >= this.maxIdle) {
+      finishChannel(ch.stream, true)
+      return
+    }
+    const entry = {
+      ch,
+      timer: setTimeout(() => {
+        const at = list.indexOf(entry)
+        if (at >= 0) list.splice(at, 1)
+        if (list.length === 0 && this.idle.get(peerId) === list) this.idle.delete(peerId)
+        finishChannel(ch.stream, true)
+      }, this.idleMs)
+    }
+    entry.timer.unref()
+    list.push(entry)
+  }
 }
 
 export interface InferReply {
@@ -56,52 +207,163 @@ export interface InferReply {
 }
 
 /**
- * Server side of `/llmesh/infer/1`: reads and validates the request, then lets `onRequest`
- * answer through `reply`. A malformed request is answered with an ERROR frame, never a crash.
+ * Server side of `/llmesh/infer/1`: reads and validates each request, then lets `onRequest`
+ * answer through `reply`; once an answer is complete it reads the next request on the same
+ * stream (its HEAD or ERROR says keepAlive), until the requester closes its side. A malformed
+ * request is answered with an ERROR frame and the stream is closed, never a crash.
  */
 export async function serveInfer (stream: Stream, onRequest: (request: InferRequest, reply: InferReply) => Promise<void>): Promise<void> {
   const lp = lpStream(stream, { maxDataLength: MAX_INFER_REQUEST_BYTES })
-  const controller = new AbortController()
-  const onClose = (): void => { controller.abort(new Error('requester closed the stream')) }
+  let current: AbortController | undefined
+  const onClose = (): void => { current?.abort(new Error('requester closed the stream')) }
   stream.addEventListener('close', onClose)
+  const refuse = async (message: string): Promise<void> => {
+    if (!canWrite(stream)) return
+    const e = new LlmeshError('INVALID_REQUEST', message)
+    await lp.write(encodeFrame(FrameKind.ERROR, { code: e.code, message: e.message }))
+    await stream.close()
+  }
+  try {
+    for (let served = 0; ; served++) {
+      let frame
+      try {
+        frame = await readFrame(lp)
+      } catch (err) {
+        // between requests, the requester closing its side is how a kept stream ends
+        if (served > 0 && (stream.status !== 'open' || stream.remoteWriteStatus !== 'writable')) {
+          if (canWrite(stream)) await stream.close()
+          return
+        }
+        await refuse(`cannot read the request: ${(err as Error).message}`)
+        return
+      }
+      const request = frame.kind === FrameKind.REQUEST ? parseFramePayload(InferRequestSchema, frame.payload) : undefined
+      if (request == null) {
+        await refuse('malformed inference request')
+        return
+      }
+      current = new AbortController()
+      const more = await serveOne(stream, request, current.signal, onRequest)
+      current = undefined
+      if (!more) {
+        if (canWrite(stream)) await stream.close()
+        return
+      }
+    }
+  } catch {
+    // the stream failed under us (reset, connection gone): nothing left to answer
+  } finally {
+    stream.removeEventListener('close', onClose)
+  }
+}
+
+/**
+ * The server's frames on one stream, sent in batches: the frames written in one event-loop turn
+ * (a small answer's HEAD, DATA and END usually are) go out as one stream write, so as one yamux
+ * frame, one noise message and one TCP write instead of three of each. Every write costs a
+ * syscall here and a wakeup and a decryption on the requester, which on a LAN is a good part of
+ * the hop. A batch goes at the end of the turn (setImmediate), at once for END and ERROR.
+ * Backpressure as with lp.write: a write waits while the stream needs draining.
+ */
+class FrameBatch {
+  private frames: Uint8Array[] = []
+  private bytes = 0
+  private scheduled = false
+  private failed?: Error
+
+  constructor (private readonly stream: Stream) {}
+
+  async write (kind: FrameKind, payload?: Uint8Array | object, now = false): Promise<void> {
+    if (this.failed != null) throw this.failed
+    if (!canWrite(this.stream)) throw new LlmeshError('PEER_UNREACHABLE', 'the requester closed the stream')
+    if (this.stream.writableNeedsDrain) await this.stream.onDrain()
+    const frame = lengthPrefixed(encodeFrame(kind, payload))
+    this.frames.push(frame)
+    this.bytes += frame.length
+    if (now) {
+      this.flush()
+      if (this.failed != null) throw this.failed
+    } else if (!this.scheduled) {
+      this.scheduled = true
+      setImmediate(this.flush)
+    }
+  }
+
+  private readonly flush = (): void => {
+    this.scheduled = false
+    if (this.frames.length === 0) return
+    let out: Uint8Array
+    if (this.frames.length === 1) out = this.frames[0]!
+    else {
+      out = new Uint8Array(this.bytes)
+      let at = 0
+      for (const f of this.frames) {
+        out.set(f, at)
+        at += f.length
+      }
+    }
+    this.frames = []
+    this.bytes = 0
+    try {
+      // the requester may have gone since the write was queued: its frames have no reader
+      if (canWrite(this.stream)) this.stream.send(out)
+    } catch (err) {
+      this.failed = err instanceof Error ? err : new Error(String(err))
+    }
+  }
+}
+
+/** A frame with its varint length prefix, as lpStream writes it, in one buffer. */
+function lengthPrefixed (frame: Uint8Array): Uint8Array {
+  let n = frame.length
+  let size = 1
+  while (n >= 0x80) {
+    n = Math.floor(n / 0x80)
+    size++
+  }
+  const out = new Uint8Array(size + frame.length)
+  n = frame.length
+  let i = 0
+  while (n >= 0x80) {
+    out[i++] = (n & 0x7f) | 0x80
+    n = Math.floor(n / 0x80)
+  }
+  out[i] = n
+  out.set(frame, size)
+  return out
+}
+
+/** Answers one request; true when the stream is left ready for the next one. */
+async function serveOne (
+  stream: Stream, request: InferRequest, signal: AbortSignal,
+  onRequest: (request: InferRequest, reply: InferReply) => Promise<void>
+): Promise<boolean> {
+  const out = new FrameBatch(stream)
   let finished = false
   const reply: InferReply = {
-    signal: controller.signal,
-    head: async (head) => { await lp.write(encodeFrame(FrameKind.HEAD, head)) },
-    data: async (chunk) => { await lp.write(encodeFrame(FrameKind.DATA, chunk)) },
+    signal,
+    head: async (head) => { await out.write(FrameKind.HEAD, { ...head, keepAlive: true }) },
+    data: async (chunk) => { await out.write(FrameKind.DATA, chunk) },
     end: async () => {
       if (finished) return
       finished = true
-      await lp.write(encodeFrame(FrameKind.END))
-      await stream.close()
+      await out.write(FrameKind.END, undefined, true)
     },
     error: async (err) => {
       if (finished) return
       finished = true
       const e = toLlmeshError(err)
-      await lp.write(encodeFrame(FrameKind.ERROR, { code: e.code, message: e.message }))
-      await stream.close()
+      await out.write(FrameKind.ERROR, { code: e.code, message: e.message, keepAlive: true }, true)
     }
   }
   try {
-    let first
-    try {
-      first = await readFrame(lp, controller.signal)
-    } catch (err) {
-      await reply.error(new LlmeshError('INVALID_REQUEST', `cannot read the request: ${(err as Error).message}`))
-      return
-    }
-    const request = first.kind === FrameKind.REQUEST ? parseFramePayload(InferRequestSchema, first.payload) : undefined
-    if (request == null) {
-      await reply.error(new LlmeshError('INVALID_REQUEST', 'malformed inference request'))
-      return
-    }
     await onRequest(request, reply)
     await reply.end()
+    return usable(stream)
   } catch (err) {
-    if (stream.status === 'open') await reply.error(err).catch(() => {})
-  } finally {
-    stream.removeEventListener('close', onClose)
+    if (!canWrite(stream)) return false
+    await reply.error(err)
+    return usable(stream)
   }
 }
 
@@ -114,7 +376,8 @@ async function readFrame (lp: LengthPrefixedStream, signal?: AbortSignal): Promi
   }
 }
 
-function peerError (payload: Uint8Array): LlmeshError {
+function peerError (payload: Uint8Array): { error: LlmeshError, keepAlive: boolean } {
   const e = parseFramePayload(InferErrorSchema, payload)
-  return e == null ? new LlmeshError('PROTOCOL_ERROR', 'peer sent a malformed error') : new LlmeshError(e.code, e.message)
+  if (e == null) return { error: new LlmeshError('PROTOCOL_ERROR', 'peer sent a malformed error'), keepAlive: false }
+  return { error: new LlmeshError(e.code, e.message), keepAlive: e.keepAlive === true }
 }

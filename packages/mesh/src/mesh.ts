@@ -1,6 +1,5 @@
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { tcp } from '@libp2p/tcp'
-import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import { identify, type Identify } from '@libp2p/identify'
 import { mdns } from '@libp2p/mdns'
@@ -13,14 +12,16 @@ import type { Connection, PeerDiscovery, PeerId, PeerInfo, PrivateKey, Stream } 
 import type { Logger } from 'pino'
 import {
   SYNC_PROTOCOL, INFER_PROTOCOL, METRICS_PROTOCOL, HeartbeatSchema, MAX_HEARTBEAT_BYTES, stateTopic,
-  type Heartbeat, type PeerMetrics
+  type Heartbeat, type InferRequest, type PeerMetrics
 } from '@llmesh/protocol'
 import type { ClusterDoc } from '@llmesh/state'
 import {
-  ANTI_ENTROPY_INTERVAL_MS, BOOTSTRAP_REDIAL_MS, DIAL_TIEBREAK_MS, FIRST_DIAL_TIMEOUT_MS, RECONNECT_TICK_MS, MAX_HEARTBEATS_PER_SEC, MEMBER_WATCH_MS, NUDGE_MIN_MS, LEAVE_TIMEOUT_MS, MAX_PENDING_INBOUND, RECONNECT_DIAL_TIMEOUT_MS, RECONNECT_INTERVAL_MS, RECONNECT_MAX_BACKOFF_MS, HEARTBEAT_INTERVAL_MS, MAX_SYNC_MESSAGE_BYTES, MDNS_INTERVAL_MS,
+  ANTI_ENTROPY_INTERVAL_MS, BOOTSTRAP_REDIAL_MS, DIAL_TIEBREAK_MS, FIRST_DIAL_TIMEOUT_MS, RECONNECT_TICK_MS, MAX_HEARTBEATS_PER_SEC, MEMBER_WATCH_MS, NUDGE_MIN_MS, LEAVE_TIMEOUT_MS, MAX_PENDING_INBOUND, RECONNECT_DIAL_TIMEOUT_MS, RECONNECT_INTERVAL_MS, RECONNECT_MAX_BACKOFF_MS, HEARTBEAT_INTERVAL_MS, MAX_INFER_STREAMS, MAX_SYNC_MESSAGE_BYTES, MDNS_INTERVAL_MS,
   PING_INTERVAL_MS, PRUNE_CHECK_INTERVAL_MS, RECORD_REFRESH_FRACTION, SYNC_TIMEOUT_MS
 } from './constants.js'
 import { LAN_TIMINGS, Membership, type Member, type MembershipTimings } from './membership.js'
+import { InferStreams, type InferResponse } from './infer-stream.js'
+import { noiseOneWritePerMessage } from './wire.js'
 
 export interface MeshInit {
   /** peers of other clusters never mix: topics are scoped by this id */
@@ -90,6 +91,7 @@ export class Mesh {
   private stopped = false
   private seq = 0
   private readonly now: () => number
+  private readonly inferStreams = new InferStreams(async (peerId, signal) => await this.open(peerId, INFER_PROTOCOL, signal))
   readonly membership: Membership
   readonly stats: MeshStats = {
     heartbeatsSent: 0, identified: 0, heartbeatsReceived: 0, heartbeatsDropped: 0, deltasPublished: 0, deltasReceived: 0,
@@ -118,7 +120,7 @@ export class Mesh {
       privateKey: this.init.privateKey,
       addresses: { listen: this.init.listen },
       transports: [tcp()],
-      connectionEncrypters: [noise()],
+      connectionEncrypters: [noiseOneWritePerMessage()],
       streamMuxers: [yamux()],
       connectionMonitor: { pingInterval: PING_INTERVAL_MS },
       // a cluster starting at once has every agent upgrading many inbound connections together;
@@ -235,7 +237,15 @@ export class Mesh {
         this.log.warn({ err, peer: remote, protocol }, 'stream handler failed')
         stream.abort(err instanceof Error ? err : new Error(String(err)))
       })
-    })
+    }, { maxInboundStreams: MAX_INFER_STREAMS, maxOutboundStreams: MAX_INFER_STREAMS })
+  }
+
+  /**
+   * Sends an inference request to a peer over `/llmesh/infer/1` and returns its answer (see
+   * requestInfer), on an idle stream to that peer when one is left from an earlier request.
+   */
+  async infer (peerId: string, request: InferRequest, signal?: AbortSignal): Promise<InferResponse> {
+    return await this.inferStreams.request(peerId, request, signal)
   }
 
   /** Opens a stream of `protocol` to a peer, dialling it if needed. */
@@ -604,6 +614,7 @@ export class Mesh {
     this.timers.clear()
     this.unsubscribeDoc?.()
     this.unsubscribeMembers?.()
+    this.inferStreams.close()
     await this.node?.stop()
   }
 }

@@ -3,8 +3,10 @@ import { ErrorCodes, type ErrorCode } from './errors.js'
 
 /**
  * `/llmesh/infer/1` frames. Each frame is length-prefixed on the stream; its first byte is the
- * kind. The requester sends exactly one REQUEST; the server answers HEAD, then DATA frames
- * (raw response bytes, e.g. SSE), then END, or ERROR at any point.
+ * kind. The requester sends one REQUEST; the server answers HEAD, then DATA frames (raw
+ * response bytes, e.g. SSE), then END, or ERROR at any point. A server that set `keepAlive` in
+ * its HEAD (or ERROR) then reads the next REQUEST on the same stream; otherwise the stream ends
+ * with the answer. One request at a time per stream.
  * ONLY APPEND TO THIS LIST.
  */
 export const FrameKind = {
@@ -51,13 +53,18 @@ export type InferRequest = z.infer<typeof InferRequestSchema>
 export const InferHeadSchema = z.object({
   status: z.number().int().min(100).max(599),
   contentType: z.string().max(256),
-  runnerId: z.string().max(128)
+  runnerId: z.string().max(128),
+  // --- optional, appended: a peer that does not know it ignores it and uses a stream per request ---
+  /** after this answer's END the server reads another REQUEST on the same stream */
+  keepAlive: z.boolean().optional()
 })
 export type InferHead = z.infer<typeof InferHeadSchema>
 
 export const InferErrorSchema = z.object({
   code: z.string().max(64).transform((c): ErrorCode => (Object.hasOwn(ErrorCodes, c) ? c as ErrorCode : 'INTERNAL')),
-  message: z.string().max(4096)
+  message: z.string().max(4096),
+  /** as in the head: the server reads another REQUEST on the same stream after this error */
+  keepAlive: z.boolean().optional()
 })
 export type InferError = z.infer<typeof InferErrorSchema>
 

@@ -1,0 +1,41 @@
+import { Socket } from 'node:net'
+import { noise } from '@chainsafe/libp2p-noise'
+import type { MessageStream } from '@libp2p/interface'
+
+/**
+ * libp2p's noise encrypter, with each encrypted message handed to the TCP socket as one write.
+ *
+ * @libp2p/tcp writes every buffer of an outgoing message with its own `socket.write`, and a
+ * noise message is two buffers (a 2-byte length, then the ciphertext). With TCP_NODELAY (which
+ * @libp2p/tcp sets) every write is its own syscall and segment, so each message cost two
+ * syscalls here and two wakeups and reads on the receiver. Corking the socket for the span of one
+ * send lets Node write the buffers with a single writev. Applied only to connections shaped as
+ * @libp2p/tcp makes them (a net.Socket as `socket`, a `sendData` method); others are left as
+ * they are, so a libp2p change can cost this gain but not correctness.
+ */
+export function noiseOneWritePerMessage (): ReturnType<typeof noise> {
+  const make = noise()
+  return (components) => {
+    const inner = make(components)
+    const outer: typeof inner = Object.create(inner)
+    outer.secureInbound = async (conn, options) => await inner.secureInbound(corkEachSend(conn), options)
+    outer.secureOutbound = async (conn, options) => await inner.secureOutbound(corkEachSend(conn), options)
+    return outer
+  }
+}
+
+function corkEachSend (conn: MessageStream): MessageStream {
+  const c = conn as unknown as { socket?: unknown, sendData?: (this: unknown, data: unknown) => unknown }
+  const socket = c.socket
+  const sendData = c.sendData
+  if (!(socket instanceof Socket) || typeof sendData !== 'function') return conn
+  c.sendData = function (data) {
+    socket.cork()
+    try {
+      return sendData.call(this, data)
+    } finally {
+      socket.uncork()
+    }
+  }
+  return conn
+}
