@@ -2,7 +2,8 @@
 // Request-path benchmark on loopback with real agents:
 //   0. the agent's own cost, in front of a fast runner (an in-process OpenAI server that answers
 //      at once, adopted through the agent's `mlx` option): p50/p99 added latency and requests/s,
-//      directly vs through the local agent vs through a remote agent;
+//      directly vs through a bare node proxy (the floor of any extra process hop) vs through
+//      the local agent vs through a remote agent;
 // then with the real llama-server (tiny model):
 //   1. added latency of one short request (max_tokens 1) through the local agent and through a
 //      remote agent, against llama-server directly: p50 / p99 over N requests each;
@@ -41,6 +42,8 @@ const THREADS = Number(values['runner-threads'])
 const serveArgs = (slots) => ['--model', `tiny=${model}`, '--llama-server', build.llamaServer, '--slots', String(slots), ...(THREADS > 0 ? ['--threads', String(THREADS)] : [])]
 const dir = await mkdtemp(join(tmpdir(), 'llmesh-bench-request-'))
 const procs = []
+/** other child processes of the benchmark, killed at the end whatever happens */
+const children = []
 const runnerPids = []
 
 async function getJson (url) { return await (await request(url)).body.json() }
@@ -69,6 +72,18 @@ async function chat (base, body, headers = {}) {
 const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))] }
 const f = (x) => x.toFixed(2)
 const short = { max_tokens: 1, messages: [{ role: 'user', content: 'hi' }] }
+
+/**
+ * p50 and p99 of N sequential requests per path, after `warm` requests each. The paths take
+ * turns request by request, so a noisy moment of the shared machine hits them alike and the
+ * differences of their percentiles are the agent's own.
+ */
+async function latencies (paths, body, warm) {
+  const xs = Object.fromEntries(Object.keys(paths).map((name) => [name, []]))
+  for (let i = 0; i < warm; i++) for (const base of Object.values(paths)) await chat(base, body)
+  for (let i = 0; i < N; i++) for (const [name, base] of Object.entries(paths)) xs[name].push((await chat(base, body)).ms)
+  return Object.fromEntries(Object.entries(xs).map(([name, v]) => [name, { p50: pct(v, 0.5), p99: pct(v, 0.99) }]))
+}
 
 /** An OpenAI-compatible server that answers every chat request at once (one token). */
 async function fastRunner () {
@@ -103,19 +118,22 @@ try {
     const fs = await start('fast-serve', ['--config', cfg])
     const fe = await start('fast-entry', ['--bootstrap', fs.info.addrs[0]])
     await readyRunners(fe, 1)
-    const fastPaths = { direct: fast.url, local: fs.info.api, remote: fe.info.api }
+    // the floor: a bare node:http + undici proxy in its own process (scripts/floor-proxy.mjs)
+    const { spawn } = await import('node:child_process')
+    const floorProc = spawn(process.execPath, [join(import.meta.dirname, 'floor-proxy.mjs'), fast.url], { stdio: ['ignore', 'pipe', 'inherit'] })
+    children.push(floorProc)
+    const floorUrl = await new Promise((resolve, reject) => {
+      floorProc.stdout.once('data', (d) => { resolve(String(d).trim()) })
+      floorProc.once('exit', (code) => { reject(new Error(`floor proxy exited with ${code}`)) })
+    })
+    const fastPaths = { direct: fast.url, floor: floorUrl, local: fs.info.api, remote: fe.info.api }
     const q = { model: 'fast', max_tokens: 1, messages: [{ role: 'user', content: 'hi' }] }
     const lat0 = {}
-    for (const [name, base] of Object.entries(fastPaths)) {
-      for (let i = 0; i < 200; i++) await chat(base, q)
-      const xs = []
-      for (let i = 0; i < N; i++) xs.push((await chat(base, q)).ms)
-      lat0[name] = { p50: pct(xs, 0.5), p99: pct(xs, 0.99) }
-    }
-    console.log(`\n0. agent cost in front of a runner that answers at once (sequential, n=${N}), ms`)
+    Object.assign(lat0, await latencies(fastPaths, q, 200))
+    console.log(`\n0. agent cost in front of a runner that answers at once (sequential, n=${N} per path, paths in turn), ms`)
     console.log('   path                         p50      p99   added p50  added p99')
     for (const [name, v] of Object.entries(lat0)) {
-      const label = { direct: 'fast runner directly', local: 'local agent -> runner', remote: 'remote agent -> peer -> runner' }[name]
+      const label = { direct: 'fast runner directly', floor: 'bare node proxy (floor)', local: 'local agent -> runner', remote: 'remote agent -> peer -> runner' }[name]
       console.log(`   ${label.padEnd(28)} ${f(v.p50).padStart(7)} ${f(v.p99).padStart(8)} ${f(v.p50 - lat0.direct.p50).padStart(10)} ${f(v.p99 - lat0.direct.p99).padStart(10)}`)
     }
     console.log(`   requests/s, ${C * 4} concurrent, ${N * 4} requests:`)
@@ -126,6 +144,7 @@ try {
       console.log(`   ${name.padEnd(8)} ${((N * 4) / ((performance.now() - t0) / 1000)).toFixed(0).padStart(6)} req/s`)
     }
     await Promise.all(procs.splice(0).map(async (p) => { await p.stop(5000) }))
+    floorProc.kill('SIGTERM')
     fast.server.close()
   }
 
@@ -141,14 +160,8 @@ try {
 
     if (want(1)) {
       // 1. added latency
-      const lat = {}
-      for (const [name, base] of Object.entries(paths)) {
-        for (let i = 0; i < 50; i++) await chat(base, short) // warm up
-        const xs = []
-        for (let i = 0; i < N; i++) xs.push((await chat(base, short)).ms)
-        lat[name] = { p50: pct(xs, 0.5), p99: pct(xs, 0.99) }
-      }
-      console.log(`\n1. latency of one request (max_tokens 1, sequential, n=${N}), ms`)
+      const lat = await latencies(paths, short, 50)
+      console.log(`\n1. latency of one request (max_tokens 1, sequential, n=${N} per path, paths in turn), ms`)
       console.log('   path                         p50      p99   added p50  added p99')
       for (const [name, v] of Object.entries(lat)) {
         const label = { direct: 'llama-server directly', local: 'local agent -> its runner', remote: 'remote agent -> peer -> runner' }[name]
@@ -231,6 +244,7 @@ try {
     }
   }
 } finally {
+  for (const c of children) c.kill('SIGKILL')
   await Promise.all(procs.map(async (p) => { await p.stop(5000) }))
   for (const pid of runnerPids) { try { process.kill(pid, 'SIGKILL') } catch {} }
   await rm(dir, { recursive: true, force: true })
