@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { z } from 'zod'
 import {
-  HEADER_DEADLINE, HEADER_NODE, HEADER_PRIORITY, HEADER_ROUTE, HEADER_RUNNER, HEADER_STRATEGY, LlmeshError, toLlmeshError,
+  HEADER_DEADLINE, HEADER_NODE, HEADER_PRIORITY, HEADER_ROUTE, HEADER_RUNNER, HEADER_STRATEGY, LlmeshError, STREAM_COALESCE_MS, toLlmeshError,
   type InferPath
 } from '@llmesh/protocol'
 import { parsePriority, parseStrategy } from '@llmesh/scheduler'
@@ -128,11 +128,16 @@ export async function streamTo (reply: FastifyReply, source: AsyncIterable<Uint8
   reply.hijack()
   raw.writeHead(reply.statusCode, reply.getHeaders() as OutgoingHttpHeaders)
   const it = source[Symbol.asyncIterator]()
-  // chunks that arrive in the same turn of the event loop (several tokens in one read, when
-  // the agent is busy) leave in one socket write: corked until the turn's microtasks are done
+  // chunks that arrive in the same turn of the event loop leave in one socket write (corked
+  // until the turn's microtasks are done), and a fast stream's chunks leave at most every
+  // STREAM_COALESCE_MS: one write per token would cost more CPU than the token
   let corked = false
+  let lastFlushAt = -Infinity
+  let timer: NodeJS.Timeout | undefined
   const uncork = (): void => {
     corked = false
+    timer = undefined
+    lastFlushAt = performance.now()
     raw.uncork()
   }
   try {
@@ -143,7 +148,9 @@ export async function streamTo (reply: FastifyReply, source: AsyncIterable<Uint8
       if (!corked) {
         corked = true
         raw.cork()
-        process.nextTick(uncork)
+        const wait = lastFlushAt + STREAM_COALESCE_MS - performance.now()
+        if (wait > 0) timer = setTimeout(uncork, wait)
+        else process.nextTick(uncork)
       }
       if (!raw.write(n.value)) await drained(raw)
     }
@@ -156,6 +163,7 @@ export async function streamTo (reply: FastifyReply, source: AsyncIterable<Uint8
     }
     if (!raw.destroyed) raw.write(trailer(e))
   } finally {
+    clearTimeout(timer)
     void Promise.resolve(it.return?.()).catch(() => {})
   }
   raw.end()

@@ -199,6 +199,25 @@ describe('/llmesh/infer/1 stream reuse', () => {
     expect(streams).toHaveLength(1)
   })
 
+  it('merges the tokens of a fast stream into few frames and sends a slow stream token by token', async () => {
+    const { a, b } = await pair(async (request, reply) => {
+      await reply.head({ status: 200, contentType: 'text/event-stream', runnerId: 'r1' })
+      for (let i = 0; i < 5; i++) {
+        if (request.model === 'slow') await new Promise((resolve) => setTimeout(resolve, 20))
+        await reply.data(enc(`t${i} `))
+      }
+    })
+    const chunks = async (model: string): Promise<string[]> => {
+      const out: string[] = []
+      for await (const c of (await b.infer(a.peerId, req(model))).body) out.push(new TextDecoder().decode(c))
+      return out
+    }
+    const fast = await chunks('fast')
+    expect(fast.join('')).toBe('t0 t1 t2 t3 t4 ')
+    expect(fast.length).toBe(1) // written in one turn: one DATA frame
+    expect(await chunks('slow')).toEqual(['t0 ', 't1 ', 't2 ', 't3 ', 't4 '])
+  })
+
   it('keeps at most maxIdle idle streams per peer and closes them after idleMs', async () => {
     const { a, b } = await pair(echo)
     const pool = new InferStreams(async (peer) => await b.open(peer, INFER_PROTOCOL), 2, 100)

@@ -1,7 +1,7 @@
 import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import type { Stream } from '@libp2p/interface'
 import {
-  FrameKind, InferErrorSchema, InferHeadSchema, InferRequestSchema, LlmeshError, MAX_INFER_REQUEST_BYTES,
+  FrameKind, InferErrorSchema, InferHeadSchema, InferRequestSchema, LlmeshError, MAX_INFER_REQUEST_BYTES, STREAM_COALESCE_MS,
   decodeFrame, encodeFrame, parseFramePayload, toLlmeshError,
   type InferHead, type InferRequest
 } from '@llmesh/protocol'
@@ -9,6 +9,9 @@ import { INFER_STREAM_IDLE_MS, MAX_IDLE_INFER_STREAMS } from './constants.js'
 
 /** Largest response frame accepted; runners' chunks are far smaller. */
 const MAX_RESPONSE_FRAME_BYTES = 4 * 1024 * 1024
+
+/** DATA payloads merged into one frame go out once they reach this size, whatever the timing. */
+const MAX_MERGED_DATA_BYTES = 256 * 1024
 
 export interface InferResponse {
   head: InferHead
@@ -262,35 +265,70 @@ export async function serveInfer (stream: Stream, onRequest: (request: InferRequ
  * (a small answer's HEAD, DATA and END usually are) go out as one stream write, so as one yamux
  * frame, one noise message and one TCP write instead of three of each. Every write costs a
  * syscall here and a wakeup and a decryption on the requester, which on a LAN is a good part of
- * the hop. A batch goes at the end of the turn (setImmediate), at once for END and ERROR.
- * Backpressure as with lp.write: a write waits while the stream needs draining.
+ * the hop. A batch goes at the end of the turn (setImmediate), at once for END and ERROR; once
+ * the body has started, DATA leaves at most every STREAM_COALESCE_MS, the payloads of one batch
+ * merged into one DATA frame (see STREAM_COALESCE_MS: a fast stream's tokens travel together,
+ * a slow one's singly, as before). Backpressure as with lp.write: a write waits while the
+ * stream needs draining.
  */
 class FrameBatch {
   private frames: Uint8Array[] = []
   private bytes = 0
+  /** DATA payloads not yet framed: merged into one frame at the flush */
+  private data: Uint8Array[] = []
+  private dataBytes = 0
   private scheduled = false
+  private timer?: NodeJS.Timeout
+  private lastDataAt = -Infinity
   private failed?: Error
 
-  constructor (private readonly stream: Stream) {}
+  constructor (private readonly stream: Stream, private readonly coalesceMs = STREAM_COALESCE_MS, private readonly now: () => number = performance.now.bind(performance)) {}
 
   async write (kind: FrameKind, payload?: Uint8Array | object, now = false): Promise<void> {
     if (this.failed != null) throw this.failed
     if (!canWrite(this.stream)) throw new LlmeshError('PEER_UNREACHABLE', 'the requester closed the stream')
     if (this.stream.writableNeedsDrain) await this.stream.onDrain()
-    const frame = lengthPrefixed(encodeFrame(kind, payload))
-    this.frames.push(frame)
-    this.bytes += frame.length
+    if (kind === FrameKind.DATA && payload instanceof Uint8Array) {
+      // a copy: the caller may reuse its buffer once the write returns, as with lp.write
+      this.data.push(payload.slice())
+      this.dataBytes += payload.length
+      if (this.dataBytes >= MAX_MERGED_DATA_BYTES) now = true
+    } else {
+      this.frameData()
+      this.push(encodeFrame(kind, payload))
+    }
     if (now) {
       this.flush()
       if (this.failed != null) throw this.failed
-    } else if (!this.scheduled) {
-      this.scheduled = true
-      setImmediate(this.flush)
+      return
     }
+    if (this.scheduled) return
+    this.scheduled = true
+    const wait = this.data.length > 0 ? this.lastDataAt + this.coalesceMs - this.now() : 0
+    if (wait > 0) this.timer = setTimeout(this.flush, wait)
+    else setImmediate(this.flush)
+  }
+
+  private push (frame: Uint8Array): void {
+    const f = lengthPrefixed(frame)
+    this.frames.push(f)
+    this.bytes += f.length
+  }
+
+  /** Frames the DATA payloads gathered so far, as one DATA frame. */
+  private frameData (): void {
+    if (this.data.length === 0) return
+    const payload = this.data.length === 1 ? this.data[0]! : Buffer.concat(this.data)
+    this.data = []
+    this.dataBytes = 0
+    this.push(encodeFrame(FrameKind.DATA, payload))
   }
 
   private readonly flush = (): void => {
     this.scheduled = false
+    clearTimeout(this.timer)
+    if (this.data.length > 0) this.lastDataAt = this.now()
+    this.frameData()
     if (this.frames.length === 0) return
     let out: Uint8Array
     if (this.frames.length === 1) out = this.frames[0]!
