@@ -250,7 +250,10 @@ export class Mesh {
 
   /** Opens a stream of `protocol` to a peer, dialling it if needed. */
   async open (peerId: string, protocol: typeof INFER_PROTOCOL, signal?: AbortSignal): Promise<Stream> {
-    const opts = { negotiateFully: false, ...(signal != null ? { signal } : {}) }
+    // (multistream-select declares `negotiateFully: false` but does not implement it in this
+    // libp2p: every new stream costs a negotiation round trip, which is why InferStreams keeps
+    // streams for later requests)
+    const opts = signal != null ? { signal } : {}
     // an open connection takes the stream directly: libp2p's dialProtocol goes through the dial
     // queue and the peer store first, about 1 ms per request measured on loopback
     const conn = this.libp2p.getConnections(peerIdFromString(peerId)).find((c) => c.status === 'open')
