@@ -196,13 +196,7 @@ export async function readBytes (body: AsyncIterable<Uint8Array>, limit = 64 * 1
 
 /** Reads a whole (small) routed body as text. */
 export async function readText (body: AsyncIterable<Uint8Array>, limit = 64 * 1024 * 1024): Promise<string> {
-  const decoder = new TextDecoder()
-  let text = ''
-  for await (const chunk of body) {
-    text += decoder.decode(chunk, { stream: true })
-    if (text.length > limit) throw new LlmeshError('RUNNER_FAILED', `runner response larger than ${limit} bytes`)
-  }
-  return text + decoder.decode()
+  return (await readBytes(body, limit)).toString('utf8')
 }
 
 export function buildHttpServer (agent: Agent): FastifyInstance {

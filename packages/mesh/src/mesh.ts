@@ -16,7 +16,7 @@ import {
 } from '@llmesh/protocol'
 import type { ClusterDoc } from '@llmesh/state'
 import {
-  ANTI_ENTROPY_INTERVAL_MS, BOOTSTRAP_REDIAL_MS, DIAL_TIEBREAK_MS, FIRST_DIAL_TIMEOUT_MS, RECONNECT_TICK_MS, MAX_HEARTBEATS_PER_SEC, MEMBER_WATCH_MS, NUDGE_MIN_MS, LEAVE_TIMEOUT_MS, MAX_PENDING_INBOUND, RECONNECT_DIAL_TIMEOUT_MS, RECONNECT_INTERVAL_MS, RECONNECT_MAX_BACKOFF_MS, HEARTBEAT_INTERVAL_MS, MAX_INFER_STREAMS, MAX_SYNC_MESSAGE_BYTES, MDNS_INTERVAL_MS,
+  ANTI_ENTROPY_INTERVAL_MS, BOOTSTRAP_REDIAL_MS, DIAL_TIEBREAK_MS, FIRST_DIAL_TIMEOUT_MS, RECONNECT_TICK_MS, MAX_HEARTBEATS_PER_SEC, MEMBER_WATCH_MS, NUDGE_MS, LEAVE_TIMEOUT_MS, MAX_PENDING_INBOUND, RECONNECT_DIAL_TIMEOUT_MS, RECONNECT_INTERVAL_MS, RECONNECT_MAX_BACKOFF_MS, HEARTBEAT_INTERVAL_MS, MAX_INFER_STREAMS, MAX_SYNC_MESSAGE_BYTES, MDNS_INTERVAL_MS,
   PING_INTERVAL_MS, PRUNE_CHECK_INTERVAL_MS, RECORD_REFRESH_FRACTION, SYNC_TIMEOUT_MS
 } from './constants.js'
 import { LAN_TIMINGS, Membership, type Member, type MembershipTimings } from './membership.js'
@@ -367,21 +367,18 @@ export class Mesh {
   }
 
   private nudgeTimer?: NodeJS.Timeout
-  private lastNudgeAt = 0
 
   /**
-   * Sends a heartbeat now rather than at the next tick, because what it carries changed in a
-   * way other agents must see at once (this router's claims on a host). Nudges closer together
-   * than NUDGE_MIN_MS are coalesced into one, so a burst of requests costs a few heartbeats.
+   * Sends a heartbeat soon rather than at the next tick, because what it carries changed in a
+   * way other agents should see (this router's claims on a host): NUDGE_MS after the first
+   * change, carrying every change made meanwhile.
    */
   nudge (): void {
     if (this.stopped || this.nudgeTimer != null) return
-    const wait = Math.max(0, this.lastNudgeAt + NUDGE_MIN_MS - this.now())
     this.nudgeTimer = setTimeout(() => {
       this.nudgeTimer = undefined
-      this.lastNudgeAt = this.now()
       void this.sendHeartbeat('alive')
-    }, wait)
+    }, NUDGE_MS)
     this.nudgeTimer.unref()
   }
 
