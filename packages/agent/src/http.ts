@@ -135,6 +135,7 @@ export async function streamTo (reply: FastifyReply, source: AsyncIterable<Uint8
   let lastFlushAt = -Infinity
   let timer: NodeJS.Timeout | undefined
   const uncork = (): void => {
+    if (!corked) return
     corked = false
     timer = undefined
     lastFlushAt = performance.now()
@@ -164,6 +165,9 @@ export async function streamTo (reply: FastifyReply, source: AsyncIterable<Uint8
     if (!raw.destroyed) raw.write(trailer(e))
   } finally {
     clearTimeout(timer)
+    // what is still corked goes out now: Node 22's response buffers corked chunks itself and
+    // end() does not flush them (the last tokens and `data: [DONE]` were lost there)
+    if (corked) uncork()
     void Promise.resolve(it.return?.()).catch(() => {})
   }
   raw.end()
