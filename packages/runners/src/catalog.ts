@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto'
 import { open, readdir, readFile, stat } from 'node:fs/promises'
+import type { Dirent } from 'node:fs'
 import { homedir } from 'node:os'
 import { basename, dirname, join, relative, sep } from 'node:path'
 import { gguf, GGMLFileQuantizationType, parseGgufShardFilename } from '@huggingface/gguf'
@@ -151,7 +152,12 @@ export async function describeModel (path: string, name = modelNameFromPath(path
   return { info, path }
 }
 
-async function listGgufFiles (dir: string, depth: number): Promise<string[]> {
+/**
+ * Files under `dir`, `depth` folder levels deep at most, in name order, hidden entries skipped;
+ * `keep` decides for each entry that is not a folder being descended into (`depthLeft` is 0 at
+ * the deepest level). A folder that cannot be read counts as empty.
+ */
+async function listFiles (dir: string, depth: number, keep: (e: Dirent, depthLeft: number) => boolean): Promise<string[]> {
   let entries
   try {
     entries = await readdir(dir, { withFileTypes: true })
@@ -162,10 +168,15 @@ async function listGgufFiles (dir: string, depth: number): Promise<string[]> {
   for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
     if (e.name.startsWith('.')) continue
     const full = join(dir, e.name)
-    if (e.isDirectory() && depth > 0) out.push(...await listGgufFiles(full, depth - 1))
-    else if ((e.isFile() || e.isSymbolicLink()) && /\.gguf$/i.test(e.name)) out.push(full)
+    if (e.isDirectory() && depth > 0) out.push(...await listFiles(full, depth - 1, keep))
+    else if (keep(e, depth)) out.push(full)
   }
   return out
+}
+
+/** GGUF files (or links to them) in a model folder. */
+async function listGgufFiles (dir: string, depth: number): Promise<string[]> {
+  return await listFiles(dir, depth, (e) => (e.isFile() || e.isSymbolicLink()) && /\.gguf$/i.test(e.name))
 }
 
 export interface ScanOptions {
@@ -236,23 +247,8 @@ export function ollamaModelName (registry: string, namespace: string, model: str
 export async function scanOllamaStore (root: string, opts: ScanOptions = {}): Promise<LocalModel[]> {
   const manifests = join(root, 'manifests')
   const out: LocalModel[] = []
-  const walk = async (dir: string, depth: number): Promise<string[]> => {
-    let entries
-    try {
-      entries = await readdir(dir, { withFileTypes: true })
-    } catch {
-      return []
-    }
-    const files: string[] = []
-    for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
-      if (e.name.startsWith('.')) continue
-      const full = join(dir, e.name)
-      if (e.isDirectory() && depth > 0) files.push(...await walk(full, depth - 1))
-      else if (e.isFile() && depth === 0) files.push(full)
-    }
-    return files
-  }
-  for (const file of await walk(manifests, 3)) {
+  // manifests/<registry>/<namespace>/<model>/<tag>: files at the fourth level only
+  for (const file of await listFiles(manifests, 3, (e, depthLeft) => e.isFile() && depthLeft === 0)) {
     const parts = relative(manifests, file).split(sep)
     if (parts.length !== 4) continue
     const [registry, namespace, model, tag] = parts as [string, string, string, string]
