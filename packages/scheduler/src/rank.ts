@@ -123,8 +123,11 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
     candidates[j] = t
   }
 
-  const spread = spreadKeys(input.view.nodes, selfPeerId, request.model, candidates)
-  const order = (items: Scored[], performance: boolean, localFirst = true): Scored[] => orderBy(items, performance, spread, localFirst)
+  // computed once, and only for the strategies that order by score (random and round-robin
+  // have their own order)
+  let spread: Map<string, number> | undefined
+  const order = (items: Scored[], performance: boolean): Scored[] =>
+    orderBy(items, performance, spread ??= spreadKeys(input.view.nodes, selfPeerId, request.model, candidates))
   const priority = request.priority ?? DEFAULT_PRIORITY
   const priors = priorsOf(candidates.map((c) => c.metrics), tuning)
   const tieBand = tuning.performanceTieBand ?? PERFORMANCE_TIE_BAND
