@@ -1,5 +1,6 @@
 import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import type { Stream } from '@libp2p/interface'
+import * as varint from 'uint8-varint'
 import {
   FrameKind, InferErrorSchema, InferHeadSchema, InferRequestSchema, LlmeshError, MAX_INFER_REQUEST_BYTES, STREAM_COALESCE_MS,
   decodeFrame, encodeFrame, parseFramePayload, toLlmeshError,
@@ -330,16 +331,7 @@ class FrameBatch {
     if (this.data.length > 0) this.lastDataAt = this.now()
     this.frameData()
     if (this.frames.length === 0) return
-    let out: Uint8Array
-    if (this.frames.length === 1) out = this.frames[0]!
-    else {
-      out = new Uint8Array(this.bytes)
-      let at = 0
-      for (const f of this.frames) {
-        out.set(f, at)
-        at += f.length
-      }
-    }
+    const out = this.frames.length === 1 ? this.frames[0]! : Buffer.concat(this.frames, this.bytes)
     this.frames = []
     this.bytes = 0
     try {
@@ -353,20 +345,9 @@ class FrameBatch {
 
 /** A frame with its varint length prefix, as lpStream writes it, in one buffer. */
 function lengthPrefixed (frame: Uint8Array): Uint8Array {
-  let n = frame.length
-  let size = 1
-  while (n >= 0x80) {
-    n = Math.floor(n / 0x80)
-    size++
-  }
+  const size = varint.encodingLength(frame.length)
   const out = new Uint8Array(size + frame.length)
-  n = frame.length
-  let i = 0
-  while (n >= 0x80) {
-    out[i++] = (n & 0x7f) | 0x80
-    n = Math.floor(n / 0x80)
-  }
-  out[i] = n
+  varint.encode(frame.length, out)
   out.set(frame, size)
   return out
 }
