@@ -218,6 +218,8 @@ export class Agent {
       tokensPerSec: served.tokensPerSec,
       latencyMs: served.latencyMs,
       successRate: served.successRate,
+      ...(served.latencyDev != null ? { latencyDev: served.latencyDev } : {}),
+      ...(served.tokensPerSecDev != null ? { tokensPerSecDev: served.tokensPerSecDev } : {}),
       claims: this.router?.claims.toRecord() ?? {}
     }
   }

@@ -115,9 +115,15 @@ export class LocalServing {
   }
 
   /** Served-request figures for the heartbeat. */
-  figures (): { tokensPerSec: number, latencyMs: number, successRate: number } {
+  figures (): { tokensPerSec: number, latencyMs: number, successRate: number, tokensPerSecDev?: number, latencyDev?: number } {
     const s = this.stats.get(SELF, this.now())
-    return { tokensPerSec: s?.tokensPerSecEwma ?? 0, latencyMs: s?.latencyMsEwma ?? 0, successRate: s?.successRate ?? 1 }
+    return {
+      tokensPerSec: s?.tokensPerSecEwma ?? 0,
+      latencyMs: s?.latencyMsEwma ?? 0,
+      successRate: s?.successRate ?? 1,
+      ...(s?.tokensPerSecDev != null ? { tokensPerSecDev: s.tokensPerSecDev } : {}),
+      ...(s?.latencyMsDev != null ? { latencyDev: s.latencyMsDev } : {})
+    }
   }
 
   /**

@@ -19,7 +19,12 @@ export const PeerMetricsSchema = z.object({
   /** share of recent requests that succeeded, 0..1 */
   successRate: z.number().min(0).max(1).default(1),
   /** this peer's in-flight requests as a router, per target peer id ("routing claims") */
-  claims: z.record(z.string().max(128), z.number().int().nonnegative()).default({})
+  claims: z.record(z.string().max(128), z.number().int().nonnegative()).default({}),
+  // --- optional, appended: older peers send neither ---
+  /** how far single requests' time to first token lies from latencyMs, ms (EW standard deviation) */
+  latencyDev: z.number().nonnegative().optional(),
+  /** same for tokensPerSec */
+  tokensPerSecDev: z.number().nonnegative().optional()
 })
 export type PeerMetrics = z.infer<typeof PeerMetricsSchema>
 

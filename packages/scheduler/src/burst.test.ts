@@ -200,4 +200,34 @@ describe('multi-entry coordination: 3 routers x 30 requests at once, 3 hosts x 2
       expect([...load.values()]).toEqual([2, 2, 2])
     }
   })
+
+  it('performance: hosts whose measured difference is within their requests\' own variation fill without a collision', () => {
+    // three equal hosts measured on a busy machine: EWMAs a quarter apart, single requests varying
+    // by about as much (what the request benchmark's hosts report); each gateway sees only
+    // its own claims
+    const metrics = new Map([
+      ['h0', { latencyMsEwma: 30, latencyMsDev: 15, tokensPerSecEwma: 4200, tokensPerSecDev: 1200 }],
+      ['h1', { latencyMsEwma: 36, latencyMsDev: 18, tokensPerSecEwma: 3800, tokensPerSecDev: 1000 }],
+      ['h2', { latencyMsEwma: 40, latencyMsDev: 20, tokensPerSecEwma: 3600, tokensPerSecDev: 900 }]
+    ].map(([h, m]) => [h as string, { heartbeatAt: 0, slotsTotal: SLOTS, slotsBusy: 0, queueDepth: 0, ...m as object }]))
+    const fill = (maxBand?: number): number[] => {
+      const gateways = ['g0', 'g1', 'g2']
+      const nodes = [...HOSTS.map(node), ...gateways.map((g) => ({ ...node(g), runners: [] }))]
+      const load = new Map(HOSTS.map((h) => [h, 0]))
+      for (const self of gateways) {
+        const claims = new Claims()
+        for (let k = 0; k < 2; k++) {
+          const r = rank({ view: { nodes, metrics }, request: { model: 'tiny', strategy: 'performance', expectedTokens: 64 }, selfPeerId: self, reachable: new Set(HOSTS), inflight: claims.inflight, random: seeded(k), now: 0 }, maxBand != null ? { performanceMaxTieBand: maxBand } : {})
+          if (!r.ok) throw new Error(r.message)
+          const pick = r.targets[0]!.peerId
+          claims.claim(pick)
+          load.set(pick, load.get(pick)! + 1)
+        }
+      }
+      return [...load.values()]
+    }
+    expect(fill()).toEqual([2, 2, 2])
+    // with the band held at 10%, every gateway starts at the host that measured fastest
+    expect(fill(0.1)[0]).toBeGreaterThan(SLOTS)
+  })
 })

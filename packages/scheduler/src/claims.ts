@@ -57,6 +57,8 @@ export interface ReportingPeer {
     tokensPerSec?: number
     /** 0 = no samples */
     latencyMs?: number
+    latencyDev?: number
+    tokensPerSecDev?: number
     successRate?: number
     vramFreeBytes?: number
     /** its in-flight requests as a router, per target peer id */
@@ -90,6 +92,8 @@ export function targetMetrics (peers: Iterable<ReportingPeer>, selfPeerId: strin
     if (m.queueDepth != null) e.queueDepth = nonNegative(m.queueDepth)
     if (m.tokensPerSec != null && m.tokensPerSec > 0) e.tokensPerSecEwma = m.tokensPerSec
     if (m.latencyMs != null && m.latencyMs > 0) e.latencyMsEwma = m.latencyMs
+    if (m.latencyDev != null && e.latencyMsEwma != null) e.latencyMsDev = nonNegative(m.latencyDev)
+    if (m.tokensPerSecDev != null && e.tokensPerSecEwma != null) e.tokensPerSecDev = nonNegative(m.tokensPerSecDev)
     if (m.successRate != null && Number.isFinite(m.successRate)) e.successRate = Math.min(1, Math.max(0, m.successRate))
     if (m.vramFreeBytes != null) e.vramFreeBytes = nonNegative(m.vramFreeBytes)
     if (p.lastHeardAt != null) e.heartbeatAt = p.lastHeardAt

@@ -22,6 +22,10 @@ export interface TargetMetrics {
   tokensPerSecEwma?: number
   /** time to first token, ms, EWMA; 0 = no samples yet */
   latencyMsEwma?: number
+  /** how far single requests' time to first token lies from latencyMsEwma, ms (standard deviation) */
+  latencyMsDev?: number
+  /** same for tokens/s */
+  tokensPerSecDev?: number
   /** share of recent requests that succeeded, 0..1 */
   successRate?: number
   /** free accelerator memory, bytes (sum over the host's GPUs) */

@@ -261,3 +261,17 @@ export const MIN_OWN_SAMPLES = 3
  * @default 0.1
  */
 export const PERFORMANCE_TIE_BAND = 0.1
+
+/**
+ * Upper bound of the performance tie band when measurements are noisy. The band widens to how
+ * much single requests' service times vary on the candidate hosts (their EW standard
+ * deviation over the expected service time, the largest of the hosts with a free slot): a host
+ * that is faster by less than one request's own variation does not reliably serve the next
+ * request faster, while every router that picks it in the same instant collides there. On one
+ * busy machine the tiny model's time to first token varies by 30-50% from request to request,
+ * and three equal hosts' EWMAs drift 1.5x apart; with the fixed 10% band the request
+ * benchmark's three routers collected 43 "busy" answers per 180 requests, least-loaded 3. The
+ * cap keeps a host twice as fast the first choice of every router, however noisy.
+ * @default 0.5
+ */
+export const PERFORMANCE_MAX_TIE_BAND = 0.5

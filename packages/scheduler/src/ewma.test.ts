@@ -12,6 +12,20 @@ describe('Ewma', () => {
     expect(e.value).toBe(125)
     expect(e.samples).toBe(2)
   })
+
+  it('knows how far single samples lie from the average', () => {
+    const e = new Ewma(0.2)
+    e.update(100)
+    expect(e.deviation).toBeUndefined()
+    for (let i = 0; i < 200; i++) e.update(100)
+    expect(e.deviation).toBe(0)
+    // samples alternating 50 / 150 around 100: the deviation settles near 50
+    for (let i = 0; i < 400; i++) e.update(i % 2 === 0 ? 50 : 150)
+    expect(e.value).toBeGreaterThan(90)
+    expect(e.value).toBeLessThan(110)
+    expect(e.deviation).toBeGreaterThan(45)
+    expect(e.deviation).toBeLessThan(55)
+  })
 })
 
 describe('PeerStats', () => {
@@ -20,7 +34,7 @@ describe('PeerStats', () => {
     s.record('b', { ok: true, firstTokenMs: 100, tokensPerSec: 40 }, 0)
     s.record('b', { ok: true, firstTokenMs: 300, tokensPerSec: 20 }, 0)
     s.record('b', { ok: false, failure: 'connect' }, 0)
-    expect(s.get('b', 0)).toEqual({ latencyMsEwma: 200, tokensPerSecEwma: 30, successRate: 0.5, samples: 3 })
+    expect(s.get('b', 0)).toEqual({ latencyMsEwma: 200, tokensPerSecEwma: 30, latencyMsDev: 100, tokensPerSecDev: 10, successRate: 0.5, samples: 3 })
     expect(s.get('c', 0)).toBeUndefined()
   })
 
@@ -46,7 +60,7 @@ describe('mergeObserved', () => {
     s.record('b', { ok: true, firstTokenMs: 400, tokensPerSec: 30 }, 0)
     expect(mergeObserved(gossiped, s, 0, 2).get('b')).toEqual({ latencyMsEwma: 50, tokensPerSecEwma: 90, slotsBusy: 1 })
     s.record('b', { ok: true, firstTokenMs: 400, tokensPerSec: 30 }, 0)
-    expect(mergeObserved(gossiped, s, 0, 2).get('b')).toEqual({ latencyMsEwma: 400, tokensPerSecEwma: 30, slotsBusy: 1, successRate: 1 })
+    expect(mergeObserved(gossiped, s, 0, 2).get('b')).toEqual({ latencyMsEwma: 400, tokensPerSecEwma: 30, latencyMsDev: 0, tokensPerSecDev: 0, slotsBusy: 1, successRate: 1 })
     expect(gossiped.get('b')!.latencyMsEwma).toBe(50)
   })
 })

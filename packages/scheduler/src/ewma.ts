@@ -2,9 +2,15 @@ import type { TargetMetrics } from './cluster-view.js'
 import { MIN_OWN_SAMPLES, STATS_EWMA_ALPHA, SUCCESS_EWMA_ALPHA, SUCCESS_RECOVERY_HALF_LIFE_MS } from './constants.js'
 import { isHostFailure, type Outcome } from './outcome.js'
 
-/** Exponentially weighted moving average per sample: value += alpha x (sample - value). */
+/**
+ * Exponentially weighted moving average per sample, and the same weighting's variance of the
+ * samples around it (Finch, "Incremental calculation of weighted mean and variance", 2009):
+ *
+ *     diff = sample - value;  value += alpha x diff;  variance = (1 - alpha) x (variance + alpha x diff^2)
+ */
 export class Ewma {
   private v: number | undefined
+  private var = 0
   private n = 0
   readonly alpha: number
 
@@ -16,10 +22,18 @@ export class Ewma {
   /** undefined until the first sample */
   get value (): number | undefined { return this.v }
   get samples (): number { return this.n }
+  /** how far single samples lie from the average (weighted standard deviation); undefined before the second sample */
+  get deviation (): number | undefined { return this.n >= 2 ? Math.sqrt(this.var) : undefined }
 
   update (sample: number): number {
     if (!Number.isFinite(sample)) return this.v ?? 0
-    this.v = this.v == null ? sample : this.v + this.alpha * (sample - this.v)
+    if (this.v == null) {
+      this.v = sample
+    } else {
+      const diff = sample - this.v
+      this.v += this.alpha * diff
+      this.var = (1 - this.alpha) * (this.var + this.alpha * diff * diff)
+    }
     this.n++
     return this.v
   }
@@ -37,6 +51,9 @@ export interface PeerStatsInit {
 export interface ObservedStats {
   latencyMsEwma?: number
   tokensPerSecEwma?: number
+  /** spread of single requests' figures around the EWMAs (see Ewma.deviation) */
+  latencyMsDev?: number
+  tokensPerSecDev?: number
   /** 0..1, recovered towards 1 by the time since the last outcome */
   successRate: number
   /** outcomes recorded (successes and host failures) */
@@ -99,6 +116,8 @@ export class PeerStats {
     const out: ObservedStats = { successRate: this.successAt(e, now) ?? 1, samples: e.outcomes }
     if (e.latency.value != null) out.latencyMsEwma = e.latency.value
     if (e.tps.value != null) out.tokensPerSecEwma = e.tps.value
+    if (e.latency.deviation != null) out.latencyMsDev = e.latency.deviation
+    if (e.tps.deviation != null) out.tokensPerSecDev = e.tps.deviation
     return out
   }
 
@@ -132,6 +151,11 @@ export function mergeObserved (metrics: ReadonlyMap<string, TargetMetrics>, stat
     const m: TargetMetrics = { ...metrics.get(peerId), successRate: s.successRate }
     if (s.latencyMsEwma != null) m.latencyMsEwma = s.latencyMsEwma
     if (s.tokensPerSecEwma != null) m.tokensPerSecEwma = s.tokensPerSecEwma
+    // the deviations go with the averages they belong to: own ones, or none
+    if (s.latencyMsDev != null) m.latencyMsDev = s.latencyMsDev
+    else delete m.latencyMsDev
+    if (s.tokensPerSecDev != null) m.tokensPerSecDev = s.tokensPerSecDev
+    else delete m.tokensPerSecDev
     out.set(peerId, m)
   }
   return out

@@ -64,6 +64,11 @@ export interface Speed {
   serviceMs: number
   /** both figures were measured (not priors) */
   measured: boolean
+  /**
+   * How much one request's service time varies on this host, as a fraction of serviceMs:
+   * from the deviations of its measured figures (0 when none are known)
+   */
+  relDev: number
 }
 
 function positive (value: number | undefined): number | undefined {
@@ -100,12 +105,18 @@ export function speedOf (metrics: TargetMetrics | undefined, priors: Priors, exp
   const ttftMs = l ?? priors.latencyMs
   const tokensPerSec = t ?? priors.tokensPerSec
   const tokens = positive(expectedTokens) ?? init.expectedTokens ?? EXPECTED_OUTPUT_TOKENS
-  return { ttftMs, tokensPerSec, serviceMs: ttftMs + (tokens / tokensPerSec) * 1000, measured: l != null && t != null }
+  const serviceMs = ttftMs + (tokens / tokensPerSec) * 1000
+  // first order: d(service) = d(ttft) - tokens x 1000 / tps^2 x d(tps), the two independent
+  const devTtft = l != null ? positive(metrics?.latencyMsDev) ?? 0 : 0
+  const devDecode = t != null ? (tokens * 1000 / (t * t)) * (positive(metrics?.tokensPerSecDev) ?? 0) : 0
+  return { ttftMs, tokensPerSec, serviceMs, measured: l != null && t != null, relDev: Math.hypot(devTtft, devDecode) / serviceMs }
 }
 
 export interface PerformanceScore {
   /** expected ms until the response is complete, with penalties; lower is better */
   cost: number
+  /** Speed.relDev of the host */
+  relDev: number
   reasons: string[]
 }
 
@@ -173,7 +184,7 @@ export function performanceScore (c: PerformanceCandidate, ctx: PerformanceConte
     cost += init.stalePenaltyMs ?? STALE_PENALTY_MS
     reasons.push('metrics=stale')
   }
-  return { cost, reasons: [`cost=${Math.round(cost)}ms`, ...reasons] }
+  return { cost, relDev: speed.relDev, reasons: [`cost=${Math.round(cost)}ms`, ...reasons] }
 }
 
 function round1 (n: number): number {

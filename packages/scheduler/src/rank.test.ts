@@ -97,6 +97,30 @@ describe('rank: performance (default)', () => {
     expect(gateways.map((self) => order(rank(input({ nodes, selfPeerId: self, metrics: near }), { performanceTieBand: 0 }))[0])).toEqual(['b', 'b'])
   })
 
+  it('widens the band to the hosts\' own variation, up to 50%: a host twice as fast still wins for all', () => {
+    const nodes = [node('g1', []), node('g2', []), node('b'), node('c')]
+    const firsts = (metrics: Record<string, TargetMetrics>): string[] => ['g1', 'g2'].map((self) => order(rank(input({ nodes, selfPeerId: self, metrics })))[0]!)
+    // 30% apart, single requests varying by 40%: equal
+    const noisy = { b: fresh({ latencyMsEwma: 100, tokensPerSecEwma: 100, tokensPerSecDev: 40 }), c: fresh({ latencyMsEwma: 100, tokensPerSecEwma: 77, tokensPerSecDev: 30 }) }
+    expect(new Set(firsts(noisy))).toEqual(new Set(['b', 'c']))
+    const r = ok(rank(input({ nodes, selfPeerId: 'g1', metrics: noisy })))
+    expect(r.targets[0]!.reasons.some((x) => /^tie-band=\d+%$/.test(x))).toBe(true)
+    // the same 30% with steady measurements: the faster host for both
+    const steady = { b: fresh({ latencyMsEwma: 100, tokensPerSecEwma: 100, tokensPerSecDev: 2 }), c: fresh({ latencyMsEwma: 100, tokensPerSecEwma: 77, tokensPerSecDev: 2 }) }
+    expect(firsts(steady)).toEqual(['b', 'b'])
+    // twice as fast, however noisy: the faster host for both
+    const twice = { b: fresh({ latencyMsEwma: 100, latencyMsDev: 500, tokensPerSecEwma: 100, tokensPerSecDev: 80 }), c: fresh({ latencyMsEwma: 100, latencyMsDev: 500, tokensPerSecEwma: 48, tokensPerSecDev: 40 }) }
+    expect(firsts(twice)).toEqual(['b', 'b'])
+  })
+
+  it('within a band, the less loaded host first: a router\'s second request goes elsewhere', () => {
+    const metrics = { b: fresh({ latencyMsEwma: 100, tokensPerSecEwma: 100, tokensPerSecDev: 40 }), c: fresh({ latencyMsEwma: 100, tokensPerSecEwma: 80, tokensPerSecDev: 30 }) }
+    const nodes = [node('g1', []), node('b'), node('c')]
+    const first = order(rank(input({ nodes, selfPeerId: 'g1', metrics })))[0]!
+    const second = order(rank(input({ nodes, selfPeerId: 'g1', metrics, inflight: new Map([[first, 1]]) })))[0]!
+    expect(second).not.toBe(first)
+  })
+
   it('counts other routers\' claims: a host others have filled is avoided', () => {
     const metrics = { a: { claims: 2 }, b: { claims: 1 } }
     const r = ok(rank(input({ metrics, inflight: new Map([['c', 1]]) })))

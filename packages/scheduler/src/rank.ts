@@ -1,6 +1,6 @@
 import type { NodeRecord, RunnerInfo } from '@llmesh/protocol'
 import type { LoadEstimate, RankedTarget, RankInput, RankResult, RoundRobinState, SkippedTarget, TargetMetrics } from './cluster-view.js'
-import { AFFINITY_MAX_LOAD, DEFAULT_PRIORITY, METRICS_STALE_MS, PERFORMANCE_TIE_BAND } from './constants.js'
+import { AFFINITY_MAX_LOAD, DEFAULT_PRIORITY, METRICS_STALE_MS, PERFORMANCE_MAX_TIE_BAND, PERFORMANCE_TIE_BAND } from './constants.js'
 import { estimateLoad, isFresh, nonNegative } from './load.js'
 import { performanceScore, priorsOf, speedOf, type PerformanceInit } from './performance.js'
 import { rendezvousOrder } from './rendezvous.js'
@@ -14,6 +14,8 @@ export interface RankTuning extends PerformanceInit {
   metricsStaleMs?: number
   /** @default 0.1 (see PERFORMANCE_TIE_BAND) */
   performanceTieBand?: number
+  /** @default 0.5 (see PERFORMANCE_MAX_TIE_BAND) */
+  performanceMaxTieBand?: number
 }
 
 interface Candidate {
@@ -131,18 +133,27 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
   const priority = request.priority ?? DEFAULT_PRIORITY
   const priors = priorsOf(candidates.map((c) => c.metrics), tuning)
   const tieBand = tuning.performanceTieBand ?? PERFORMANCE_TIE_BAND
+  const maxTieBand = Math.max(tieBand, tuning.performanceMaxTieBand ?? PERFORMANCE_MAX_TIE_BAND)
   const anyFresh = candidates.some((c) => c.fresh)
   const byPerformance = (): Scored[] => {
+    // hosts with a free loaded slot: bands on a log scale, counted from the best of them (those
+    // within the band of the best are equal to it; then the less loaded, the local, the spread
+    // order decide); full or cold hosts keep their exact cost, there a few percent are seconds
+    // of waiting. The band is tieBand, or wider when single requests' times vary more than
+    // that on these hosts (see PERFORMANCE_MAX_TIE_BAND).
+    const free = (c: Candidate): boolean => !c.cold && c.load.freeSlots > 0
+    let noise = 0
     const scored = candidates.map((c) => {
       const s = performanceScore({ local: c.local, cold: c.cold, load: c.load, metrics: c.metrics, fresh: c.fresh }, { priority, expectedTokens: request.expectedTokens, priors, anyFresh }, tuning)
+      if (free(c)) noise = Math.max(noise, s.relDev)
       return { c, score: s.cost, reasons: s.reasons }
     })
-    // hosts with a free loaded slot: bands of tieBand on a log scale, counted from the best of
-    // them (those within tieBand of the best are equal to it); full or cold hosts keep their
-    // exact cost, there a few percent are seconds of waiting
-    const free = (c: Candidate): boolean => !c.cold && c.load.freeSlots > 0
+    const band = tieBand > 0 ? Math.min(maxTieBand, Math.max(tieBand, noise)) : 0
+    if (band === 0) return order(scored, true)
     const best = Math.min(...scored.filter((x) => free(x.c)).map((x) => x.score))
-    return order(tieBand > 0 ? scored.map((x) => free(x.c) ? { ...x, key: Math.floor(Math.log(x.score / best) / Math.log1p(tieBand)) } : x) : scored, true)
+    const banded = scored.map((x) => free(x.c) ? { ...x, key: Math.floor(Math.log(x.score / best) / Math.log1p(band)) } : x)
+    if (band > tieBand) for (const x of banded) x.reasons.push(`tie-band=${Math.round(band * 100)}%`)
+    return order(banded, true)
   }
 
   let ranked: Scored[]
@@ -230,6 +241,8 @@ function orderBy (items: Scored[], performance: boolean, spread: ReadonlyMap<str
   return items.sort((a, b) =>
     group(a.c) - group(b.c) ||
     (a.key ?? a.score) - (b.key ?? b.score) ||
+    // within a performance band: the busier host's cost was only banded away
+    (a.key != null && b.key != null ? a.c.load.load - b.c.load.load : 0) ||
     (localFirst ? Number(b.c.local) - Number(a.c.local) : 0) ||
     (spread != null ? (spread.get(a.c.peerId) ?? 0) - (spread.get(b.c.peerId) ?? 0) : 0))
 }
