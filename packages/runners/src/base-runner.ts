@@ -22,6 +22,7 @@ import type {
   RunnerResponse,
   RunnerStateListener
 } from './runner.js'
+import { requestPaced } from './paced.js'
 import { watchStalls } from './stall.js'
 
 /** Options every runner takes: identity, stall detection, health checks, restart policy. */
@@ -373,9 +374,11 @@ export abstract class BaseRunner implements Runner {
 
 /**
  * Sends one OpenAI request to an HTTP runner (llama-server, mlx_lm.server) and hands back its
- * streaming response. No undici time limits: the stall watch owns them (first token, gaps).
+ * response; a token stream paced (see requestPaced). No undici time limits: the stall watch
+ * owns them (first token, gaps).
  */
 export async function postToRunner (pool: Pool, path: string, body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse> {
+  if (body['stream'] === true) return await requestPaced(pool, { path, body: JSON.stringify(body), signal })
   const res = await pool.request({
     path,
     method: 'POST',

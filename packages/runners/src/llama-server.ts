@@ -3,6 +3,7 @@ import { Pool } from 'undici'
 import { LlmeshError } from '@llmesh/protocol'
 import { BaseRunner, PermanentRunnerError, postToRunner, type GgufRunnerInit, type UpstreamResponse } from './base-runner.js'
 import { DEFAULT_CTX_SIZE, DEFAULT_SLOTS, DEFAULT_START_TIMEOUT_MS, START_POLL_MS, STOP_GRACE_MS } from './constants.js'
+import { RUNNER_CONNECT } from './paced.js'
 import { freePort } from './port.js'
 import { RunnerProcess } from './process.js'
 import type { RunnerDescription, RunnerPath } from './runner.js'
@@ -76,7 +77,7 @@ export class LlamaServerRunner extends BaseRunner {
     this.log.info({ binary: this.init.binary, port: this._port, slots: this.slots }, 'starting llama-server')
     const proc = new RunnerProcess(this.init.binary, args)
     this.proc = proc
-    this.pool = new Pool(this.baseUrl, { connections: this.slots * 2 + 2, pipelining: 1 })
+    this.pool = new Pool(this.baseUrl, { connections: this.slots * 2 + 2, pipelining: 1, connect: RUNNER_CONNECT })
     void proc.exited.then(() => {
       if (this.proc !== proc) return
       this.fail(`llama-server ${proc.describeExit()}${proc.exit?.error == null ? `:\n${proc.stderrTail()}` : ''}`, proc.exit?.error != null)

@@ -11,6 +11,7 @@ import { Pool } from 'undici'
 import { LlmeshError } from '@llmesh/protocol'
 import { BaseRunner, type RunnerCommonInit, type UpstreamResponse, postToRunner } from './base-runner.js'
 import { DEFAULT_MLX_SLOTS } from './constants.js'
+import { RUNNER_CONNECT } from './paced.js'
 import type { RunnerDescription, RunnerPath } from './runner.js'
 
 /**
@@ -47,7 +48,7 @@ export class MlxRunner extends BaseRunner {
   override get slots (): number { return this.init.slots ?? DEFAULT_MLX_SLOTS }
 
   protected async launch (): Promise<void> {
-    this.pool ??= new Pool(this.url, { connections: this.slots * 2 + 2, pipelining: 1 })
+    this.pool ??= new Pool(this.url, { connections: this.slots * 2 + 2, pipelining: 1, connect: RUNNER_CONNECT })
     const why = await this.check(5000)
     if (why != null) throw new LlmeshError('RUNNER_FAILED', why)
     const res = await this.pool.request({ path: '/v1/models', method: 'GET', headersTimeout: 5000, bodyTimeout: 5000 })

@@ -1,0 +1,179 @@
+import { performance } from 'node:perf_hooks'
+import type { Dispatcher, Pool } from 'undici'
+import { LlmeshError, STREAM_COALESCE_MS } from '@llmesh/protocol'
+import type { UpstreamResponse } from './base-runner.js'
+
+/** Bytes read but not yet taken by the consumer beyond which reading stops until it catches up. */
+const MAX_UNREAD_BYTES = 1024 * 1024
+
+/**
+ * Socket read buffer of runner connections, bytes. While a paced body holds its parser, Node
+ * still reads the socket until this much is buffered; a small one stops it after a few tokens,
+ * so what arrives meanwhile waits in the kernel and comes up in one read.
+ */
+export const RUNNER_SOCKET_READ_BUFFER = 1024
+
+/**
+ * undici `connect` options of a runner's Pool: its sockets with the small read buffer (undici
+ * hands them to net.connect; the type does not list the stream options net.Socket takes).
+ */
+export const RUNNER_CONNECT = { keepAlive: true, highWaterMark: RUNNER_SOCKET_READ_BUFFER }
+
+/**
+ * Sends one request to an HTTP runner and hands back its response with the body PACED: a fast
+ * token stream reaches the consumer at most once per `windowMs` (STREAM_COALESCE_MS), the
+ * tokens of a window as one chunk, and in between the connection is not read at all.
+ *
+ * Why: llama-server writes each token as its own chunk, so reading it as it comes wakes the
+ * agent, parses HTTP and runs the stall watch, the rate scan and the frame batch once per token,
+ * several thousand times a second on a small model, and each wakeup on a shared machine takes
+ * its core from the runner (measured: the runner's own tokens/s dropped to 0.92x behind two
+ * agents). Holding the parser (undici's pause) and a small socket buffer leave the tokens in
+ * the kernel until the window ends; one read then takes them all.
+ *
+ * The first chunk and a stream slower than one chunk per window pass at once, unchanged: only
+ * a chunk that comes less than `windowMs` after the last delivery waits. The end and errors
+ * deliver what is held first. A consumer that stops reading stops the reading of the runner
+ * (MAX_UNREAD_BYTES), as a stream's backpressure would.
+ */
+export async function requestPaced (pool: Pool, opts: { path: string, body: string, signal: AbortSignal, windowMs?: number }): Promise<UpstreamResponse> {
+  const windowMs = opts.windowMs ?? STREAM_COALESCE_MS
+  const { signal } = opts
+  if (signal.aborted) throw signal.reason
+  return await new Promise<UpstreamResponse>((resolve, reject) => {
+    let controller: Dispatcher.DispatchController | undefined
+    let started = false
+    /** chunks read and not yet delivered (held for the window) */
+    let held: Uint8Array[] = []
+    /** delivered batches not yet taken by the consumer */
+    const ready: Uint8Array[] = []
+    let readyBytes = 0
+    let lastDeliveryAt = -Infinity
+    let timer: NodeJS.Timeout | undefined
+    /** inside our own resume(): what the parser drains now belongs to this window */
+    let resuming = false
+    let done = false
+    let failure: unknown
+    let wake: (() => void) | undefined
+    /** paused for the window (timer) or for the consumer (unread bytes) */
+    let heldForWindow = false
+    let heldForConsumer = false
+
+    const onAbort = (): void => { controller?.abort(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    const settle = (): void => {
+      signal.removeEventListener('abort', onAbort)
+      clearTimeout(timer)
+    }
+    const notify = (): void => {
+      const w = wake
+      wake = undefined
+      w?.()
+    }
+    const deliver = (): void => {
+      lastDeliveryAt = performance.now()
+      if (held.length === 0) return
+      const batch = held.length === 1 ? held[0]! : Buffer.concat(held)
+      held = []
+      ready.push(batch)
+      readyBytes += batch.length
+      notify()
+    }
+    const resumeIfFree = (): void => {
+      if (heldForWindow || heldForConsumer || controller == null || done) return
+      resuming = true
+      try {
+        controller.resume()
+      } finally {
+        resuming = false
+      }
+    }
+    const endWindow = (): void => {
+      timer = undefined
+      heldForWindow = false
+      resumeIfFree()
+      deliver()
+    }
+
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart (c) {
+        controller = c
+        if (signal.aborted) c.abort(signal.reason)
+      },
+      onResponseStart (c, statusCode, headers) {
+        started = true
+        const type = headers['content-type']
+        resolve({ status: statusCode, contentType: String((Array.isArray(type) ? type[0] : type) ?? 'application/json'), body })
+      },
+      onResponseData (c, chunk) {
+        held.push(chunk)
+        const now = performance.now()
+        if (!resuming && timer == null) {
+          if (now - lastDeliveryAt >= windowMs) deliver()
+          else {
+            heldForWindow = true
+            c.pause()
+            timer = setTimeout(endWindow, lastDeliveryAt + windowMs - now)
+          }
+        }
+        if (readyBytes >= MAX_UNREAD_BYTES && !heldForConsumer) {
+          heldForConsumer = true
+          c.pause()
+        }
+      },
+      onResponseEnd () {
+        done = true
+        settle()
+        deliver()
+        notify()
+      },
+      onResponseError (c, err) {
+        done = true
+        failure = err
+        settle()
+        if (!started) reject(err)
+        else {
+          deliver()
+          notify()
+        }
+      }
+    }
+
+    const body: AsyncIterableIterator<Uint8Array> = {
+      [Symbol.asyncIterator] () { return this },
+      async next (): Promise<IteratorResult<Uint8Array>> {
+        for (;;) {
+          const batch = ready.shift()
+          if (batch != null) {
+            readyBytes -= batch.length
+            if (heldForConsumer && readyBytes < MAX_UNREAD_BYTES / 2) {
+              heldForConsumer = false
+              resumeIfFree()
+            }
+            return { done: false, value: batch }
+          }
+          if (failure != null) throw failure
+          if (done) return { done: true, value: undefined }
+          await new Promise<void>((resolve) => { wake = resolve })
+        }
+      },
+      async return (): Promise<IteratorResult<Uint8Array>> {
+        if (!done) {
+          done = true
+          settle()
+          controller?.abort(new LlmeshError('RUNNER_FAILED', 'response reader stopped'))
+        }
+        return { done: true, value: undefined }
+      }
+    }
+
+    pool.dispatch({
+      path: opts.path,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: opts.body,
+      headersTimeout: 0,
+      bodyTimeout: 0
+    }, handler)
+  })
+}
