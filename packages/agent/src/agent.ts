@@ -101,7 +101,7 @@ export class Agent {
       stallTimeoutMs: config.stallTimeoutMs,
       ...(config.firstTokenTimeoutMs != null ? { firstTokenTimeoutMs: config.firstTokenTimeoutMs } : {})
     })
-    this.serving = new LocalServing({ logger: this.log, queueCapacity: config.queue.capacity })
+    this.serving = new LocalServing({ logger: this.log, queueCapacity: config.queue.capacity, slotsTotal: () => this.readySlots() })
     // the catalog is read before anything is published: a bad model path is a start error
     await this.manager.start()
     // runners flip busy/ready with every request, which the record does not show: publish only
@@ -206,9 +206,15 @@ export class Agent {
   }
 
   /** The numbers this agent gossips in each heartbeat. */
+  /** Slots of this host's ready runners. */
+  private readySlots (): number {
+    let slots = 0
+    for (const r of this.manager?.runners() ?? []) if (r.state === 'ready' || r.state === 'busy') slots += r.info().slots
+    return slots
+  }
+
   private localMetrics (): PeerMetrics {
-    let slotsTotal = 0
-    for (const r of this.manager?.runners() ?? []) if (r.state === 'ready' || r.state === 'busy') slotsTotal += r.info().slots
+    const slotsTotal = this.readySlots()
     const admission = this.serving?.snapshot() ?? { slotsBusy: 0, queueDepth: 0 }
     const served = this.serving?.figures() ?? { tokensPerSec: 0, latencyMs: 0, successRate: 1 }
     return {

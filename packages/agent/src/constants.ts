@@ -3,3 +3,10 @@ export const AGENT_VERSION = '0.1.0'
 
 /** How often the cluster document is saved to the data dir, so a restart starts warm. @default 5000 ms */
 export const SNAPSHOT_INTERVAL_MS = 5000
+
+/**
+ * How long a router counts a host as its "busy" answer described it (full, with that queue),
+ * unless a heartbeat of that host comes first: twice the heartbeat period, so a late heartbeat
+ * does not leave the host looking full. @default 1000 ms
+ */
+export const BUSY_REPORT_TTL_MS = 1000

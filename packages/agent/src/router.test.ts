@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { pino } from 'pino'
-import { LlmeshError, type NodeRecord } from '@llmesh/protocol'
+import { BusyError, LlmeshError, type AdmissionSnapshot, type NodeRecord } from '@llmesh/protocol'
 import type { RankedTarget } from '@llmesh/scheduler'
 import { Router, type ForwardOptions, type Forwarded } from './router.js'
 import { QueueFullError } from './serving.js'
@@ -99,6 +99,54 @@ describe('Router', () => {
     const err = await dispatch(r).then(() => undefined, (e: unknown) => e)
     expect(err).toBeInstanceOf(QueueFullError)
     expect((err as QueueFullError).retryAfterSec).toBe(3)
+  })
+
+  it('counts a host full as its busy answer described it, until its next heartbeat', async () => {
+    const calls: string[] = []
+    let clock = 10_000
+    let heardAt = clock - 100
+    let aFull = true
+    let report: AdmissionSnapshot | undefined = { slotsBusy: 2, slotsTotal: 2, queueDepth: 0 }
+    const r = new Router({
+      selfPeerId: () => SELF,
+      nodes: () => [node(SELF, 0), node('a'), node('b')],
+      // as the last heartbeats said: a idle, b half busy, so a comes first
+      members: () => [{ peerId: 'a', slotsBusy: 0 }, { peerId: 'b', slotsBusy: 1 }].map(({ peerId, slotsBusy }) => ({ peerId, state: 'alive', lastHeardAt: heardAt, metrics: { slotsBusy, slotsTotal: 2, queueDepth: 0 } })),
+      reachable: () => new Set(['a', 'b']),
+      forward: async (t: RankedTarget) => {
+        calls.push(t.peerId)
+        if (t.peerId === 'a' && aFull) throw new BusyError('full', report)
+        return ok()
+      },
+      defaultStrategy: 'least-loaded',
+      logger: pino({ level: 'silent' }),
+      random: () => 0,
+      now: () => clock
+    })
+    const next = async (): Promise<string[]> => {
+      calls.length = 0
+      await dispatch(r)
+      return [...calls]
+    }
+    expect(await next()).toEqual(['a', 'b'])
+    // the busy answer said a is full: straight to b, no second busy answer
+    clock += 50
+    expect(await next()).toEqual(['b'])
+    // a heartbeat of a newer than the answer: a is first again
+    aFull = false
+    heardAt = clock + 1
+    clock += 50
+    expect(await next()).toEqual(['a'])
+    // without a heartbeat, the answer counts for BUSY_REPORT_TTL_MS only
+    aFull = true
+    expect(await next()).toEqual(['a', 'b'])
+    clock += 1001
+    expect(await next()).toEqual(['a', 'b'])
+    // an answer without figures (an older peer) teaches nothing
+    report = undefined
+    clock += 1001
+    expect(await next()).toEqual(['a', 'b'])
+    expect(await next()).toEqual(['a', 'b'])
   })
 
   it('does not retry a client error, and keeps a claim until the stream ends', async () => {

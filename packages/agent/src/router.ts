@@ -1,9 +1,10 @@
 import type { Logger } from 'pino'
-import { LlmeshError, toLlmeshError, type InferPath, type NodeRecord } from '@llmesh/protocol'
+import { BusyError, LlmeshError, toLlmeshError, type AdmissionSnapshot, type InferPath, type NodeRecord } from '@llmesh/protocol'
 import {
-  Claims, PeerHealth, RetryBudget, decideRetry, isHostFailure, rank, targetMetrics,
-  type RankedTarget, type ReportingPeer, type RoundRobinState, type Strategy
+  Claims, PeerHealth, RetryBudget, decideRetry, isHostFailure, overlayReport, rank, targetMetrics,
+  type RankedTarget, type ReportingPeer, type RoundRobinState, type Strategy, type TargetMetrics
 } from '@llmesh/scheduler'
+import { BUSY_REPORT_TTL_MS } from './constants.js'
 import { tap } from './iter.js'
 import { failureOf, TokenRateScanner } from './outcomes.js'
 import { QueueFullError } from './serving.js'
@@ -98,6 +99,8 @@ export class Router {
   readonly health = new PeerHealth()
   readonly budget = new RetryBudget()
   private rr: RoundRobinState = new Map()
+  /** what hosts' "busy" answers said of them, until their next heartbeat (see BUSY_REPORT_TTL_MS) */
+  private readonly busyReports = new Map<string, { report: AdmissionSnapshot, at: number }>()
   private readonly c: RouterComponents
   private readonly now: () => number
   private readonly random: () => number
@@ -132,7 +135,7 @@ export class Router {
     for (let attempt = 1; attempt <= MAX_DISPATCHES; attempt++) {
       if (signal.aborted) throw signal.reason
       const now = this.now()
-      const metrics = this.health.metrics(targetMetrics(this.c.members(), self), now)
+      const metrics = this.withBusyReports(this.health.metrics(targetMetrics(this.c.members(), self), now), now)
       const r = rank({
         view: { nodes: this.c.nodes(), metrics },
         request: {
@@ -191,7 +194,10 @@ export class Router {
         if (failure === 'aborted') throw signal.reason ?? e
         if (e instanceof QueueFullError) retryAfterSec = Math.min(retryAfterSec ?? Infinity, e.retryAfterSec)
         if (isHostFailure(failure)) failed++
-        if (failure === 'busy') sawBusy = true
+        if (failure === 'busy') {
+          sawBusy = true
+          if (e instanceof BusyError && e.admission != null) this.busyReports.set(t.peerId, { report: e.admission, at: this.now() })
+        }
         // keep the most telling error: a host failure over a busy answer
         if (lastError == null || failure !== 'busy' || lastError.code === 'BUSY') lastError = e
         trail.push(`${short(t.peerId)}: ${failure}`)
@@ -211,6 +217,24 @@ export class Router {
       return { status: res.status, contentType: res.contentType, target, attempts: attempt, body: this.observe(t.peerId, first, it, res.status, firstMs, signal, release) }
     }
     throw lastError ?? new LlmeshError('NO_CAPACITY', `no host took the request after ${MAX_DISPATCHES} attempts`)
+  }
+
+  /**
+   * Lays what busy answers said over the metrics: such a host counts as full (with the queue it
+   * reported) until a heartbeat newer than the answer arrives, or BUSY_REPORT_TTL_MS passed.
+   * Without it, a router sends every request until that heartbeat to the host its last request
+   * found full, and collects a busy answer for each.
+   */
+  private withBusyReports (metrics: Map<string, TargetMetrics>, now: number): Map<string, TargetMetrics> {
+    let out = metrics
+    for (const [peerId, { report, at }] of this.busyReports) {
+      if ((metrics.get(peerId)?.heartbeatAt ?? -Infinity) > at || now - at > BUSY_REPORT_TTL_MS) {
+        this.busyReports.delete(peerId)
+        continue
+      }
+      out = overlayReport(out, peerId, report, at)
+    }
+    return out
   }
 
   /** The committed stream: reports its outcome (latency, tokens/s, or how it failed) at its end, then releases the claim. */

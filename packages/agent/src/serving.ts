@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { LlmeshError, type InferPath } from '@llmesh/protocol'
+import { BusyError, LlmeshError, type AdmissionSnapshot, type InferPath } from '@llmesh/protocol'
 import { Admission, PeerStats, type Failure } from '@llmesh/scheduler'
 import type { Runner, RunnerResponse } from '@llmesh/runners'
 import { tap } from './iter.js'
@@ -32,6 +32,8 @@ export interface LocalServingInit {
   logger: Logger
   /** requests waiting per runner beyond its slots */
   queueCapacity: number
+  /** the host's slots as its heartbeats report them (every ready runner's), for "busy" answers */
+  slotsTotal?: () => number
   /** @default Date.now */
   now?: () => number
 }
@@ -74,6 +76,7 @@ export class LocalServing {
   private readonly log: Logger
   private readonly now: () => number
   private readonly capacity: number
+  private readonly slotsTotal: (() => number) | undefined
   private timer?: NodeJS.Timeout
   readonly stats = new PeerStats()
 
@@ -81,6 +84,7 @@ export class LocalServing {
     this.log = init.logger
     this.now = init.now ?? Date.now
     this.capacity = init.queueCapacity
+    this.slotsTotal = init.slotsTotal
   }
 
   private entry (runner: Runner): Entry {
@@ -107,6 +111,13 @@ export class LocalServing {
       queueDepth += admission.queueDepth
     }
     return { slotsBusy, queueDepth }
+  }
+
+  /** The host's admission figures over every runner, as a "busy" answer carries them. */
+  admissionSnapshot (): AdmissionSnapshot {
+    let served = 0
+    for (const { admission } of this.entries.values()) served += admission.slots
+    return { ...this.snapshot(), slotsTotal: Math.max(served, this.slotsTotal?.() ?? 0) }
   }
 
   /** Per runner counters, for `GET /admin/admission`. */
@@ -186,7 +197,7 @@ export class LocalServing {
         return
       case 'busy':
         counters.busyAnswers++
-        throw new LlmeshError('BUSY', `every slot of runner ${counters.runnerId} is busy (${admission.busy}/${admission.slots})`)
+        throw new BusyError(`every slot of runner ${counters.runnerId} is busy (${admission.busy}/${admission.slots})`, this.admissionSnapshot())
       case 'rejected':
         counters.rejected++
         if (r.reason === 'full') throw new QueueFullError(`the queue of runner ${counters.runnerId} is full (${admission.queueDepth} waiting); retry after ${r.retryAfterSec} s`, r.retryAfterSec)

@@ -4,7 +4,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import type { Stream } from '@libp2p/interface'
 import { pino } from 'pino'
-import { FrameKind, INFER_PROTOCOL, LlmeshError, encodeFrame, type InferRequest } from '@llmesh/protocol'
+import { BusyError, FrameKind, INFER_PROTOCOL, LlmeshError, encodeFrame, type InferRequest } from '@llmesh/protocol'
 import { ClusterDoc } from '@llmesh/state'
 import { Mesh } from './mesh.js'
 import { InferStreams, requestInfer, serveInfer, type InferReply } from './infer-stream.js'
@@ -63,6 +63,7 @@ async function pair (onRequest: (request: InferRequest, reply: InferReply) => Pr
 
 const echo = async (request: InferRequest, reply: InferReply): Promise<void> => {
   if (request.model === 'missing') throw new LlmeshError('MODEL_NOT_FOUND', 'no such model here')
+  if (request.model === 'full') throw new BusyError('all slots busy', request.id === 'figures' ? { slotsBusy: 4, slotsTotal: 4, queueDepth: 2 } : undefined)
   await reply.head({ status: 200, contentType: 'text/plain', runnerId: 'r1' })
   await reply.data(enc(`${request.model}:`))
   await reply.data(enc(request.id))
@@ -80,6 +81,16 @@ describe('/llmesh/infer/1 stream reuse', () => {
     await expect(b.infer(a.peerId, req('missing'))).rejects.toMatchObject({ code: 'MODEL_NOT_FOUND', message: 'no such model here' })
     expect(await text((await b.infer(a.peerId, req('m', 'after'))).body)).toBe('m:after')
     expect(streams).toHaveLength(1)
+  })
+
+  it('carries a busy answer\'s admission figures to the requester, and none when there are none', async () => {
+    const { a, b } = await pair(echo)
+    const err = await b.infer(a.peerId, req('full', 'figures')).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(BusyError)
+    expect(err).toMatchObject({ code: 'BUSY', message: 'all slots busy', admission: { slotsBusy: 4, slotsTotal: 4, queueDepth: 2 } })
+    const bare = await b.infer(a.peerId, req('full', 'plain')).then(() => undefined, (e: unknown) => e)
+    expect(bare).toBeInstanceOf(BusyError)
+    expect((bare as BusyError).admission).toBeUndefined()
   })
 
   it('opens a stream per concurrent request and keeps them for later ones', async () => {

@@ -2,7 +2,7 @@ import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
 import type { Stream } from '@libp2p/interface'
 import * as varint from 'uint8-varint'
 import {
-  FrameKind, InferErrorSchema, InferHeadSchema, InferRequestSchema, LlmeshError, MAX_INFER_REQUEST_BYTES, STREAM_COALESCE_MS,
+  BusyError, FrameKind, InferErrorSchema, InferHeadSchema, InferRequestSchema, LlmeshError, MAX_INFER_REQUEST_BYTES, STREAM_COALESCE_MS,
   decodeFrame, encodeFrame, parseFramePayload, toLlmeshError,
   type InferHead, type InferRequest
 } from '@llmesh/protocol'
@@ -372,7 +372,7 @@ async function serveOne (
       if (finished) return
       finished = true
       const e = toLlmeshError(err)
-      await out.write(FrameKind.ERROR, { code: e.code, message: e.message, keepAlive: true }, true)
+      await out.write(FrameKind.ERROR, { code: e.code, message: e.message, keepAlive: true, ...(e instanceof BusyError && e.admission != null ? { admission: e.admission } : {}) }, true)
     }
   }
   try {
@@ -398,5 +398,6 @@ async function readFrame (lp: LengthPrefixedStream, signal?: AbortSignal): Promi
 function peerError (payload: Uint8Array): { error: LlmeshError, keepAlive: boolean } {
   const e = parseFramePayload(InferErrorSchema, payload)
   if (e == null) return { error: new LlmeshError('PROTOCOL_ERROR', 'peer sent a malformed error'), keepAlive: false }
-  return { error: new LlmeshError(e.code, e.message), keepAlive: e.keepAlive === true }
+  const error = e.code === 'BUSY' ? new BusyError(e.message, e.admission) : new LlmeshError(e.code, e.message)
+  return { error, keepAlive: e.keepAlive === true }
 }

@@ -59,3 +59,24 @@ export function toLlmeshError (err: unknown, fallback: ErrorCode = 'INTERNAL'): 
   const message = err instanceof Error ? err.message : String(err)
   return new LlmeshError(fallback, message, { cause: err })
 }
+
+/** A host's admission figures at one moment: what a "busy" answer tells the router about it. */
+export interface AdmissionSnapshot {
+  slotsBusy: number
+  slotsTotal: number
+  queueDepth: number
+}
+
+/**
+ * BUSY: every slot of the target is taken and the request may not queue there. Carries the
+ * target's admission figures when it knows them, so the router counts that host full until
+ * its next heartbeat instead of finding out again with every request.
+ */
+export class BusyError extends LlmeshError {
+  readonly admission: AdmissionSnapshot | undefined
+
+  constructor (message: string, admission?: AdmissionSnapshot) {
+    super('BUSY', message)
+    this.admission = admission
+  }
+}

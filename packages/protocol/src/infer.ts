@@ -64,7 +64,14 @@ export const InferErrorSchema = z.object({
   code: z.string().max(64).transform((c): ErrorCode => (Object.hasOwn(ErrorCodes, c) ? c as ErrorCode : 'INTERNAL')),
   message: z.string().max(4096),
   /** as in the head: the server reads another REQUEST on the same stream after this error */
-  keepAlive: z.boolean().optional()
+  keepAlive: z.boolean().optional(),
+  // --- optional, appended ---
+  /** with BUSY: the target's admission figures (see BusyError) */
+  admission: z.object({
+    slotsBusy: z.number().int().nonnegative(),
+    slotsTotal: z.number().int().nonnegative(),
+    queueDepth: z.number().int().nonnegative()
+  }).optional()
 })
 export type InferError = z.infer<typeof InferErrorSchema>
 
