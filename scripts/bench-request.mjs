@@ -8,7 +8,7 @@
 //   1. added latency of one short request (max_tokens 1) through the local agent and through a
 //      remote agent, against llama-server directly: p50 / p99 over N requests each;
 //   2. requests/s through one agent vs llama-server directly (max_tokens 1, C concurrent);
-//   3. tokens/s of one long stream through the mesh vs directly;
+//   3. tokens/s of one long stream through the mesh vs directly (decode rate and wall-clock rate);
 //   4. 3 entry agents x a burst over 3 serving hosts (2 slots each): claims-aware routing
 //      (least-loaded, which counts every router's claims) vs an uncoordinated choice (random):
 //      busy answers, queueing, latency.
@@ -67,6 +67,28 @@ async function chat (base, body, headers = {}) {
   const text = await res.body.text()
   if (res.statusCode !== 200) throw new Error(`${base} answered ${res.statusCode}: ${text.slice(0, 200)}`)
   return { ms: performance.now() - t0, text, headers: res.headers }
+}
+
+/** One streamed chat request: content chunks (tokens) and when the first and the last arrived, ms from the request. */
+async function streamTimes (base, body) {
+  const t0 = performance.now()
+  const res = await request(`${base}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'tiny', ...body }) })
+  if (res.statusCode !== 200) throw new Error(`${base} answered ${res.statusCode}: ${(await res.body.text()).slice(0, 200)}`)
+  let tokens = 0
+  let firstMs = 0
+  let lastMs = 0
+  let rest = ''
+  for await (const chunk of res.body) {
+    const now = performance.now() - t0
+    const events = (rest + chunk.toString()).split('\n\n')
+    rest = events.pop()
+    const n = events.filter((x) => x.startsWith('data: {') && x.includes('"content"')).length
+    if (n === 0) continue
+    if (tokens === 0) firstMs = now
+    tokens += n
+    lastMs = now
+  }
+  return { tokens, firstMs, lastMs }
 }
 
 const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))] }
@@ -181,19 +203,25 @@ try {
     }
 
     if (want(3)) {
-      // 3. tokens/s of one long stream; the paths take turns run by run, so drift hits them alike
-      console.log('\n3. tokens/s of one stream (max_tokens 1000, ignore_eos), median of 9, paths in turn')
-      const rates = Object.fromEntries(Object.keys(paths).map((name) => [name, []]))
-      for (let i = 0; i < 9; i++) {
+      // 3. tokens/s of one long stream; the paths take turns run by run, so drift hits them alike.
+      // Two rates: decode (tokens after the first / time from the first to the last content
+      // chunk: the generation speed a client sees, what llama.cpp's predicted_per_second and
+      // serving benchmarks call tokens/s) and wall (all tokens / time from the request to the
+      // last chunk: time to first token included, which sections 1 and 0 measure on their own)
+      console.log('\n3. tokens/s of one stream (max_tokens 1000, ignore_eos), median of 15, paths in turn')
+      const rates = Object.fromEntries(Object.keys(paths).map((name) => [name, { decode: [], wall: [], ttft: [] }]))
+      for (let i = 0; i < 15; i++) {
         for (const [name, base] of Object.entries(paths)) {
-          const r = await chat(base, { stream: true, max_tokens: 1000, ignore_eos: true, messages: [{ role: 'user', content: `story ${i}` }] })
-          const chunks = r.text.split('\n\n').filter((x) => x.startsWith('data: {') && x.includes('"content"')).length
-          rates[name].push(chunks / (r.ms / 1000))
+          const r = await streamTimes(base, { stream: true, max_tokens: 1000, ignore_eos: true, messages: [{ role: 'user', content: `story ${i}` }] })
+          rates[name].decode.push((r.tokens - 1) / ((r.lastMs - r.firstMs) / 1000))
+          rates[name].wall.push(r.tokens / (r.lastMs / 1000))
+          rates[name].ttft.push(r.firstMs)
         }
       }
-      for (const [name, xs] of Object.entries(rates)) {
-        const ratio = name === 'direct' ? '' : ` (${(pct(xs, 0.5) / pct(rates.direct, 0.5)).toFixed(2)}x direct)`
-        console.log(`   ${name.padEnd(8)} ${pct(xs, 0.5).toFixed(0).padStart(6)} tokens/s${ratio}, content chunks / wall clock from request to last chunk`)
+      console.log('   path       decode tokens/s        wall tokens/s          first token')
+      for (const [name, x] of Object.entries(rates)) {
+        const vs = (k) => name === 'direct' ? '        ' : ` (${(pct(x[k], 0.5) / pct(rates.direct[k], 0.5)).toFixed(2)}x)`
+        console.log(`   ${name.padEnd(8)} ${pct(x.decode, 0.5).toFixed(0).padStart(8)}${vs('decode')}   ${pct(x.wall, 0.5).toFixed(0).padStart(8)}${vs('wall')}   ${f(pct(x.ttft, 0.5)).padStart(7)} ms`)
       }
     }
     await Promise.all(procs.splice(0).map(async (p) => { await p.stop(5000) }))
