@@ -1,4 +1,4 @@
-import { lpStream, type LengthPrefixedStream } from '@libp2p/utils'
+import type { LengthPrefixedStream } from '@libp2p/utils'
 import type { Stream } from '@libp2p/interface'
 import * as varint from 'uint8-varint'
 import {
@@ -7,6 +7,7 @@ import {
   type InferHead, type InferRequest
 } from '@llmesh/protocol'
 import { INFER_STREAM_IDLE_MS, MAX_IDLE_INFER_STREAMS } from './constants.js'
+import { framed } from './wire.js'
 
 /** Largest response frame accepted; runners' chunks are far smaller. */
 const MAX_RESPONSE_FRAME_BYTES = 4 * 1024 * 1024
@@ -27,7 +28,7 @@ interface Channel {
 }
 
 function channelOf (stream: Stream): Channel {
-  return { stream, lp: lpStream(stream, { maxDataLength: MAX_RESPONSE_FRAME_BYTES }) }
+  return { stream, lp: framed(stream, { maxDataLength: MAX_RESPONSE_FRAME_BYTES }) }
 }
 
 function canWrite (stream: Stream): boolean {
@@ -217,7 +218,7 @@ export interface InferReply {
  * request is answered with an ERROR frame and the stream is closed, never a crash.
  */
 export async function serveInfer (stream: Stream, onRequest: (request: InferRequest, reply: InferReply) => Promise<void>): Promise<void> {
-  const lp = lpStream(stream, { maxDataLength: MAX_INFER_REQUEST_BYTES })
+  const lp = framed(stream, { maxDataLength: MAX_INFER_REQUEST_BYTES })
   let current: AbortController | undefined
   const onClose = (): void => { current?.abort(new Error('requester closed the stream')) }
   stream.addEventListener('close', onClose)
