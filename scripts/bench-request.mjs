@@ -12,7 +12,7 @@
 //   4. 3 entry agents x a burst over 3 serving hosts (2 slots each): claims-aware routing
 //      (least-loaded, which counts every router's claims) vs an uncoordinated choice (random):
 //      busy answers, queueing, latency.
-// Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2] [--sections 0,1,2,3,4] [--runner-threads 1] [--rounds 50]
+// Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2] [--sections 0,1,2,3,4] [--runner-threads 1] [--rounds 50] [--warmup 3000]
 // (--burst is per entry agent; 2 x 3 entries = the 6 slots of the 3 hosts: routing decides whether they collide)
 import '../packages/protocol/dist/polyfill.js'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -22,11 +22,15 @@ import { parseArgs } from 'node:util'
 import { request, Agent as UndiciAgent, setGlobalDispatcher } from 'undici'
 import { ensureLlamaCpp, ensureTinyModel, startAgentProcess, waitFor, LOOPBACK_AGENT_ARGS } from '../packages/fixtures/dist/index.js'
 
-const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '2' }, sections: { type: 'string', default: '0,1,2,3,4' }, 'runner-threads': { type: 'string', default: '1' }, rounds: { type: 'string', default: '50' } } })
+const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '2' }, sections: { type: 'string', default: '0,1,2,3,4' }, 'runner-threads': { type: 'string', default: '1' }, rounds: { type: 'string', default: '50' }, warmup: { type: 'string', default: '3000' } } })
 const N = Number(values.n)
 const C = Number(values.concurrency)
 const BURST = Number(values.burst)
 const ROUNDS = Number(values.rounds)
+// requests per path before the latency sections measure: V8 compiles the hot path only after a
+// few thousand requests (measured: p99 through the local agent 5.3 ms after 500, 3.4 ms after
+// 5,000); an agent in service is warm, so steady state is what these sections report
+const WARMUP = Number(values.warmup)
 const SECTIONS = new Set(values.sections.split(',').map(Number))
 const want = (...xs) => xs.some((x) => SECTIONS.has(x))
 setGlobalDispatcher(new UndiciAgent({ connections: 64, keepAliveTimeout: 30_000 }))
@@ -151,8 +155,8 @@ try {
     const fastPaths = { direct: fast.url, floor: floorUrl, local: fs.info.api, remote: fe.info.api }
     const q = { model: 'fast', max_tokens: 1, messages: [{ role: 'user', content: 'hi' }] }
     const lat0 = {}
-    Object.assign(lat0, await latencies(fastPaths, q, 200))
-    console.log(`\n0. agent cost in front of a runner that answers at once (sequential, n=${N} per path, paths in turn), ms`)
+    Object.assign(lat0, await latencies(fastPaths, q, WARMUP))
+    console.log(`\n0. agent cost in front of a runner that answers at once (sequential, n=${N} per path after ${WARMUP} to warm up, paths in turn), ms`)
     console.log('   path                         p50      p99   added p50  added p99')
     for (const [name, v] of Object.entries(lat0)) {
       const label = { direct: 'fast runner directly', floor: 'bare node proxy (floor)', local: 'local agent -> runner', remote: 'remote agent -> peer -> runner' }[name]
@@ -182,8 +186,8 @@ try {
 
     if (want(1)) {
       // 1. added latency
-      const lat = await latencies(paths, short, 50)
-      console.log(`\n1. latency of one request (max_tokens 1, sequential, n=${N} per path, paths in turn), ms`)
+      const lat = await latencies(paths, short, WARMUP)
+      console.log(`\n1. latency of one request (max_tokens 1, sequential, n=${N} per path after ${WARMUP} to warm up, paths in turn), ms`)
       console.log('   path                         p50      p99   added p50  added p99')
       for (const [name, v] of Object.entries(lat)) {
         const label = { direct: 'llama-server directly', local: 'local agent -> its runner', remote: 'remote agent -> peer -> runner' }[name]
