@@ -16,9 +16,10 @@
 // (--burst is per entry agent; 2 x 3 entries = the 6 slots of the 3 hosts: routing decides whether they collide)
 import '../packages/protocol/dist/polyfill.js'
 import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { execFileSync } from 'node:child_process'
 import { request, Agent as UndiciAgent, setGlobalDispatcher } from 'undici'
 import { ensureLlamaCpp, ensureTinyModel, startAgentProcess, waitFor, LOOPBACK_AGENT_ARGS } from '../packages/fixtures/dist/index.js'
 
@@ -93,6 +94,16 @@ async function streamTimes (base, body) {
     lastMs = now
   }
   return { tokens, firstMs, lastMs }
+}
+
+/** Sets the CPU affinity of every thread of these processes (Linux `taskset`); false where that is not possible. */
+function pin (pids, cpus) {
+  try {
+    for (const pid of pids) execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
 }
 
 const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))] }
@@ -211,21 +222,42 @@ try {
       // Two rates: decode (tokens after the first / time from the first to the last content
       // chunk: the generation speed a client sees, what llama.cpp's predicted_per_second and
       // serving benchmarks call tokens/s) and wall (all tokens / time from the request to the
-      // last chunk: time to first token included, which sections 1 and 0 measure on their own)
-      console.log('\n3. tokens/s of one stream (max_tokens 1000, ignore_eos), median of 15, paths in turn')
-      const rates = Object.fromEntries(Object.keys(paths).map((name) => [name, { decode: [], wall: [], ttft: [] }]))
-      for (let i = 0; i < 15; i++) {
-        for (const [name, base] of Object.entries(paths)) {
-          const r = await streamTimes(base, { stream: true, max_tokens: 1000, ignore_eos: true, messages: [{ role: 'user', content: `story ${i}` }] })
-          rates[name].decode.push((r.tokens - 1) / ((r.lastMs - r.firstMs) / 1000))
-          rates[name].wall.push(r.tokens / (r.lastMs / 1000))
-          rates[name].ttft.push(r.firstMs)
+      // last chunk: time to first token included, which sections 1 and 0 measure on their own).
+      // Twice: on shared cores, and with llama-server on a core of its own (the rest on the
+      // others). On shared cores the remote path runs four processes on this machine's 2 cores
+      // (load generator, entry agent, serving agent, runner) against two for the direct path;
+      // on a real mesh the entry agent is on another host, and a GPU host's runner does not
+      // compete with its agent for a core. Pinned, the figure says whether the mesh delivers
+      // tokens as fast as the runner makes them; shared, what co-location costs.
+      const tokenRates = async (label) => {
+        console.log(`\n3. tokens/s of one stream (max_tokens 1000, ignore_eos), median of 15, paths in turn, ${label}`)
+        const rates = Object.fromEntries(Object.keys(paths).map((name) => [name, { decode: [], wall: [], ttft: [] }]))
+        for (let i = 0; i < 15; i++) {
+          for (const [name, base] of Object.entries(paths)) {
+            const r = await streamTimes(base, { stream: true, max_tokens: 1000, ignore_eos: true, messages: [{ role: 'user', content: `story ${i}` }] })
+            rates[name].decode.push((r.tokens - 1) / ((r.lastMs - r.firstMs) / 1000))
+            rates[name].wall.push(r.tokens / (r.lastMs / 1000))
+            rates[name].ttft.push(r.firstMs)
+          }
+        }
+        console.log('   path       decode tokens/s        wall tokens/s          first token')
+        for (const [name, x] of Object.entries(rates)) {
+          const vs = (k) => name === 'direct' ? '        ' : ` (${(pct(x[k], 0.5) / pct(rates.direct[k], 0.5)).toFixed(2)}x)`
+          console.log(`   ${name.padEnd(8)} ${pct(x.decode, 0.5).toFixed(0).padStart(8)}${vs('decode')}   ${pct(x.wall, 0.5).toFixed(0).padStart(8)}${vs('wall')}   ${f(pct(x.ttft, 0.5)).padStart(7)} ms`)
         }
       }
-      console.log('   path       decode tokens/s        wall tokens/s          first token')
-      for (const [name, x] of Object.entries(rates)) {
-        const vs = (k) => name === 'direct' ? '        ' : ` (${(pct(x[k], 0.5) / pct(rates.direct[k], 0.5)).toFixed(2)}x)`
-        console.log(`   ${name.padEnd(8)} ${pct(x.decode, 0.5).toFixed(0).padStart(8)}${vs('decode')}   ${pct(x.wall, 0.5).toFixed(0).padStart(8)}${vs('wall')}   ${f(pct(x.ttft, 0.5)).padStart(7)} ms`)
+      await tokenRates('shared cores')
+      const cpus = availableParallelism()
+      if (cpus >= 2 && pin([process.pid], `0-${cpus - 1}`)) {
+        pin([runner.pid], String(cpus - 1))
+        pin([process.pid, s.pid, e.pid], `0-${cpus - 2}`)
+        try {
+          await tokenRates(`llama-server alone on cpu ${cpus - 1}`)
+        } finally {
+          pin([process.pid], `0-${cpus - 1}`)
+        }
+      } else {
+        console.log('   (no taskset here: the run with the runner on its own core is left out)')
       }
     }
     await Promise.all(procs.splice(0).map(async (p) => { await p.stop(5000) }))
