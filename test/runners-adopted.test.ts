@@ -176,6 +176,18 @@ describe('Ollama adapter (fake Ollama on loopback)', () => {
     expect(manager.get(manager.find('hang:latest')!.id)!.describe().stalls).toBe(1)
   })
 
+  it('passes Ollama\'s refusal on as an OpenAI error with its status', async () => {
+    const listed = ollamaModels
+    ollamaModels = ollamaModels.filter((m) => m.name !== 'llama3.2:latest')
+    try {
+      const res = await manager.infer('llama3.2:latest', '/v1/chat/completions', { stream: true, messages: [{ role: 'user', content: 'hi' }] })
+      expect(res.status).toBe(404)
+      expect(JSON.parse(await readAll(res))).toMatchObject({ error: { message: "Ollama: model 'llama3.2:latest' not found", type: 'invalid_request_error' } })
+    } finally {
+      ollamaModels = listed
+    }
+  })
+
   it('drops the runner of a model Ollama no longer lists', async () => {
     ollamaModels = ollamaModels.filter((m) => m.name !== 'hang:latest')
     await manager.refreshOllama()

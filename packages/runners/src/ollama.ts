@@ -11,6 +11,7 @@ import { Pool } from 'undici'
 import { LlmeshError, type ModelInfo } from '@llmesh/protocol'
 import { BaseRunner, type RunnerCommonInit, type UpstreamResponse } from './base-runner.js'
 import { DEFAULT_OLLAMA_SLOTS } from './constants.js'
+import { RUNNER_CONNECT, requestPaced } from './paced.js'
 import {
   ChatCompletionWriter,
   chatMessages,
@@ -63,7 +64,7 @@ export class OllamaClient {
 
   constructor (url: string, connections = 8) {
     this.url = url.replace(/\/+$/, '')
-    this.pool = new Pool(this.url, { connections, pipelining: 1 })
+    this.pool = new Pool(this.url, { connections, pipelining: 1, connect: RUNNER_CONNECT })
   }
 
   async tags (timeoutMs = 5000): Promise<OllamaTag[]> {
@@ -141,21 +142,16 @@ export class OllamaRunner extends BaseRunner {
   protected async open (path: RunnerPath, body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse> {
     if (path !== '/v1/chat/completions') throw new LlmeshError('INVALID_REQUEST', `Ollama runner does not serve ${path}`)
     const streaming = body['stream'] === true
-    const res = await this.init.client.pool.request({
-      path: '/api/chat',
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(toOllamaChat(this.init.ollamaModel, body)),
-      signal,
-      headersTimeout: 0,
-      bodyTimeout: 0
-    })
-    if (res.statusCode !== 200) {
-      const text = await res.body.text()
+    // Ollama always streams here (NDJSON), so the answer is read paced like any token stream
+    const res = await requestPaced(this.init.client.pool, { path: '/api/chat', body: JSON.stringify(toOllamaChat(this.init.ollamaModel, body)), signal })
+    if (res.status !== 200) {
+      const parts: Uint8Array[] = []
+      for await (const part of res.body) parts.push(part)
+      const text = Buffer.concat(parts).toString()
       let message = text.slice(0, 500)
       try { message = String((JSON.parse(text) as { error?: unknown }).error ?? message) } catch {}
-      const type = res.statusCode < 500 ? 'invalid_request_error' : 'server_error'
-      return { status: res.statusCode, contentType: 'application/json', body: single(openAiErrorBody(`Ollama: ${message}`, type)) }
+      const type = res.status < 500 ? 'invalid_request_error' : 'server_error'
+      return { status: res.status, contentType: 'application/json', body: single(openAiErrorBody(`Ollama: ${message}`, type)) }
     }
     const writer = new ChatCompletionWriter(this.model)
     return {
