@@ -64,6 +64,35 @@ describe('requestPaced', () => {
     expect(await readAll(res.body)).toEqual([0, 1, 2, 3].map(sse))
   })
 
+  it('stops reading the runner while the consumer is far behind, and loses nothing', async () => {
+    const total = 16 * 1024 * 1024
+    let written = 0
+    let serverDone = false
+    const p = await serve((req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      const block = Buffer.alloc(64 * 1024, 'x')
+      const more = (): void => {
+        while (written < total) {
+          written += block.length
+          if (!res.write(block)) { res.once('drain', more); return }
+        }
+        serverDone = true
+        res.end()
+      }
+      more()
+    })
+    const res = await requestPaced(p, { path: '/x', body: '{}', signal: new AbortController().signal, windowMs: 1 })
+    // nothing taken for a while: a reader without backpressure would have pulled all 16 MB
+    // into memory by now; this one holds about 1 MB and the rest waits in the server
+    await sleep(500)
+    expect(serverDone).toBe(false)
+    expect(written).toBeLessThan(total)
+    let got = 0
+    for await (const chunk of res.body) got += chunk.length
+    expect(got).toBe(total)
+    expect(serverDone).toBe(true)
+  })
+
   it('hands back an error status and its body like any answer', async () => {
     const p = await serve((req, res) => {
       res.writeHead(503, { 'content-type': 'application/json' })
