@@ -10,8 +10,10 @@
 //   2. requests/s through one agent vs llama-server directly (max_tokens 1, C concurrent);
 //   3. tokens/s of one long stream through the mesh vs directly (decode rate and wall-clock rate);
 //   4. 3 entry agents x a burst over 3 serving hosts (2 slots each): claims-aware routing
-//      (least-loaded, which counts every router's claims) vs an uncoordinated choice (random):
-//      busy answers, queueing, latency.
+//      (least-loaded and performance, which count every router's claims) vs a random choice
+//      (with llmesh's busy answers) vs three independent pools calling the llama-servers
+//      directly (the seed's uncoordinated routers) vs one central scheduler: busy answers,
+//      queueing, latency.
 // Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2] [--sections 0,1,2,3,4] [--runner-threads 1] [--rounds 50] [--warmup 3000]
 // (--burst is per entry agent; 2 x 3 entries = the 6 slots of the 3 hosts: routing decides whether they collide)
 import '../packages/protocol/dist/polyfill.js'
@@ -23,7 +25,7 @@ import { execFileSync } from 'node:child_process'
 import { request, Agent as UndiciAgent, setGlobalDispatcher } from 'undici'
 import { ensureLlamaCpp, ensureTinyModel, startAgentProcess, waitFor, LOOPBACK_AGENT_ARGS } from '../packages/fixtures/dist/index.js'
 
-const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '2' }, sections: { type: 'string', default: '0,1,2,3,4' }, 'runner-threads': { type: 'string', default: '1' }, rounds: { type: 'string', default: '50' }, warmup: { type: 'string', default: '3000' } } })
+const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '2' }, sections: { type: 'string', default: '0,1,2,3,4' }, 'runner-threads': { type: 'string', default: '1' }, rounds: { type: 'string', default: '50' }, warmup: { type: 'string', default: '3000' }, hosts: { type: 'string', default: 'sim' }, 'service-ms': { type: 'string', default: '40' } } })
 const N = Number(values.n)
 const C = Number(values.concurrency)
 const BURST = Number(values.burst)
@@ -49,6 +51,8 @@ const dir = await mkdtemp(join(tmpdir(), 'llmesh-bench-request-'))
 const procs = []
 /** other child processes of the benchmark, killed at the end whatever happens */
 const children = []
+/** other things to close at the end */
+const closers = []
 const runnerPids = []
 
 async function getJson (url) { return await (await request(url)).body.json() }
@@ -122,24 +126,43 @@ async function latencies (paths, body, warm) {
   return Object.fromEntries(Object.entries(xs).map(([name, v]) => [name, { p50: pct(v, 0.5), p99: pct(v, 0.99) }]))
 }
 
-/** An OpenAI-compatible server that answers every chat request at once (one token). */
-async function fastRunner () {
+/**
+ * An OpenAI-compatible server that answers every chat request (one token) at once or, with
+ * `serviceMs`, after that long, serving at most `slots` requests at a time and queueing the
+ * rest in order, as llama-server does with its slots: a host of its own for section 4, whose
+ * capacity does not come out of the machine's 2 cores.
+ */
+async function fastRunner ({ serviceMs = 0, slots = Infinity } = {}) {
   const { createServer } = await import('node:http')
   const reply = JSON.stringify({ id: 'x', object: 'chat.completion', created: 0, model: 'fast', choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } })
+  let busy = 0
+  const waiting = []
+  const answer = (body, res) => {
+    if (body.includes('"stream":true')) {
+      res.writeHead(200, { 'content-type': 'text/event-stream' })
+      res.end('data: {"id":"x","object":"chat.completion.chunk","created":0,"model":"fast","choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":null}]}\n\ndata: {"id":"x","object":"chat.completion.chunk","created":0,"model":"fast","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
+    } else {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.end(reply)
+    }
+  }
+  const serve = (body, res) => {
+    if (serviceMs === 0) { answer(body, res); return }
+    if (busy >= slots) { waiting.push([body, res]); return }
+    busy++
+    setTimeout(() => {
+      answer(body, res)
+      busy--
+      const next = waiting.shift()
+      if (next != null) serve(...next)
+    }, serviceMs)
+  }
   const server = createServer((req, res) => {
     if (req.url === '/health') { res.end('{"status":"ok"}'); return }
     if (req.url === '/v1/models') { res.setHeader('content-type', 'application/json'); res.end('{"object":"list","data":[{"id":"fast","object":"model"}]}'); return }
     let body = ''
     req.on('data', (d) => { body += d })
-    req.on('end', () => {
-      if (body.includes('"stream":true')) {
-        res.writeHead(200, { 'content-type': 'text/event-stream' })
-        res.end('data: {"id":"x","object":"chat.completion.chunk","created":0,"model":"fast","choices":[{"index":0,"delta":{"content":"ok"},"finish_reason":null}]}\n\ndata: {"id":"x","object":"chat.completion.chunk","created":0,"model":"fast","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n')
-      } else {
-        res.writeHead(200, { 'content-type': 'application/json' })
-        res.end(reply)
-      }
-    })
+    req.on('end', () => { serve(body, res) })
   })
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
   return { server, url: `http://127.0.0.1:${server.address().port}` }
@@ -265,25 +288,63 @@ try {
 
   // 4. three entries, three serving hosts with 2 slots each
   if (want(4)) {
-    const s0 = await start('s0', serveArgs(2))
+    // --hosts sim (default): each serving agent adopts a runner of its own that holds every
+    // request --service-ms with 2 slots (fastRunner): three hosts of independent capacity, as
+    // three GPU hosts are. --hosts llama: three llama-servers on the tiny model, which here
+    // share the machine's 2 cores, so spreading a burst over them adds no capacity (measured:
+    // three pools piling onto two of them were faster than any spread) and the section shows
+    // only the collisions.
+    const sim = values.hosts !== 'llama'
+    const SERVICE_MS = Number(values['service-ms'])
+    const hostArgs = async (i) => {
+      if (!sim) return serveArgs(2)
+      const runner = await fastRunner({ serviceMs: SERVICE_MS, slots: 2 })
+      closers.push(() => { runner.server.close() })
+      const { writeFile } = await import('node:fs/promises')
+      const cfg = join(dir, `sim${i}.json`)
+      await writeFile(cfg, JSON.stringify({ mlx: { url: runner.url, model: 'tiny', slots: 2 } }))
+      return ['--config', cfg]
+    }
+    const s0 = await start('s0', await hostArgs(0))
     const boot = ['--bootstrap', s0.info.addrs[0]]
-    const servers = [s0, ...await Promise.all([1, 2].map(async (i) => await start(`s${i}`, [...boot, ...serveArgs(2)])))]
+    const servers = [s0, ...await Promise.all([1, 2].map(async (i) => await start(`s${i}`, [...boot, ...await hostArgs(i)])))]
     const entries = await Promise.all([0, 1, 2].map(async (i) => await start(`e${i}`, boot)))
     for (const x of entries) await readyRunners(x, 3)
-    for (const sv of servers) runnerPids.push((await getJson(`${sv.info.api}/admin/runners`)).runners[0].pid)
+    const hostRunners = []
+    for (const sv of servers) {
+      const r = (await getJson(`${sv.info.api}/admin/runners`)).runners[0]
+      if (r.pid != null) runnerPids.push(r.pid)
+      hostRunners.push(r.address)
+    }
+    // the routers of the seed's first limitation: three applications, each with its own pool of
+    // the three llama-servers and nothing shared; each sends a request to the host where IT has
+    // the fewest requests in flight, ties to the host the (same, stale) load figures rank first
+    // for all of them, and a full llama-server queues the request. No agent on the path, so
+    // this baseline is spared the agents' own cost.
+    const pools = entries.map(() => new Map(hostRunners.map((h) => [h, 0])))
+    const alone = async (pool, body) => {
+      const host = [...pool].reduce((best, x) => x[1] < best[1] ? x : best)[0]
+      pool.set(host, pool.get(host) + 1)
+      try {
+        return await chat(host, body)
+      } finally {
+        pool.set(host, pool.get(host) - 1)
+      }
+    }
     const counters = async () => {
       let busy = 0; let queued = 0; let peak = 0
       for (const sv of servers) for (const a of (await getJson(`${sv.info.api}/admin/admission`)).admission) { busy += a.busyAnswers; queued += a.queued; peak = Math.max(peak, a.peakBusy) }
       return { busy, queued, peak }
     }
-    console.log(`\n4. 3 entry agents x ${BURST} concurrent requests (max_tokens 64) over 3 hosts x 2 slots, ${ROUNDS} rounds per mode, modes in turn`)
+    console.log(`\n4. 3 entry agents x ${BURST} concurrent requests over 3 hosts x 2 slots (${sim ? `runners holding each request ${SERVICE_MS} ms` : 'llama-server, max_tokens 64, on the shared cores'}), ${ROUNDS} rounds per mode, modes in turn`)
     console.log('   routing                          busy answers  queued  retries/req  p50 ms   p99 ms')
     // warm-up round, then the two strategies alternate round by round so drift hits both alike
     await Promise.all(entries.map(async (x) => await chat(x.info.api, { max_tokens: 64, messages: [{ role: 'user', content: 'warm' }] })))
-    // four modes: every entry routes with claims (least-loaded, and the default performance
-    // strategy); every entry picks at random; one central scheduler (all requests enter
-    // through e0, which sees every in-flight request itself)
-    const modes = ['least-loaded', 'performance', 'random', 'central']
+    // five modes: every entry routes with claims (least-loaded, and the default performance
+    // strategy); every entry picks at random (with llmesh's busy answers and failover); three
+    // applications each with its own pool and nothing shared (above); one central scheduler
+    // (all requests enter through e0, which sees every in-flight request itself)
+    const modes = ['least-loaded', 'performance', 'random', 'alone', 'central']
     const stats = Object.fromEntries(modes.map((m) => [m, { xs: [], tried: 0, busy: 0, queued: 0 }]))
     for (let round = 0; round < ROUNDS * modes.length; round++) {
       const mode = modes[round % modes.length]
@@ -291,7 +352,10 @@ try {
       const st = stats[mode]
       const before = await counters()
       {
-        const all = entries.flatMap((x, i) => Array.from({ length: BURST }, async (_, j) => await chat((mode === 'central' ? entries[0] : x).info.api, { max_tokens: 64, ignore_eos: true, messages: [{ role: 'user', content: `burst ${round} ${i} ${j}` }] }, { 'x-llmesh-strategy': strategy })))
+        const body = (i, j) => ({ max_tokens: 64, ignore_eos: true, messages: [{ role: 'user', content: `burst ${round} ${i} ${j}` }] })
+        const all = entries.flatMap((x, i) => Array.from({ length: BURST }, async (_, j) => mode === 'alone'
+          ? await alone(pools[i], body(i, j))
+          : await chat((mode === 'central' ? entries[0] : x).info.api, body(i, j), { 'x-llmesh-strategy': strategy })))
         for (const r of await Promise.all(all)) {
           st.xs.push(r.ms)
           st.tried += (String(r.headers['x-llmesh-route']).match(/tried /g) ?? []).length
@@ -303,12 +367,14 @@ try {
       st.queued += after.queued - before.queued
     }
     for (const [mode, st] of Object.entries(stats)) {
-      const label = { 'least-loaded': 'coordinated (least-loaded+claims)', performance: 'coordinated (performance+claims)', random: 'uncoordinated (random)', central: 'one central scheduler (e0 only)' }[mode]
-      console.log(`   ${label.padEnd(33)} ${String(st.busy).padStart(12)} ${String(st.queued).padStart(7)} ${(st.tried / st.xs.length).toFixed(2).padStart(12)} ${f(pct(st.xs, 0.5)).padStart(7)} ${f(pct(st.xs, 0.99)).padStart(8)}`)
+      const label = { 'least-loaded': 'coordinated (least-loaded+claims)', performance: 'coordinated (performance+claims)', random: 'random entry, llmesh failover', alone: 'three pools, nothing shared', central: 'one central scheduler (e0 only)' }[mode]
+      const viaAgents = mode !== 'alone' // requests that did not pass an agent have no admission counters
+      console.log(`   ${label.padEnd(33)} ${(viaAgents ? String(st.busy) : '-').padStart(12)} ${(viaAgents ? String(st.queued) : '-').padStart(7)} ${(st.tried / st.xs.length).toFixed(2).padStart(12)} ${f(pct(st.xs, 0.5)).padStart(7)} ${f(pct(st.xs, 0.99)).padStart(8)}`)
     }
   }
 } finally {
   for (const c of children) c.kill('SIGKILL')
+  for (const close of closers) close()
   await Promise.all(procs.map(async (p) => { await p.stop(5000) }))
   for (const pid of runnerPids) { try { process.kill(pid, 'SIGKILL') } catch {} }
   await rm(dir, { recursive: true, force: true })
