@@ -149,6 +149,42 @@ describe('Router', () => {
     expect(await next()).toEqual(['a', 'b'])
   })
 
+  it('waits at its first choice once every host is full, unless that one is clearly busier', async () => {
+    const run = async (firstQueue: number): Promise<Array<{ peer: string, mayQueue: boolean }>> => {
+      const calls: Array<{ peer: string, mayQueue: boolean }> = []
+      // every host full; a (the first choice: least loaded as the heartbeats say) reports
+      // `firstQueue` waiting in its busy answer, b and c none
+      const figures: Record<string, AdmissionSnapshot> = { a: { slotsBusy: 2, slotsTotal: 2, queueDepth: firstQueue }, b: { slotsBusy: 2, slotsTotal: 2, queueDepth: 0 }, c: { slotsBusy: 2, slotsTotal: 2, queueDepth: 0 } }
+      const r = new Router({
+        selfPeerId: () => SELF,
+        nodes: () => [node(SELF, 0), node('a'), node('b'), node('c')],
+        members: () => [{ peerId: 'a', busy: 0 }, { peerId: 'b', busy: 1 }, { peerId: 'c', busy: 1 }].map(({ peerId, busy }) => ({ peerId, state: 'alive', lastHeardAt: Date.now() - 100, metrics: { slotsBusy: busy, slotsTotal: 2, queueDepth: 0 } })),
+        reachable: () => new Set(['a', 'b', 'c']),
+        forward: async (t: RankedTarget, opts: ForwardOptions) => {
+          calls.push({ peer: t.peerId, mayQueue: opts.mayQueue })
+          if (!opts.mayQueue) throw new BusyError('full', figures[t.peerId])
+          return ok()
+        },
+        defaultStrategy: 'least-loaded',
+        logger: pino({ level: 'silent' }),
+        random: () => 0
+      })
+      const res = await r.dispatch({ id: 'q', path: '/v1/chat/completions', model: 'm', body: {}, priority: 5, deadline: Date.now() + 10_000, signal: new AbortController().signal })
+      for await (const _ of res.body) { /* drain */ }
+      return calls
+    }
+    // a's one waiting request is within one of the others: the request waits at a, where it
+    // went first, though the figures now rank b and c before it
+    const near = await run(1)
+    expect(near[0]).toEqual({ peer: 'a', mayQueue: false })
+    expect(near.at(-1)).toEqual({ peer: 'a', mayQueue: true })
+    // five waiting at a: it waits where the queue is short
+    const far = await run(5)
+    expect(far[0]).toEqual({ peer: 'a', mayQueue: false })
+    expect(far.at(-1)!.mayQueue).toBe(true)
+    expect(far.at(-1)!.peer).not.toBe('a')
+  })
+
   it('does not retry a client error, and keeps a claim until the stream ends', async () => {
     const r = router(['a'], { a: () => new LlmeshError('INVALID_REQUEST', 'bad') }, [])
     await expect(dispatch(r)).rejects.toMatchObject({ code: 'INVALID_REQUEST' })

@@ -128,6 +128,8 @@ export class Router {
     const tried = new Set<string>()
     const trail: string[] = []
     let queue = false
+    /** the host this request went to first: where it waits if it has to (see below) */
+    let firstChoice: string | undefined
     let sawBusy = false
     let failed = 0
     let lastError: LlmeshError | undefined
@@ -168,13 +170,36 @@ export class Router {
         const list = r.available.length > 0 ? r.available.join(', ') : 'none'
         throw new LlmeshError(r.code, `${r.message}; models in the mesh: ${list}`)
       }
-      const t = r.targets[0]!
+      let t = r.targets[0]!
+      const mayQueue = queue || r.allFull
+      // A request that has to wait waits at its first choice, unless that host is clearly
+      // busier than the best now (more requests ahead than the best host has slots: a whole
+      // service time more). The first choices of routers
+      // that received requests in the same instant were set apart by the spread order, when
+      // they all saw the same hosts; re-ranked for the queue on views that have meanwhile
+      // taken in some of each other's claims (mid-burst) and busy answers, their waiting
+      // requests stacked on whichever host those partial views made look least loaded:
+      // measured, a burst of twice the slots waited a whole service time more at p99 than
+      // behind a central scheduler (149 / 146 against 120 ms), and 124 / 121 against 114-164
+      // ms this way.
+      if (mayQueue && firstChoice != null && t.peerId !== firstChoice) {
+        if (!queue) {
+          // every host full: from here on the request may wait, and its first choice is a
+          // candidate again
+          queue = true
+          tried.clear()
+          trail.push('all full: queueing')
+          continue
+        }
+        const first = r.targets.find((x) => x.peerId === firstChoice)
+        if (first != null && first.load.occupied <= t.load.occupied + t.load.slots) t = first
+      }
+      firstChoice ??= t.peerId
       tried.add(t.peerId)
       if (!this.health.allow(t.peerId, now)) {
         trail.push(`${short(t.peerId)}: circuit half-open, probe out`)
         continue
       }
-      const mayQueue = queue || r.allFull
       const release = this.claim(t.peerId)
       const started = this.now()
       let res: Forwarded
