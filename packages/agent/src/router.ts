@@ -180,8 +180,8 @@ export class Router {
       // taken in some of each other's claims (mid-burst) and busy answers, their waiting
       // requests stacked on whichever host those partial views made look least loaded:
       // measured, a burst of twice the slots waited a whole service time more at p99 than
-      // behind a central scheduler (149 / 146 against 120 ms), and 124 / 121 against 114-164
-      // ms this way.
+      // behind a central scheduler (least-loaded / performance 149 / 146 against 120 ms), and
+      // 123-130 / 117-120 against 115-124 ms this way.
       if (mayQueue && firstChoice != null && t.peerId !== firstChoice) {
         if (!queue) {
           // every host full: from here on the request may wait, and its first choice is a
