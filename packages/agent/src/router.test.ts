@@ -150,7 +150,7 @@ describe('Router', () => {
   })
 
   it('waits at its first choice once every host is full, unless that one is clearly busier', async () => {
-    const run = async (firstQueue: number): Promise<Array<{ peer: string, mayQueue: boolean }>> => {
+    const run = async (firstQueue: number, firstFails = false): Promise<Array<{ peer: string, mayQueue: boolean }>> => {
       const calls: Array<{ peer: string, mayQueue: boolean }> = []
       // every host full; a (the first choice: least loaded as the heartbeats say) reports
       // `firstQueue` waiting in its busy answer, b and c none
@@ -162,6 +162,7 @@ describe('Router', () => {
         reachable: () => new Set(['a', 'b', 'c']),
         forward: async (t: RankedTarget, opts: ForwardOptions) => {
           calls.push({ peer: t.peerId, mayQueue: opts.mayQueue })
+          if (firstFails && t.peerId === 'a') throw new LlmeshError('PEER_UNREACHABLE', 'gone')
           if (!opts.mayQueue) throw new BusyError('full', figures[t.peerId])
           return ok()
         },
@@ -183,6 +184,11 @@ describe('Router', () => {
     expect(far[0]).toEqual({ peer: 'a', mayQueue: false })
     expect(far.at(-1)!.mayQueue).toBe(true)
     expect(far.at(-1)!.peer).not.toBe('a')
+    // a first choice that failed (not full) is no place to wait
+    const failed = await run(0, true)
+    expect(failed[0]).toEqual({ peer: 'a', mayQueue: false })
+    expect(failed.filter((c) => c.peer === 'a')).toHaveLength(1)
+    expect(failed.at(-1)!.mayQueue).toBe(true)
   })
 
   it('does not retry a client error, and keeps a claim until the stream ends', async () => {

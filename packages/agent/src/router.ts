@@ -183,23 +183,23 @@ export class Router {
       // behind a central scheduler (least-loaded / performance 149 / 146 against 120 ms), and
       // 123-130 / 117-120 against 115-124 ms this way.
       if (mayQueue && firstChoice != null && t.peerId !== firstChoice) {
-        if (!queue) {
-          // every host full: from here on the request may wait, and its first choice is a
-          // candidate again
+        if (!queue && tried.has(firstChoice)) {
+          // every host full: from here on the request may wait, and its first choice (which
+          // answered busy) is a candidate again
           queue = true
-          tried.clear()
+          tried.delete(firstChoice)
           trail.push('all full: queueing')
           continue
         }
         const first = r.targets.find((x) => x.peerId === firstChoice)
         if (first != null && first.load.occupied <= t.load.occupied + t.load.slots) t = first
       }
-      firstChoice ??= t.peerId
       tried.add(t.peerId)
       if (!this.health.allow(t.peerId, now)) {
         trail.push(`${short(t.peerId)}: circuit half-open, probe out`)
         continue
       }
+      firstChoice ??= t.peerId
       const release = this.claim(t.peerId)
       const started = this.now()
       let res: Forwarded
@@ -219,6 +219,8 @@ export class Router {
         if (failure === 'aborted') throw signal.reason ?? e
         if (e instanceof QueueFullError) retryAfterSec = Math.min(retryAfterSec ?? Infinity, e.retryAfterSec)
         if (isHostFailure(failure)) failed++
+        // only a host that was full is a place to wait; one that failed is not
+        if (failure !== 'busy' && t.peerId === firstChoice) firstChoice = undefined
         if (failure === 'busy') {
           sawBusy = true
           if (e instanceof BusyError && e.admission != null) this.busyReports.set(t.peerId, { report: e.admission, at: this.now() })
