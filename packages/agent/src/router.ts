@@ -181,7 +181,7 @@ export class Router {
       // requests stacked on whichever host those partial views made look least loaded:
       // measured, a burst of twice the slots waited a whole service time more at p99 than
       // behind a central scheduler (least-loaded / performance 149 / 146 against 120 ms), and
-      // 123-130 / 117-120 against 115-124 ms this way.
+      // 117-130 / 117-122 against 115-124 ms this way.
       if (mayQueue && firstChoice != null && t.peerId !== firstChoice) {
         if (!queue && tried.has(firstChoice)) {
           // every host full: from here on the request may wait, and its first choice (which
