@@ -89,6 +89,9 @@ describe('Router', () => {
     const res = await dispatch(r)
     expect(res.peer).toBe('a')
     expect(calls).toEqual([{ peer: 'a', mayQueue: false }, { peer: 'b', mayQueue: false }, { peer: 'a', mayQueue: true }])
+    // the switch to queueing is said as such, not as one more host tried
+    expect(res.route).toContain('all busy: queueing')
+    expect(res.route.match(/tried /g)).toHaveLength(2)
   })
 
   it('answers QUEUE_FULL with the smallest Retry-After when every queue is full', async () => {

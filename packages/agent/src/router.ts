@@ -174,14 +174,14 @@ export class Router {
       const mayQueue = queue || r.allFull
       // A request that has to wait waits at its first choice, unless that host is clearly
       // busier than the best now (more requests ahead than the best host has slots: a whole
-      // service time more). The first choices of routers
-      // that received requests in the same instant were set apart by the spread order, when
-      // they all saw the same hosts; re-ranked for the queue on views that have meanwhile
-      // taken in some of each other's claims (mid-burst) and busy answers, their waiting
-      // requests stacked on whichever host those partial views made look least loaded:
-      // measured, a burst of twice the slots waited a whole service time more at p99 than
-      // behind a central scheduler (least-loaded / performance 149 / 146 against 120 ms), and
-      // 117-130 / 117-122 against 115-124 ms this way.
+      // service time more). The first choices of routers that received requests in the same
+      // instant were set apart by the spread order, when they all saw the same hosts;
+      // re-ranked for the queue on views that have meanwhile taken in some of each other's
+      // claims (mid-burst) and busy answers, their waiting requests stacked on whichever host
+      // those partial views made look least loaded: measured, a burst of twice the slots
+      // waited a whole service time more at p99 than behind a central scheduler (least-loaded
+      // / performance 149 / 146 against 120 ms), and 117-130 / 117-122 against 115-124 ms
+      // this way.
       if (mayQueue && firstChoice != null && t.peerId !== firstChoice) {
         if (!queue && tried.has(firstChoice)) {
           // every host full: from here on the request may wait, and its first choice (which
@@ -196,7 +196,7 @@ export class Router {
       }
       tried.add(t.peerId)
       if (!this.health.allow(t.peerId, now)) {
-        trail.push(`${short(t.peerId)}: circuit half-open, probe out`)
+        trail.push(`tried ${short(t.peerId)}: circuit half-open, probe out`)
         continue
       }
       firstChoice ??= t.peerId
@@ -227,7 +227,7 @@ export class Router {
         }
         // keep the most telling error: a host failure over a busy answer
         if (lastError == null || failure !== 'busy' || lastError.code === 'BUSY') lastError = e
-        trail.push(`${short(t.peerId)}: ${failure}`)
+        trail.push(`tried ${short(t.peerId)}: ${failure}`)
         this.c.logger.debug({ reqId: req.id, target: t.peerId, failure, err: e.message }, 'forward failed')
         const d = decideRetry({ failure, streamed: false, failedAttempts: Math.max(1, failed), remaining: r.targets.length - 1, budget: this.budget, now: this.now(), random: this.random })
         if (!d.retry) {
@@ -239,7 +239,7 @@ export class Router {
         continue
       }
       const firstMs = this.now() - started
-      const target: RoutedTarget = { peerId: t.peerId, runnerId: res.runnerId, local: t.local, reasons: [...t.reasons, ...(mayQueue ? ['may-queue'] : []), ...trail.map((x) => `tried ${x}`)] }
+      const target: RoutedTarget = { peerId: t.peerId, runnerId: res.runnerId, local: t.local, reasons: [...t.reasons, ...(mayQueue ? ['may-queue'] : []), ...trail] }
       this.c.logger.debug({ reqId: req.id, target: t.peerId, attempt, firstMs }, 'routed')
       return { status: res.status, contentType: res.contentType, target, attempts: attempt, body: this.observe(t.peerId, first, it, res.status, firstMs, signal, release) }
     }
