@@ -205,7 +205,6 @@ export class Agent {
     }
   }
 
-  /** The numbers this agent gossips in each heartbeat. */
   /** Slots of this host's ready runners. */
   private readySlots (): number {
     let slots = 0
@@ -213,6 +212,7 @@ export class Agent {
     return slots
   }
 
+  /** The numbers this agent gossips in each heartbeat. */
   private localMetrics (): PeerMetrics {
     const slotsTotal = this.readySlots()
     const admission = this.serving?.snapshot() ?? { slotsBusy: 0, queueDepth: 0 }

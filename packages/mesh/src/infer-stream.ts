@@ -37,8 +37,7 @@ function canWrite (stream: Stream): boolean {
 
 /** Open both ways: the stream can carry another request. */
 function usable (stream: Stream): boolean {
-  return stream.status === 'open' && stream.writeStatus === 'writable' && stream.remoteWriteStatus === 'writable' &&
-    stream.readStatus === 'readable'
+  return canWrite(stream) && stream.remoteWriteStatus === 'writable' && stream.readStatus === 'readable'
 }
 
 /**

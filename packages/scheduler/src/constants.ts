@@ -251,8 +251,8 @@ export const MIN_OWN_SAMPLES = 3
 
 /**
  * Performance costs of hosts with a free slot within this fraction of the best one count as
- * equal to it when ranking, so the
- * local host and then the spread order decide between them. Without it, routers that all
+ * equal to it when ranking, so the less loaded, the local host and then the spread order
+ * decide between them (PERFORMANCE_MAX_TIE_BAND widens it for noisy hosts). Without it, routers that all
  * measured host A 3% faster than B send a simultaneous burst to A alone and collect "busy"
  * answers (27 in 120 requests in the request benchmark, against 1 for least-loaded); EWMAs
  * of a few percent apart are noise anyway. Costs are compared in bands of this width on a log
