@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest'
 import { mulberry32 } from '@llmesh/fixtures'
 import type { NodeRecord } from '@llmesh/protocol'
+import type { TargetMetrics } from './cluster-view.js'
 import { Admission } from './admission.js'
 import { Claims, overlayReport, targetMetrics, type AdmissionReport, type ReportingPeer } from './claims.js'
-import { rank } from './rank.js'
+import { rank, type RankTuning } from './rank.js'
 import type { Strategy } from './strategy.js'
 
 /**
@@ -184,20 +185,7 @@ describe('multi-entry coordination: 3 routers x 30 requests at once, 3 hosts x 2
     // collision, whatever the peer ids and the random source
     const cases = [['g0', 'g1', 'g2'], ['a', 'm', 'z'], ['h00', 'h11', 'zz']]
     for (const gateways of cases) {
-      const nodes = [...HOSTS.map(node), ...gateways.map((g) => ({ ...node(g), runners: [] }))]
-      const load = new Map(HOSTS.map((h) => [h, 0]))
-      const rnd = seeded(gateways.length)
-      for (const self of gateways) {
-        const claims = new Claims()
-        for (let k = 0; k < 2; k++) {
-          const r = rank({ view: { nodes, metrics: new Map() }, request: { model: 'tiny', strategy: 'least-loaded' }, selfPeerId: self, reachable: new Set(HOSTS), inflight: claims.inflight, random: rnd, now: 0 })
-          if (!r.ok) throw new Error(r.message)
-          const pick = r.targets[0]!.peerId
-          claims.claim(pick)
-          load.set(pick, load.get(pick)! + 1)
-        }
-      }
-      expect([...load.values()]).toEqual([2, 2, 2])
+      expect(fillFromGateways(gateways, { strategy: 'least-loaded', random: seeded(gateways.length) })).toEqual([2, 2, 2])
     }
   })
 
@@ -210,24 +198,35 @@ describe('multi-entry coordination: 3 routers x 30 requests at once, 3 hosts x 2
       ['h1', { latencyMsEwma: 36, latencyMsDev: 18, tokensPerSecEwma: 3800, tokensPerSecDev: 1000 }],
       ['h2', { latencyMsEwma: 40, latencyMsDev: 20, tokensPerSecEwma: 3600, tokensPerSecDev: 900 }]
     ].map(([h, m]) => [h as string, { heartbeatAt: 0, slotsTotal: SLOTS, slotsBusy: 0, queueDepth: 0, ...m as object }]))
-    const fill = (maxBand?: number): number[] => {
-      const gateways = ['g0', 'g1', 'g2']
-      const nodes = [...HOSTS.map(node), ...gateways.map((g) => ({ ...node(g), runners: [] }))]
-      const load = new Map(HOSTS.map((h) => [h, 0]))
-      for (const self of gateways) {
-        const claims = new Claims()
-        for (let k = 0; k < 2; k++) {
-          const r = rank({ view: { nodes, metrics }, request: { model: 'tiny', strategy: 'performance', expectedTokens: 64 }, selfPeerId: self, reachable: new Set(HOSTS), inflight: claims.inflight, random: seeded(k), now: 0 }, maxBand != null ? { performanceMaxTieBand: maxBand } : {})
-          if (!r.ok) throw new Error(r.message)
-          const pick = r.targets[0]!.peerId
-          claims.claim(pick)
-          load.set(pick, load.get(pick)! + 1)
-        }
-      }
-      return [...load.values()]
-    }
+    const fill = (tuning: RankTuning = {}): number[] =>
+      fillFromGateways(['g0', 'g1', 'g2'], { strategy: 'performance', expectedTokens: 64, metrics, random: seeded(1), tuning })
     expect(fill()).toEqual([2, 2, 2])
     // with the band held at 10%, every gateway starts at the host that measured fastest
-    expect(fill(0.1)[0]).toBeGreaterThan(SLOTS)
+    expect(fill({ performanceMaxTieBand: 0.1 })[0]).toBeGreaterThan(SLOTS)
   })
 })
+
+/**
+ * Three gateway routers (no runner of their own) in the view send two requests each to the
+ * hosts, each router seeing only its own claims, in the same instant; returns how many each
+ * host got, in HOSTS order.
+ */
+function fillFromGateways (gateways: string[], opts: { strategy: Strategy, random: () => number, expectedTokens?: number, metrics?: ReadonlyMap<string, TargetMetrics>, tuning?: RankTuning }): number[] {
+  const nodes = [...HOSTS.map(node), ...gateways.map((g) => ({ ...node(g), runners: [] }))]
+  const load = new Map(HOSTS.map((h) => [h, 0]))
+  for (const self of gateways) {
+    const claims = new Claims()
+    for (let k = 0; k < 2; k++) {
+      const r = rank({
+        view: { nodes, metrics: opts.metrics ?? new Map() },
+        request: { model: 'tiny', strategy: opts.strategy, ...(opts.expectedTokens != null ? { expectedTokens: opts.expectedTokens } : {}) },
+        selfPeerId: self, reachable: new Set(HOSTS), inflight: claims.inflight, random: opts.random, now: 0
+      }, opts.tuning)
+      if (!r.ok) throw new Error(r.message)
+      const pick = r.targets[0]!.peerId
+      claims.claim(pick)
+      load.set(pick, load.get(pick)! + 1)
+    }
+  }
+  return [...load.values()]
+}
