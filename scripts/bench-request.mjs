@@ -17,11 +17,12 @@
 // Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2] [--sections 0,1,2,3,4] [--runner-threads 1] [--rounds 50] [--warmup 3000]
 // (--burst is per entry agent; 2 x 3 entries = the 6 slots of the 3 hosts: routing decides whether they collide)
 import '../packages/protocol/dist/polyfill.js'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:http'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { request, Agent as UndiciAgent, setGlobalDispatcher } from 'undici'
 import { ensureLlamaCpp, ensureTinyModel, startAgentProcess, waitFor, LOOPBACK_AGENT_ARGS } from '../packages/fixtures/dist/index.js'
 
@@ -133,7 +134,6 @@ async function latencies (paths, body, warm) {
  * capacity does not come out of the machine's 2 cores.
  */
 async function fastRunner ({ serviceMs = 0, slots = Infinity } = {}) {
-  const { createServer } = await import('node:http')
   const reply = JSON.stringify({ id: 'x', object: 'chat.completion', created: 0, model: 'fast', choices: [{ index: 0, message: { role: 'assistant', content: 'ok' }, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } })
   let busy = 0
   const waiting = []
@@ -172,14 +172,12 @@ try {
   // 0. the agent's own cost, in front of a runner that answers at once
   if (want(0)) {
     const fast = await fastRunner()
-    const { writeFile } = await import('node:fs/promises')
     const cfg = join(dir, 'fast.json')
     await writeFile(cfg, JSON.stringify({ mlx: { url: fast.url, model: 'fast', slots: 64 } }))
     const fs = await start('fast-serve', ['--config', cfg])
     const fe = await start('fast-entry', ['--bootstrap', fs.info.addrs[0]])
     await readyRunners(fe, 1)
     // the floor: a bare node:http + undici proxy in its own process (scripts/floor-proxy.mjs)
-    const { spawn } = await import('node:child_process')
     const floorProc = spawn(process.execPath, [join(import.meta.dirname, 'floor-proxy.mjs'), fast.url], { stdio: ['ignore', 'pipe', 'inherit'] })
     children.push(floorProc)
     const floorUrl = await new Promise((resolve, reject) => {
@@ -300,7 +298,6 @@ try {
       if (!sim) return serveArgs(2)
       const runner = await fastRunner({ serviceMs: SERVICE_MS, slots: 2 })
       closers.push(() => { runner.server.close() })
-      const { writeFile } = await import('node:fs/promises')
       const cfg = join(dir, `sim${i}.json`)
       await writeFile(cfg, JSON.stringify({ mlx: { url: runner.url, model: 'tiny', slots: 2 } }))
       return ['--config', cfg]
@@ -317,9 +314,9 @@ try {
       hostRunners.push(r.address)
     }
     // the routers of the seed's first limitation: three applications, each with its own pool of
-    // the three llama-servers and nothing shared; each sends a request to the host where IT has
+    // the three runners and nothing shared; each sends a request to the host where IT has
     // the fewest requests in flight, ties to the host the (same, stale) load figures rank first
-    // for all of them, and a full llama-server queues the request. No agent on the path, so
+    // for all of them, and a full runner queues the request. No agent on the path, so
     // this baseline is spared the agents' own cost.
     const pools = entries.map(() => new Map(hostRunners.map((h) => [h, 0])))
     const alone = async (pool, body) => {
@@ -338,7 +335,7 @@ try {
     }
     console.log(`\n4. 3 entry agents x ${BURST} concurrent requests over 3 hosts x 2 slots (${sim ? `runners holding each request ${SERVICE_MS} ms` : 'llama-server, max_tokens 64, on the shared cores'}), ${ROUNDS} rounds per mode, modes in turn`)
     console.log('   routing                          busy answers  queued  retries/req  p50 ms   p99 ms')
-    // warm-up round, then the two strategies alternate round by round so drift hits both alike
+    // warm-up round, then the modes take turns round by round so drift hits them alike
     await Promise.all(entries.map(async (x) => await chat(x.info.api, { max_tokens: 64, messages: [{ role: 'user', content: 'warm' }] })))
     // five modes: every entry routes with claims (least-loaded, and the default performance
     // strategy); every entry picks at random (with llmesh's busy answers and failover); three
