@@ -6,7 +6,9 @@
 //      the local agent vs through a remote agent;
 // then with the real llama-server (tiny model):
 //   1. added latency of one short request (max_tokens 1) through the local agent and through a
-//      remote agent, against llama-server directly: p50 / p99 over N requests each;
+//      remote agent, against llama-server directly: p50 / p99 over N requests each, on shared
+//      cores and again with llama-server on a core of its own (so the runner's threads do not
+//      take the agents' core: a control for how much of the added tail is co-location);
 //   2. requests/s through one agent vs llama-server directly (max_tokens 1, C concurrent);
 //   3. tokens/s of one long stream through the mesh vs directly (decode rate and wall-clock rate);
 //   4. 3 entry agents x a burst over 3 serving hosts (2 slots each): claims-aware routing
@@ -108,6 +110,26 @@ function pin (pids, cpus) {
     return true
   } catch {
     return false
+  }
+}
+
+/**
+ * Runs `fn` with the runner's threads on the last core and this process and `others` on the
+ * rest, then gives every one of them all cores again; says so when taskset is not there.
+ */
+async function onOwnCore (runnerPid, others, fn) {
+  const cpus = availableParallelism()
+  const all = `0-${cpus - 1}`
+  if (cpus < 2 || !pin([process.pid], all)) {
+    console.log('   (no taskset here: the run with the runner on its own core is left out)')
+    return
+  }
+  pin([runnerPid], String(cpus - 1))
+  pin([process.pid, ...others], `0-${cpus - 2}`)
+  try {
+    await fn(`llama-server alone on cpu ${cpus - 1}`)
+  } finally {
+    pin([process.pid, runnerPid, ...others], all)
   }
 }
 
@@ -217,14 +239,18 @@ try {
     const paths = { direct, local: s.info.api, remote: e.info.api }
 
     if (want(1)) {
-      // 1. added latency
-      const lat = await latencies(paths, short, WARMUP)
-      console.log(`\n1. latency of one request (max_tokens 1, sequential, n=${N} per path after ${WARMUP} to warm up, paths in turn), ms`)
-      console.log('   path                         p50      p99   added p50  added p99')
-      for (const [name, v] of Object.entries(lat)) {
-        const label = { direct: 'llama-server directly', local: 'local agent -> its runner', remote: 'remote agent -> peer -> runner' }[name]
-        console.log(`   ${label.padEnd(28)} ${f(v.p50).padStart(7)} ${f(v.p99).padStart(8)} ${f(v.p50 - lat.direct.p50).padStart(10)} ${f(v.p99 - lat.direct.p99).padStart(10)}`)
+      // 1. added latency, on shared cores and with llama-server on a core of its own (as in 3)
+      const addedLatency = async (label, warm) => {
+        const lat = await latencies(paths, short, warm)
+        console.log(`\n1. latency of one request (max_tokens 1, sequential, n=${N} per path after ${warm} to warm up, paths in turn), ${label}, ms`)
+        console.log('   path                         p50      p99   added p50  added p99')
+        for (const [name, v] of Object.entries(lat)) {
+          const label = { direct: 'llama-server directly', local: 'local agent -> its runner', remote: 'remote agent -> peer -> runner' }[name]
+          console.log(`   ${label.padEnd(28)} ${f(v.p50).padStart(7)} ${f(v.p99).padStart(8)} ${f(v.p50 - lat.direct.p50).padStart(10)} ${f(v.p99 - lat.direct.p99).padStart(10)}`)
+        }
       }
+      await addedLatency('shared cores', WARMUP)
+      await onOwnCore(runner.pid, [s.pid, e.pid], async (label) => { await addedLatency(label, 500) })
     }
 
     if (want(2)) {
@@ -268,18 +294,7 @@ try {
         }
       }
       await tokenRates('shared cores')
-      const cpus = availableParallelism()
-      if (cpus >= 2 && pin([process.pid], `0-${cpus - 1}`)) {
-        pin([runner.pid], String(cpus - 1))
-        pin([process.pid, s.pid, e.pid], `0-${cpus - 2}`)
-        try {
-          await tokenRates(`llama-server alone on cpu ${cpus - 1}`)
-        } finally {
-          pin([process.pid], `0-${cpus - 1}`)
-        }
-      } else {
-        console.log('   (no taskset here: the run with the runner on its own core is left out)')
-      }
+      await onOwnCore(runner.pid, [s.pid, e.pid], tokenRates)
     }
     await Promise.all(procs.splice(0).map(async (p) => { await p.stop(5000) }))
   }
