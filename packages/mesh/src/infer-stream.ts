@@ -1,13 +1,11 @@
-import type { LengthPrefixedStream } from '@libp2p/utils'
 import type { Stream } from '@libp2p/interface'
-import * as varint from 'uint8-varint'
 import {
   BusyError, FrameKind, InferErrorSchema, InferHeadSchema, InferRequestSchema, LlmeshError, MAX_INFER_REQUEST_BYTES, STREAM_COALESCE_MS,
   decodeFrame, encodeFrame, parseFramePayload, toLlmeshError,
   type InferHead, type InferRequest
 } from '@llmesh/protocol'
 import { INFER_STREAM_IDLE_MS, MAX_IDLE_INFER_STREAMS } from './constants.js'
-import { framed } from './wire.js'
+import { framed, lengthPrefixed, type FramedStream } from './wire.js'
 
 /** Largest response frame accepted; runners' chunks are far smaller. */
 const MAX_RESPONSE_FRAME_BYTES = 4 * 1024 * 1024
@@ -24,7 +22,7 @@ export interface InferResponse {
 /** A requester's stream with its one length-prefixed reader (a second reader would steal bytes). */
 interface Channel {
   stream: Stream
-  lp: LengthPrefixedStream<Stream>
+  lp: FramedStream
 }
 
 function channelOf (stream: Stream): Channel {
@@ -343,15 +341,6 @@ class FrameBatch {
   }
 }
 
-/** A frame with its varint length prefix, as lpStream writes it, in one buffer. */
-function lengthPrefixed (frame: Uint8Array): Uint8Array {
-  const size = varint.encodingLength(frame.length)
-  const out = new Uint8Array(size + frame.length)
-  varint.encode(frame.length, out)
-  out.set(frame, size)
-  return out
-}
-
 /** Answers one request; true when the stream is left ready for the next one. */
 async function serveOne (
   stream: Stream, request: InferRequest, signal: AbortSignal,
@@ -386,10 +375,9 @@ async function serveOne (
   }
 }
 
-async function readFrame (lp: LengthPrefixedStream, signal?: AbortSignal): Promise<{ kind: number, payload: Uint8Array }> {
+async function readFrame (lp: FramedStream, signal?: AbortSignal): Promise<{ kind: number, payload: Uint8Array }> {
   try {
-    const buf = await lp.read(signal != null ? { signal } : {})
-    return decodeFrame(buf.subarray())
+    return decodeFrame(await lp.read(signal != null ? { signal } : {}))
   } catch (err) {
     throw new LlmeshError('PEER_UNREACHABLE', `peer stream ended: ${(err as Error).message}`, { cause: err })
   }

@@ -6,7 +6,6 @@ import { mdns } from '@libp2p/mdns'
 import { ping, type Ping } from '@libp2p/ping'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
 import { peerIdFromString } from '@libp2p/peer-id'
-import type { LengthPrefixedStream } from '@libp2p/utils'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Connection, PeerDiscovery, PeerId, PeerInfo, PrivateKey, Stream } from '@libp2p/interface'
 import type { Logger } from 'pino'
@@ -21,7 +20,7 @@ import {
 } from './constants.js'
 import { LAN_TIMINGS, Membership, type Member, type MembershipTimings } from './membership.js'
 import { InferStreams, type InferResponse } from './infer-stream.js'
-import { framed, noiseOneWritePerMessage, yamuxWindowUpdates } from './wire.js'
+import { framed, noiseOneWritePerMessage, yamuxWindowUpdates, type FramedStream } from './wire.js'
 
 export interface MeshInit {
   /** peers of other clusters never mix: topics are scoped by this id */
@@ -83,7 +82,7 @@ export class Mesh {
   private readonly timers = new Set<NodeJS.Timeout>()
   private readonly syncing = new Set<string>()
   /** outbound heartbeat stream per peer (opening or open) */
-  private readonly metricStreams = new Map<string, { ready: Promise<{ stream: Stream, lp: LengthPrefixedStream<Stream> }> }>()
+  private readonly metricStreams = new Map<string, { ready: Promise<{ stream: Stream, lp: FramedStream }> }>()
   /** peers from the cluster document being dialled now, and when to try each again */
   private readonly redialAt = new Map<string, { at: number, failures: number, pending: boolean }>()
   private unsubscribeDoc?: () => void
@@ -281,9 +280,9 @@ export class Mesh {
       const missing = await lp.read({ signal })
       const theirSv = await lp.read({ signal })
       this.stats.syncs++
-      const result = this.init.doc.applyRemote(missing.subarray())
+      const result = this.init.doc.applyRemote(missing)
       if (!result.applied) this.log.warn({ peer, reason: result.reason }, 'sync update dropped')
-      await lp.write(this.init.doc.diff(theirSv.subarray()), { signal })
+      await lp.write(this.init.doc.diff(theirSv), { signal })
       await stream.close({ signal })
     } catch (err) {
       if (!this.stopped) this.log.debug({ err, peer }, 'sync failed')
@@ -296,10 +295,10 @@ export class Mesh {
     const signal = AbortSignal.timeout(SYNC_TIMEOUT_MS)
     const lp = framed(stream, { maxDataLength: MAX_SYNC_MESSAGE_BYTES })
     const theirSv = await lp.read({ signal })
-    await lp.write(this.init.doc.diff(theirSv.subarray()), { signal })
+    await lp.write(this.init.doc.diff(theirSv), { signal })
     await lp.write(this.init.doc.stateVector(), { signal })
     const missing = await lp.read({ signal })
-    const result = this.init.doc.applyRemote(missing.subarray())
+    const result = this.init.doc.applyRemote(missing)
     if (!result.applied) this.log.warn({ peer: connection.remotePeer.toString(), reason: result.reason }, 'sync update dropped')
     await stream.close({ signal })
   }
@@ -430,7 +429,7 @@ export class Mesh {
       while (!this.stopped) {
         const frame = await lp.read()
         this.stats.bytesReceived += frame.byteLength
-        this.onHeartbeat(peer, frame.subarray())
+        this.onHeartbeat(peer, frame)
       }
     } catch {
       // stream ended or sent an oversize frame: the peer opens a new one

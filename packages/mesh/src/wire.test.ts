@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest'
 import * as varint from 'uint8-varint'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { uint16Length, varintLength } from './wire.js'
+import { lpStream, streamPair } from '@libp2p/utils'
+import { framed, lengthPrefixed, uint16Length, varintLength } from './wire.js'
 
-/** The bytes split into one-byte buffers, as lpStream gathers a prefix. */
+/** The bytes split into one-byte buffers. */
 const bytewise = (bytes: Uint8Array): Uint8ArrayList => new Uint8ArrayList(...[...bytes].map((b) => Uint8Array.of(b)))
 
-describe('varintLength (lpStream prefix decoder)', () => {
+describe('varintLength (length prefix decoder)', () => {
   it('reads what uint8-varint writes, from one buffer or byte by byte', () => {
     for (const n of [0, 1, 127, 128, 300, 16_383, 16_384, 3 * 1024 * 1024, 2 ** 31, 2 ** 40]) {
       const bytes = varint.encode(n)
@@ -15,20 +16,84 @@ describe('varintLength (lpStream prefix decoder)', () => {
     }
   })
 
-  it('asks for another byte with one shared RangeError, and gives up after 8 bytes', () => {
-    const errors = new Set<unknown>()
+  it('answers -1 while the prefix is incomplete, and a length nothing allows after 8 bytes', () => {
     for (const partial of [Uint8Array.of(0x80), Uint8Array.of(0xff, 0xff), new Uint8Array(0)]) {
-      try {
-        varintLength(bytewise(partial))
-        expect.unreachable()
-      } catch (err) {
-        expect(err).toBeInstanceOf(RangeError)
-        errors.add(err)
-      }
+      expect(varintLength(partial)).toBe(-1)
+      expect(varintLength(bytewise(partial))).toBe(-1)
     }
-    expect(errors.size).toBe(1)
-    // endless continuation bytes: a length no maxDataLength allows, so lpStream refuses it
+    // endless continuation bytes: a length no maxDataLength allows, so framed() refuses it
     expect(varintLength(new Uint8Array(8).fill(0xff))).toBe(Number.MAX_SAFE_INTEGER)
+  })
+
+  it('reads what lengthPrefixed writes', () => {
+    for (const n of [0, 1, 127, 128, 300, 16_384, 70_000]) {
+      const framedBytes = lengthPrefixed(new Uint8Array(n).fill(7))
+      expect(varintLength(framedBytes)).toBe(n)
+      expect(framedBytes.length).toBe(varint.encodingLength(n) + n)
+      expect([...framedBytes.subarray(0, varint.encodingLength(n))]).toEqual([...varint.encode(n)])
+    }
+  })
+})
+
+describe('framed (length-prefixed messages on a libp2p stream)', () => {
+  const message = (n: number, fill: number): Uint8Array => new Uint8Array(n).fill(fill)
+
+  it('reads messages whole however the bytes arrive: several in one chunk, one split over many', async () => {
+    const [a, b] = await streamPair()
+    const reader = framed(b, { maxDataLength: 1024 * 1024 })
+    const sizes = [0, 1, 127, 128, 5000, 300_000]
+    const all = Buffer.concat(sizes.map((n, i) => lengthPrefixed(message(n, i))))
+    // the first three in one send, the rest cut into 7-byte pieces, prefixes included
+    const cut = lengthPrefixed(message(0, 0)).length + lengthPrefixed(message(1, 1)).length + lengthPrefixed(message(127, 2)).length
+    a.send(all.subarray(0, cut))
+    for (let at = cut; at < all.length; at += 7) a.send(all.subarray(at, Math.min(all.length, at + 7)))
+    for (const [i, n] of sizes.entries()) {
+      const got = await reader.read()
+      expect(got.length).toBe(n)
+      expect(got.every((x) => x === i)).toBe(true)
+    }
+    await a.close()
+  })
+
+  it('writes each message with its prefix, readable by lpStream', async () => {
+    const [a, b] = await streamPair()
+    const lp = lpStream(b)
+    const writer = framed(a, { maxDataLength: 1024 })
+    await writer.write(message(200, 9))
+    await writer.write(message(3, 1))
+    expect((await lp.read()).subarray()).toEqual(message(200, 9))
+    expect((await lp.read()).subarray()).toEqual(message(3, 1))
+  })
+
+  it('refuses a message over maxDataLength before it arrives, and a prefix of endless continuation bytes', async () => {
+    const [a, b] = await streamPair()
+    const reader = framed(b, { maxDataLength: 100 })
+    a.send(varint.encode(101))
+    await expect(reader.read()).rejects.toThrow(/101 > 100/)
+    const [c, d] = await streamPair()
+    c.send(new Uint8Array(9).fill(0xff))
+    await expect(framed(d, { maxDataLength: 100 }).read()).rejects.toThrow(/> 100/)
+  })
+
+  it('throws at the end of the stream, also inside a message', async () => {
+    const [a, b] = await streamPair()
+    const reader = framed(b, { maxDataLength: 100 })
+    a.send(lengthPrefixed(message(5, 1)))
+    a.send(lengthPrefixed(message(50, 2)).subarray(0, 20))
+    await a.close()
+    expect((await reader.read()).length).toBe(5)
+    await expect(reader.read()).rejects.toThrow(/ended inside a message \(20 bytes/)
+    const [c, d] = await streamPair()
+    await c.close()
+    await expect(framed(d, { maxDataLength: 100 }).read()).rejects.toThrow(/stream ended/)
+  })
+
+  it('gives up a read when its signal aborts', async () => {
+    const [, b] = await streamPair()
+    const ac = new AbortController()
+    const read = framed(b, { maxDataLength: 100 }).read({ signal: ac.signal })
+    ac.abort(new Error('caller left'))
+    await expect(read).rejects.toThrow(/caller left|abort/)
   })
 })
 
