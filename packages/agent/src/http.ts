@@ -51,7 +51,12 @@ export interface ApiRequest {
   path: InferPath
   model: string
   body: Record<string, unknown>
-  prefix?: string | undefined
+  /**
+   * The request's prefix-affinity key (see scheduler `prefixKey`), computed only when the
+   * request is routed by prefix-affinity: hashing a conversation's first messages costs about
+   * 25 us per 6 KB, on every request for nothing under the other strategies.
+   */
+  prefix?: () => string | undefined
   expectedTokens?: number | undefined
 }
 
@@ -65,6 +70,7 @@ export async function routeRequest (agent: Agent, req: FastifyRequest, reply: Fa
   const deadlineMs = parseDeadline(header(req, HEADER_DEADLINE), agent.config.queue.deadlineMs)
   const controller = new AbortController()
   reply.raw.on('close', () => { if (!reply.raw.writableFinished) controller.abort(new LlmeshError('INVALID_REQUEST', 'client went away')) })
+  const prefix = strategy === 'prefix-affinity' ? api.prefix?.() : undefined
   return await agent.infer({
     id: req.id,
     path: api.path,
@@ -72,7 +78,7 @@ export async function routeRequest (agent: Agent, req: FastifyRequest, reply: Fa
     body: api.body,
     strategy,
     priority,
-    ...(api.prefix != null ? { prefixKey: api.prefix } : {}),
+    ...(prefix != null ? { prefixKey: prefix } : {}),
     ...(api.expectedTokens != null ? { expectedTokens: api.expectedTokens } : {}),
     deadline: Date.now() + deadlineMs,
     signal: controller.signal

@@ -276,7 +276,7 @@ export function registerOllamaApi (app: FastifyInstance, agent: Agent): void {
       path: '/v1/chat/completions',
       model: body.model,
       body: upstream,
-      prefix: prefixKey(body.messages),
+      prefix: () => prefixKey(body.messages),
       expectedTokens: body.options?.num_predict != null && body.options.num_predict > 0 ? body.options.num_predict : undefined
     })
     return await sendOllama(reply, res, 'chat', body.model, started)
@@ -306,7 +306,7 @@ export function registerOllamaApi (app: FastifyInstance, agent: Agent): void {
     const res = await routeRequest(agent, req, reply, {
       ...api,
       model: body.model,
-      prefix: prefixKey(body.system != null && body.system !== '' ? `${body.system}\n${body.prompt}` : body.prompt),
+      prefix: () => prefixKey(body.system != null && body.system !== '' ? `${body.system}\n${body.prompt}` : body.prompt),
       expectedTokens: body.options?.num_predict != null && body.options.num_predict > 0 ? body.options.num_predict : undefined
     })
     return await sendOllama(reply, res, 'generate', body.model, started)

@@ -77,7 +77,7 @@ export function registerOpenAiApi (app: FastifyInstance, agent: Agent): void {
       path: '/v1/chat/completions',
       model: body.model,
       body,
-      prefix: prefixKey(body.messages),
+      prefix: () => prefixKey(body.messages),
       expectedTokens: body.max_completion_tokens ?? body.max_tokens ?? undefined
     })
     return await sendRouted(reply, res)
@@ -89,7 +89,7 @@ export function registerOpenAiApi (app: FastifyInstance, agent: Agent): void {
       path: '/v1/completions',
       model: body.model,
       body,
-      prefix: typeof body.prompt === 'string' ? prefixKey(body.prompt) : undefined,
+      prefix: () => typeof body.prompt === 'string' ? prefixKey(body.prompt) : undefined,
       expectedTokens: body.max_tokens ?? undefined
     })
     return await sendRouted(reply, res)
