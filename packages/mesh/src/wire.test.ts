@@ -2,33 +2,37 @@ import { describe, expect, it } from 'vitest'
 import * as varint from 'uint8-varint'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { lpStream, streamPair } from '@libp2p/utils'
-import { framed, lengthPrefixed, uint16Length, varintLength } from './wire.js'
+import { framed, lengthPrefixed, uint16Length, varintPrefix } from './wire.js'
 
 /** The bytes split into one-byte buffers. */
 const bytewise = (bytes: Uint8Array): Uint8ArrayList => new Uint8ArrayList(...[...bytes].map((b) => Uint8Array.of(b)))
 
-describe('varintLength (length prefix decoder)', () => {
-  it('reads what uint8-varint writes, from one buffer or byte by byte', () => {
+describe('varintPrefix (length prefix decoder)', () => {
+  it('reads what uint8-varint writes, from one buffer or byte by byte, with the prefix size', () => {
     for (const n of [0, 1, 127, 128, 300, 16_383, 16_384, 3 * 1024 * 1024, 2 ** 31, 2 ** 40]) {
       const bytes = varint.encode(n)
-      expect(varintLength(bytes)).toBe(n)
-      expect(varintLength(bytewise(bytes))).toBe(n)
+      expect(varintPrefix(bytes)).toEqual({ length: n, size: bytes.length })
+      expect(varintPrefix(bytewise(bytes))).toEqual({ length: n, size: bytes.length })
     }
   })
 
-  it('answers -1 while the prefix is incomplete, and a length nothing allows after 8 bytes', () => {
+  it('gives the size as sent for a prefix longer than it needed to be', () => {
+    expect(varintPrefix(Uint8Array.of(0x85, 0x80, 0x00))).toEqual({ length: 5, size: 3 })
+  })
+
+  it('answers undefined while the prefix is incomplete, and a length nothing allows after 8 bytes', () => {
     for (const partial of [Uint8Array.of(0x80), Uint8Array.of(0xff, 0xff), new Uint8Array(0)]) {
-      expect(varintLength(partial)).toBe(-1)
-      expect(varintLength(bytewise(partial))).toBe(-1)
+      expect(varintPrefix(partial)).toBeUndefined()
+      expect(varintPrefix(bytewise(partial))).toBeUndefined()
     }
     // endless continuation bytes: a length no maxDataLength allows, so framed() refuses it
-    expect(varintLength(new Uint8Array(8).fill(0xff))).toBe(Number.MAX_SAFE_INTEGER)
+    expect(varintPrefix(new Uint8Array(8).fill(0xff))?.length).toBe(Number.MAX_SAFE_INTEGER)
   })
 
   it('reads what lengthPrefixed writes', () => {
     for (const n of [0, 1, 127, 128, 300, 16_384, 70_000]) {
       const framedBytes = lengthPrefixed(new Uint8Array(n).fill(7))
-      expect(varintLength(framedBytes)).toBe(n)
+      expect(varintPrefix(framedBytes)).toEqual({ length: n, size: varint.encodingLength(n) })
       expect(framedBytes.length).toBe(varint.encodingLength(n) + n)
       expect([...framedBytes.subarray(0, varint.encodingLength(n))]).toEqual([...varint.encode(n)])
     }
@@ -53,6 +57,14 @@ describe('framed (length-prefixed messages on a libp2p stream)', () => {
       expect(got.every((x) => x === i)).toBe(true)
     }
     await a.close()
+  })
+
+  it('reads a message whose prefix is longer than it needed to be, and the next one after it', async () => {
+    const [a, b] = await streamPair()
+    const reader = framed(b, { maxDataLength: 100 })
+    a.send(Buffer.concat([Uint8Array.of(0x85, 0x80, 0x00), message(5, 3), lengthPrefixed(message(2, 4))]))
+    expect(await reader.read()).toEqual(message(5, 3))
+    expect(await reader.read()).toEqual(message(2, 4))
   })
 
   it('writes each message with its prefix, readable by lpStream', async () => {

@@ -3,6 +3,7 @@ import { noise } from '@chainsafe/libp2p-noise'
 import { StreamState, YamuxStream } from '@chainsafe/libp2p-yamux/stream'
 import type { AbortOptions, MessageStream, Stream } from '@libp2p/interface'
 import { byteStream, InvalidDataLengthError, UnexpectedEOFError } from '@libp2p/utils'
+import * as varint from 'uint8-varint'
 import { Uint8ArrayList } from 'uint8arraylist'
 
 /**
@@ -128,13 +129,13 @@ export function framed (stream: Stream, opts: { maxDataLength: number }): Framed
   const buf = new Uint8ArrayList()
   /** the next message, if all of it is in `buf` */
   const take = (): Uint8Array | undefined => {
-    const length = varintLength(buf)
-    if (length < 0) return undefined
+    const prefix = varintPrefix(buf)
+    if (prefix == null) return undefined
+    const { length, size } = prefix
     if (length > opts.maxDataLength) throw new InvalidDataLengthError(`message length ${length} > ${opts.maxDataLength}`)
-    const prefix = varintSize(length)
-    if (buf.byteLength < prefix + length) return undefined
-    const message = buf.subarray(prefix, prefix + length)
-    buf.consume(prefix + length)
+    if (buf.byteLength < size + length) return undefined
+    const message = buf.subarray(size, size + length)
+    buf.consume(size + length)
     return message
   }
   return {
@@ -155,37 +156,27 @@ export function framed (stream: Stream, opts: { maxDataLength: number }): Framed
 
 /** A message with its varint length prefix, in one buffer. */
 export function lengthPrefixed (data: Uint8Array): Uint8Array {
-  const size = varintSize(data.length)
+  const size = varint.encodingLength(data.length)
   const out = new Uint8Array(size + data.length)
-  let n = data.length
-  for (let i = 0; i < size; i++) {
-    out[i] = i < size - 1 ? (n % 128) | 0x80 : n
-    n = Math.floor(n / 128)
-  }
+  varint.encode(data.length, out)
   out.set(data, size)
   return out
 }
 
-function varintSize (n: number): number {
-  let size = 1
-  while (n >= 128) {
-    n = Math.floor(n / 128)
-    size++
-  }
-  return size
-}
-
 /**
- * The length a varint prefix at the start of `buf` gives, or -1 while it is not all there.
- * A prefix of more than 8 bytes (7 bits each: 2^56) gives a length no maxDataLength allows.
+ * The varint length prefix at the start of `buf`: the length it gives and its own size in
+ * bytes (as sent, so a prefix longer than it needed to be is read right too); undefined while
+ * it is not all there. A prefix of more than 8 bytes (7 bits each: 2^56) gives a length no
+ * maxDataLength allows. Not uint8-varint's decoder: that one throws (with a stack trace) for a
+ * prefix not all there yet.
  */
-export function varintLength (buf: Uint8Array | Uint8ArrayList): number {
+export function varintPrefix (buf: Uint8Array | Uint8ArrayList): { length: number, size: number } | undefined {
   const n = Math.min(buf.byteLength, MAX_PREFIX_BYTES)
-  let value = 0
+  let length = 0
   for (let i = 0, scale = 1; i < n; i++, scale *= 128) {
     const b = buf instanceof Uint8Array ? buf[i]! : buf.get(i)
-    value += (b & 0x7f) * scale
-    if (b < 0x80) return value
+    length += (b & 0x7f) * scale
+    if (b < 0x80) return { length, size: i + 1 }
   }
-  return n === MAX_PREFIX_BYTES ? Number.MAX_SAFE_INTEGER : -1
+  return n === MAX_PREFIX_BYTES ? { length: Number.MAX_SAFE_INTEGER, size: n } : undefined
 }
