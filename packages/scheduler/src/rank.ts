@@ -40,6 +40,8 @@ interface Scored {
   reasons: string[]
 }
 
+/** A loaded runner with a slot free, as far as this router knows: what every strategy fills first. */
+const hasFreeSlot = (c: { cold: boolean, load: LoadEstimate }): boolean => !c.cold && c.load.freeSlots > 0
 const isReady = (r: RunnerInfo): boolean => r.state === 'ready' || r.state === 'busy'
 const isCold = (r: RunnerInfo): boolean => r.state === 'starting' || r.state === 'loading' || r.state === 'stopped'
 
@@ -141,17 +143,16 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
     // order decide); full or cold hosts keep their exact cost, there a few percent are seconds
     // of waiting. The band is tieBand, or wider when single requests' times vary more than
     // that on these hosts (see PERFORMANCE_MAX_TIE_BAND).
-    const free = (c: Candidate): boolean => !c.cold && c.load.freeSlots > 0
     let noise = 0
     const scored = candidates.map((c) => {
       const s = performanceScore({ local: c.local, cold: c.cold, load: c.load, metrics: c.metrics, fresh: c.fresh }, { priority, expectedTokens: request.expectedTokens, priors, anyFresh }, tuning)
-      if (free(c)) noise = Math.max(noise, s.relDev)
+      if (hasFreeSlot(c)) noise = Math.max(noise, s.relDev)
       return { c, score: s.cost, reasons: s.reasons }
     })
     const band = tieBand > 0 ? Math.min(maxTieBand, Math.max(tieBand, noise)) : 0
     if (band === 0) return order(scored, true)
-    const best = Math.min(...scored.filter((x) => free(x.c)).map((x) => x.score))
-    const banded = scored.map((x) => free(x.c) ? { ...x, key: Math.floor(Math.log(x.score / best) / Math.log1p(band)) } : x)
+    const best = Math.min(...scored.filter((x) => hasFreeSlot(x.c)).map((x) => x.score))
+    const banded = scored.map((x) => hasFreeSlot(x.c) ? { ...x, key: Math.floor(Math.log(x.score / best) / Math.log1p(band)) } : x)
     if (band > tieBand) for (const x of banded) x.reasons.push(`tie-band=${Math.round(band * 100)}%`)
     return order(banded, true)
   }
@@ -225,7 +226,7 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
       ...s.reasons
     ]
   }))
-  const allFull = !targets.some((t) => !t.cold && t.load.freeSlots > 0)
+  const allFull = !targets.some(hasFreeSlot)
   const roundRobin = strategy === 'round-robin' ? new Map([...rr, [request.model, targets[0]!.peerId]]) : rr
   return { ok: true, strategy, targets, allFull, skipped, roundRobin }
 }
@@ -237,7 +238,7 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
  * runners last.
  */
 function orderBy (items: Scored[], performance: boolean, spread: ReadonlyMap<string, number> | undefined, localFirst = true): Scored[] {
-  const group = (c: Candidate): number => (!c.cold && c.load.freeSlots > 0) ? 0 : (performance || !c.cold) ? 1 : 2
+  const group = (c: Candidate): number => hasFreeSlot(c) ? 0 : (performance || !c.cold) ? 1 : 2
   return items.sort((a, b) =>
     group(a.c) - group(b.c) ||
     (a.key ?? a.score) - (b.key ?? b.score) ||
