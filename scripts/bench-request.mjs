@@ -149,6 +149,15 @@ async function latencies (paths, body, warm) {
   return Object.fromEntries(Object.entries(xs).map(([name, v]) => [name, { p50: pct(v, 0.5), p99: pct(v, 0.99) }]))
 }
 
+/** Prints `latencies()` as a table, each path's percentiles also as added to the `direct` path's. */
+function printLatencies (heading, lat, labels) {
+  console.log(heading)
+  console.log('   path                         p50      p99   added p50  added p99')
+  for (const [name, v] of Object.entries(lat)) {
+    console.log(`   ${labels[name].padEnd(28)} ${f(v.p50).padStart(7)} ${f(v.p99).padStart(8)} ${f(v.p50 - lat.direct.p50).padStart(10)} ${f(v.p99 - lat.direct.p99).padStart(10)}`)
+  }
+}
+
 /**
  * An OpenAI-compatible server that answers every chat request (one token) at once or, with
  * `serviceMs`, after that long, serving at most `slots` requests at a time and queueing the
@@ -208,14 +217,9 @@ try {
     })
     const fastPaths = { direct: fast.url, floor: floorUrl, local: fs.info.api, remote: fe.info.api }
     const q = { model: 'fast', max_tokens: 1, messages: [{ role: 'user', content: 'hi' }] }
-    const lat0 = {}
-    Object.assign(lat0, await latencies(fastPaths, q, WARMUP))
-    console.log(`\n0. agent cost in front of a runner that answers at once (sequential, n=${N} per path after ${WARMUP} to warm up, paths in turn), ms`)
-    console.log('   path                         p50      p99   added p50  added p99')
-    for (const [name, v] of Object.entries(lat0)) {
-      const label = { direct: 'fast runner directly', floor: 'bare node proxy (floor)', local: 'local agent -> runner', remote: 'remote agent -> peer -> runner' }[name]
-      console.log(`   ${label.padEnd(28)} ${f(v.p50).padStart(7)} ${f(v.p99).padStart(8)} ${f(v.p50 - lat0.direct.p50).padStart(10)} ${f(v.p99 - lat0.direct.p99).padStart(10)}`)
-    }
+    printLatencies(`\n0. agent cost in front of a runner that answers at once (sequential, n=${N} per path after ${WARMUP} to warm up, paths in turn), ms`,
+      await latencies(fastPaths, q, WARMUP),
+      { direct: 'fast runner directly', floor: 'bare node proxy (floor)', local: 'local agent -> runner', remote: 'remote agent -> peer -> runner' })
     console.log(`   requests/s, ${C * 4} concurrent, ${N * 4} requests:`)
     for (const [name, base] of Object.entries(fastPaths)) {
       let next = 0
@@ -241,13 +245,9 @@ try {
     if (want(1)) {
       // 1. added latency, on shared cores and with llama-server on a core of its own (as in 3)
       const addedLatency = async (label, warm) => {
-        const lat = await latencies(paths, short, warm)
-        console.log(`\n1. latency of one request (max_tokens 1, sequential, n=${N} per path after ${warm} to warm up, paths in turn), ${label}, ms`)
-        console.log('   path                         p50      p99   added p50  added p99')
-        for (const [name, v] of Object.entries(lat)) {
-          const label = { direct: 'llama-server directly', local: 'local agent -> its runner', remote: 'remote agent -> peer -> runner' }[name]
-          console.log(`   ${label.padEnd(28)} ${f(v.p50).padStart(7)} ${f(v.p99).padStart(8)} ${f(v.p50 - lat.direct.p50).padStart(10)} ${f(v.p99 - lat.direct.p99).padStart(10)}`)
-        }
+        printLatencies(`\n1. latency of one request (max_tokens 1, sequential, n=${N} per path after ${warm} to warm up, paths in turn), ${label}, ms`,
+          await latencies(paths, short, warm),
+          { direct: 'llama-server directly', local: 'local agent -> its runner', remote: 'remote agent -> peer -> runner' })
       }
       await addedLatency('shared cores', WARMUP)
       await onOwnCore(runner.pid, [s.pid, e.pid], async (label) => { await addedLatency(label, 500) })
