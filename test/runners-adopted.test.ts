@@ -93,6 +93,12 @@ function mlxHandler (req: IncomingMessage, res: ServerResponse, body: string): v
   if (req.method === 'POST' && req.url === '/v1/chat/completions') {
     const r = JSON.parse(body) as Record<string, unknown>
     mlxRequests.push(r)
+    if (r['max_tokens'] === 99) {
+      // half an answer, then nothing: a hung server
+      res.writeHead(200, { 'content-type': 'application/json' }).write('{"id": "chatcmpl-8b3e", ')
+      openSockets.add(res)
+      return
+    }
     if (r['stream'] === true) {
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' })
       for (const part of MLX_RECORDING.stream) res.write(part)
@@ -212,6 +218,24 @@ describe('MLX adapter (recorded mlx_lm.server exchange; untested against real ml
   it('passes a non-streaming request through', async () => {
     const res = await manager.infer('qwen-mlx', '/v1/chat/completions', { max_tokens: 2, messages: [{ role: 'user', content: 'hi' }] })
     expect(JSON.parse(await readAll(res))).toEqual(MLX_RECORDING.completion)
+  })
+
+  it('aborts a non-streaming answer not complete within its time limit with STALLED, and frees its slot', async () => {
+    const r = new MlxRunner({ id: 'mlx-timeout', logger, url: mlx.url, modelName: 'qwen-mlx', nonStreamTimeoutMs: 300, restart: false })
+    await r.start()
+    try {
+      await expect(r.infer('/v1/chat/completions', { max_tokens: 99, messages: [{ role: 'user', content: 'hi' }] })).rejects.toMatchObject({
+        code: 'STALLED',
+        message: expect.stringContaining('sent no complete response for 300 ms')
+      })
+      expect(r.inflight).toBe(0)
+      expect(r.describe().stalls).toBe(1)
+      // and the next request is served
+      expect(JSON.parse(await readAll(await r.infer('/v1/chat/completions', { max_tokens: 2, messages: [{ role: 'user', content: 'hi' }] })))).toEqual(MLX_RECORDING.completion)
+      expect(r.inflight).toBe(0)
+    } finally {
+      await r.stop()
+    }
   })
 
   it('fails when the server goes away and comes back when it returns', async () => {

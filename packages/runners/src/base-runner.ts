@@ -22,7 +22,7 @@ import type {
   RunnerResponse,
   RunnerStateListener
 } from './runner.js'
-import { requestPaced } from './paced.js'
+import { requestPaced, requestWhole } from './paced.js'
 import { watchStalls } from './stall.js'
 
 /** Options every runner takes: identity, stall detection, health checks, restart policy. */
@@ -66,11 +66,15 @@ export interface GgufRunnerInit extends RunnerCommonInit {
   threads?: number
 }
 
-/** What an adapter's `open` returns: the upstream response before stall watching. */
+/**
+ * What an adapter's `open` returns: the upstream response before stall watching. A body given
+ * as bytes was read whole (a non-streaming answer): nothing is left to wait for, so it is not
+ * stall-watched.
+ */
 export interface UpstreamResponse {
   status: number
   contentType: string
-  body: AsyncIterable<Uint8Array>
+  body: AsyncIterable<Uint8Array> | Uint8Array
 }
 
 /** A failure that restarting cannot fix (binary not found, bad config): no restart is scheduled. */
@@ -342,7 +346,7 @@ export abstract class BaseRunner implements Runner {
     let headStalled = false
     const headTimer = setTimeout(() => {
       headStalled = true
-      ac.abort(new LlmeshError('STALLED', `${this.describeLabel()} sent no response for ${firstMs} ms; the request was aborted`))
+      ac.abort(new LlmeshError('STALLED', `${this.describeLabel()} sent no ${streaming ? '' : 'complete '}response for ${firstMs} ms; the request was aborted`))
     }, firstMs)
     let res: UpstreamResponse
     try {
@@ -353,6 +357,10 @@ export abstract class BaseRunner implements Runner {
       throw this.lostRequest(err, ac.signal)
     } finally {
       clearTimeout(headTimer)
+    }
+    if (res.body instanceof Uint8Array) {
+      this._stalls = 0
+      return { status: res.status, contentType: res.contentType, body: settledBody(res.body, release) }
     }
     const watched = watchStalls(res.body, {
       firstChunkMs: firstMs,
@@ -379,14 +387,35 @@ export abstract class BaseRunner implements Runner {
  */
 export async function postToRunner (pool: Pool, path: string, body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse> {
   if (body['stream'] === true) return await requestPaced(pool, { path, body: JSON.stringify(body), signal })
-  const res = await pool.request({
-    path,
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-    signal,
-    headersTimeout: 0,
-    bodyTimeout: 0
-  })
-  return { status: res.statusCode, contentType: String(res.headers['content-type'] ?? 'application/json'), body: res.body }
+  return await requestWhole(pool, { path, body: JSON.stringify(body), signal })
+}
+
+/**
+ * A body already read whole, as the one-chunk stream a runner response is: `done` runs once
+ * when it has been read or the reader stopped (the request's slot count is released then).
+ */
+function settledBody (bytes: Uint8Array, done: () => void): AsyncIterableIterator<Uint8Array> {
+  let sent = false
+  let settled = false
+  const settle = (): void => {
+    if (settled) return
+    settled = true
+    done()
+  }
+  return {
+    [Symbol.asyncIterator] () { return this },
+    async next (): Promise<IteratorResult<Uint8Array>> {
+      if (!sent) {
+        sent = true
+        return { done: false, value: bytes }
+      }
+      settle()
+      return { done: true, value: undefined }
+    },
+    async return (): Promise<IteratorResult<Uint8Array>> {
+      sent = true
+      settle()
+      return { done: true, value: undefined }
+    }
+  }
 }

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
 import { afterEach, describe, expect, it } from 'vitest'
-import { RUNNER_CONNECT, requestPaced } from './paced.js'
+import { RUNNER_CONNECT, requestPaced, requestWhole } from './paced.js'
 
 let server: Server | undefined
 let pool: Pool | undefined
@@ -142,5 +142,61 @@ describe('requestPaced', () => {
     const nowhere = new Pool('http://127.0.0.1:9', { connect: RUNNER_CONNECT })
     await expect(requestPaced(nowhere, { path: '/x', body: '{}', signal: new AbortController().signal })).rejects.toThrow()
     await nowhere.destroy()
+  })
+})
+
+describe('requestWhole', () => {
+  it('resolves with the whole body once it is in, its chunks joined, status and type as sent', async () => {
+    const p = await serve((req, res) => {
+      res.writeHead(404, { 'content-type': 'application/json; charset=utf-8' })
+      res.write('{"error":')
+      setTimeout(() => { res.end('"no such model"}') }, 30)
+    })
+    const res = await requestWhole(p, { path: '/v1/embeddings', body: '{}', signal: new AbortController().signal })
+    expect(res.status).toBe(404)
+    expect(res.contentType).toBe('application/json; charset=utf-8')
+    expect(Buffer.from(res.body).toString()).toBe('{"error":"no such model"}')
+  })
+
+  it('fails on a body over the limit, on a runner that drops the connection midway, and on one that is not there', async () => {
+    let dropped = 0
+    const p = await serve((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', ...(req.url === '/drop' ? { 'content-length': '100' } : {}) })
+      if (req.url === '/drop') {
+        res.write('{"partial":')
+        setTimeout(() => { dropped++; res.destroy() }, 20)
+        return
+      }
+      res.end('x'.repeat(2048))
+    })
+    await expect(requestWhole(p, { path: '/big', body: '{}', signal: new AbortController().signal, limit: 1024 })).rejects.toThrow('runner response larger than 1024 bytes')
+    await expect(requestWhole(p, { path: '/drop', body: '{}', signal: new AbortController().signal })).rejects.toThrow()
+    expect(dropped).toBe(1)
+    // the pool still serves after both
+    expect((await requestWhole(p, { path: '/ok', body: '{}', signal: new AbortController().signal })).body.length).toBe(2048)
+    const nowhere = new Pool('http://127.0.0.1:9', { connect: RUNNER_CONNECT })
+    await expect(requestWhole(nowhere, { path: '/x', body: '{}', signal: new AbortController().signal })).rejects.toThrow()
+    await nowhere.destroy()
+  })
+
+  it('aborts the runner request when the signal fires, before the head or during the body, and refuses an aborted one', async () => {
+    let closed = 0
+    const p = await serve((req, res) => {
+      res.on('close', () => { closed++ })
+      if (req.url === '/body') {
+        res.writeHead(200, { 'content-type': 'application/json' })
+        res.write('{"partial":')
+      }
+    })
+    for (const path of ['/head', '/body']) {
+      const ac = new AbortController()
+      const pending = requestWhole(p, { path, body: '{}', signal: ac.signal })
+      setTimeout(() => { ac.abort(new Error(`client left ${path}`)) }, 50)
+      await expect(pending).rejects.toThrow(`client left ${path}`)
+    }
+    await expect.poll(() => closed, { timeout: 5000 }).toBe(2)
+    const ac = new AbortController()
+    ac.abort(new Error('gone'))
+    await expect(requestWhole(p, { path: '/x', body: '{}', signal: ac.signal })).rejects.toThrow('gone')
   })
 })

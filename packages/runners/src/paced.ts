@@ -1,7 +1,6 @@
 import { performance } from 'node:perf_hooks'
 import type { Dispatcher, Pool } from 'undici'
 import { LlmeshError, STREAM_COALESCE_MS } from '@llmesh/protocol'
-import type { UpstreamResponse } from './base-runner.js'
 
 /** Bytes read but not yet taken by the consumer beyond which reading stops until it catches up. */
 const MAX_UNREAD_BYTES = 1024 * 1024
@@ -18,6 +17,13 @@ export const RUNNER_SOCKET_READ_BUFFER = 1024
  * hands them to net.connect; the type does not list the stream options net.Socket takes).
  */
 export const RUNNER_CONNECT = { keepAlive: true, highWaterMark: RUNNER_SOCKET_READ_BUFFER }
+
+/** A runner's answer with its body read paced. */
+export interface PacedResponse {
+  status: number
+  contentType: string
+  body: AsyncIterableIterator<Uint8Array>
+}
 
 /**
  * Sends one request to an HTTP runner and hands back its response with the body PACED: a fast
@@ -36,11 +42,11 @@ export const RUNNER_CONNECT = { keepAlive: true, highWaterMark: RUNNER_SOCKET_RE
  * deliver what is held first. A consumer that stops reading stops the reading of the runner
  * (MAX_UNREAD_BYTES), as a stream's backpressure would.
  */
-export async function requestPaced (pool: Pool, opts: { path: string, body: string, signal: AbortSignal, windowMs?: number }): Promise<UpstreamResponse> {
+export async function requestPaced (pool: Pool, opts: { path: string, body: string, signal: AbortSignal, windowMs?: number }): Promise<PacedResponse> {
   const windowMs = opts.windowMs ?? STREAM_COALESCE_MS
   const { signal } = opts
   if (signal.aborted) throw signal.reason
-  return await new Promise<UpstreamResponse>((resolve, reject) => {
+  return await new Promise<PacedResponse>((resolve, reject) => {
     let controller: Dispatcher.DispatchController | undefined
     let started = false
     /** chunks read and not yet delivered (held for the window) */
@@ -167,6 +173,78 @@ export async function requestPaced (pool: Pool, opts: { path: string, body: stri
       }
     }
 
+    pool.dispatch({
+      path: opts.path,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: opts.body,
+      headersTimeout: 0,
+      bodyTimeout: 0
+    }, handler)
+  })
+}
+
+/** Largest non-streaming runner response read into memory, bytes (embeddings of a big batch are MBs). */
+export const MAX_WHOLE_RESPONSE_BYTES = 64 * 1024 * 1024
+
+/** A runner's non-streaming answer, read whole. */
+export interface WholeResponse {
+  status: number
+  contentType: string
+  body: Uint8Array
+}
+
+/**
+ * Sends one request to an HTTP runner and resolves with its whole response once the last byte
+ * is in: the way to read a non-streaming answer, which the runner sends in one piece when
+ * generation ends anyway.
+ *
+ * Why not `pool.request()`: its body is a Node Readable, read through an async iterator, and
+ * its `signal` option hooks the request into undici's abort plumbing; together they cost about
+ * 10 us of CPU per request more than this handler (in-process, 20,000 requests to an instant
+ * upstream: 40 against 28.5 us per request, server side included), on every non-streaming call.
+ * The caller's signal aborts the request before or during the body; no undici time limits (the
+ * runner's own timeout aborts through the signal).
+ */
+export async function requestWhole (pool: Pool, opts: { path: string, body: string, signal: AbortSignal, limit?: number }): Promise<WholeResponse> {
+  const { signal } = opts
+  const limit = opts.limit ?? MAX_WHOLE_RESPONSE_BYTES
+  if (signal.aborted) throw signal.reason
+  return await new Promise<WholeResponse>((resolve, reject) => {
+    let controller: Dispatcher.DispatchController | undefined
+    let status = 0
+    let contentType = 'application/json'
+    const parts: Uint8Array[] = []
+    let size = 0
+    const onAbort = (): void => { controller?.abort(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart (c) {
+        controller = c
+        if (signal.aborted) c.abort(signal.reason)
+      },
+      onResponseStart (c, statusCode, headers) {
+        status = statusCode
+        const type = headers['content-type']
+        if (type != null) contentType = String(Array.isArray(type) ? type[0] : type)
+      },
+      onResponseData (c, chunk) {
+        size += chunk.length
+        if (size > limit) {
+          c.abort(new LlmeshError('RUNNER_FAILED', `runner response larger than ${limit} bytes`))
+          return
+        }
+        parts.push(chunk)
+      },
+      onResponseEnd () {
+        signal.removeEventListener('abort', onAbort)
+        resolve({ status, contentType, body: parts.length === 1 ? parts[0]! : Buffer.concat(parts, size) })
+      },
+      onResponseError (c, err) {
+        signal.removeEventListener('abort', onAbort)
+        reject(err)
+      }
+    }
     pool.dispatch({
       path: opts.path,
       method: 'POST',
