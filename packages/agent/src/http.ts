@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { z } from 'zod'
 import {
-  HEADER_DEADLINE, HEADER_NODE, HEADER_PRIORITY, HEADER_ROUTE, HEADER_RUNNER, HEADER_STRATEGY, LlmeshError, STREAM_COALESCE_MS, toLlmeshError,
+  Abort, HEADER_DEADLINE, HEADER_NODE, HEADER_PRIORITY, HEADER_ROUTE, HEADER_RUNNER, HEADER_STRATEGY, LlmeshError, STREAM_COALESCE_MS, toLlmeshError,
   type InferPath
 } from '@llmesh/protocol'
 import { parsePriority, parseStrategy } from '@llmesh/scheduler'
@@ -68,7 +68,7 @@ export async function routeRequest (agent: Agent, req: FastifyRequest, reply: Fa
   const strategy = parseStrategy(header(req, HEADER_STRATEGY), agent.config.strategy)
   const priority = parsePriority(header(req, HEADER_PRIORITY))
   const deadlineMs = parseDeadline(header(req, HEADER_DEADLINE), agent.config.queue.deadlineMs)
-  const controller = new AbortController()
+  const controller = new Abort()
   reply.raw.on('close', () => { if (!reply.raw.writableFinished) controller.abort(new LlmeshError('INVALID_REQUEST', 'client went away')) })
   const prefix = strategy === 'prefix-affinity' ? api.prefix?.() : undefined
   return await agent.infer({

@@ -1,4 +1,4 @@
-import { LlmeshError, type ErrorCode } from '@llmesh/protocol'
+import { LlmeshError, type ErrorCode, type Signal } from '@llmesh/protocol'
 import type { Failure } from '@llmesh/scheduler'
 
 /** How each error code counts for the scheduler's retry and health logic. */
@@ -18,7 +18,7 @@ const FAILURE_OF_CODE: Record<ErrorCode, Failure> = {
 }
 
 /** The scheduler's failure kind of an error (an aborted request is 'aborted' whatever it threw). */
-export function failureOf (err: unknown, signal?: AbortSignal): Failure {
+export function failureOf (err: unknown, signal?: Signal): Failure {
   if (signal?.aborted === true) return 'aborted'
   if (err instanceof LlmeshError) return FAILURE_OF_CODE[err.code]
   return 'connect'

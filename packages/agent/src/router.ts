@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { BusyError, LlmeshError, toLlmeshError, type AdmissionSnapshot, type InferPath, type NodeRecord } from '@llmesh/protocol'
+import { BusyError, LlmeshError, toLlmeshError, type AdmissionSnapshot, type InferPath, type NodeRecord, type Signal } from '@llmesh/protocol'
 import {
   Claims, PeerHealth, RetryBudget, decideRetry, isHostFailure, overlayReport, rank, targetMetrics,
   type RankedTarget, type ReportingPeer, type RoundRobinState, type Strategy, type TargetMetrics
@@ -23,7 +23,7 @@ export interface DispatchRequest {
   expectedTokens?: number
   /** clock time (Date.now) after which the request may no longer wait for a slot */
   deadline: number
-  signal: AbortSignal
+  signal: Signal
 }
 
 /** What the router asks one target to do. */
@@ -35,7 +35,7 @@ export interface ForwardOptions {
   priority: number
   mayQueue: boolean
   deadline: number
-  signal: AbortSignal
+  signal: Signal
 }
 
 /** A target's answer, before anything went to the client. */
@@ -265,7 +265,7 @@ export class Router {
   }
 
   /** The committed stream: reports its outcome (latency, tokens/s, or how it failed) at its end, then releases the claim. */
-  private observe (peerId: string, first: IteratorResult<Uint8Array>, it: AsyncIterator<Uint8Array>, status: number, firstMs: number, signal: AbortSignal, release: () => void): AsyncIterableIterator<Uint8Array> {
+  private observe (peerId: string, first: IteratorResult<Uint8Array>, it: AsyncIterator<Uint8Array>, status: number, firstMs: number, signal: Signal, release: () => void): AsyncIterableIterator<Uint8Array> {
     const rate = new TokenRateScanner()
     return tap(it, {
       chunk: (chunk) => { rate.scan(chunk) },
@@ -314,7 +314,7 @@ async function statusError (status: number, it: AsyncIterator<Uint8Array>): Prom
   return new LlmeshError('RUNNER_FAILED', `runner answered ${status}: ${message}`)
 }
 
-async function sleep (ms: number, signal: AbortSignal): Promise<void> {
+async function sleep (ms: number, signal: Signal): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => { signal.removeEventListener('abort', onAbort); resolve() }, ms)
     const onAbort = (): void => { clearTimeout(timer); reject(signal.reason) }

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { BusyError, LlmeshError, type AdmissionSnapshot, type InferPath } from '@llmesh/protocol'
+import { BusyError, LlmeshError, type AdmissionSnapshot, type InferPath, type Signal } from '@llmesh/protocol'
 import { Admission, PeerStats, type Failure } from '@llmesh/scheduler'
 import type { Runner, RunnerResponse } from '@llmesh/runners'
 import { tap } from './iter.js'
@@ -25,7 +25,7 @@ export interface ServeOptions {
   mayQueue: boolean
   /** clock time (Date.now) after which a queued request is dropped */
   deadline: number
-  signal: AbortSignal
+  signal: Signal
 }
 
 export interface LocalServingInit {

@@ -1,8 +1,8 @@
 import type { Stream } from '@libp2p/interface'
 import {
   BusyError, FrameKind, InferErrorSchema, InferHeadSchema, InferRequestSchema, LlmeshError, MAX_INFER_REQUEST_BYTES, STREAM_COALESCE_MS,
-  decodeFrame, encodeFrame, parseFramePayload, toLlmeshError,
-  type InferHead, type InferRequest
+  Abort, abortSignalOf, decodeFrame, encodeFrame, parseFramePayload, toLlmeshError,
+  type InferHead, type InferRequest, type Signal
 } from '@llmesh/protocol'
 import { INFER_STREAM_IDLE_MS, MAX_IDLE_INFER_STREAMS } from './constants.js'
 import { framed, lengthPrefixed, type FramedStream } from './wire.js'
@@ -44,7 +44,7 @@ function usable (stream: Stream): boolean {
  * DATA payloads. The stream is closed once the answer is read, and aborted (so the peer stops
  * its runner) when the body is left early or the exchange fails.
  */
-export async function requestInfer (stream: Stream, request: InferRequest, signal?: AbortSignal): Promise<InferResponse> {
+export async function requestInfer (stream: Stream, request: InferRequest, signal?: Signal): Promise<InferResponse> {
   return await exchange(channelOf(stream), request, signal, (outcome) => { finishChannel(stream, outcome !== 'abort') })
 }
 
@@ -60,20 +60,34 @@ function finishChannel (stream: Stream, cleanEnd: boolean): void {
  */
 type Outcome = 'reuse' | 'end' | 'abort'
 
-/** One request and its answer on a channel; `done` is called exactly once. */
-async function exchange (ch: Channel, request: InferRequest, signal: AbortSignal | undefined, done: (outcome: Outcome) => void): Promise<InferResponse> {
+/**
+ * One request and its answer on a channel; `done` is called exactly once. The signal aborts the
+ * stream (a pending read or write then fails, and the peer stops its runner): no signal reaches
+ * libp2p's reads, which would tie an AbortSignal to every request (see Abort).
+ */
+async function exchange (ch: Channel, request: InferRequest, signal: Signal | undefined, done: (outcome: Outcome) => void): Promise<InferResponse> {
   const { lp } = ch
+  if (signal?.aborted === true) {
+    done('reuse')
+    throw signal.reason
+  }
+  const onAbort = (): void => {
+    const reason = signal?.reason
+    ch.stream.abort(reason instanceof Error ? reason : new Error('request aborted'))
+  }
+  signal?.addEventListener('abort', onAbort)
   let settled = false
   const finish = (outcome: Outcome): void => {
     if (settled) return
     settled = true
+    signal?.removeEventListener('abort', onAbort)
     done(outcome)
   }
   let head: InferHead
   let keepAlive: boolean
   try {
-    await lp.write(encodeFrame(FrameKind.REQUEST, request), signal != null ? { signal } : {})
-    const first = await readFrame(lp, signal)
+    await lp.write(encodeFrame(FrameKind.REQUEST, request))
+    const first = await readFrame(lp)
     if (first.kind === FrameKind.ERROR) {
       const e = peerError(first.payload)
       finish(e.keepAlive ? 'reuse' : 'end')
@@ -95,7 +109,7 @@ async function exchange (ch: Channel, request: InferRequest, signal: AbortSignal
     let outcome: Outcome = 'abort'
     try {
       while (true) {
-        const frame = await readFrame(lp, signal)
+        const frame = await readFrame(lp)
         if (frame.kind === FrameKind.DATA) yield frame.payload
         else if (frame.kind === FrameKind.END) {
           outcome = keepAlive ? 'reuse' : 'end'
@@ -134,12 +148,23 @@ export class InferStreams {
   ) {}
 
   /** Sends `request` to `peerId` and returns the answer, as `requestInfer` does. */
-  async request (peerId: string, request: InferRequest, signal?: AbortSignal): Promise<InferResponse> {
-    const ch = this.take(peerId) ?? channelOf(await this.open(peerId, signal))
+  async request (peerId: string, request: InferRequest, signal?: Signal): Promise<InferResponse> {
+    const ch = this.take(peerId) ?? channelOf(await this.openFor(peerId, signal))
     return await exchange(ch, request, signal, (outcome) => {
       if (outcome === 'reuse' && usable(ch.stream)) this.put(peerId, ch)
       else finishChannel(ch.stream, outcome !== 'abort')
     })
+  }
+
+  /** A new stream; libp2p takes only an AbortSignal, made here (a new stream is the rare case). */
+  private async openFor (peerId: string, signal: Signal | undefined): Promise<Stream> {
+    if (signal == null) return await this.open(peerId)
+    const follow = abortSignalOf(signal)
+    try {
+      return await this.open(peerId, follow.signal)
+    } finally {
+      follow.release()
+    }
   }
 
   /** Idle streams held now (for tests and status). */
@@ -205,7 +230,7 @@ export interface InferReply {
   end (): Promise<void>
   error (err: unknown): Promise<void>
   /** aborted when the requester goes away: stop the runner's work */
-  signal: AbortSignal
+  signal: Signal
 }
 
 /**
@@ -216,7 +241,7 @@ export interface InferReply {
  */
 export async function serveInfer (stream: Stream, onRequest: (request: InferRequest, reply: InferReply) => Promise<void>): Promise<void> {
   const lp = framed(stream, { maxDataLength: MAX_INFER_REQUEST_BYTES })
-  let current: AbortController | undefined
+  let current: Abort | undefined
   const onClose = (): void => { current?.abort(new Error('requester closed the stream')) }
   stream.addEventListener('close', onClose)
   const refuse = async (message: string): Promise<void> => {
@@ -244,8 +269,8 @@ export async function serveInfer (stream: Stream, onRequest: (request: InferRequ
         await refuse('malformed inference request')
         return
       }
-      current = new AbortController()
-      const more = await serveOne(stream, request, current.signal, onRequest)
+      current = new Abort()
+      const more = await serveOne(stream, request, current, onRequest)
       current = undefined
       if (!more) {
         if (canWrite(stream)) await stream.close()
@@ -343,7 +368,7 @@ class FrameBatch {
 
 /** Answers one request; true when the stream is left ready for the next one. */
 async function serveOne (
-  stream: Stream, request: InferRequest, signal: AbortSignal,
+  stream: Stream, request: InferRequest, signal: Signal,
   onRequest: (request: InferRequest, reply: InferReply) => Promise<void>
 ): Promise<boolean> {
   const out = new FrameBatch(stream)
@@ -375,9 +400,9 @@ async function serveOne (
   }
 }
 
-async function readFrame (lp: FramedStream, signal?: AbortSignal): Promise<{ kind: number, payload: Uint8Array }> {
+async function readFrame (lp: FramedStream): Promise<{ kind: number, payload: Uint8Array }> {
   try {
-    return decodeFrame(await lp.read(signal != null ? { signal } : {}))
+    return decodeFrame(await lp.read())
   } catch (err) {
     throw new LlmeshError('PEER_UNREACHABLE', `peer stream ended: ${(err as Error).message}`, { cause: err })
   }

@@ -11,7 +11,7 @@ import type { Connection, PeerDiscovery, PeerId, PeerInfo, PrivateKey, Stream } 
 import type { Logger } from 'pino'
 import {
   SYNC_PROTOCOL, INFER_PROTOCOL, METRICS_PROTOCOL, HeartbeatSchema, MAX_HEARTBEAT_BYTES, stateTopic,
-  type Heartbeat, type InferRequest, type PeerMetrics
+  type Heartbeat, type InferRequest, type PeerMetrics, type Signal
 } from '@llmesh/protocol'
 import type { ClusterDoc } from '@llmesh/state'
 import {
@@ -248,7 +248,7 @@ export class Mesh {
    * Sends an inference request to a peer over `/llmesh/infer/1` and returns its answer (see
    * requestInfer), on an idle stream to that peer when one is left from an earlier request.
    */
-  async infer (peerId: string, request: InferRequest, signal?: AbortSignal): Promise<InferResponse> {
+  async infer (peerId: string, request: InferRequest, signal?: Signal): Promise<InferResponse> {
     return await this.inferStreams.request(peerId, request, signal)
   }
 

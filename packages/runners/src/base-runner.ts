@@ -1,6 +1,6 @@
 import type { Pool } from 'undici'
 import type { Logger } from 'pino'
-import { LlmeshError, type RunnerInfo, type RunnerState } from '@llmesh/protocol'
+import { Abort, LlmeshError, type RunnerInfo, type RunnerState, type Signal } from '@llmesh/protocol'
 import { backoffDelay, type BackoffOptions } from './backoff.js'
 import {
   DEFAULT_FIRST_TOKEN_TIMEOUT_MS,
@@ -138,7 +138,7 @@ export abstract class BaseRunner implements Runner {
   /** One health probe: undefined when healthy, else why not. */
   protected abstract check (timeoutMs: number): Promise<string | undefined>
   /** One upstream request; `signal` aborts it (stall, client gone). */
-  protected abstract open (path: RunnerPath, body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse>
+  protected abstract open (path: RunnerPath, body: Record<string, unknown>, signal: Signal): Promise<UpstreamResponse>
   /** Slots busy according to the runner itself, when it can tell. */
   protected async runnerBusy (): Promise<number | undefined> { return undefined }
   /** Local details for `describe()`. */
@@ -308,7 +308,7 @@ export abstract class BaseRunner implements Runner {
   }
 
   /** Turns an upstream failure into the error a client sees. */
-  private lostRequest (err: unknown, signal: AbortSignal): unknown {
+  private lostRequest (err: unknown, signal: Signal): unknown {
     if (err instanceof LlmeshError) return err
     if (signal.aborted && signal.reason instanceof LlmeshError) return signal.reason
     const context = this.crashContext()
@@ -321,14 +321,14 @@ export abstract class BaseRunner implements Runner {
    * one queues them); others answer NO_CAPACITY. Iterate the returned body to its end or break
    * out of the loop: that releases the request's slot count.
    */
-  async infer (path: RunnerPath, body: Record<string, unknown>, signal?: AbortSignal): Promise<RunnerResponse> {
+  async infer (path: RunnerPath, body: Record<string, unknown>, signal?: Signal): Promise<RunnerResponse> {
     if (this._state !== 'ready' && this._state !== 'busy') {
       throw new LlmeshError('NO_CAPACITY', `runner ${this.id} is ${this._state}${this._lastError != null ? ` (last error: ${this._lastError})` : ''}`)
     }
     const streaming = body['stream'] === true
     const firstMs = streaming ? (this.common.firstTokenTimeoutMs ?? DEFAULT_FIRST_TOKEN_TIMEOUT_MS) : (this.common.nonStreamTimeoutMs ?? DEFAULT_NON_STREAM_TIMEOUT_MS)
     const gapMs = streaming ? (this.common.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS) : firstMs
-    const ac = new AbortController()
+    const ac = new Abort()
     const onCallerAbort = (): void => { ac.abort(signal?.reason) }
     if (signal?.aborted === true) throw signal.reason
     signal?.addEventListener('abort', onCallerAbort, { once: true })
@@ -385,7 +385,7 @@ export abstract class BaseRunner implements Runner {
  * response; a token stream paced (see requestPaced). No undici time limits: the stall watch
  * owns them (first token, gaps).
  */
-export async function postToRunner (pool: Pool, path: string, body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse> {
+export async function postToRunner (pool: Pool, path: string, body: Record<string, unknown>, signal: Signal): Promise<UpstreamResponse> {
   if (body['stream'] === true) return await requestPaced(pool, { path, body: JSON.stringify(body), signal })
   return await requestWhole(pool, { path, body: JSON.stringify(body), signal })
 }

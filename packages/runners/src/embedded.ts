@@ -8,7 +8,7 @@
  * native call cannot be killed, only abandoned (stall detection still frees the client).
  */
 import type { Llama, LlamaChat, LlamaContext, LlamaModel, ChatHistoryItem } from 'node-llama-cpp'
-import { LlmeshError } from '@llmesh/protocol'
+import { LlmeshError, type Signal } from '@llmesh/protocol'
 import { BaseRunner, PermanentRunnerError, type GgufRunnerInit, type UpstreamResponse } from './base-runner.js'
 import { DEFAULT_CTX_SIZE, DEFAULT_SLOTS } from './constants.js'
 import {
@@ -143,7 +143,7 @@ export class EmbeddedRunner extends BaseRunner {
     return this.pool.filter((s) => s.busy).length
   }
 
-  private async acquire (signal: AbortSignal): Promise<Slot> {
+  private async acquire (signal: Signal): Promise<Slot> {
     const free = this.pool.find((s) => !s.busy)
     if (free != null) {
       free.busy = true
@@ -171,7 +171,7 @@ export class EmbeddedRunner extends BaseRunner {
     else slot.busy = false
   }
 
-  protected async open (path: RunnerPath, body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse> {
+  protected async open (path: RunnerPath, body: Record<string, unknown>, signal: Signal): Promise<UpstreamResponse> {
     if (path !== '/v1/chat/completions') throw new LlmeshError('INVALID_REQUEST', `embedded runner does not serve ${path}`)
     const history = toHistory(chatMessages(body))
     if (history.length === 0) {

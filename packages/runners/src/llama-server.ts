@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
-import { LlmeshError } from '@llmesh/protocol'
+import { LlmeshError, type Signal } from '@llmesh/protocol'
 import { BaseRunner, PermanentRunnerError, postToRunner, type GgufRunnerInit, type UpstreamResponse } from './base-runner.js'
 import { DEFAULT_CTX_SIZE, DEFAULT_SLOTS, DEFAULT_START_TIMEOUT_MS, START_POLL_MS, STOP_GRACE_MS } from './constants.js'
 import { RUNNER_CONNECT } from './paced.js'
@@ -138,7 +138,7 @@ export class LlamaServerRunner extends BaseRunner {
     return { address: this.baseUrl, port: this._port, ...(this.pid != null ? { pid: this.pid } : {}) }
   }
 
-  protected async open (path: RunnerPath, body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse> {
+  protected async open (path: RunnerPath, body: Record<string, unknown>, signal: Signal): Promise<UpstreamResponse> {
     const pool = this.pool
     if (pool == null) throw new LlmeshError('NO_CAPACITY', `runner ${this.id} is ${this.state}`)
     return await postToRunner(pool, path, { ...body, model: this.model }, signal)

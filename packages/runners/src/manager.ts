@@ -1,6 +1,6 @@
 import type { Logger } from 'pino'
 import type { Llama } from 'node-llama-cpp'
-import { LlmeshError, type Hardware, type ModelInfo } from '@llmesh/protocol'
+import { LlmeshError, type Hardware, type ModelInfo, type Signal } from '@llmesh/protocol'
 import type { RunnerCommonInit } from './base-runner.js'
 import { describeModel, scanModelDir, scanOllamaStore, type LocalModel } from './catalog.js'
 import { DEFAULT_OLLAMA_REFRESH_MS, DEFAULT_OLLAMA_URL } from './constants.js'
@@ -301,7 +301,7 @@ export class RunnerManager {
    * Sends a request to the best runner for `model`. MODEL_NOT_FOUND when this host has no
    * runner for it, NO_CAPACITY when its runners are starting, failed or stopped.
    */
-  async infer (model: string, path: RunnerPath, body: Record<string, unknown>, signal?: AbortSignal, preferred?: string): Promise<RunnerResponse & { runner: Runner }> {
+  async infer (model: string, path: RunnerPath, body: Record<string, unknown>, signal?: Signal, preferred?: string): Promise<RunnerResponse & { runner: Runner }> {
     const runner = this.find(model, preferred)
     if (runner == null) {
       const all = [...this.map.values()].filter((r) => r.model === model)

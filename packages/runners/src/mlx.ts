@@ -8,7 +8,7 @@
  * recorded exchange (reconstructed from mlx_lm/server.py's response code) on a local server.
  */
 import { Pool } from 'undici'
-import { LlmeshError } from '@llmesh/protocol'
+import { LlmeshError, type Signal } from '@llmesh/protocol'
 import { BaseRunner, type RunnerCommonInit, type UpstreamResponse, postToRunner } from './base-runner.js'
 import { DEFAULT_MLX_SLOTS } from './constants.js'
 import { RUNNER_CONNECT } from './paced.js'
@@ -75,7 +75,7 @@ export class MlxRunner extends BaseRunner {
     return { address: this.url }
   }
 
-  protected async open (path: RunnerPath, body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse> {
+  protected async open (path: RunnerPath, body: Record<string, unknown>, signal: Signal): Promise<UpstreamResponse> {
     const pool = this.pool
     if (pool == null) throw new LlmeshError('NO_CAPACITY', `runner ${this.id} is ${this.state}`)
     return await postToRunner(pool, path, { ...body, model: this.init.upstreamModel ?? MLX_DEFAULT_MODEL }, signal)

@@ -8,7 +8,7 @@
  * `/api/chat` NDJSON), not a real one: none runs here.
  */
 import { Pool } from 'undici'
-import { LlmeshError, type ModelInfo } from '@llmesh/protocol'
+import { LlmeshError, type ModelInfo, type Signal } from '@llmesh/protocol'
 import { BaseRunner, type RunnerCommonInit, type UpstreamResponse } from './base-runner.js'
 import { DEFAULT_OLLAMA_SLOTS } from './constants.js'
 import { RUNNER_CONNECT, requestPaced } from './paced.js'
@@ -139,7 +139,7 @@ export class OllamaRunner extends BaseRunner {
   /** Whether Ollama had the model in memory at the last health check (`/api/ps`). */
   get isLoaded (): boolean { return this.loaded }
 
-  protected async open (path: RunnerPath, body: Record<string, unknown>, signal: AbortSignal): Promise<UpstreamResponse> {
+  protected async open (path: RunnerPath, body: Record<string, unknown>, signal: Signal): Promise<UpstreamResponse> {
     if (path !== '/v1/chat/completions') throw new LlmeshError('INVALID_REQUEST', `Ollama runner does not serve ${path}`)
     const streaming = body['stream'] === true
     // Ollama always streams here (NDJSON), so the answer is read paced like any token stream

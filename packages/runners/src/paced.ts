@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks'
 import type { Dispatcher, Pool } from 'undici'
-import { LlmeshError, STREAM_COALESCE_MS } from '@llmesh/protocol'
+import { LlmeshError, STREAM_COALESCE_MS, type Signal } from '@llmesh/protocol'
 
 /** Bytes read but not yet taken by the consumer beyond which reading stops until it catches up. */
 const MAX_UNREAD_BYTES = 1024 * 1024
@@ -42,7 +42,7 @@ export interface PacedResponse {
  * deliver what is held first. A consumer that stops reading stops the reading of the runner
  * (MAX_UNREAD_BYTES), as a stream's backpressure would.
  */
-export async function requestPaced (pool: Pool, opts: { path: string, body: string, signal: AbortSignal, windowMs?: number }): Promise<PacedResponse> {
+export async function requestPaced (pool: Pool, opts: { path: string, body: string, signal: Signal, windowMs?: number }): Promise<PacedResponse> {
   const windowMs = opts.windowMs ?? STREAM_COALESCE_MS
   const { signal } = opts
   if (signal.aborted) throw signal.reason
@@ -65,7 +65,7 @@ export async function requestPaced (pool: Pool, opts: { path: string, body: stri
     let heldForWindow = false
     let heldForConsumer = false
 
-    const onAbort = (): void => { controller?.abort(signal.reason) }
+    const onAbort = (): void => { controller?.abort(signal.reason as Error) }
     signal.addEventListener('abort', onAbort, { once: true })
     const settle = (): void => {
       signal.removeEventListener('abort', onAbort)
@@ -104,7 +104,7 @@ export async function requestPaced (pool: Pool, opts: { path: string, body: stri
     const handler: Dispatcher.DispatchHandler = {
       onRequestStart (c) {
         controller = c
-        if (signal.aborted) c.abort(signal.reason)
+        if (signal.aborted) c.abort(signal.reason as Error)
       },
       onResponseStart (c, statusCode, headers) {
         started = true
@@ -206,7 +206,7 @@ export interface WholeResponse {
  * The caller's signal aborts the request before or during the body; no undici time limits (the
  * runner's own timeout aborts through the signal).
  */
-export async function requestWhole (pool: Pool, opts: { path: string, body: string, signal: AbortSignal, limit?: number }): Promise<WholeResponse> {
+export async function requestWhole (pool: Pool, opts: { path: string, body: string, signal: Signal, limit?: number }): Promise<WholeResponse> {
   const { signal } = opts
   const limit = opts.limit ?? MAX_WHOLE_RESPONSE_BYTES
   if (signal.aborted) throw signal.reason
@@ -216,12 +216,12 @@ export async function requestWhole (pool: Pool, opts: { path: string, body: stri
     let contentType = 'application/json'
     const parts: Uint8Array[] = []
     let size = 0
-    const onAbort = (): void => { controller?.abort(signal.reason) }
+    const onAbort = (): void => { controller?.abort(signal.reason as Error) }
     signal.addEventListener('abort', onAbort, { once: true })
     const handler: Dispatcher.DispatchHandler = {
       onRequestStart (c) {
         controller = c
-        if (signal.aborted) c.abort(signal.reason)
+        if (signal.aborted) c.abort(signal.reason as Error)
       },
       onResponseStart (c, statusCode, headers) {
         status = statusCode

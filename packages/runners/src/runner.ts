@@ -1,4 +1,4 @@
-import type { InferPath, RunnerInfo, RunnerState } from '@llmesh/protocol'
+import type { InferPath, RunnerInfo, RunnerState, Signal } from '@llmesh/protocol'
 
 /**
  * Runner API paths the agent forwards to: the OpenAI paths of the infer protocol. llama-server
@@ -73,5 +73,5 @@ export interface Runner {
   /** local detail (address, pid, counters) */
   describe (): RunnerDescription
   onState (fn: RunnerStateListener): () => void
-  infer (path: RunnerPath, body: Record<string, unknown>, signal?: AbortSignal): Promise<RunnerResponse>
+  infer (path: RunnerPath, body: Record<string, unknown>, signal?: Signal): Promise<RunnerResponse>
 }
