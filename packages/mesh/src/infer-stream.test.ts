@@ -4,7 +4,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import type { Stream } from '@libp2p/interface'
 import { pino } from 'pino'
-import { BusyError, FrameKind, INFER_PROTOCOL, LlmeshError, encodeFrame, type InferRequest } from '@llmesh/protocol'
+import { Abort, BusyError, FrameKind, INFER_PROTOCOL, LlmeshError, encodeFrame, type InferRequest } from '@llmesh/protocol'
 import { ClusterDoc } from '@llmesh/state'
 import { Mesh } from './mesh.js'
 import { InferStreams, requestInfer, serveInfer, type InferReply } from './infer-stream.js'
@@ -134,6 +134,22 @@ describe('/llmesh/infer/1 stream reuse', () => {
     await until(() => signals.length === 1)
     ac.abort(new Error('client went away'))
     await expect(pending).rejects.toThrow()
+    await until(() => signals[0]?.aborted === true)
+  })
+
+  it('aborts the peer\'s work and fails the body when the request\'s signal (an Abort) fires mid-body', async () => {
+    const { a, b, signals } = await pair(async (_request, reply) => {
+      await reply.head({ status: 200, contentType: 'text/plain', runnerId: 'r1' })
+      await reply.data(enc('first'))
+      await new Promise((resolve) => reply.signal.addEventListener('abort', resolve))
+    })
+    const abort = new Abort()
+    const res = await b.infer(a.peerId, req('endless'), abort)
+    const it = res.body[Symbol.asyncIterator]()
+    expect(new TextDecoder().decode((await it.next()).value)).toBe('first')
+    const next = it.next()
+    abort.abort(new Error('client went away'))
+    await expect(next).rejects.toThrow()
     await until(() => signals[0]?.aborted === true)
   })
 
