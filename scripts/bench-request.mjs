@@ -16,7 +16,7 @@
 //      (with llmesh's busy answers) vs three independent pools calling the llama-servers
 //      directly (the seed's uncoordinated routers) vs one central scheduler: busy answers,
 //      queueing, latency.
-// Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2] [--sections 0,1,2,3,4] [--runner-threads 1] [--rounds 50] [--warmup 3000]
+// Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2] [--sections 0,1,2,3,4] [--runner-threads 1] [--rounds 50] [--warmup 12000]
 // (--burst is per entry agent; 2 x 3 entries = the 6 slots of the 3 hosts: routing decides whether they collide)
 import '../packages/protocol/dist/polyfill.js'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -28,14 +28,16 @@ import { execFileSync, spawn } from 'node:child_process'
 import { request, Agent as UndiciAgent, setGlobalDispatcher } from 'undici'
 import { ensureLlamaCpp, ensureTinyModel, startAgentProcess, waitFor, LOOPBACK_AGENT_ARGS } from '../packages/fixtures/dist/index.js'
 
-const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '2' }, sections: { type: 'string', default: '0,1,2,3,4' }, 'runner-threads': { type: 'string', default: '1' }, rounds: { type: 'string', default: '50' }, warmup: { type: 'string', default: '3000' }, hosts: { type: 'string', default: 'sim' }, 'service-ms': { type: 'string', default: '40' } } })
+const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '2' }, sections: { type: 'string', default: '0,1,2,3,4' }, 'runner-threads': { type: 'string', default: '1' }, rounds: { type: 'string', default: '50' }, warmup: { type: 'string', default: '12000' }, hosts: { type: 'string', default: 'sim' }, 'service-ms': { type: 'string', default: '40' } } })
 const N = Number(values.n)
 const C = Number(values.concurrency)
 const BURST = Number(values.burst)
 const ROUNDS = Number(values.rounds)
-// requests per path before the latency sections measure: V8 compiles the hot path only after a
-// few thousand requests (measured: p99 through the local agent 5.3 ms after 500, 3.4 ms after
-// 5,000); an agent in service is warm, so steady state is what these sections report
+// requests per path before the latency sections measure: V8 goes on compiling, deoptimizing and
+// recompiling the hot path for about 10,000 requests (measured through a fresh local agent in
+// front of an instant runner, p99 of each block of 2,000 requests: 4.5, 2.8, 1.9, 1.3, 2.3, 2.2,
+// then 0.8-0.9 ms from the 12,001st on; the episodes at 8,000-12,000 came back run after run);
+// an agent in service is warm, so steady state is what these sections report
 const WARMUP = Number(values.warmup)
 const SECTIONS = new Set(values.sections.split(',').map(Number))
 const want = (...xs) => xs.some((x) => SECTIONS.has(x))
