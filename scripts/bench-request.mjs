@@ -16,7 +16,7 @@
 //      (with llmesh's busy answers) vs three independent pools calling the llama-servers
 //      directly (the seed's uncoordinated routers) vs one central scheduler: busy answers,
 //      queueing, latency.
-// Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2] [--sections 0,1,2,3,4] [--runner-threads 1] [--rounds 50] [--warmup 12000]
+// Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2] [--sections 0,1,2,3,4] [--runner-threads 1] [--rounds 50] [--warmup 12000] [--stream-warmup 60]
 // (--burst is per entry agent; 2 x 3 entries = the 6 slots of the 3 hosts: routing decides whether they collide)
 import '../packages/protocol/dist/polyfill.js'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -28,7 +28,7 @@ import { execFileSync, spawn } from 'node:child_process'
 import { request, Agent as UndiciAgent, setGlobalDispatcher } from 'undici'
 import { ensureLlamaCpp, ensureTinyModel, startAgentProcess, waitFor, LOOPBACK_AGENT_ARGS } from '../packages/fixtures/dist/index.js'
 
-const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '2' }, sections: { type: 'string', default: '0,1,2,3,4' }, 'runner-threads': { type: 'string', default: '1' }, rounds: { type: 'string', default: '50' }, warmup: { type: 'string', default: '12000' }, hosts: { type: 'string', default: 'sim' }, 'service-ms': { type: 'string', default: '40' } } })
+const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '2' }, sections: { type: 'string', default: '0,1,2,3,4' }, 'runner-threads': { type: 'string', default: '1' }, rounds: { type: 'string', default: '50' }, warmup: { type: 'string', default: '12000' }, 'stream-warmup': { type: 'string', default: '60' }, hosts: { type: 'string', default: 'sim' }, 'service-ms': { type: 'string', default: '40' } } })
 const N = Number(values.n)
 const C = Number(values.concurrency)
 const BURST = Number(values.burst)
@@ -39,6 +39,12 @@ const ROUNDS = Number(values.rounds)
 // then 0.8-0.9 ms from the 12,001st on; the episodes at 8,000-12,000 came back run after run);
 // an agent in service is warm, so steady state is what these sections report
 const WARMUP = Number(values.warmup)
+// streams per path before section 3 measures: a stream runs the streaming code (paced reads,
+// frame batches, SSE writes) about 30 times, once per 8 ms batch, so the first streams run it
+// unoptimized (measured on shared cores, a 1000-token stream through a remote agent: its serving
+// and entry agents spent 22 and 19 ms of CPU on it after 5 warm-up streams, 7 and 7 ms after 60,
+// and it took 227 against 209 ms from first to last token; 202-205 ms directly)
+const STREAM_WARMUP = Number(values['stream-warmup'])
 const SECTIONS = new Set(values.sections.split(',').map(Number))
 const want = (...xs) => xs.some((x) => SECTIONS.has(x))
 setGlobalDispatcher(new UndiciAgent({ connections: 64, keepAliveTimeout: 30_000 }))
@@ -278,12 +284,14 @@ try {
       // on a real mesh the entry agent is on another host, and a GPU host's runner does not
       // compete with its agent for a core. Pinned, the figure says whether the mesh delivers
       // tokens as fast as the runner makes them; shared, what co-location costs.
-      const tokenRates = async (label) => {
-        console.log(`\n3. tokens/s of one stream (max_tokens 1000, ignore_eos), median of 15, paths in turn, ${label}`)
+      const tokenRates = async (label, warm) => {
+        console.log(`\n3. tokens/s of one stream (max_tokens 1000, ignore_eos), median of 15 after ${warm} to warm up, paths in turn, ${label}`)
         const rates = Object.fromEntries(Object.keys(paths).map((name) => [name, { decode: [], wall: [], ttft: [] }]))
+        const long = (i) => ({ stream: true, max_tokens: 1000, ignore_eos: true, messages: [{ role: 'user', content: `story ${i}` }] })
+        for (let i = 0; i < warm; i++) for (const base of Object.values(paths)) await streamTimes(base, long(i))
         for (let i = 0; i < 15; i++) {
           for (const [name, base] of Object.entries(paths)) {
-            const r = await streamTimes(base, { stream: true, max_tokens: 1000, ignore_eos: true, messages: [{ role: 'user', content: `story ${i}` }] })
+            const r = await streamTimes(base, long(i))
             rates[name].decode.push((r.tokens - 1) / ((r.lastMs - r.firstMs) / 1000))
             rates[name].wall.push(r.tokens / (r.lastMs / 1000))
             rates[name].ttft.push(r.firstMs)
@@ -295,8 +303,8 @@ try {
           console.log(`   ${name.padEnd(8)} ${pct(x.decode, 0.5).toFixed(0).padStart(8)}${vs('decode')}   ${pct(x.wall, 0.5).toFixed(0).padStart(8)}${vs('wall')}   ${f(pct(x.ttft, 0.5)).padStart(7)} ms`)
         }
       }
-      await tokenRates('shared cores')
-      await onOwnCore(runner.pid, [s.pid, e.pid], tokenRates)
+      await tokenRates('shared cores', STREAM_WARMUP)
+      await onOwnCore(runner.pid, [s.pid, e.pid], async (label) => { await tokenRates(label, 5) })
     }
     await Promise.all(procs.splice(0).map(async (p) => { await p.stop(5000) }))
   }
