@@ -226,6 +226,36 @@ describe('/llmesh/infer/1 stream reuse', () => {
     expect(streams).toHaveLength(1)
   })
 
+  it('holds the peer back while the requester does not read, instead of buffering the answer until it overflows', async () => {
+    const chunk = new Uint8Array(60 * 1024)
+    const total = 200 // 12 MB: three times what a requester may hold unread
+    let written = 0
+    const { a, b, streams } = await pair(async (request, reply) => {
+      if (request.model !== 'huge') return await echo(request, reply)
+      await reply.head({ status: 200, contentType: 'application/octet-stream', runnerId: 'r1' })
+      for (let i = 0; i < total; i++) {
+        await reply.data(chunk.fill(i % 251))
+        written++
+      }
+    })
+    const res = await b.infer(a.peerId, req('huge'))
+    const it = res.body[Symbol.asyncIterator]()
+    const first = await it.next()
+    let bytes = first.value?.length ?? 0
+    // a client that stops reading for a while: the peer writes until flow control stops it
+    await new Promise((resolve) => setTimeout(resolve, 1000))
+    expect(written).toBeLessThan(total)
+    for (;;) {
+      const n = await it.next()
+      if (n.done === true) break
+      for (let j = 0; j < n.value.length; j += 997) if (n.value[j] !== Math.floor((bytes + j) / chunk.length) % 251) throw new Error(`byte ${bytes + j} out of order`)
+      bytes += n.value.length
+    }
+    expect(bytes).toBe(total * chunk.length)
+    expect(await text((await b.infer(a.peerId, req('m', 'after'))).body)).toBe('m:after')
+    expect(streams).toHaveLength(1)
+  })
+
   it('merges the tokens of a fast stream into few frames and sends a slow stream token by token', async () => {
     const { a, b } = await pair(async (request, reply) => {
       await reply.head({ status: 200, contentType: 'text/event-stream', runnerId: 'r1' })

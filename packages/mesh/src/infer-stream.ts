@@ -285,6 +285,27 @@ export async function serveInfer (stream: Stream, onRequest: (request: InferRequ
 }
 
 /**
+ * Resolves once the stream takes more writes (its muxer's window is open again) or is closed.
+ * The 'drain' event itself is awaited: @libp2p/utils' `onDrain()` makes its promise once per
+ * stream and never renews it, so after a stream's first drain it resolves at once and a writer
+ * relying on it queues everything it writes while the reader does not read (measured: 12 MB
+ * held in the serving side's write buffer for a requester that paused).
+ */
+async function writable (stream: Stream): Promise<void> {
+  while (stream.writableNeedsDrain && canWrite(stream)) {
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        stream.removeEventListener('drain', done)
+        stream.removeEventListener('close', done)
+        resolve()
+      }
+      stream.addEventListener('drain', done)
+      stream.addEventListener('close', done)
+    })
+  }
+}
+
+/**
  * The server's frames on one stream, sent in batches: the frames written in one event-loop turn
  * (a small answer's HEAD, DATA and END usually are) go out as one stream write, so as one yamux
  * frame, one noise message and one TCP write instead of three of each. Every write costs a
@@ -311,7 +332,7 @@ class FrameBatch {
   async write (kind: FrameKind, payload?: Uint8Array | object, now = false): Promise<void> {
     if (this.failed != null) throw this.failed
     if (!canWrite(this.stream)) throw new LlmeshError('PEER_UNREACHABLE', 'the requester closed the stream')
-    if (this.stream.writableNeedsDrain) await this.stream.onDrain()
+    await writable(this.stream)
     if (kind === FrameKind.DATA && payload instanceof Uint8Array) {
       // a copy: the caller may reuse its buffer once the write returns, as with lp.write
       this.data.push(payload.slice())

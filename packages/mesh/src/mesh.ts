@@ -20,7 +20,7 @@ import {
 } from './constants.js'
 import { LAN_TIMINGS, Membership, type Member, type MembershipTimings } from './membership.js'
 import { InferStreams, type InferResponse } from './infer-stream.js'
-import { framed, noiseOneWritePerMessage, yamuxWindowUpdates, type FramedStream } from './wire.js'
+import { MAX_STREAM_WINDOW_BYTES, framed, noiseOneWritePerMessage, yamuxWindowUpdates, type FramedStream } from './wire.js'
 
 export interface MeshInit {
   /** peers of other clusters never mix: topics are scoped by this id */
@@ -120,7 +120,7 @@ export class Mesh {
       addresses: { listen: this.init.listen },
       transports: [tcp()],
       connectionEncrypters: [noiseOneWritePerMessage()],
-      streamMuxers: [yamuxWindowUpdates(yamux())],
+      streamMuxers: [yamuxWindowUpdates(yamux({ streamOptions: { maxStreamWindowSize: MAX_STREAM_WINDOW_BYTES } }))],
       connectionMonitor: { pingInterval: PING_INTERVAL_MS },
       // a cluster starting at once has every agent upgrading many inbound connections together;
       // libp2p's default of 10 pending would refuse most of them and stretch the start

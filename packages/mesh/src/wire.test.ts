@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import * as varint from 'uint8-varint'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { lpStream, streamPair } from '@libp2p/utils'
-import { framed, lengthPrefixed, uint16Length, varintPrefix } from './wire.js'
+import { PAUSE_ABOVE_BYTES, framed, lengthPrefixed, uint16Length, varintPrefix } from './wire.js'
 
 /** The bytes split into one-byte buffers. */
 const bytewise = (bytes: Uint8Array): Uint8ArrayList => new Uint8ArrayList(...[...bytes].map((b) => Uint8Array.of(b)))
@@ -85,6 +85,32 @@ describe('framed (length-prefixed messages on a libp2p stream)', () => {
     const [c, d] = await streamPair()
     c.send(new Uint8Array(9).fill(0xff))
     await expect(framed(d, { maxDataLength: 100 }).read()).rejects.toThrow(/> 100/)
+  })
+
+  it('pauses the stream while unread messages pile up, and resumes it as they are read', async () => {
+    const [a, b] = await streamPair()
+    const reader = framed(b, { maxDataLength: 1024 * 1024 })
+    const writer = framed(a, { maxDataLength: 1024 * 1024 })
+    const count = Math.ceil((PAUSE_ABOVE_BYTES * 2) / (64 * 1024))
+    for (let i = 0; i < count; i++) await writer.write(new Uint8Array(64 * 1024).fill(i))
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(b.readStatus).toBe('paused')
+    for (let i = 0; i < count; i++) expect((await reader.read()).subarray()[0]).toBe(i)
+    expect(b.readStatus).toBe('readable')
+  })
+
+  it('reads a message larger than the pause mark whole, whether or not a read was waiting for it', async () => {
+    const size = PAUSE_ABOVE_BYTES * 3
+    for (const readFirst of [true, false]) {
+      const [a, b] = await streamPair()
+      const reader = framed(b, { maxDataLength: size })
+      const pending = readFirst ? reader.read() : undefined
+      await framed(a, { maxDataLength: size }).write(new Uint8Array(size).fill(5))
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      const message = await (pending ?? reader.read())
+      expect(message.byteLength).toBe(size)
+      expect(message.subarray()[size - 1]).toBe(5)
+    }
   })
 
   it('throws at the end of the stream, also inside a message', async () => {

@@ -115,6 +115,22 @@ export interface FramedStream {
 }
 
 /**
+ * Unread bytes on a stream above which its reader, when it is not waiting for a message, pauses
+ * the stream: yamux then stops granting the sender window, the sender's writes wait, and what
+ * a slow consumer has not read stays bounded instead of overflowing the read buffer (which
+ * aborts the stream). Below RESUME_BELOW_BYTES it is resumed.
+ */
+export const PAUSE_ABOVE_BYTES = 1024 * 1024
+const RESUME_BELOW_BYTES = 256 * 1024
+
+/**
+ * Largest receive window of a yamux stream: what a sender may still have on its way after the
+ * reader paused. yamux grows a busy stream's window up to 16 MB, which, arriving while paused,
+ * would overflow the 4 MB a stream buffers; 1 MB still carries 1 GB/s at a 1 ms round trip.
+ */
+export const MAX_STREAM_WINDOW_BYTES = 1024 * 1024
+
+/**
  * Length-prefixed messages on a libp2p stream, read as they arrive: every read takes all the
  * bytes that are there and the messages in them are cut out at once. lpStream reads a message's
  * prefix one byte at a time and then its payload, each an awaited read with its own promise,
@@ -122,11 +138,26 @@ export interface FramedStream {
  * DATA and END frames, which arrive in one chunk, cost ten (profiled: a tenth of an entry
  * agent's CPU per remote request went to lpStream's reads). A message is written with its
  * prefix in one buffer. The byte stream (end of stream, close, read-buffer bound) is libp2p's.
+ * A reader that falls behind pauses the stream (PAUSE_ABOVE_BYTES); one waiting for the rest of
+ * a message never does, so a message up to maxDataLength always comes in whole.
  */
 export function framed (stream: Stream, opts: { maxDataLength: number }): FramedStream {
-  // room for one whole message and its prefix besides what was read already
-  const bytes = byteStream(stream, { maxBufferSize: opts.maxDataLength + MAX_PREFIX_BYTES + 64 * 1024 })
+  // room for one whole message and its prefix, the unread bytes at which the stream pauses, and
+  // what arrives after that: resuming hands over at once what the stream held while paused (up
+  // to the sender's window)
+  const bytes = byteStream(stream, { maxBufferSize: opts.maxDataLength + MAX_PREFIX_BYTES + PAUSE_ABOVE_BYTES + MAX_STREAM_WINDOW_BYTES + 64 * 1024 })
   const buf = new Uint8ArrayList()
+  /** a read is waiting for bytes: the consumer keeps up, whatever is buffered */
+  let waiting = false
+  /** bytes received and not yet taken out as messages (in the byte stream's buffer or in `buf`) */
+  let unread = 0
+  stream.addEventListener('message', (evt) => {
+    unread += evt.data.byteLength
+    if (!waiting && stream.readStatus === 'readable' && unread > PAUSE_ABOVE_BYTES) stream.pause()
+  })
+  const resume = (): void => {
+    if (stream.readStatus === 'paused') stream.resume()
+  }
   /** the next message, if all of it is in `buf` */
   const take = (): Uint8Array | undefined => {
     const prefix = varintPrefix(buf)
@@ -136,14 +167,25 @@ export function framed (stream: Stream, opts: { maxDataLength: number }): Framed
     if (buf.byteLength < size + length) return undefined
     const message = buf.subarray(size, size + length)
     buf.consume(size + length)
+    unread -= size + length
     return message
   }
   return {
     async read (options) {
       for (;;) {
         const message = take()
-        if (message != null) return message
-        const chunk = await bytes.read(options)
+        if (message != null) {
+          if (unread < RESUME_BELOW_BYTES) resume()
+          return message
+        }
+        resume()
+        waiting = true
+        let chunk
+        try {
+          chunk = await bytes.read(options)
+        } finally {
+          waiting = false
+        }
         if (chunk == null) throw new UnexpectedEOFError(buf.byteLength > 0 ? `stream ended inside a message (${buf.byteLength} bytes of it read)` : 'stream ended')
         buf.append(chunk)
       }
