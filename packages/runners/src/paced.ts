@@ -65,10 +65,9 @@ export async function requestPaced (pool: Pool, opts: { path: string, body: stri
     let heldForWindow = false
     let heldForConsumer = false
 
-    const onAbort = (): void => { controller?.abort(signal.reason as Error) }
-    signal.addEventListener('abort', onAbort, { once: true })
+    const link = linkAbort(signal)
     const settle = (): void => {
-      signal.removeEventListener('abort', onAbort)
+      link.release()
       clearTimeout(timer)
     }
     const notify = (): void => {
@@ -104,12 +103,11 @@ export async function requestPaced (pool: Pool, opts: { path: string, body: stri
     const handler: Dispatcher.DispatchHandler = {
       onRequestStart (c) {
         controller = c
-        if (signal.aborted) c.abort(signal.reason as Error)
+        link.start(c)
       },
       onResponseStart (c, statusCode, headers) {
         started = true
-        const type = headers['content-type']
-        resolve({ status: statusCode, contentType: String((Array.isArray(type) ? type[0] : type) ?? 'application/json'), body })
+        resolve({ status: statusCode, contentType: contentTypeOf(headers), body })
       },
       onResponseData (c, chunk) {
         held.push(chunk)
@@ -173,14 +171,7 @@ export async function requestPaced (pool: Pool, opts: { path: string, body: stri
       }
     }
 
-    pool.dispatch({
-      path: opts.path,
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: opts.body,
-      headersTimeout: 0,
-      bodyTimeout: 0
-    }, handler)
+    postJson(pool, opts.path, opts.body, handler)
   })
 }
 
@@ -211,22 +202,16 @@ export async function requestWhole (pool: Pool, opts: { path: string, body: stri
   const limit = opts.limit ?? MAX_WHOLE_RESPONSE_BYTES
   if (signal.aborted) throw signal.reason
   return await new Promise<WholeResponse>((resolve, reject) => {
-    let controller: Dispatcher.DispatchController | undefined
     let status = 0
     let contentType = 'application/json'
     const parts: Uint8Array[] = []
     let size = 0
-    const onAbort = (): void => { controller?.abort(signal.reason as Error) }
-    signal.addEventListener('abort', onAbort, { once: true })
+    const link = linkAbort(signal)
     const handler: Dispatcher.DispatchHandler = {
-      onRequestStart (c) {
-        controller = c
-        if (signal.aborted) c.abort(signal.reason as Error)
-      },
+      onRequestStart (c) { link.start(c) },
       onResponseStart (c, statusCode, headers) {
         status = statusCode
-        const type = headers['content-type']
-        if (type != null) contentType = String(Array.isArray(type) ? type[0] : type)
+        contentType = contentTypeOf(headers)
       },
       onResponseData (c, chunk) {
         size += chunk.length
@@ -237,21 +222,43 @@ export async function requestWhole (pool: Pool, opts: { path: string, body: stri
         parts.push(chunk)
       },
       onResponseEnd () {
-        signal.removeEventListener('abort', onAbort)
+        link.release()
         resolve({ status, contentType, body: parts.length === 1 ? parts[0]! : Buffer.concat(parts, size) })
       },
       onResponseError (c, err) {
-        signal.removeEventListener('abort', onAbort)
+        link.release()
         reject(err)
       }
     }
-    pool.dispatch({
-      path: opts.path,
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: opts.body,
-      headersTimeout: 0,
-      bodyTimeout: 0
-    }, handler)
+    postJson(pool, opts.path, opts.body, handler)
   })
+}
+
+/** POSTs a JSON body to a runner through `handler`; no undici time limits (the runner's own timeouts abort). */
+function postJson (pool: Pool, path: string, body: string, handler: Dispatcher.DispatchHandler): void {
+  pool.dispatch({ path, method: 'POST', headers: { 'content-type': 'application/json' }, body, headersTimeout: 0, bodyTimeout: 0 }, handler)
+}
+
+/**
+ * Ties a dispatch to the caller's signal: `start` takes the controller undici hands over (and
+ * aborts it at once if the signal already fired), the signal aborts it later; `release` lets go
+ * of the signal once the answer is settled.
+ */
+function linkAbort (signal: Signal): { start: (c: Dispatcher.DispatchController) => void, release: () => void } {
+  let controller: Dispatcher.DispatchController | undefined
+  const onAbort = (): void => { controller?.abort(signal.reason as Error) }
+  signal.addEventListener('abort', onAbort, { once: true })
+  return {
+    start: (c) => {
+      controller = c
+      if (signal.aborted) c.abort(signal.reason as Error)
+    },
+    release: () => { signal.removeEventListener('abort', onAbort) }
+  }
+}
+
+/** A response's content type, JSON when it names none. */
+function contentTypeOf (headers: Record<string, string | string[] | undefined>): string {
+  const type = headers['content-type']
+  return String((Array.isArray(type) ? type[0] : type) ?? 'application/json')
 }
