@@ -175,7 +175,7 @@ export class EmbeddedRunner extends BaseRunner {
     if (path !== '/v1/chat/completions') throw new LlmeshError('INVALID_REQUEST', `embedded runner does not serve ${path}`)
     const history = toHistory(chatMessages(body))
     if (history.length === 0) {
-      return { status: 400, contentType: 'application/json', body: once(openAiErrorBody('messages must not be empty', 'invalid_request_error', 'invalid_request')) }
+      return { status: 400, contentType: 'application/json', body: openAiErrorBody('messages must not be empty', 'invalid_request_error', 'invalid_request') }
     }
     const slot = await this.acquire(signal)
     const streaming = body['stream'] === true
@@ -230,8 +230,4 @@ function toHistory (messages: Array<{ role: string, content: string }>): ChatHis
   // generation continues the last model turn: open an empty one (as LlamaChatSession does)
   if (out.length > 0) out.push({ type: 'model', response: [] })
   return out
-}
-
-async function * once (chunk: Uint8Array): AsyncGenerator<Uint8Array> {
-  yield chunk
 }

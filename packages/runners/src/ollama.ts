@@ -151,7 +151,7 @@ export class OllamaRunner extends BaseRunner {
       let message = text.slice(0, 500)
       try { message = String((JSON.parse(text) as { error?: unknown }).error ?? message) } catch {}
       const type = res.status < 500 ? 'invalid_request_error' : 'server_error'
-      return { status: res.status, contentType: 'application/json', body: single(openAiErrorBody(`Ollama: ${message}`, type)) }
+      return { status: res.status, contentType: 'application/json', body: openAiErrorBody(`Ollama: ${message}`, type) }
     }
     const writer = new ChatCompletionWriter(this.model)
     return {
@@ -211,8 +211,4 @@ export async function * fromOllamaChat (source: AsyncIterable<Uint8Array>, write
     }
   }
   throw new LlmeshError('RUNNER_FAILED', 'Ollama ended the response before it was done')
-}
-
-async function * single (chunk: Uint8Array): AsyncGenerator<Uint8Array> {
-  yield chunk
 }
