@@ -3,3 +3,4 @@ export { Membership, MemberStates, LAN_TIMINGS, type Member, type MemberState, t
 export { loadOrCreateKey, peerIdOfKey } from './identity.js'
 export * from './constants.js'
 export { InferStreams, requestInfer, serveInfer, type InferReply, type InferResponse } from './infer-stream.js'
+export { CLUSTER_KEY_BYTES, connectionSecret, formatClusterKey, mdnsServiceTag, newClusterKey, parseClusterKey, swarmKey } from './cluster-key.js'

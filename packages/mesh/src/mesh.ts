@@ -5,6 +5,7 @@ import { identify, type Identify } from '@libp2p/identify'
 import { mdns } from '@libp2p/mdns'
 import { ping, type Ping } from '@libp2p/ping'
 import { gossipsub, type GossipSub } from '@libp2p/gossipsub'
+import { preSharedKey } from '@libp2p/pnet'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr, type Multiaddr } from '@multiformats/multiaddr'
 import type { Connection, PeerDiscovery, PeerId, PeerInfo, PrivateKey, Stream } from '@libp2p/interface'
@@ -20,11 +21,18 @@ import {
 } from './constants.js'
 import { LAN_TIMINGS, Membership, type Member, type MembershipTimings } from './membership.js'
 import { InferStreams, type InferResponse } from './infer-stream.js'
+import { connectionSecret, mdnsServiceTag, swarmKey } from './cluster-key.js'
 import { MAX_STREAM_WINDOW_BYTES, framed, noiseOneWritePerMessage, yamuxWindowUpdates, type FramedStream } from './wire.js'
 
 export interface MeshInit {
-  /** peers of other clusters never mix: topics are scoped by this id */
+  /** peers of other clusters never mix: without a key, the connection secret is derived from this id */
   clusterId: string
+  /**
+   * The cluster key (32 bytes, lab mode): the private-network pre-shared key every connection is
+   * protected with, so a host without it cannot complete a connection. Without one the secret is
+   * derived from the cluster id (see connectionSecret). @default none
+   */
+  clusterKey?: Uint8Array
   privateKey: PrivateKey
   /** multiaddrs to listen on, e.g. /ip4/127.0.0.1/tcp/0 */
   listen: string[]
@@ -33,7 +41,7 @@ export interface MeshInit {
   doc: ClusterDoc
   logger: Logger
   /**
-   * Multicast DNS discovery on the LAN, scoped by cluster id. Never enable it where multicast
+   * Multicast DNS discovery on the LAN, under a service name hashed from the connection secret. Never enable it where multicast
    * must not leave the machine (tests on loopback). @default { enabled: true, intervalMs: 1000 }
    */
   mdns?: { enabled: boolean, intervalMs?: number }
@@ -115,10 +123,14 @@ export class Mesh {
   }
 
   async start (): Promise<void> {
+    const secret = connectionSecret(this.init.clusterId, this.init.clusterKey)
     const node = await createLibp2p({
       privateKey: this.init.privateKey,
       addresses: { listen: this.init.listen },
       transports: [tcp()],
+      // every connection first proves it holds the cluster's secret (XSalsa20 with a pre-shared
+      // key): a host of another cluster, or without the key, never reaches noise or any protocol
+      connectionProtector: preSharedKey({ psk: swarmKey(secret) }),
       connectionEncrypters: [noiseOneWritePerMessage()],
       streamMuxers: [yamuxWindowUpdates(yamux({ streamOptions: { maxStreamWindowSize: MAX_STREAM_WINDOW_BYTES } }))],
       connectionMonitor: { pingInterval: PING_INTERVAL_MS },
@@ -129,7 +141,7 @@ export class Mesh {
         // a service rather than a peerDiscovery entry, so its 'peer' events reach us for peers
         // libp2p already knows (the node-level 'peer:discovery' fires only for new ones)
         ...(this.init.mdns?.enabled === true
-          ? { mdns: mdns({ serviceTag: `_llmesh-${this.init.clusterId}._udp.local`, interval: this.init.mdns.intervalMs ?? MDNS_INTERVAL_MS }) }
+          ? { mdns: mdns({ serviceTag: mdnsServiceTag(secret), interval: this.init.mdns.intervalMs ?? MDNS_INTERVAL_MS }) }
           : {}),
         identify: identify(),
         ping: ping(),
