@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { TestNetwork, cleanupStaleTestNetworks, netnsAvailable, netnsUnavailableReason, startAgentProcess } from '@llmesh/fixtures'
+import { TestNetwork, cleanupStaleTestNetworks, netnsAvailable, netnsUnavailableReason, runLlmesh, startAgentProcess } from '@llmesh/fixtures'
 import { ClusterDoc } from '@llmesh/state'
 
 const sizes = process.argv.slice(2).map(Number).filter((n) => n > 1)
@@ -83,13 +83,15 @@ async function benchN (n) {
   const agents = []
   const result = { n }
   try {
+    // off loopback: lab mode, one cluster key for every host, as a real LAN cluster runs
+    await runLlmesh(['keygen', '--out', join(dir, 'cluster.key')])
     process.stdout.write(`\nN = ${n}: starting ${n - 1} agents at once, one per namespace ...\n`)
     const start = (i) => startAgentProcess({
       name: `h${i}`,
       dataDir: join(dir, `h${i}`),
       netns: net.hosts[i].name,
       startTimeoutMs: 120_000,
-      args: ['--listen', `/ip4/${net.hosts[i].ip}/tcp/4778`, '--api-port', '0', '--cluster', 'bench', '--log-level', 'info']
+      args: ['--listen', `/ip4/${net.hosts[i].ip}/tcp/4778`, '--api-port', '0', '--cluster', 'bench', '--cluster-key', join(dir, 'cluster.key'), '--log-level', 'info']
     })
     const readyAt = (a) => events(a).find((e) => e.msg === 'agent ready')?.time
     agents.push(...await Promise.all(net.hosts.slice(0, -1).map((_, i) => start(i))))

@@ -9,7 +9,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
-  TestNetwork, cleanupStaleTestNetworks, netnsAvailable, netnsUnavailableReason, startAgentProcess, waitFor,
+  TestNetwork, cleanupStaleTestNetworks, netnsAvailable, netnsUnavailableReason, runLlmesh, startAgentProcess, waitFor,
   type AgentProcess
 } from '@llmesh/fixtures'
 
@@ -27,8 +27,8 @@ async function startHost (i: number): Promise<AgentProcess> {
     name: `host${i}`,
     dataDir: join(dir, `host${i}`),
     netns: host.name,
-    // mDNS only: no bootstrap address anywhere
-    args: ['--listen', `/ip4/${host.ip}/tcp/4778`, '--api-port', '0', '--cluster', 'netns-test', '--log-level', 'warn']
+    // mDNS only: no bootstrap address anywhere; off loopback, so one cluster key for all
+    args: ['--listen', `/ip4/${host.ip}/tcp/4778`, '--api-port', '0', '--cluster', 'netns-test', '--cluster-key', join(dir, 'cluster.key'), '--log-level', 'warn']
   })
   agents[i] = agent
   return agent
@@ -66,6 +66,7 @@ describe.skipIf(!netnsAvailable())(`mesh across ${HOSTS} hosts in network namesp
     await cleanupStaleTestNetworks()
     net = await TestNetwork.create({ hosts: HOSTS })
     dir = await mkdtemp(join(tmpdir(), 'llmesh-netns-'))
+    await runLlmesh(['keygen', '--out', join(dir, 'cluster.key')])
   }, 60_000)
 
   afterAll(async () => {

@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
@@ -13,11 +13,13 @@ import { buildHttpServer } from './http.js'
 import { Router, type DispatchRequest, type ForwardOptions, type Forwarded, type RoutedResponse } from './router.js'
 import { LocalServing, QueueFullError, type AdmissionCounters } from './serving.js'
 import { AGENT_VERSION, SNAPSHOT_INTERVAL_MS } from './constants.js'
+import { keyId, resolveClusterTrust, type ClusterTrust } from './cluster-trust.js'
 
 /** What `agent.json` in the data dir says about a running agent; the CLI reads it. */
 export interface AgentInfo {
   peerId: string
   name: string
+  clusterId: string
   api: string
   addrs: string[]
   pid: number
@@ -34,7 +36,12 @@ export interface ViewNode extends NodeRecord {
   metrics: PeerMetrics | null
 }
 
-export interface MeshView { self: string, nodes: ViewNode[] }
+export interface MeshView {
+  self: string
+  /** how this agent's connections are protected: mode, and the cluster key's fingerprint */
+  trust: { mode: 'home' | 'lab' | 'open', keyId?: string }
+  nodes: ViewNode[]
+}
 
 export type { RoutedResponse }
 
@@ -57,6 +64,7 @@ export class Agent {
   private snapshotTimer?: NodeJS.Timeout
   private apiAddress = ''
   private _peerId = ''
+  private trust?: ClusterTrust
 
   constructor (config: Readonly<AgentConfig>, logger: Logger) {
     this.config = config
@@ -71,6 +79,8 @@ export class Agent {
     await mkdir(config.dataDir, { recursive: true })
     const privateKey = await loadOrCreateKey(join(config.dataDir, 'peer.key'))
     this._peerId = peerIdOfKey(privateKey)
+    this.trust = await resolveClusterTrust(config, refuseShared)
+    this.logTrust(this.trust)
     const snapshot = await readFile(join(config.dataDir, 'cluster.snapshot')).catch(() => undefined)
     this.doc = new ClusterDoc(this._peerId, snapshot != null ? new Uint8Array(snapshot) : undefined)
 
@@ -115,6 +125,7 @@ export class Agent {
 
     this.mesh = new Mesh({
       clusterId: config.clusterId,
+      ...(this.trust.key != null ? { clusterKey: this.trust.key } : {}),
       privateKey,
       listen: config.p2p.listen,
       bootstrap: config.p2p.bootstrap,
@@ -174,6 +185,7 @@ export class Agent {
     const info: AgentInfo = {
       peerId: this._peerId,
       name: config.name,
+      clusterId: config.clusterId,
       api: this.apiUrl,
       addrs: this.mesh.addrs(),
       pid: process.pid,
@@ -182,6 +194,24 @@ export class Agent {
     await writeAtomic(join(config.dataDir, 'agent.json'), JSON.stringify(info, null, 2))
     this.log.info(info, 'agent ready')
     return info
+  }
+
+  private logTrust (trust: ClusterTrust): void {
+    const { clusterId } = this.config
+    if (trust.mode === 'open') {
+      this.log.warn({ clusterId }, 'open mesh: listening off loopback without a cluster key; any host on this network that knows the cluster id can join, read the cluster document and receive requests')
+    } else if (trust.created) {
+      this.log.info({ keyFile: trust.keyFile, keyId: keyId(trust.key!) }, "created a cluster key: hosts without it cannot connect; run 'llmesh invite' on this host for a token other hosts join with ('llmesh up --join TOKEN')")
+    } else {
+      this.log.info({ mode: trust.mode, ...(trust.key != null ? { keyId: keyId(trust.key) } : { clusterId }) }, 'cluster trust')
+    }
+  }
+
+  /** How this agent's connections are protected, for the view and `llmesh status`. */
+  trustInfo (): { mode: ClusterTrust['mode'], keyId?: string } {
+    const t = this.trust
+    if (t == null) return { mode: 'home' }
+    return { mode: t.mode, ...(t.key != null ? { keyId: keyId(t.key) } : {}) }
   }
 
   /** This agent's record, as published into the cluster document. */
@@ -269,7 +299,7 @@ export class Agent {
         metrics: self ? this.localMetrics() : member?.metrics ?? null
       }
     })
-    return { self: this._peerId, nodes }
+    return { self: this._peerId, trust: this.trustInfo(), nodes }
   }
 
   /** Counters of the mesh layer, for `GET /mesh/stats` and the benchmarks. */
@@ -381,4 +411,11 @@ async function writeAtomic (file: string, data: string | Uint8Array): Promise<vo
 
 function stripUndefined<T extends object> (o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T
+}
+
+/** Refuses a secret file that group or others may read or write. */
+async function refuseShared (file: string): Promise<void> {
+  if (process.platform === 'win32') return
+  const mode = (await stat(file)).mode & 0o777
+  if ((mode & 0o077) !== 0) throw new Error(`${file} is readable by other users (mode ${mode.toString(8)}): run 'chmod 600 ${file}'`)
 }

@@ -25,6 +25,18 @@ export const AgentConfigSchema = z.strictObject({
   name: z.string().min(1).max(128).default(() => hostname()),
   /** agents only join peers of the same cluster id. @default "default" */
   clusterId: z.string().min(1).max(40).regex(/^[\w-]+$/, 'letters, digits, _ and - only').default('default'),
+  /**
+   * The cluster key file (32 bytes, the swarm-key format `llmesh keygen` writes): every connection
+   * between agents is protected with it, so a host without it cannot connect. Unset: the data
+   * dir's `cluster.key`, created on first start when the agent listens off loopback (lab mode).
+   * @default none
+   */
+  clusterKeyFile: z.string().min(1).optional(),
+  /**
+   * Listen off loopback without a cluster key: anyone on the LAN who knows the cluster id can
+   * join. An explicit opt-out of lab mode, warned about at every start. @default false
+   */
+  openMesh: z.boolean().default(false),
   /** peer key, cluster snapshot and agent.json live here. @default $XDG_DATA_HOME/llmesh */
   dataDir: z.string().min(1).default(defaultDataDir),
   api: z.strictObject({

@@ -3,3 +3,5 @@ export { parseConfig, AgentConfigSchema, ConfigError, DEFAULT_API_PORT, DEFAULT_
 export { AGENT_VERSION } from './constants.js'
 export { Router, type RouterComponents, type DispatchRequest, type ForwardOptions, type Forwarded, type RoutedTarget } from './router.js'
 export { LocalServing, QueueFullError, type ServeOptions, type AdmissionCounters } from './serving.js'
+export { CLUSTER_KEY_FILE, isLoopbackAddr, keyId, resolveClusterTrust, type ClusterTrust, type TrustMode } from './cluster-trust.js'
+export { CLUSTER_KEY_BYTES, formatClusterKey, newClusterKey, parseClusterKey } from '@llmesh/mesh'

@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { request } from 'undici'
 import { parseConfig, type AgentConfig, type AgentConfigInput, type AgentInfo } from '@llmesh/agent'
 import type { MeshView } from '@llmesh/agent'
+import { decodeJoinToken, storeJoinedKey } from './join-token.js'
 
 export interface UpFlags {
   config?: string
@@ -22,6 +23,9 @@ export interface UpFlags {
   threads?: string
   strategy?: string
   'log-level'?: string
+  'cluster-key'?: string
+  'open-mesh'?: boolean
+  join?: string
 }
 
 function int (flag: string, value: string): number {
@@ -66,6 +70,19 @@ export async function resolveUpConfig (flags: UpFlags): Promise<Readonly<AgentCo
   if (flags.threads != null) llamaServer.threads = int('threads', flags.threads)
   if (flags.strategy != null) cfg.strategy = flags.strategy as AgentConfig['strategy']
   if (flags['log-level'] != null) cfg.logLevel = flags['log-level'] as AgentConfig['logLevel']
+  if (flags['cluster-key'] != null) cfg.clusterKeyFile = flags['cluster-key']
+  if (flags['open-mesh'] === true) cfg.openMesh = true
+  if (flags.join != null) {
+    // the token's key goes to the data dir (where a later plain 'llmesh up' finds it) and its
+    // addresses are bootstrap addresses: the new host reaches the cluster with or without mDNS
+    const token = decodeJoinToken(flags.join)
+    if (flags.cluster == null && input.clusterId == null) cfg.clusterId = token.clusterId
+    p2p.bootstrap = [...(p2p.bootstrap ?? []), ...token.addrs]
+    const config = parseConfig({ ...cfg, api, p2p, llamaServer })
+    if (config.clusterKeyFile != null) throw new Error('--join and --cluster-key both name a key: give one')
+    await storeJoinedKey(config.dataDir, token.key)
+    return config
+  }
   return parseConfig({ ...cfg, api, p2p, llamaServer })
 }
 

@@ -1,7 +1,9 @@
+import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { pino } from 'pino'
-import { Agent } from '@llmesh/agent'
+import { Agent, parseConfig } from '@llmesh/agent'
 import { formatStatus, resolveApi, resolveUpConfig, status, type UpFlags } from './commands.js'
+import { invite, keygen } from './join-token.js'
 
 const USAGE = `usage: llmesh <command> [options]
 
@@ -25,6 +27,18 @@ commands:
              --strategy NAME      routing: performance (default), least-loaded, round-robin,
                                   fastest, random, prefix-affinity
              --log-level LEVEL    fatal|error|warn|info|debug|trace|silent
+             --cluster-key FILE   the cluster key (default: DATA_DIR/cluster.key, created on
+                                  first start when listening off loopback)
+             --join TOKEN         join a cluster: stores its key, dials its host ('llmesh invite')
+             --open-mesh          listen off loopback without a key (anyone on the LAN may join)
+  invite   print a join token (cluster key + this host's addresses) for another host
+             --data-dir DIR       the running agent's data dir
+             --cluster-key FILE   the key, when not in the data dir
+             --json               machine-readable output
+  keygen   write a new cluster key (mode 0600) to distribute yourself
+             --out FILE           where (default: DATA_DIR/cluster.key); never overwrites
+             --data-dir DIR
+             --json               machine-readable output
   status   show the mesh as an agent sees it
              --api URL            agent to ask (default: the agent of --data-dir)
              --data-dir DIR
@@ -37,6 +51,8 @@ export async function main (argv: string[]): Promise<number | undefined> {
   switch (command) {
     case 'up': return await up(rest)
     case 'status': return await statusCommand(rest)
+    case 'invite': return await inviteCommand(rest)
+    case 'keygen': return await keygenCommand(rest)
     case undefined:
     case 'help':
     case '--help':
@@ -70,7 +86,10 @@ async function up (args: string[]): Promise<undefined> {
       slots: { type: 'string' },
       threads: { type: 'string' },
       strategy: { type: 'string' },
-      'log-level': { type: 'string' }
+      'log-level': { type: 'string' },
+      'cluster-key': { type: 'string' },
+      'open-mesh': { type: 'boolean' },
+      join: { type: 'string' }
     }
   })
   const config = await resolveUpConfig(values as UpFlags)
@@ -105,5 +124,39 @@ async function statusCommand (args: string[]): Promise<number> {
   })
   const data = await status(await resolveApi(values.api, values['data-dir']))
   process.stdout.write(values.json === true ? `${JSON.stringify(data, null, 2)}\n` : `${formatStatus(data)}\n`)
+  return 0
+}
+
+async function inviteCommand (args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: { 'data-dir': { type: 'string' }, 'cluster-key': { type: 'string' }, json: { type: 'boolean' } }
+  })
+  const result = await invite({
+    ...(values['data-dir'] != null ? { dataDir: values['data-dir'] } : {}),
+    ...(values['cluster-key'] != null ? { clusterKeyFile: values['cluster-key'] } : {})
+  })
+  if (values.json === true) {
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)
+  } else {
+    process.stdout.write(`${result.token}\n`)
+    process.stderr.write(`cluster '${result.clusterId}', key ${result.keyId}, via ${result.addrs.join(' ')}\n` +
+      'on the new host: llmesh up --join TOKEN (the token holds the cluster key: pass it as you would a password)\n')
+  }
+  return 0
+}
+
+async function keygenCommand (args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: { out: { type: 'string' }, 'data-dir': { type: 'string' }, json: { type: 'boolean' } }
+  })
+  const out = values.out ?? join(values['data-dir'] ?? parseConfig({}).dataDir, 'cluster.key')
+  const result = await keygen(out)
+  process.stdout.write(values.json === true
+    ? `${JSON.stringify(result, null, 2)}\n`
+    : `wrote a cluster key to ${result.file} (key ${result.keyId}); give it to each host: llmesh up --cluster-key FILE\n`)
   return 0
 }
