@@ -32,13 +32,14 @@ describe('llmesh status table', () => {
     const data: StatusData = {
       via: 'http://127.0.0.1:11435',
       self: 'p-self',
+      trust: { mode: 'lab', keyId: '0123456789ab' },
       nodes: [
         { name: 'a', peerId: '12D3KooWaaaaaaaaaaaa', self: true, connected: true, state: 'alive', heartbeatAgeMs: 0, load: { slotsBusy: 0, slotsTotal: 0, queueDepth: 0 }, api: '127.0.0.1:11435', models: [], runners: [] },
         { name: 'b', peerId: '12D3KooWbbbbbbbbbbbb', self: false, connected: false, state: 'suspect', heartbeatAgeMs: 2100, load: { slotsBusy: 2, slotsTotal: 4, queueDepth: 3 }, api: '127.0.0.1:11436', models: ['tiny'], runners: [{ id: 'r', model: 'tiny', state: 'ready', slots: 4 }] }
       ]
     }
     const lines = formatStatus(data).split('\n')
-    expect(lines[0]).toBe('mesh seen from http://127.0.0.1:11435: 2 node(s)')
+    expect(lines[0]).toBe('mesh seen from http://127.0.0.1:11435 (lab, key 0123456789ab): 2 node(s)')
     expect(lines[1]?.split(/\s{2,}/)).toEqual(['NAME', 'PEER', 'STATE', 'LINK', 'HEARD', 'SLOTS', 'QUEUE', 'API', 'MODELS', 'RUNNERS'])
     expect(lines[3]?.split(/\s{2,}/)).toEqual(['b', '…bbbbbbbbbb', 'suspect', 'unreachable', '2.1s ago', '2/4', '3', '127.0.0.1:11436', 'tiny', 'tiny:ready'])
   })

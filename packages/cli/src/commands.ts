@@ -100,7 +100,13 @@ export interface StatusRow {
   runners: Array<{ id: string, model: string, state: string, slots: number }>
 }
 
-export interface StatusData { via: string, self: string, nodes: StatusRow[] }
+export interface StatusData {
+  via: string
+  self: string
+  /** how the asked agent's connections are protected (home, lab, open) and its key's fingerprint */
+  trust: MeshView['trust']
+  nodes: StatusRow[]
+}
 
 /** Finds the agent to ask: --api wins, else the agent.json of the data dir. */
 export async function resolveApi (api: string | undefined, dataDir: string | undefined): Promise<string> {
@@ -127,6 +133,7 @@ export async function status (api: string): Promise<StatusData> {
   return {
     via: api,
     self: view.self,
+    trust: view.trust,
     nodes: view.nodes
       .map((n) => ({
         name: n.name,
@@ -163,5 +170,6 @@ export function formatStatus (data: StatusData): string {
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
   const lines = rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd())
-  return `mesh seen from ${data.via}: ${data.nodes.length} node(s)\n${lines.join('\n')}`
+  const trust = data.trust == null ? '' : ` (${data.trust.mode}${data.trust.keyId != null ? `, key ${data.trust.keyId}` : ''})`
+  return `mesh seen from ${data.via}${trust}: ${data.nodes.length} node(s)\n${lines.join('\n')}`
 }
