@@ -16,7 +16,11 @@
 //      (with llmesh's busy answers) vs three independent pools calling the llama-servers
 //      directly (the seed's uncoordinated routers) vs one central scheduler: busy answers,
 //      queueing, latency.
-// Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2] [--sections 0,1,2,3,4] [--runner-threads 1] [--rounds 50] [--warmup 12000] [--stream-warmup 60]
+//   5. (with --baseline DIR) what trust costs: section 0's paths through agents with a cluster key
+//      (every connection a private network), signed records (and an API key, where the build has
+//      them) against the same paths through agents of DIR, a checkout built before the trust
+//      layer, and the bare node proxy, all in one run, paths in turn.
+// Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2] [--sections 0,1,2,3,4] [--runner-threads 1] [--rounds 50] [--warmup 12000] [--stream-warmup 60] [--baseline DIR --sections 5]
 // (--burst is per entry agent; 2 x 3 entries = the 6 slots of the 3 hosts: routing decides whether they collide)
 import '../packages/protocol/dist/polyfill.js'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -26,9 +30,9 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { execFileSync, spawn } from 'node:child_process'
 import { request, Agent as UndiciAgent, setGlobalDispatcher } from 'undici'
-import { ensureLlamaCpp, ensureTinyModel, startAgentProcess, waitFor, LOOPBACK_AGENT_ARGS } from '../packages/fixtures/dist/index.js'
+import { ensureLlamaCpp, ensureTinyModel, runLlmesh, startAgentProcess, waitFor, LOOPBACK_AGENT_ARGS } from '../packages/fixtures/dist/index.js'
 
-const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '2' }, sections: { type: 'string', default: '0,1,2,3,4' }, 'runner-threads': { type: 'string', default: '1' }, rounds: { type: 'string', default: '50' }, warmup: { type: 'string', default: '12000' }, 'stream-warmup': { type: 'string', default: '60' }, hosts: { type: 'string', default: 'sim' }, 'service-ms': { type: 'string', default: '40' } } })
+const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '2' }, sections: { type: 'string', default: '0,1,2,3,4' }, 'runner-threads': { type: 'string', default: '1' }, rounds: { type: 'string', default: '50' }, warmup: { type: 'string', default: '12000' }, 'stream-warmup': { type: 'string', default: '60' }, hosts: { type: 'string', default: 'sim' }, 'service-ms': { type: 'string', default: '40' }, baseline: { type: 'string' } } })
 const N = Number(values.n)
 const C = Number(values.concurrency)
 const BURST = Number(values.burst)
@@ -68,8 +72,8 @@ const runnerPids = []
 
 async function getJson (url) { return await (await request(url)).body.json() }
 
-async function start (name, args) {
-  const p = await startAgentProcess({ name, dataDir: join(dir, name), args: [...loopback, ...args] })
+async function start (name, args, bin) {
+  const p = await startAgentProcess({ name, dataDir: join(dir, name), args: [...loopback, ...args], ...(bin != null ? { bin } : {}) })
   procs.push(p)
   return p
 }
@@ -166,6 +170,17 @@ function printLatencies (heading, lat, labels) {
   }
 }
 
+/** The floor: a bare node:http + undici proxy in its own process (scripts/floor-proxy.mjs). */
+async function startFloor (upstream) {
+  const floorProc = spawn(process.execPath, [join(import.meta.dirname, 'floor-proxy.mjs'), upstream], { stdio: ['ignore', 'pipe', 'inherit'] })
+  children.push(floorProc)
+  const floorUrl = await new Promise((resolve, reject) => {
+    floorProc.stdout.once('data', (d) => { resolve(String(d).trim()) })
+    floorProc.once('exit', (code) => { reject(new Error(`floor proxy exited with ${code}`)) })
+  })
+  return { floorProc, floorUrl }
+}
+
 /**
  * An OpenAI-compatible server that answers every chat request (one token) at once or, with
  * `serviceMs`, after that long, serving at most `slots` requests at a time and queueing the
@@ -216,13 +231,7 @@ try {
     const fs = await start('fast-serve', ['--config', cfg])
     const fe = await start('fast-entry', ['--bootstrap', fs.info.addrs[0]])
     await readyRunners(fe, 1)
-    // the floor: a bare node:http + undici proxy in its own process (scripts/floor-proxy.mjs)
-    const floorProc = spawn(process.execPath, [join(import.meta.dirname, 'floor-proxy.mjs'), fast.url], { stdio: ['ignore', 'pipe', 'inherit'] })
-    children.push(floorProc)
-    const floorUrl = await new Promise((resolve, reject) => {
-      floorProc.stdout.once('data', (d) => { resolve(String(d).trim()) })
-      floorProc.once('exit', (code) => { reject(new Error(`floor proxy exited with ${code}`)) })
-    })
+    const { floorProc, floorUrl } = await startFloor(fast.url)
     const fastPaths = { direct: fast.url, floor: floorUrl, local: fs.info.api, remote: fe.info.api }
     const q = { model: 'fast', max_tokens: 1, messages: [{ role: 'user', content: 'hi' }] }
     printLatencies(`\n0. agent cost in front of a runner that answers at once (sequential, n=${N} per path after ${WARMUP} to warm up, paths in turn), ms`,
@@ -234,6 +243,36 @@ try {
       const t0 = performance.now()
       await Promise.all(Array.from({ length: C * 4 }, async () => { while (next++ < N * 4) await chat(base, q) }))
       console.log(`   ${name.padEnd(8)} ${((N * 4) / ((performance.now() - t0) / 1000)).toFixed(0).padStart(6)} req/s`)
+    }
+    await Promise.all(procs.splice(0).map(async (p) => { await p.stop(5000) }))
+    floorProc.kill('SIGTERM')
+    fast.server.close()
+  }
+
+  // 5. what trust costs, side by side with a build from before it
+  if (want(5)) {
+    if (values.baseline == null) throw new Error('section 5 needs --baseline DIR: a checkout of the commit before the trust layer, built (npx tsc -b)')
+    const baseBin = join(values.baseline, 'packages', 'cli', 'dist', 'bin.js')
+    const fast = await fastRunner()
+    const cfg = join(dir, 'fast.json')
+    await writeFile(cfg, JSON.stringify({ mlx: { url: fast.url, model: 'fast', slots: 64 } }))
+    const keyFile = join(dir, 'cluster.key')
+    await runLlmesh(['keygen', '--out', keyFile])
+    const keyed = ['--cluster-key', keyFile]
+    const bs = await start('base-serve', ['--config', cfg], baseBin)
+    const be = await start('base-entry', ['--bootstrap', bs.info.addrs[0]], baseBin)
+    const ks = await start('key-serve', ['--config', cfg, ...keyed])
+    const ke = await start('key-entry', ['--bootstrap', ks.info.addrs[0], ...keyed])
+    for (const x of [be, ke]) await readyRunners(x, 1)
+    const { floorProc, floorUrl } = await startFloor(fast.url)
+    const trustPaths = { direct: fast.url, floor: floorUrl, baseLocal: bs.info.api, keyLocal: ks.info.api, baseRemote: be.info.api, keyRemote: ke.info.api }
+    const q = { model: 'fast', max_tokens: 1, messages: [{ role: 'user', content: 'hi' }] }
+    const lat = await latencies(trustPaths, q, WARMUP)
+    printLatencies(`\n5. trust: agents with a cluster key and signed records vs the build before them (${values.baseline}), in front of a runner that answers at once (sequential, n=${N} per path after ${WARMUP} to warm up, paths in turn), ms`,
+      lat, { direct: 'fast runner directly', floor: 'bare node proxy (floor)', baseLocal: 'local agent, before trust', keyLocal: 'local agent, key + signatures', baseRemote: 'remote agent, before trust', keyRemote: 'remote agent, key + signatures' })
+    const added = (name, p) => lat[name][p] - lat.direct[p]
+    for (const where of ['Local', 'Remote']) {
+      console.log(`   ${where.toLowerCase()}: added p50 ${(added(`key${where}`, 'p50') / added(`base${where}`, 'p50')).toFixed(2)}x, added p99 ${(added(`key${where}`, 'p99') / added(`base${where}`, 'p99')).toFixed(2)}x of the build before trust`)
     }
     await Promise.all(procs.splice(0).map(async (p) => { await p.stop(5000) }))
     floorProc.kill('SIGTERM')
