@@ -1,5 +1,7 @@
 export { Agent, type AgentInfo, type RoutedResponse, type MeshView, type ViewNode } from './agent.js'
 export { parseConfig, AgentConfigSchema, ConfigError, DEFAULT_API_PORT, DEFAULT_P2P_PORT, type AgentConfig, type AgentConfigInput } from './config.js'
-export { AGENT_VERSION } from './constants.js'
+export { AGENT_VERSION, STOP_HARD_LIMIT_MS } from './constants.js'
 export { Router, type RouterComponents, type DispatchRequest, type ForwardOptions, type Forwarded, type RoutedTarget } from './router.js'
 export { LocalServing, QueueFullError, type ServeOptions, type AdmissionCounters } from './serving.js'
+export { DurableFile, openClusterDoc } from './persist.js'
+export { checkPrivateFile, ensurePrivateDir, writeFileDurable, UnsafeFileError } from '@llmesh/mesh'
