@@ -439,7 +439,8 @@ export class Agent {
     }
     await this.manager?.stop()
     await this.saveSnapshot()
-    await this.files.pids.save(() => formatPidFile([])).catch(() => {})
+    // every runner has exited: nothing left to reap (a start refused before runners wrote nothing)
+    if (this.manager != null) await this.files.pids.save(() => formatPidFile([])).catch(() => {})
     await this.mesh?.stop()
     this.doc?.destroy()
     this.log.info('agent stopped')
