@@ -85,6 +85,8 @@ async function agentWithModel (name: string, opts: { dataDir?: string, alias?: s
   return { agent, alias, dataDir, pid }
 }
 
+interface PidFile { agent?: { pid: number }, runners: Array<{ pid: number, binary: string }> }
+
 const NO_PDEATHSIG = { LLMESH_RUNNER_PDEATHSIG: '0' }
 
 describe('kill -9 of an agent', () => {
@@ -98,8 +100,9 @@ describe('kill -9 of an agent', () => {
 
   it('without the signal, the survivor is reaped at the next start: one llama-server for the model, not two', async () => {
     const first = await agentWithModel('reap', { env: NO_PDEATHSIG })
-    const recorded = JSON.parse(await readFile(join(first.dataDir, 'runners.pid'), 'utf8')) as Array<{ pid: number, binary: string }>
-    expect(recorded.map((e) => [e.pid, e.binary])).toEqual([[first.pid, llamaServer]])
+    const recorded = JSON.parse(await readFile(join(first.dataDir, 'runners.pid'), 'utf8')) as PidFile
+    expect(recorded.agent?.pid).toBe(first.agent.pid)
+    expect(recorded.runners.map((e) => [e.pid, e.binary])).toEqual([[first.pid, llamaServer]])
     await first.agent.kill()
     // the scenario: nothing killed it, it is an orphan now
     expect(alive(first.pid)).toBe(true)
@@ -109,8 +112,8 @@ describe('kill -9 of an agent', () => {
     expect(second.pid).not.toBe(first.pid)
     expect(await llamaServersOf(first.alias)).toEqual([second.pid])
     expect(second.agent.output()).toContain('a runner of a previous run still lives: stopping it')
-    const now = JSON.parse(await readFile(join(first.dataDir, 'runners.pid'), 'utf8')) as Array<{ pid: number }>
-    expect(now.map((e) => e.pid)).toEqual([second.pid])
+    const now = JSON.parse(await readFile(join(first.dataDir, 'runners.pid'), 'utf8')) as PidFile
+    expect([now.agent?.pid, now.runners.map((e) => e.pid)]).toEqual([second.agent.pid, [second.pid]])
   })
 })
 

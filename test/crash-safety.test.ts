@@ -89,6 +89,17 @@ describe('files other users could read or write', () => {
     expect(again.info.peerId).toBe(first.info.peerId)
   })
 
+  it('a second agent on the data dir of a running one is refused, and the first keeps running', async () => {
+    const dataDir = join(dir, 'shared')
+    const first = await start('shared', dataDir)
+    const refused = await refusedStart(dataDir)
+    expect(refused.code).toBe(1)
+    expect(refused.stderr).toContain(`another llmesh agent (pid ${first.pid}) runs with the data dir ${dataDir}`)
+    expect(await selfInView(first)).toBe(true)
+    const pids = JSON.parse(await readFile(join(dataDir, 'runners.pid'), 'utf8')) as { agent?: { pid: number } }
+    expect(pids.agent?.pid).toBe(first.pid)
+  })
+
   it('a data dir others may write is refused, naming the dir and chmod 700', async () => {
     const dataDir = join(dir, 'open-dir')
     await mkdir(dataDir)

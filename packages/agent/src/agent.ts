@@ -5,9 +5,9 @@ import { Abort, INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type InferPath, t
 import type { ClusterDoc } from '@llmesh/state'
 import { Mesh, ensurePrivateDir, loadOrCreateKey, peerIdOfKey, serveInfer } from '@llmesh/mesh'
 import { DEFAULT_PRIORITY, type RankedTarget, type ReportingPeer } from '@llmesh/scheduler'
-import { RunnerManager, formatPidFile, readPidFile, reapRunners, type Runner, type RunnerDescription, type RunnerResponse } from '@llmesh/runners'
+import { RunnerManager, formatPidFile, isRunning, readPidFile, reapRunners, selfStamp, type ProcessStamp, type Runner, type RunnerDescription, type RunnerResponse } from '@llmesh/runners'
 import { findLlamaServer } from './binaries.js'
-import type { AgentConfig } from './config.js'
+import { ConfigError, type AgentConfig } from './config.js'
 import { buildHttpServer } from './http.js'
 import { Router, type DispatchRequest, type ForwardOptions, type Forwarded, type RoutedResponse } from './router.js'
 import { LocalServing, QueueFullError, type AdmissionCounters } from './serving.js'
@@ -63,6 +63,8 @@ export class Agent {
   private readonly inflight = new Set<Abort>()
   private starting?: Promise<AgentInfo>
   private stopping?: Promise<void>
+  /** this process as the pid file names it (Linux), once the data dir is ours */
+  private stamp?: ProcessStamp
   /** set while a stop waits for the requests in flight to finish */
   private drained?: () => void
 
@@ -89,11 +91,17 @@ export class Agent {
     const { config } = this
     const dirWarning = await ensurePrivateDir(config.dataDir)
     if (dirWarning != null) this.log.warn({ dataDir: config.dataDir }, dirWarning)
+    const previous = await readPidFile(this.files.pids.path)
+    if (previous.agent != null && previous.agent.pid !== process.pid && await isRunning(previous.agent)) {
+      throw new ConfigError(`another llmesh agent (pid ${previous.agent.pid}) runs with the data dir ${config.dataDir}: stop it, or give this agent its own --data-dir`)
+    }
     const privateKey = await loadOrCreateKey(join(config.dataDir, 'peer.key'))
     this._peerId = peerIdOfKey(privateKey)
     this.doc = await openClusterDoc(this.files.snapshot.path, this._peerId, this.log)
     // runners a killed run of this agent left behind go before new ones start: never two per model
-    await reapRunners(await readPidFile(this.files.pids.path), this.log)
+    await reapRunners(previous.runners, this.log)
+    this.stamp = await selfStamp()
+    await this.files.pids.save(() => formatPidFile({ ...(this.stamp != null ? { agent: this.stamp } : {}), runners: [] }))
 
     // llama-server when one is configured or on PATH, else the embedded llama.cpp (zero setup)
     const llamaServer = await findLlamaServer(config.llamaServer.binary)
@@ -122,7 +130,7 @@ export class Agent {
       stallTimeoutMs: config.stallTimeoutMs,
       // LLMESH_RUNNER_PDEATHSIG=0 spawns runners without the parent-death signal (tests of the pid file)
       parentDeath: process.env['LLMESH_RUNNER_PDEATHSIG'] !== '0',
-      onProcesses: (entries) => { this.saveFile(this.files.pids, () => formatPidFile(entries)) },
+      onProcesses: (runners) => { this.saveFile(this.files.pids, () => formatPidFile({ ...(this.stamp != null ? { agent: this.stamp } : {}), runners })) },
       ...(config.firstTokenTimeoutMs != null ? { firstTokenTimeoutMs: config.firstTokenTimeoutMs } : {})
     })
     this.serving = new LocalServing({ logger: this.log, queueCapacity: config.queue.capacity, slotsTotal: () => this.readySlots() })
@@ -440,7 +448,7 @@ export class Agent {
     await this.manager?.stop()
     await this.saveSnapshot()
     // every runner has exited: nothing left to reap (a start refused before runners wrote nothing)
-    if (this.manager != null) await this.files.pids.save(() => formatPidFile([])).catch(() => {})
+    if (this.stamp != null) await this.files.pids.save(() => formatPidFile({ runners: [] })).catch(() => {})
     await this.mesh?.stop()
     this.doc?.destroy()
     this.log.info('agent stopped')

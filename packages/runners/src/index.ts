@@ -36,7 +36,7 @@ export {
 export { probeHardware, probeGpus, parseNvidiaSmi, parseRocmSmi, parseSystemProfiler, runTool, type GpuInfo, type GpuProbeOptions, type ToolRunner } from './hardware.js'
 export { freePort } from './port.js'
 export { RunnerProcess, type SpawnOptions, type ExitInfo } from './process.js'
-export { parentDeathPrefix, processStartTime, readPidFile, formatPidFile, reapRunners, type RunnerPidEntry } from './pid-file.js'
+export { parentDeathPrefix, processStartTime, readPidFile, formatPidFile, reapRunners, selfStamp, isRunning, type RunnerPidEntry, type ProcessStamp, type PidFileContent } from './pid-file.js'
 export { backoffDelay, type BackoffOptions } from './backoff.js'
 export { watchStalls, type StallWatchOptions } from './stall.js'
 export { ChatCompletionWriter, textLines } from './openai.js'

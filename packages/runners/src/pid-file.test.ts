@@ -43,13 +43,13 @@ describe.runIf(process.platform === 'linux')('reapRunners', () => {
     const dir = await mkdtemp(join(tmpdir(), 'llmesh-pids-'))
     try {
       const file = join(dir, 'runners.pid')
-      const entries = [{ pid: 4242, binary: '/x/llama-server', startTime: '123' }]
-      await writeFile(file, formatPidFile(entries))
-      expect(await readPidFile(file)).toEqual(entries)
-      await writeFile(file, '[{"pid": 1, "binary": "/sbin/init", "startTime": "1"}, {"pid": "x"}')
-      expect(await readPidFile(file)).toEqual([])
-      await writeFile(file, '[{"pid": 1, "binary": "/sbin/init", "startTime": "1"}]')
-      expect(await readPidFile(file)).toEqual([])
+      const content = { agent: { pid: 4141, startTime: '99' }, runners: [{ pid: 4242, binary: '/x/llama-server', startTime: '123' }] }
+      await writeFile(file, formatPidFile(content))
+      expect(await readPidFile(file)).toEqual(content)
+      await writeFile(file, '{"runners": [{"pid": 1, "binary": "/sbin/init", "startTime": "1"}, {"pid": "x"}]')
+      expect(await readPidFile(file)).toEqual({ runners: [] })
+      await writeFile(file, '{"agent": {"pid": 77}, "runners": [{"pid": 1, "binary": "/sbin/init", "startTime": "1"}')
+      expect(await readPidFile(file)).toEqual({ runners: [] })
     } finally {
       await rm(dir, { recursive: true, force: true })
     }

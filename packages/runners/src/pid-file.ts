@@ -17,13 +17,24 @@ import { REAP_GRACE_MS, REAP_POLL_MS } from './constants.js'
  *   Linux only (no /proc elsewhere: entries are then left alone).
  */
 
-/** One runner process as the pid file records it. */
-export interface RunnerPidEntry {
+/** A process named so that a reused pid cannot pass for it: pid and start time. */
+export interface ProcessStamp {
   pid: number
-  /** the runner's binary, as spawned */
-  binary: string
   /** the process's start time in clock ticks since boot (/proc/PID/stat field 22) */
   startTime: string
+}
+
+/** One runner process as the pid file records it. */
+export interface RunnerPidEntry extends ProcessStamp {
+  /** the runner's binary, as spawned */
+  binary: string
+}
+
+/** What the pid file holds: the agent that wrote it and its runner processes. */
+export interface PidFileContent {
+  /** the agent, while it runs: a second agent on the same data dir must not reap its runners */
+  agent?: ProcessStamp
+  runners: RunnerPidEntry[]
 }
 
 /**
@@ -66,24 +77,43 @@ async function processCmdline (pid: number): Promise<string> {
   return raw == null ? '' : raw.toString('utf8').split('\0').join(' ')
 }
 
-/** Reads a pid file; a missing or malformed one is an empty list (nothing to reap). */
-export async function readPidFile (file: string): Promise<RunnerPidEntry[]> {
-  const text = await readFile(file, 'utf8').catch(() => undefined)
-  if (text == null) return []
-  try {
-    const parsed = JSON.parse(text) as unknown
-    if (!Array.isArray(parsed)) return []
-    return parsed.filter((e): e is RunnerPidEntry =>
-      typeof e === 'object' && e != null && Number.isSafeInteger(e.pid) && e.pid > 1 &&
-      typeof e.binary === 'string' && e.binary !== '' && typeof e.startTime === 'string' && /^\d+$/.test(e.startTime))
-  } catch {
-    return []
-  }
+function isStamp (e: unknown): e is ProcessStamp {
+  const o = e as Partial<ProcessStamp> | null
+  return typeof o === 'object' && o != null && Number.isSafeInteger(o.pid) && (o.pid ?? 0) > 1 &&
+    typeof o.startTime === 'string' && /^\d+$/.test(o.startTime)
 }
 
-/** The pid file's content for these processes. */
-export function formatPidFile (entries: RunnerPidEntry[]): string {
-  return `${JSON.stringify(entries, null, 2)}\n`
+/** Reads a pid file; a missing or malformed one holds nothing (nothing to reap, no agent). */
+export async function readPidFile (file: string): Promise<PidFileContent> {
+  const text = await readFile(file, 'utf8').catch(() => undefined)
+  if (text == null) return { runners: [] }
+  let parsed: { agent?: unknown, runners?: unknown }
+  try {
+    parsed = JSON.parse(text) as { agent?: unknown, runners?: unknown }
+  } catch {
+    return { runners: [] }
+  }
+  if (typeof parsed !== 'object' || parsed == null) return { runners: [] }
+  const runners = Array.isArray(parsed.runners)
+    ? parsed.runners.filter((e): e is RunnerPidEntry => isStamp(e) && typeof (e as RunnerPidEntry).binary === 'string' && (e as RunnerPidEntry).binary !== '')
+    : []
+  return { ...(isStamp(parsed.agent) ? { agent: { pid: parsed.agent.pid, startTime: parsed.agent.startTime } } : {}), runners }
+}
+
+/** The pid file's text. */
+export function formatPidFile (content: PidFileContent): string {
+  return `${JSON.stringify(content, null, 2)}\n`
+}
+
+/** This process's stamp, or undefined where /proc is missing. */
+export async function selfStamp (): Promise<ProcessStamp | undefined> {
+  const startTime = await processStartTime(process.pid)
+  return startTime != null ? { pid: process.pid, startTime } : undefined
+}
+
+/** True while the process a stamp names still runs (the same pid with the same start time). */
+export async function isRunning (stamp: ProcessStamp): Promise<boolean> {
+  return await processStartTime(stamp.pid) === stamp.startTime
 }
 
 /**
@@ -95,8 +125,7 @@ export function formatPidFile (entries: RunnerPidEntry[]): string {
 export async function reapRunners (entries: RunnerPidEntry[], log?: Logger): Promise<number[]> {
   const reaped: number[] = []
   await Promise.all(entries.map(async (e) => {
-    const started = await processStartTime(e.pid)
-    if (started == null || started !== e.startTime) return
+    if (!(await isRunning(e))) return
     if (!(await processCmdline(e.pid)).includes(e.binary)) return
     log?.warn({ pid: e.pid, binary: e.binary }, 'a runner of a previous run still lives: stopping it')
     try {
@@ -106,7 +135,7 @@ export async function reapRunners (entries: RunnerPidEntry[], log?: Logger): Pro
     }
     const killAt = Date.now() + REAP_GRACE_MS
     const giveUpAt = killAt + REAP_GRACE_MS
-    while (await processStartTime(e.pid) === e.startTime) {
+    while (await isRunning(e)) {
       if (Date.now() >= giveUpAt) {
         log?.error({ pid: e.pid, binary: e.binary }, 'a runner of a previous run survived SIGKILL')
         return
