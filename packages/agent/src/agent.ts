@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import { Abort, INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type InferPath, type NodeRecord, type PeerMetrics } from '@llmesh/protocol'
 import type { ClusterDoc } from '@llmesh/state'
-import { Mesh, ensurePrivateDir, loadOrCreateKey, peerIdOfKey, serveInfer } from '@llmesh/mesh'
+import { Mesh, ensurePrivateDir, loadOrCreateKey, peerIdOfKey, removeStaleTempFiles, serveInfer } from '@llmesh/mesh'
 import { DEFAULT_PRIORITY, type RankedTarget, type ReportingPeer } from '@llmesh/scheduler'
 import { RunnerManager, formatPidFile, isRunning, readPidFile, reapRunners, selfStamp, type ProcessStamp, type Runner, type RunnerDescription, type RunnerResponse } from '@llmesh/runners'
 import { findLlamaServer } from './binaries.js'
@@ -98,6 +98,8 @@ export class Agent {
     const privateKey = await loadOrCreateKey(join(config.dataDir, 'peer.key'))
     this._peerId = peerIdOfKey(privateKey)
     this.doc = await openClusterDoc(this.files.snapshot.path, this._peerId, this.log)
+    const stale = await removeStaleTempFiles(config.dataDir)
+    if (stale.length > 0) this.log.info({ files: stale }, 'removed temp files of an interrupted write')
     // runners a killed run of this agent left behind go before new ones start: never two per model
     await reapRunners(previous.runners, this.log)
     this.stamp = await selfStamp()

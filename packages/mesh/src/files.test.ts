@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { checkPrivateFile, ensurePrivateDir, UnsafeFileError, writeFileDurable } from './files.js'
+import { checkPrivateFile, ensurePrivateDir, removeStaleTempFiles, UnsafeFileError, writeFileDurable } from './files.js'
 import { loadOrCreateKey } from './identity.js'
 
 let dir: string
@@ -17,6 +17,16 @@ describe('writeFileDurable', () => {
     expect(versions).toContain(await readFile(file, 'utf8'))
     expect(await readdir(dir)).toEqual(['cluster.snapshot'])
     expect((await stat(file)).mode & 0o777).toBe(0o600)
+  })
+})
+
+describe('removeStaleTempFiles', () => {
+  it('deletes the temp files of a writer killed mid-write, nothing else', async () => {
+    await writeFile(join(dir, '.cluster.snapshot.4242.0123456789ab.tmp'), 'half')
+    await writeFile(join(dir, 'cluster.snapshot'), 'whole')
+    await writeFile(join(dir, 'notes.tmp'), 'a user file')
+    expect(await removeStaleTempFiles(dir)).toEqual(['.cluster.snapshot.4242.0123456789ab.tmp'])
+    expect((await readdir(dir)).sort()).toEqual(['cluster.snapshot', 'notes.tmp'])
   })
 })
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, open, rename, stat, unlink } from 'node:fs/promises'
+import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 
 /**
@@ -56,6 +56,19 @@ export async function writeFileDurable (file: string, data: string | Uint8Array,
     throw err
   }
   await syncDir(dir)
+}
+
+/** Names of writeFileDurable's temp files: `.<name>.<pid>.<12 hex>.tmp`. */
+const TEMP_FILE = /^\..+\.\d+\.[0-9a-f]{12}\.tmp$/
+
+/**
+ * Deletes the temp files a writer killed mid-write left in `dir` (call it once the directory is
+ * known to be this process's alone). Returns their names.
+ */
+export async function removeStaleTempFiles (dir: string): Promise<string[]> {
+  const stale = (await readdir(dir).catch(() => [])).filter((n) => TEMP_FILE.test(n))
+  await Promise.all(stale.map(async (n) => { await unlink(join(dir, n)).catch(() => {}) }))
+  return stale
 }
 
 /** fsync of a directory, where the platform allows it (not on Windows). */
