@@ -1,18 +1,18 @@
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type InferPath, type NodeRecord, type PeerMetrics } from '@llmesh/protocol'
-import { ClusterDoc } from '@llmesh/state'
-import { Mesh, loadOrCreateKey, peerIdOfKey, serveInfer } from '@llmesh/mesh'
+import { Abort, INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type InferPath, type NodeRecord, type PeerMetrics } from '@llmesh/protocol'
+import type { ClusterDoc } from '@llmesh/state'
+import { Mesh, checkPrivateFile, ensurePrivateDir, loadOrCreateKey, peerIdOfKey, removeStaleTempFiles, serveInfer } from '@llmesh/mesh'
 import { DEFAULT_PRIORITY, type RankedTarget, type ReportingPeer } from '@llmesh/scheduler'
-import { RunnerManager, type Runner, type RunnerDescription, type RunnerResponse } from '@llmesh/runners'
+import { RunnerManager, formatPidFile, isRunning, readPidFile, reapRunners, selfStamp, type ProcessStamp, type Runner, type RunnerDescription, type RunnerResponse } from '@llmesh/runners'
 import { findLlamaServer } from './binaries.js'
-import type { AgentConfig } from './config.js'
+import { ConfigError, type AgentConfig } from './config.js'
 import { buildHttpServer } from './http.js'
 import { Router, type DispatchRequest, type ForwardOptions, type Forwarded, type RoutedResponse } from './router.js'
 import { LocalServing, QueueFullError, type AdmissionCounters } from './serving.js'
-import { AGENT_VERSION, SNAPSHOT_INTERVAL_MS } from './constants.js'
+import { AGENT_VERSION, SHUTDOWN_FORCE_MS, SNAPSHOT_INTERVAL_MS } from './constants.js'
+import { DurableFile, openClusterDoc } from './persist.js'
 import { keyId, resolveClusterTrust, type ClusterTrust } from './cluster-trust.js'
 
 /** What `agent.json` in the data dir says about a running agent; the CLI reads it. */
@@ -65,24 +65,55 @@ export class Agent {
   private apiAddress = ''
   private _peerId = ''
   private trust?: ClusterTrust
+  /** the data dir's files this agent rewrites, one durable write at a time each */
+  private readonly files: { snapshot: DurableFile, info: DurableFile, pids: DurableFile }
+  /** aborts every request in flight (HTTP clients and peers) when the agent stops */
+  private readonly inflight = new Set<Abort>()
+  private starting?: Promise<AgentInfo>
+  private stopping?: Promise<void>
+  /** this process as the pid file names it (Linux), once the data dir is ours */
+  private stamp?: ProcessStamp
+  /** set while a stop waits for the requests in flight to finish */
+  private drained?: () => void
 
   constructor (config: Readonly<AgentConfig>, logger: Logger) {
     this.config = config
     this.log = logger
+    this.files = {
+      snapshot: new DurableFile(join(config.dataDir, 'cluster.snapshot')),
+      info: new DurableFile(join(config.dataDir, 'agent.json')),
+      pids: new DurableFile(join(config.dataDir, 'runners.pid'))
+    }
   }
 
   get peerId (): string { return this._peerId }
   get apiUrl (): string { return `http://${this.apiAddress}` }
 
+  /** Starts the agent once; a `stop()` meanwhile waits for the start to settle, then undoes it. */
   async start (): Promise<AgentInfo> {
+    this.starting ??= this.startOnce()
+    return await this.starting
+  }
+
+  private async startOnce (): Promise<AgentInfo> {
     const { config } = this
-    await mkdir(config.dataDir, { recursive: true })
+    const dirWarning = await ensurePrivateDir(config.dataDir)
+    if (dirWarning != null) this.log.warn({ dataDir: config.dataDir }, dirWarning)
+    const previous = await readPidFile(this.files.pids.path)
+    if (previous.agent != null && previous.agent.pid !== process.pid && await isRunning(previous.agent)) {
+      throw new ConfigError(`another llmesh agent (pid ${previous.agent.pid}) runs with the data dir ${config.dataDir}: stop it, or give this agent its own --data-dir`)
+    }
     const privateKey = await loadOrCreateKey(join(config.dataDir, 'peer.key'))
     this._peerId = peerIdOfKey(privateKey)
-    this.trust = await resolveClusterTrust(config, refuseShared)
+    this.trust = await resolveClusterTrust(config, async (file) => { await checkPrivateFile(file, 'cluster key') })
     this.logTrust(this.trust)
-    const snapshot = await readFile(join(config.dataDir, 'cluster.snapshot')).catch(() => undefined)
-    this.doc = new ClusterDoc(this._peerId, snapshot != null ? new Uint8Array(snapshot) : undefined)
+    this.doc = await openClusterDoc(this.files.snapshot.path, this._peerId, this.log)
+    const stale = await removeStaleTempFiles(config.dataDir)
+    if (stale.length > 0) this.log.info({ files: stale }, 'removed temp files of an interrupted write')
+    // runners a killed run of this agent left behind go before new ones start: never two per model
+    await reapRunners(previous.runners, this.log)
+    this.stamp = await selfStamp()
+    await this.files.pids.save(() => formatPidFile({ ...(this.stamp != null ? { agent: this.stamp } : {}), runners: [] }))
 
     // llama-server when one is configured or on PATH, else the embedded llama.cpp (zero setup)
     const llamaServer = await findLlamaServer(config.llamaServer.binary)
@@ -109,6 +140,9 @@ export class Agent {
       ctxSize: config.llamaServer.ctxSize,
       ...(config.llamaServer.gpuLayers != null ? { gpuLayers: config.llamaServer.gpuLayers } : {}),
       stallTimeoutMs: config.stallTimeoutMs,
+      // LLMESH_RUNNER_PDEATHSIG=0 spawns runners without the parent-death signal (tests of the pid file)
+      parentDeath: process.env['LLMESH_RUNNER_PDEATHSIG'] !== '0',
+      onProcesses: (runners) => { this.saveFile(this.files.pids, () => formatPidFile({ ...(this.stamp != null ? { agent: this.stamp } : {}), runners })) },
       ...(config.firstTokenTimeoutMs != null ? { firstTokenTimeoutMs: config.firstTokenTimeoutMs } : {})
     })
     this.serving = new LocalServing({ logger: this.log, queueCapacity: config.queue.capacity, slotsTotal: () => this.readySlots() })
@@ -154,24 +188,34 @@ export class Agent {
       await serveInfer(stream, async (request, reply) => {
         this.log.debug({ reqId: request.id, peer: remotePeer, model: request.model }, 'serving forwarded request')
         const runner = this.localRunnerFor(request.model, request.runnerId)
-        let res: RunnerResponse
+        // the requester going away or this agent stopping ends the work (an error frame then)
+        const abort = new Abort()
+        const onGone = (): void => { abort.abort(reply.signal.reason) }
+        reply.signal.addEventListener('abort', onGone)
+        const untrack = this.trackRequest(abort)
         try {
-          res = await this.serveLocal(runner, request.path, request.body, {
-            id: `${remotePeer.slice(-8)}:${request.id}`,
-            priority: request.priority ?? DEFAULT_PRIORITY,
-            mayQueue: request.mayQueue === true,
-            deadline: Date.now() + (request.deadlineMs ?? config.queue.deadlineMs),
-            signal: reply.signal
-          })
-        } catch (err) {
-          // a full queue answers 429 with its Retry-After in the body: an error frame has no room for it
-          if (!(err instanceof QueueFullError)) throw err
-          await reply.head({ status: 429, contentType: 'application/json', runnerId: runner.id })
-          await reply.data(new TextEncoder().encode(JSON.stringify({ error: { message: err.message, type: err.type, code: 'queue_full' }, retry_after_sec: err.retryAfterSec })))
-          return
+          let res: RunnerResponse
+          try {
+            res = await this.serveLocal(runner, request.path, request.body, {
+              id: `${remotePeer.slice(-8)}:${request.id}`,
+              priority: request.priority ?? DEFAULT_PRIORITY,
+              mayQueue: request.mayQueue === true,
+              deadline: Date.now() + (request.deadlineMs ?? config.queue.deadlineMs),
+              signal: abort.signal
+            })
+          } catch (err) {
+            // a full queue answers 429 with its Retry-After in the body: an error frame has no room for it
+            if (!(err instanceof QueueFullError)) throw err
+            await reply.head({ status: 429, contentType: 'application/json', runnerId: runner.id })
+            await reply.data(new TextEncoder().encode(JSON.stringify({ error: { message: err.message, type: err.type, code: 'queue_full' }, retry_after_sec: err.retryAfterSec })))
+            return
+          }
+          await reply.head({ status: res.status, contentType: res.contentType, runnerId: runner.id })
+          for await (const chunk of res.body) await reply.data(chunk)
+        } finally {
+          untrack()
+          reply.signal.removeEventListener('abort', onGone)
         }
-        await reply.head({ status: res.status, contentType: res.contentType, runnerId: runner.id })
-        for await (const chunk of res.body) await reply.data(chunk)
       })
     })
 
@@ -191,7 +235,7 @@ export class Agent {
       pid: process.pid,
       startedAt: this.startedAt
     }
-    await writeAtomic(join(config.dataDir, 'agent.json'), JSON.stringify(info, null, 2))
+    await this.files.info.save(() => JSON.stringify(info, null, 2))
     this.log.info(info, 'agent ready')
     return info
   }
@@ -375,26 +419,76 @@ export class Agent {
     return this.serving?.counters() ?? []
   }
 
-  private async saveSnapshot (): Promise<void> {
-    if (this.doc == null) return
+  /** Saves the cluster document to the data dir (durable; concurrent saves coalesce). */
+  async saveSnapshot (): Promise<void> {
+    const doc = this.doc
+    if (doc == null) return
     try {
-      await writeAtomic(join(this.config.dataDir, 'cluster.snapshot'), this.doc.snapshot())
+      await this.files.snapshot.save(() => doc.snapshot())
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'snapshot not saved')
     }
   }
 
+  private saveFile (file: DurableFile, content: () => string): void {
+    file.save(content).catch((err: unknown) => { this.log.warn({ file: file.path, err: (err as Error).message }, 'file not saved') })
+  }
+
+  /**
+   * Registers a request in flight so that stopping the agent can end it with an error; returns
+   * the function that forgets it (call it when the request is done).
+   */
+  trackRequest (abort: Abort): () => void {
+    if (this.stopping != null) abort.abort(shuttingDown())
+    this.inflight.add(abort)
+    return () => {
+      if (this.inflight.delete(abort) && this.inflight.size === 0) this.drained?.()
+    }
+  }
+
+  /**
+   * Stops the agent within a bound: new requests are refused at once, requests in flight get
+   * `config.shutdownGraceMs` to finish, then end with an error (an SSE stream gets an error
+   * event, a peer an error frame), and connections still open SHUTDOWN_FORCE_MS later are cut.
+   * Every runner is stopped, one being restarted included. Calling it again joins the first call.
+   */
   async stop (): Promise<void> {
+    this.stopping ??= this.shutdown()
+    await this.stopping
+  }
+
+  private async shutdown (): Promise<void> {
+    await this.starting?.catch(() => {})
     clearInterval(this.snapshotTimer)
     this.serving?.stop()
     await this.mesh?.leave()
-    await this.http?.close()
+    // no new requests from here; those in flight get the grace, then an error
+    const closing = this.http?.close()
+    if (this.inflight.size > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.config.shutdownGraceMs)
+        this.drained = () => { clearTimeout(timer); resolve() }
+      })
+    }
+    for (const abort of this.inflight) abort.abort(shuttingDown())
+    const cut = setTimeout(() => { this.http?.server.closeAllConnections() }, SHUTDOWN_FORCE_MS)
+    try {
+      await closing
+    } finally {
+      clearTimeout(cut)
+    }
     await this.manager?.stop()
     await this.saveSnapshot()
+    // every runner has exited: nothing left to reap (a start refused before runners wrote nothing)
+    if (this.stamp != null) await this.files.pids.save(() => formatPidFile({ runners: [] })).catch(() => {})
     await this.mesh?.stop()
     this.doc?.destroy()
     this.log.info('agent stopped')
   }
+}
+
+function shuttingDown (): LlmeshError {
+  return new LlmeshError('NO_CAPACITY', 'the agent is shutting down')
 }
 
 async function listen (http: FastifyInstance, host: string, port: number): Promise<string> {
@@ -404,18 +498,6 @@ async function listen (http: FastifyInstance, host: string, port: number): Promi
   return `${host.includes(':') ? `[${host}]` : host}:${addr.port}`
 }
 
-async function writeAtomic (file: string, data: string | Uint8Array): Promise<void> {
-  await writeFile(`${file}.tmp`, data)
-  await rename(`${file}.tmp`, file)
-}
-
 function stripUndefined<T extends object> (o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T
-}
-
-/** Refuses a secret file that group or others may read or write. */
-async function refuseShared (file: string): Promise<void> {
-  if (process.platform === 'win32') return
-  const mode = (await stat(file)).mode & 0o777
-  if ((mode & 0o077) !== 0) throw new Error(`${file} is readable by other users (mode ${mode.toString(8)}): run 'chmod 600 ${file}'`)
 }

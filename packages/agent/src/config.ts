@@ -141,6 +141,11 @@ export const AgentConfigSchema = z.strictObject({
      */
     extraArgs: z.array(z.string()).default([])
   }).prefault({}),
+  /**
+   * On SIGTERM, requests in flight get this long to finish; then they end with an error (an SSE
+   * client gets an error event) and the agent stops its runners and exits. @default 5000 ms
+   */
+  shutdownGraceMs: z.number().int().min(0).max(600_000).default(5000),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
 })
 

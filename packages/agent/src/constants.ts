@@ -10,3 +10,18 @@ export const SNAPSHOT_INTERVAL_MS = 5000
  * does not leave the host looking full. @default 1000 ms
  */
 export const BUSY_REPORT_TTL_MS = 1000
+
+/**
+ * After a stop's grace (`shutdownGraceMs`) ended the requests in flight with an error event,
+ * connections still open this much later are cut: long enough for the error event to be
+ * written, short enough that a client not reading cannot hold the stop. @default 1000 ms
+ */
+export const SHUTDOWN_FORCE_MS = 1000
+
+/**
+ * A stop that has not finished this long after its grace (`shutdownGraceMs`) ended (runners
+ * deaf to SIGTERM and SIGKILL'd after their own grace, a peer that does not close) is cut short:
+ * the process exits, and its runners die with it (parent-death signal) or at the next start
+ * (pid file). @default 15000 ms
+ */
+export const STOP_HARD_LIMIT_MS = 15_000

@@ -7,7 +7,7 @@ import { routeRequest } from './http.js'
 
 /** An agent whose infer() hands back what it was asked to route. */
 function fakeAgent (strategy: string): Agent {
-  return { config: { strategy, queue: { deadlineMs: 60_000 } }, infer: async (req: DispatchRequest) => req } as unknown as Agent
+  return { config: { strategy, queue: { deadlineMs: 60_000 } }, infer: async (req: DispatchRequest) => req, trackRequest: () => () => {} } as unknown as Agent
 }
 
 async function routed (strategy: string, header?: string): Promise<{ req: DispatchRequest, keyed: number }> {

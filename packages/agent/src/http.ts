@@ -69,7 +69,11 @@ export async function routeRequest (agent: Agent, req: FastifyRequest, reply: Fa
   const priority = parsePriority(header(req, HEADER_PRIORITY))
   const deadlineMs = parseDeadline(header(req, HEADER_DEADLINE), agent.config.queue.deadlineMs)
   const controller = new Abort()
-  reply.raw.on('close', () => { if (!reply.raw.writableFinished) controller.abort(new LlmeshError('INVALID_REQUEST', 'client went away')) })
+  const untrack = agent.trackRequest(controller)
+  reply.raw.on('close', () => {
+    untrack()
+    if (!reply.raw.writableFinished) controller.abort(new LlmeshError('INVALID_REQUEST', 'client went away'))
+  })
   const prefix = strategy === 'prefix-affinity' ? api.prefix?.() : undefined
   return await agent.infer({
     id: req.id,

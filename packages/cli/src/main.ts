@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { pino } from 'pino'
-import { Agent, parseConfig } from '@llmesh/agent'
+import { Agent, STOP_HARD_LIMIT_MS, parseConfig } from '@llmesh/agent'
 import { formatStatus, resolveApi, resolveUpConfig, status, type UpFlags } from './commands.js'
 import { invite, keygen } from './join-token.js'
 
@@ -97,9 +97,17 @@ async function up (args: string[]): Promise<undefined> {
   const agent = new Agent(config, logger)
   let stopping = false
   const shutdown = (signal: string): void => {
-    if (stopping) return
+    if (stopping) {
+      // a second signal: stop waiting (runners die with the process or at the next start)
+      logger.warn({ signal }, 'stopping now, without waiting')
+      process.exit(1)
+    }
     stopping = true
-    logger.info({ signal }, 'stopping')
+    logger.info({ signal, graceMs: config.shutdownGraceMs }, 'stopping')
+    setTimeout(() => {
+      logger.error({ limitMs: config.shutdownGraceMs + STOP_HARD_LIMIT_MS }, 'stop took too long: exiting')
+      process.exit(1)
+    }, config.shutdownGraceMs + STOP_HARD_LIMIT_MS).unref()
     agent.stop().then(() => process.exit(0), (err: unknown) => {
       logger.error({ err }, 'unclean stop')
       process.exit(1)

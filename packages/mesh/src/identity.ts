@@ -1,14 +1,17 @@
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import type { PrivateKey } from '@libp2p/interface'
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import { checkPrivateFile, writeFileDurable } from './files.js'
 
 /**
  * Loads the agent's libp2p key from `file`, creating an Ed25519 key there on first start, so
- * an agent keeps its peer id across restarts. The file is written 0600.
+ * an agent keeps its peer id across restarts. The file is written 0600 (durably); an existing
+ * one that other users may read is refused (UnsafeFileError): whoever holds it is this host.
  */
 export async function loadOrCreateKey (file: string): Promise<PrivateKey> {
+  await checkPrivateFile(file, 'peer key')
   try {
     return privateKeyFromProtobuf(await readFile(file))
   } catch (err) {
@@ -18,8 +21,7 @@ export async function loadOrCreateKey (file: string): Promise<PrivateKey> {
   }
   const key = await generateKeyPair('Ed25519')
   await mkdir(dirname(file), { recursive: true })
-  await writeFile(`${file}.tmp`, privateKeyToProtobuf(key), { mode: 0o600 })
-  await rename(`${file}.tmp`, file)
+  await writeFileDurable(file, privateKeyToProtobuf(key), 0o600)
   return key
 }
 

@@ -1,6 +1,7 @@
 export { Mesh, type MeshInit, type MeshStats, type StreamHandler } from './mesh.js'
 export { Membership, MemberStates, LAN_TIMINGS, type Member, type MemberState, type MembershipTimings } from './membership.js'
 export { loadOrCreateKey, peerIdOfKey } from './identity.js'
+export { checkPrivateFile, ensurePrivateDir, removeStaleTempFiles, writeFileDurable, UnsafeFileError } from './files.js'
 export * from './constants.js'
 export { InferStreams, requestInfer, serveInfer, type InferReply, type InferResponse } from './infer-stream.js'
 export { CLUSTER_KEY_BYTES, connectionSecret, formatClusterKey, mdnsServiceTag, newClusterKey, parseClusterKey, swarmKey } from './cluster-key.js'

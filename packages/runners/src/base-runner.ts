@@ -23,6 +23,7 @@ import type {
   RunnerStateListener
 } from './runner.js'
 import { requestPaced, requestWhole } from './paced.js'
+import type { SpawnOptions } from './process.js'
 import { watchStalls } from './stall.js'
 
 /** Options every runner takes: identity, stall detection, health checks, restart policy. */
@@ -49,6 +50,8 @@ export interface RunnerCommonInit {
   restart?: BackoffOptions | false
   /** random source of the restart jitter (tests inject one). @default Math.random */
   random?: () => number
+  /** how runner processes are spawned (parent-death signal) and who hears of them (pid file) */
+  spawn?: SpawnOptions
 }
 
 /** What a runner serving one GGUF file needs, whatever the engine. */

@@ -11,6 +11,14 @@ export const DEFAULT_CTX_SIZE = 4096
 export const DEFAULT_START_TIMEOUT_MS = 300_000
 /** A stopping runner that has not exited after SIGTERM gets SIGKILL after this. @default 5000 ms */
 export const STOP_GRACE_MS = 5000
+/**
+ * A runner of a previous run of the agent, found alive at start (pid file), gets SIGTERM, then
+ * SIGKILL after this; the new runners start only once it is gone, so one model never has two.
+ * @default 2000 ms
+ */
+export const REAP_GRACE_MS = 2000
+/** Poll interval while waiting for a reaped runner to exit. @default 50 ms */
+export const REAP_POLL_MS = 50
 /** Poll interval of /health (or a TCP connect) while a runner starts. @default 100 ms */
 export const START_POLL_MS = 100
 

@@ -35,6 +35,8 @@ export {
 } from './catalog.js'
 export { probeHardware, probeGpus, parseNvidiaSmi, parseRocmSmi, parseSystemProfiler, runTool, type GpuInfo, type GpuProbeOptions, type ToolRunner } from './hardware.js'
 export { freePort } from './port.js'
+export { RunnerProcess, type SpawnOptions, type ExitInfo } from './process.js'
+export { parentDeathPrefix, processStartTime, readPidFile, formatPidFile, reapRunners, selfStamp, isRunning, type RunnerPidEntry, type ProcessStamp, type PidFileContent } from './pid-file.js'
 export { backoffDelay, type BackoffOptions } from './backoff.js'
 export { watchStalls, type StallWatchOptions } from './stall.js'
 export { ChatCompletionWriter, textLines } from './openai.js'

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { Logger } from 'pino'
 import { LlamaServerRunner } from './llama-server.js'
 import { RunnerManager } from './manager.js'
+import { parentDeathPrefix } from './pid-file.js'
 
 function silent (): Logger {
   const noop = (): void => {}
@@ -21,6 +22,16 @@ describe('llama-server runner without a binary', () => {
     await expect(r.infer('/v1/chat/completions', {})).rejects.toMatchObject({ code: 'NO_CAPACITY' })
     await r.stop()
     expect(r.state).toBe('stopped')
+  })
+
+  it('says the same through the parent-death prefix (setpriv), where the exec fails in setpriv', async (ctx) => {
+    const prefix = await parentDeathPrefix()
+    if (prefix == null) return ctx.skip('no setpriv with --pdeathsig on this host')
+    const r = new LlamaServerRunner({ id: 'x', binary: '/nonexistent/llama-server', modelPath: '/nonexistent.gguf', modelName: 'm', logger: silent(), restart: { minDelayMs: 1 }, spawn: { parentDeathPrefix: prefix } })
+    await expect(r.start()).rejects.toMatchObject({ code: 'RUNNER_FAILED', message: expect.stringMatching(/could not be started \(ENOENT\)/) })
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect([r.state, r.restarts]).toEqual(['failed', 0])
+    await r.stop()
   })
 
   it('puts the configured flags on the command line, on the allocated port', () => {

@@ -75,7 +75,9 @@ export class LlamaServerRunner extends BaseRunner {
     this._port = await freePort()
     const args = this.args(this._port)
     this.log.info({ binary: this.init.binary, port: this._port, slots: this.slots }, 'starting llama-server')
-    const proc = new RunnerProcess(this.init.binary, args)
+    // stopped while the port was found: spawning now would leave a process nobody stops
+    if (!this.isCurrent(gen)) throw new LlmeshError('RUNNER_FAILED', 'llama-server start was cancelled')
+    const proc = new RunnerProcess(this.init.binary, args, this.common.spawn)
     this.proc = proc
     this.pool = new Pool(this.baseUrl, { connections: this.slots * 2 + 2, pipelining: 1, connect: RUNNER_CONNECT })
     void proc.exited.then(() => {
@@ -88,7 +90,12 @@ export class LlamaServerRunner extends BaseRunner {
       throw new LlmeshError('RUNNER_FAILED', `${why} while loading:\n${proc.stderrTail()}`)
     })
     exited.catch(() => {})
-    await Promise.race([this.waitHealthy(gen), exited])
+    try {
+      await Promise.race([this.waitHealthy(gen), exited])
+    } finally {
+      // stopped or superseded while loading: this process is nobody's to stop but ours
+      if (!this.isCurrent(gen)) await proc.kill(STOP_GRACE_MS)
+    }
   }
 
   private async waitHealthy (gen: number): Promise<void> {

@@ -10,6 +10,8 @@ import { LlamaServerRunner } from './llama-server.js'
 import { MlxRunner } from './mlx.js'
 import { OllamaClient, OllamaRunner, ollamaTagToModelInfo, type OllamaTag } from './ollama.js'
 import { RpcServerRunner } from './rpc-server.js'
+import { parentDeathPrefix, processStartTime, type RunnerPidEntry } from './pid-file.js'
+import type { RunnerProcess, SpawnOptions } from './process.js'
 import type { Runner, RunnerPath, RunnerResponse } from './runner.js'
 
 /** One model this host serves from a GGUF file. */
@@ -58,12 +60,19 @@ export interface RunnerManagerInit extends SupervisionInit {
   idPrefix?: string
   /** probe GPUs at start (runs nvidia-smi, ...). @default true */
   probeGpus?: boolean | GpuProbeOptions
+  /**
+   * spawn runner processes under a parent-death signal (`setpriv --pdeathsig KILL`, where
+   * present) so they die with the agent, even on SIGKILL. @default true
+   */
+  parentDeath?: boolean
+  /** called with every runner process alive now, after each spawn and exit: the pid file's content */
+  onProcesses?: (entries: RunnerPidEntry[]) => void
 }
 
 const KNOWN_KEYS = new Set<string>([
   'logger', 'models', 'modelDirs', 'ollamaStore', 'llamaServer', 'embedded', 'rpcServer', 'ollama', 'mlx', 'slots', 'ctxSize',
   'gpuLayers', 'startTimeoutMs', 'idPrefix', 'probeGpus', 'stallTimeoutMs', 'firstTokenTimeoutMs', 'nonStreamTimeoutMs',
-  'stallsBeforeUnhealthy', 'healthIntervalMs', 'healthTimeoutMs', 'healthFailures', 'restart'
+  'stallsBeforeUnhealthy', 'healthIntervalMs', 'healthTimeoutMs', 'healthFailures', 'restart', 'parentDeath', 'onProcesses'
 ])
 
 function validate (init: RunnerManagerInit): void {
@@ -109,11 +118,32 @@ export class RunnerManager {
   private llama?: Promise<Llama>
   private seq = 0
   private started = false
+  private stopped = false
+  /** runner processes alive now, by pid */
+  private readonly processes = new Map<number, RunnerPidEntry>()
+  /** shared by every runner; the prefix is resolved in `start` */
+  private readonly spawnOptions: SpawnOptions
 
   constructor (init: RunnerManagerInit) {
     validate(init)
     this.init = init
     this.log = init.logger.child({ component: 'runners' })
+    this.spawnOptions = {
+      onSpawn: (proc) => { void this.recordProcess(proc) },
+      onExit: (proc) => {
+        if (proc.pid != null && this.processes.delete(proc.pid)) this.init.onProcesses?.([...this.processes.values()])
+      }
+    }
+  }
+
+  /** Adds a spawned process to the pid file once its start time is known (it identifies the pid). */
+  private async recordProcess (proc: RunnerProcess): Promise<void> {
+    const pid = proc.pid
+    if (pid == null) return
+    const startTime = await processStartTime(pid)
+    if (startTime == null || !proc.alive) return
+    this.processes.set(pid, { pid, binary: proc.binary, startTime })
+    this.init.onProcesses?.([...this.processes.values()])
   }
 
   /** Runner options shared by every adapter. */
@@ -128,6 +158,7 @@ export class RunnerManager {
     if (i.healthTimeoutMs != null) c.healthTimeoutMs = i.healthTimeoutMs
     if (i.healthFailures != null) c.healthFailures = i.healthFailures
     if (i.restart != null) c.restart = i.restart
+    c.spawn = this.spawnOptions
     return c
   }
 
@@ -144,6 +175,11 @@ export class RunnerManager {
   async start (): Promise<void> {
     if (this.started) return
     this.started = true
+    if (this.init.parentDeath !== false) {
+      const prefix = await parentDeathPrefix()
+      if (prefix != null) this.spawnOptions.parentDeathPrefix = prefix
+      else this.log.info('no setpriv with --pdeathsig here: runners outliving a killed agent are reaped at its next start')
+    }
     const configured = await Promise.all((this.init.models ?? []).map(async (m) => {
       try {
         return await describeModel(m.path, m.name)
@@ -224,6 +260,7 @@ export class RunnerManager {
   }
 
   private launch (runner: Runner): void {
+    if (this.stopped) return
     runner.start().catch((err: unknown) => {
       this.log.error({ runner: runner.id, err: (err as Error).message }, 'runner failed to start')
     })
@@ -264,6 +301,7 @@ export class RunnerManager {
   /** Stops every runner (they do not restart) and releases what the manager holds. */
   async stop (): Promise<void> {
     this.started = false
+    this.stopped = true
     clearInterval(this.ollamaTimer)
     await Promise.all([...this.map.values()].map(async (r) => {
       await r.stop().catch((err: unknown) => { this.log.warn({ runner: r.id, err: (err as Error).message }, 'runner stop failed') })
@@ -316,6 +354,7 @@ export class RunnerManager {
    * request). Resolves when it is ready; MODEL_NOT_FOUND when the catalog has no such model.
    */
   async ensure (model: string): Promise<Runner> {
+    if (this.stopped) throw new LlmeshError('NO_CAPACITY', 'the runners of this host are stopping')
     let runner = [...this.map.values()].find((r) => r.model === model && r.kind !== 'rpc-server')
     if (runner == null) {
       const local = this.catalog.find((m) => m.info.name === model)

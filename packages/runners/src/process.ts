@@ -9,6 +9,19 @@ export interface ExitInfo {
   error?: NodeJS.ErrnoException
 }
 
+/** How a runner's process is spawned and who hears of it. */
+export interface SpawnOptions {
+  /**
+   * Command prefixed to the binary so the child dies with the agent, e.g.
+   * `['/usr/bin/setpriv', '--pdeathsig', 'KILL', '--']` (see `parentDeathPrefix`). Unset:
+   * plain spawn, and a killed agent leaves the child running (the pid file reaps it).
+   */
+  parentDeathPrefix?: string[]
+  /** called once the process has a pid, and again when it has exited */
+  onSpawn?: (proc: RunnerProcess) => void
+  onExit?: (proc: RunnerProcess) => void
+}
+
 /**
  * One child process of a runner: spawned detached from stdin, its stderr's last lines kept to
  * explain a failure, its exit observable as a promise.
@@ -16,11 +29,19 @@ export interface ExitInfo {
 export class RunnerProcess {
   readonly child: ChildProcess
   readonly exited: Promise<ExitInfo>
+  /** the runner's binary (not the parent-death prefix): what the pid file records */
+  readonly binary: string
   private readonly tail: string[] = []
   private _exit?: ExitInfo
 
-  constructor (binary: string, args: string[]) {
-    this.child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] })
+  constructor (binary: string, args: string[], opts: SpawnOptions = {}) {
+    this.binary = binary
+    const prefix = opts.parentDeathPrefix ?? []
+    // spawned from the main thread (libuv forks in the calling thread): PR_SET_PDEATHSIG
+    // follows the thread that forked, which lives as long as the agent
+    this.child = prefix.length > 0
+      ? spawn(prefix[0]!, [...prefix.slice(1), binary, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+      : spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] })
     const onData = (buf: Buffer): void => {
       for (const line of buf.toString('utf8').split('\n')) {
         if (line.trim() === '') continue
@@ -37,11 +58,20 @@ export class RunnerProcess {
           resolve(this._exit)
         }
       })
-      this.child.once('exit', (code, signal) => {
-        this._exit = { code, signal }
+      // through the prefix, a binary that cannot be executed is the prefix's exit 126/127 and a
+      // line on stderr: read to its end ('close'), and reported as the spawn error it stands for
+      this.child.once(prefix.length > 0 ? 'close' : 'exit', (code: number | null, signal: NodeJS.Signals | null) => {
+        const failed = prefix.length > 0 && (code === 126 || code === 127) ? this.tail.find((l) => l.includes('failed to execute')) : undefined
+        this._exit = failed != null
+          ? { code, signal, error: Object.assign(new Error(failed), { code: code === 127 ? 'ENOENT' : 'EACCES' }) }
+          : { code, signal }
         resolve(this._exit)
       })
     })
+    if (this.child.pid != null) {
+      opts.onSpawn?.(this)
+      void this.exited.then(() => { opts.onExit?.(this) })
+    }
   }
 
   get pid (): number | undefined { return this.child.pid }

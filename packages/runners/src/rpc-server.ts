@@ -76,23 +76,30 @@ export class RpcServerRunner extends BaseRunner {
     if (this.init.cache === true) args.push('-c')
     if (this.init.devices != null) args.push('-d', this.init.devices)
     this.log.info({ binary: this.init.binary, endpoint: this.endpoint }, 'starting rpc-server')
-    const proc = new RunnerProcess(this.init.binary, args)
+    // stopped while the port was found: spawning now would leave a process nobody stops
+    if (!this.isCurrent(gen)) throw new LlmeshError('RUNNER_FAILED', 'rpc-server start was cancelled')
+    const proc = new RunnerProcess(this.init.binary, args, this.common.spawn)
     this.proc = proc
     void proc.exited.then(() => {
       if (this.proc !== proc) return
       this.fail(`rpc-server ${proc.describeExit()}`, proc.exit?.error != null)
     })
-    const limit = this.init.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS
-    const deadline = Date.now() + limit
-    while (Date.now() < deadline && this.isCurrent(gen)) {
-      if (!proc.alive) {
-        if (proc.exit?.error != null) throw new PermanentRunnerError(`rpc-server ${proc.describeExit()}: is ${this.init.binary} an rpc-server binary?`)
-        throw new LlmeshError('RUNNER_FAILED', `rpc-server ${proc.describeExit()}:\n${proc.stderrTail()}`)
+    try {
+      const limit = this.init.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS
+      const deadline = Date.now() + limit
+      while (Date.now() < deadline && this.isCurrent(gen)) {
+        if (!proc.alive) {
+          if (proc.exit?.error != null) throw new PermanentRunnerError(`rpc-server ${proc.describeExit()}: is ${this.init.binary} an rpc-server binary?`)
+          throw new LlmeshError('RUNNER_FAILED', `rpc-server ${proc.describeExit()}:\n${proc.stderrTail()}`)
+        }
+        if (await canConnect(this.init.host, this._port, 1000)) return
+        await sleep(START_POLL_MS)
       }
-      if (await canConnect(this.init.host, this._port, 1000)) return
-      await sleep(START_POLL_MS)
+      throw new LlmeshError('RUNNER_FAILED', this.isCurrent(gen) ? `rpc-server did not accept connections in ${limit} ms` : 'rpc-server start was cancelled')
+    } finally {
+      // stopped or superseded while starting: this process is nobody's to stop but ours
+      if (!this.isCurrent(gen)) await proc.kill(STOP_GRACE_MS)
     }
-    throw new LlmeshError('RUNNER_FAILED', this.isCurrent(gen) ? `rpc-server did not accept connections in ${limit} ms` : 'rpc-server start was cancelled')
   }
 
   protected async shutdown (): Promise<void> {

@@ -1,0 +1,64 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { ClusterDoc } from '@llmesh/state'
+import type { NodeRecord } from '@llmesh/protocol'
+import { DurableFile, openClusterDoc } from './persist.js'
+
+const log = pino({ level: 'silent' })
+let dir: string
+beforeEach(async () => { dir = await mkdtemp(join(tmpdir(), 'llmesh-persist-')) })
+afterEach(async () => { await rm(dir, { recursive: true, force: true }) })
+
+const PEER = '12D3KooWGzxzKZYveHXtpG6AsrUJBcWxHBFS2HsEoGTxrMLvKXtf'
+
+function record (i: number): NodeRecord {
+  return {
+    peerId: PEER, name: `host-${i}`, version: '0.1.0', protocol: 1, addrs: [], api: '127.0.0.1:1',
+    hardware: { cpus: 1, memBytes: 1, platform: 'linux', arch: 'x64' }, models: [], runners: [], startedAt: 1, updatedAt: i
+  }
+}
+
+describe('DurableFile', () => {
+  it('coalesces concurrent saves of a changing document into a file that decodes to the latest state', async () => {
+    const file = new DurableFile(join(dir, 'cluster.snapshot'))
+    const doc = new ClusterDoc(PEER)
+    let produced = 0
+    const saves: Array<Promise<void>> = []
+    for (let i = 0; i < 50; i++) {
+      doc.setSelf(record(i), true)
+      saves.push(file.save(() => { produced++; return doc.snapshot() }))
+    }
+    await Promise.all(saves)
+    // one write running, the 49 others coalesced into one more
+    expect(produced).toBe(2)
+    const restored = new ClusterDoc('other', new Uint8Array(await readFile(file.path)))
+    expect(restored.records().map((r) => r.name)).toEqual(['host-49'])
+    expect(await readdir(dir)).toEqual(['cluster.snapshot'])
+  })
+})
+
+describe('openClusterDoc', () => {
+  it('moves a truncated snapshot aside and starts cold', async () => {
+    const doc = new ClusterDoc(PEER)
+    doc.setSelf(record(1), true)
+    const bytes = doc.snapshot()
+    const file = join(dir, 'cluster.snapshot')
+    await writeFile(file, bytes.slice(0, Math.floor(bytes.length / 2)))
+    const opened = await openClusterDoc(file, PEER, log)
+    expect(opened.records()).toEqual([])
+    const names = await readdir(dir)
+    expect(names.some((n) => /^cluster\.snapshot\.corrupt-\d+$/.test(n))).toBe(true)
+    expect(names).not.toContain('cluster.snapshot')
+  })
+
+  it('opens a whole snapshot warm', async () => {
+    const doc = new ClusterDoc(PEER)
+    doc.setSelf(record(7), true)
+    const file = join(dir, 'cluster.snapshot')
+    await writeFile(file, doc.snapshot())
+    expect((await openClusterDoc(file, PEER, log)).records().map((r) => r.name)).toEqual(['host-7'])
+  })
+})
