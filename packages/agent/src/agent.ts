@@ -2,9 +2,9 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type InferPath, type NodeRecord, type PeerMetrics } from '@llmesh/protocol'
+import { INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type InferPath, type NodeRecord, type PeerMetrics, type UnsignedNodeRecord } from '@llmesh/protocol'
 import { ClusterDoc } from '@llmesh/state'
-import { Mesh, loadOrCreateKey, peerIdOfKey, serveInfer } from '@llmesh/mesh'
+import { Mesh, loadOrCreateKey, peerIdOfKey, recordSigner, recordVerifier, serveInfer } from '@llmesh/mesh'
 import { DEFAULT_PRIORITY, type RankedTarget, type ReportingPeer } from '@llmesh/scheduler'
 import { RunnerManager, type Runner, type RunnerDescription, type RunnerResponse } from '@llmesh/runners'
 import { findLlamaServer } from './binaries.js'
@@ -72,7 +72,8 @@ export class Agent {
     const privateKey = await loadOrCreateKey(join(config.dataDir, 'peer.key'))
     this._peerId = peerIdOfKey(privateKey)
     const snapshot = await readFile(join(config.dataDir, 'cluster.snapshot')).catch(() => undefined)
-    this.doc = new ClusterDoc(this._peerId, snapshot != null ? new Uint8Array(snapshot) : undefined)
+    // every record is signed by its owner and checked against its peer id, whatever path it came by
+    this.doc = new ClusterDoc(this._peerId, snapshot != null ? new Uint8Array(snapshot) : undefined, { verifier: recordVerifier(), signer: recordSigner(privateKey) })
 
     // llama-server when one is configured or on PATH, else the embedded llama.cpp (zero setup)
     const llamaServer = await findLlamaServer(config.llamaServer.binary)
@@ -184,8 +185,8 @@ export class Agent {
     return info
   }
 
-  /** This agent's record, as published into the cluster document. */
-  selfRecord (): NodeRecord {
+  /** This agent's record, as published into the cluster document (which signs it). */
+  selfRecord (): UnsignedNodeRecord {
     return {
       peerId: this._peerId,
       name: this.config.name,
@@ -274,12 +275,17 @@ export class Agent {
 
   /** Counters of the mesh layer, for `GET /mesh/stats` and the benchmarks. */
   meshStats (): Record<string, unknown> {
+    this.doc?.records() // verdicts on stored records are counted when the view is built
     return {
       ...this.mesh?.stats,
       connections: this.mesh?.connectionCount() ?? 0,
       peers: this.mesh?.connectedPeers().length ?? 0,
       docBytes: this.doc?.snapshot().length ?? 0,
-      rejectedUpdates: Object.fromEntries(this.doc?.rejected ?? [])
+      rejectedUpdates: Object.fromEntries(this.doc?.rejected ?? []),
+      invalidRecords: Object.fromEntries(this.doc?.stats.invalidRecords ?? []),
+      selfRewrites: this.doc?.stats.selfRewrites ?? 0,
+      keptAfterForeignChange: this.doc?.stats.keptAfterForeignChange ?? 0,
+      pendingDropped: this.doc?.stats.pendingDropped ?? 0
     }
   }
 
