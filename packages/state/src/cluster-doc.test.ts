@@ -252,6 +252,21 @@ describe('ClusterDoc: signed records and owner repair', () => {
     expect(c.get('a')).toBeUndefined()
     expect(c.records()).toEqual([])
   })
+
+  it('takes a peer\'s gossip delta that carries the whole delete set of the document (deletes already done are no news)', () => {
+    const a = newDoc('a')
+    const c = newDoc('c')
+    a.setSelf(record('a', ['one']))
+    a.setSelf(record('a', ['two'])) // deletes a's first value
+    c.applyRemote(a.snapshot())
+    // peer h writes its own entry from a copy of the whole document: its update lists a's old delete
+    const f = forger(c)
+    f.doc.getMap('nodes').set('h', signed(record('h')))
+    expect(Y.decodeUpdate(Y.encodeStateAsUpdate(f.doc, f.since)).ds.clients.size).toBeGreaterThan(0)
+    expect(c.applyRemote(Y.encodeStateAsUpdate(f.doc, f.since), 'h')).toEqual({ applied: true })
+    expect(c.get('h')).toBeDefined()
+    expect(c.get('a')?.models[0]?.name).toBe('two')
+  })
 })
 
 describe('ClusterDoc: hard bounds', () => {

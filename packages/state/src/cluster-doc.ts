@@ -402,9 +402,11 @@ export class ClusterDoc {
       written.set(key, Math.max(written.get(key) ?? 0, bytes))
     }
     if (sender != null) {
-      for (const client of decoded.ds.clients.keys()) {
+      // an update carries its whole delete set: only deletes of items still live here are news
+      for (const [client, ranges] of decoded.ds.clients) {
         const key = keyOfClient(client)
-        if (key != null && key !== sender && !this.mayPrune(key, this.get(key), sender)) return 'foreign-delete'
+        if (key == null || key === sender || !ranges.some((r) => this.deletesLive(client, r.clock, r.len))) continue
+        if (!this.mayPrune(key, this.get(key), sender)) return 'foreign-delete'
       }
     }
     return this.checkBounds(written, unkeyedBytes, newClients.size)
@@ -428,6 +430,20 @@ export class ClusterDoc {
     if (entries > MAX_ENTRIES && entries > now.entries) return 'too-many-entries'
     if (bytes > MAX_DOC_BYTES && bytes > now.bytes) return 'doc-too-large'
     return undefined
+  }
+
+  /** Whether the range [clock, clock+len) of `client` holds an item of this document not yet deleted. */
+  private deletesLive (client: number, clock: number, len: number): boolean {
+    const structs = this.doc.store.clients.get(client)
+    if (structs == null || structs.length === 0) return false
+    const last = structs[structs.length - 1]!
+    if (clock >= last.id.clock + last.length) return false
+    let i = clock <= structs[0]!.id.clock ? 0 : Y.findIndexSS(structs, clock)
+    for (; i < structs.length && structs[i]!.id.clock < clock + len; i++) {
+      const struct = structs[i]!
+      if (struct instanceof Y.Item && !struct.deleted) return true
+    }
+    return false
   }
 
   /** Records which entry every client id in the store has written. */
