@@ -38,7 +38,7 @@ export interface ClusterDocStats {
   pendingDropped: number
 }
 
-/** What a stored value was found to be, cached per value object: Yjs hands out the same object until the entry changes. */
+/** What a stored value was found to be, cached per Yjs item: an entry's item changes with every write. */
 type Verdict = { record: NodeRecord, bytes: number } | { invalid: InvalidReason, bytes: number }
 
 export type ApplyResult = { applied: true } | { applied: false, reason: RejectReason }
@@ -53,7 +53,7 @@ export interface ClusterDocEvents {
  * the key, and it signs its record. Two lines of defence:
  * - the view (`records()`, `get()`) holds only records that pass the schema and the owner's
  *   signature, whatever path their bytes came by (gossip, sync, snapshot); a verdict is cached
- *   per stored value, so a document change costs one verification per changed entry;
+ *   per stored item, so a document change costs one verification per changed entry;
  * - remote updates are checked before they are applied: every item an update writes must
  *   belong to the sender's own entry (gossip), a Yjs client id may only ever write one entry
  *   (sync), values are plain JSON, and the document's hard bounds hold (constants.ts).
@@ -258,10 +258,12 @@ export class ClusterDoc {
 
   /** What a stored value is, computed once per value object and counted when invalid. */
   private verdict (key: string, value: unknown): Verdict {
-    const cached = value != null && typeof value === 'object' ? this.verdicts.get(value) : undefined
-    if (cached != null && ('invalid' in cached || cached.record.peerId === key)) return cached
+    // keyed by the Yjs item that holds the value (one per write, whatever the value's type)
+    const item: object | undefined = this.nodes._map.get(key)
+    const cached = item != null ? this.verdicts.get(item) : undefined
+    if (cached != null) return cached
     const verdict = this.judge(key, value)
-    if (value != null && typeof value === 'object') this.verdicts.set(value, verdict)
+    if (item != null) this.verdicts.set(item, verdict)
     if ('invalid' in verdict) this.stats.invalidRecords.set(verdict.invalid, (this.stats.invalidRecords.get(verdict.invalid) ?? 0) + 1)
     return verdict
   }
