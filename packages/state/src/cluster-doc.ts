@@ -217,8 +217,8 @@ export class ClusterDoc {
   /**
    * The view, rebuilt once per document change from cached verdicts (routers read it on every
    * request, the document changes a few times a minute). A record that was in the view and
-   * whose entry is now gone or invalid stays, unless it is this peer's own being rewritten, until
-   * the pruning rule allows its removal (re-checked at every read while any is kept).
+   * whose entry is now gone or invalid stays until the pruning rule allows its removal
+   * (re-checked at every read while any is kept) or its owner writes a valid one again.
    */
   private validated (): Map<string, NodeRecord> {
     if (this.cache != null) {
@@ -256,7 +256,7 @@ export class ClusterDoc {
     }
   }
 
-  /** What a stored value is, computed once per value object and counted when invalid. */
+  /** What a stored value is, judged once per Yjs item and counted when invalid. */
   private verdict (key: string, value: unknown): Verdict {
     // keyed by the Yjs item that holds the value (one per write, whatever the value's type)
     const item: object | undefined = this.nodes._map.get(key)
