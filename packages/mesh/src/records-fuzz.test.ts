@@ -19,8 +19,8 @@ import { Mesh, recordSigner, recordVerifier } from './index.js'
 import { createHostilePeer, waitFor, type HostilePeer } from '@llmesh/fixtures'
 
 /** inputs per property: bounded so the file runs in a few seconds in CI */
-const DOC_RUNS = 1000
-const SYNC_RUNS = 150
+const DOC_RUNS = 500
+const SYNC_RUNS = 100
 
 const uncaught: unknown[] = []
 const onUncaught = (err: unknown): void => { uncaught.push(err) }
