@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util'
 import { pino } from 'pino'
 import { INFER_PROTOCOL } from '../packages/protocol/dist/index.js'
 import { ClusterDoc } from '../packages/state/dist/index.js'
-import { Mesh, loadOrCreateKey, peerIdOfKey, requestInfer, serveInfer } from '../packages/mesh/dist/index.js'
+import { Mesh, loadOrCreateKey, peerIdOfKey, recordSigner, recordVerifier, requestInfer, serveInfer } from '../packages/mesh/dist/index.js'
 
 const ECHO = '/llmesh-bench/echo/1'
 const LONG = '/llmesh-bench/long/1'
@@ -31,7 +31,7 @@ const ONLY = new Set(values.only.split(','))
 
 async function startMesh (dir, bootstrap = []) {
   const privateKey = await loadOrCreateKey(join(dir, 'key'))
-  const doc = new ClusterDoc(peerIdOfKey(privateKey))
+  const doc = new ClusterDoc(peerIdOfKey(privateKey), undefined, { verifier: recordVerifier(), signer: recordSigner(privateKey) })
   const mesh = new Mesh({
     clusterId: 'bench', privateKey, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, doc, logger: pino({ level: 'silent' }),
     incarnation: Date.now(), metrics: () => ({ slotsBusy: 0, slotsTotal: 1, queueDepth: 0, tokensPerSec: 0, latencyMs: 0, successRate: 1, claims: {} })

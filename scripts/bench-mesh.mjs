@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { TestNetwork, cleanupStaleTestNetworks, netnsAvailable, netnsUnavailableReason, runLlmesh, startAgentProcess } from '@llmesh/fixtures'
 import { ClusterDoc } from '@llmesh/state'
+import { loadOrCreateKey, peerIdOfKey, recordSigner, recordVerifier } from '@llmesh/mesh'
 
 const sizes = process.argv.slice(2).map(Number).filter((n) => n > 1)
 if (sizes.length === 0) sizes.push(3, 20)
@@ -169,12 +170,15 @@ async function benchN (n) {
 }
 
 /** 10,000 runner-state updates spread over 20 peers' entries, all synced into one document. */
-function docGrowth () {
-  const peers = Array.from({ length: 20 }, (_, i) => new ClusterDoc(`peer-${String(i).padStart(2, '0')}`))
-  const observer = new ClusterDoc('observer')
+async function docGrowth () {
+  const keyDir = await mkdtemp(join(tmpdir(), 'llmesh-doc-growth-'))
+  const keys = await Promise.all(Array.from({ length: 21 }, (_, i) => loadOrCreateKey(join(keyDir, `peer-${i}.key`))))
+  await rm(keyDir, { recursive: true, force: true })
+  const peers = keys.slice(1).map((k) => new ClusterDoc(peerIdOfKey(k), undefined, { verifier: recordVerifier(), signer: recordSigner(k) }))
+  const observer = new ClusterDoc(peerIdOfKey(keys[0]), undefined, { verifier: recordVerifier() })
   for (const p of peers) p.onLocalUpdate((u) => { observer.applyRemote(u, p.peerId) })
   const record = (p, state, i) => ({
-    peerId: p.peerId, name: p.peerId, version: '0.1.0', protocol: 1, addrs: ['/ip4/10.0.0.1/tcp/4778'], api: '127.0.0.1:11435',
+    peerId: p.peerId, name: p.peerId, version: '0.1.0', protocol: 1, addrs: [`/ip4/10.0.0.1/tcp/4778/p2p/${p.peerId}`], api: '127.0.0.1:11435',
     hardware: { cpus: 16, memBytes: 64e9, platform: 'linux', arch: 'x64' },
     models: [{ name: 'llama-3-8b', sizeBytes: 4.9e9, digest: 'a'.repeat(64), format: 'gguf' }],
     runners: [{ id: `${p.peerId}-0`, kind: 'llama-server', model: 'llama-3-8b', state, slots: 4 }],
@@ -193,7 +197,7 @@ function docGrowth () {
 
 const results = []
 for (const n of sizes) results.push(await benchN(n))
-const doc = docGrowth()
+const doc = await docGrowth()
 
 process.stdout.write('\n| N | N-1 started at once: converged after | last host joins: converged after | cut: suspect | cut: dead | reconverge after heal | 1 s flap | idle bytes/s sent per agent \n|---|---|---|---|---|---|---|\n')
 for (const r of results) {

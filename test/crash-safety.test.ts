@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { ClusterDoc } from '@llmesh/state'
+import { recordVerifier } from '@llmesh/mesh'
 import { execFile } from 'node:child_process'
 import { llmeshBin, startAgentProcess, type AgentProcess, LOOPBACK_AGENT_ARGS } from '@llmesh/fixtures'
 
@@ -51,7 +52,7 @@ describe('a snapshot that does not decode', () => {
       const file = join(dataDir, 'cluster.snapshot')
       const saved = await readFile(file)
       // the stop wrote a whole snapshot holding this agent's record
-      expect(new ClusterDoc('reader', new Uint8Array(saved)).records().map((r) => r.peerId)).toEqual([first.info.peerId])
+      expect(new ClusterDoc('reader', new Uint8Array(saved), { verifier: recordVerifier() }).records().map((r) => r.peerId)).toEqual([first.info.peerId])
       const bad = damage(saved)
       await writeFile(file, bad)
 
@@ -65,7 +66,7 @@ describe('a snapshot that does not decode', () => {
 
       // the next stop writes a good snapshot again
       await second.stop()
-      expect(new ClusterDoc('reader', new Uint8Array(await readFile(file))).records().map((r) => r.peerId)).toEqual([first.info.peerId])
+      expect(new ClusterDoc('reader', new Uint8Array(await readFile(file)), { verifier: recordVerifier() }).records().map((r) => r.peerId)).toEqual([first.info.peerId])
       expect((await readdir(dataDir)).filter((n) => n.endsWith('.tmp'))).toEqual([])
     })
   }

@@ -1,9 +1,9 @@
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { Abort, INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type InferPath, type NodeRecord, type PeerMetrics } from '@llmesh/protocol'
+import { Abort, INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type InferPath, type NodeRecord, type PeerMetrics, type UnsignedNodeRecord } from '@llmesh/protocol'
 import type { ClusterDoc } from '@llmesh/state'
-import { Mesh, checkPrivateFile, ensurePrivateDir, loadOrCreateKey, peerIdOfKey, removeStaleTempFiles, serveInfer } from '@llmesh/mesh'
+import { Mesh, checkPrivateFile, ensurePrivateDir, loadOrCreateKey, peerIdOfKey, recordSigner, recordVerifier, removeStaleTempFiles, serveInfer } from '@llmesh/mesh'
 import { DEFAULT_PRIORITY, type RankedTarget, type ReportingPeer } from '@llmesh/scheduler'
 import { RunnerManager, formatPidFile, isRunning, readPidFile, reapRunners, selfStamp, type ProcessStamp, type Runner, type RunnerDescription, type RunnerResponse } from '@llmesh/runners'
 import { findLlamaServer } from './binaries.js'
@@ -107,7 +107,8 @@ export class Agent {
     this._peerId = peerIdOfKey(privateKey)
     this.trust = await resolveClusterTrust(config, async (file) => { await checkPrivateFile(file, 'cluster key') })
     this.logTrust(this.trust)
-    this.doc = await openClusterDoc(this.files.snapshot.path, this._peerId, this.log)
+    // every record is signed by its owner and checked against its peer id, whatever path it came by
+    this.doc = await openClusterDoc(this.files.snapshot.path, this._peerId, this.log, { verifier: recordVerifier(), signer: recordSigner(privateKey) })
     const stale = await removeStaleTempFiles(config.dataDir)
     if (stale.length > 0) this.log.info({ files: stale }, 'removed temp files of an interrupted write')
     // runners a killed run of this agent left behind go before new ones start: never two per model
@@ -258,8 +259,8 @@ export class Agent {
     return { mode: t.mode, ...(t.key != null ? { keyId: keyId(t.key) } : {}) }
   }
 
-  /** This agent's record, as published into the cluster document. */
-  selfRecord (): NodeRecord {
+  /** This agent's record, as published into the cluster document (which signs it). */
+  selfRecord (): UnsignedNodeRecord {
     return {
       peerId: this._peerId,
       name: this.config.name,
@@ -348,12 +349,17 @@ export class Agent {
 
   /** Counters of the mesh layer, for `GET /mesh/stats` and the benchmarks. */
   meshStats (): Record<string, unknown> {
+    this.doc?.records() // verdicts on stored records are counted when the view is built
     return {
       ...this.mesh?.stats,
       connections: this.mesh?.connectionCount() ?? 0,
       peers: this.mesh?.connectedPeers().length ?? 0,
       docBytes: this.doc?.snapshot().length ?? 0,
-      rejectedUpdates: Object.fromEntries(this.doc?.rejected ?? [])
+      rejectedUpdates: Object.fromEntries(this.doc?.rejected ?? []),
+      invalidRecords: Object.fromEntries(this.doc?.stats.invalidRecords ?? []),
+      selfRewrites: this.doc?.stats.selfRewrites ?? 0,
+      keptAfterForeignChange: this.doc?.stats.keptAfterForeignChange ?? 0,
+      pendingDropped: this.doc?.stats.pendingDropped ?? 0
     }
   }
 

@@ -1,7 +1,7 @@
 import { readFile, rename } from 'node:fs/promises'
 import type { Logger } from 'pino'
 import { writeFileDurable } from '@llmesh/mesh'
-import { ClusterDoc } from '@llmesh/state'
+import { ClusterDoc, type ClusterDocOptions } from '@llmesh/state'
 
 /**
  * One file of the data dir that the agent rewrites (cluster.snapshot, agent.json, runners.pid):
@@ -60,20 +60,20 @@ export class DurableFile {
  * post-mortem, logged, and the agent starts cold: its peers fill the document again at the first
  * sync. Losing a warm start is better than not starting.
  */
-export async function openClusterDoc (file: string, peerId: string, log: Logger): Promise<ClusterDoc> {
+export async function openClusterDoc (file: string, peerId: string, log: Logger, options: ClusterDocOptions): Promise<ClusterDoc> {
   let bytes: Buffer
   try {
     bytes = await readFile(file)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ file, err: (err as Error).message }, 'snapshot unreadable: starting cold')
-    return new ClusterDoc(peerId)
+    return new ClusterDoc(peerId, undefined, options)
   }
   try {
-    return new ClusterDoc(peerId, new Uint8Array(bytes))
+    return new ClusterDoc(peerId, new Uint8Array(bytes), options)
   } catch (err) {
     const aside = `${file}.corrupt-${Date.now()}`
     await rename(file, aside).catch((e: unknown) => { log.warn({ file, err: (e as Error).message }, 'corrupt snapshot not moved aside') })
     log.warn({ file, movedTo: aside, bytes: bytes.length, err: (err as Error).message }, 'snapshot does not decode: moved aside, starting cold')
-    return new ClusterDoc(peerId)
+    return new ClusterDoc(peerId, undefined, options)
   }
 }

@@ -4,6 +4,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { pino } from 'pino'
 import { ClusterDoc } from '@llmesh/state'
 import { Mesh } from './mesh.js'
+import { recordSigner, recordVerifier } from './record-trust.js'
 import { connectionSecret, formatClusterKey, mdnsServiceTag, newClusterKey, parseClusterKey } from './cluster-key.js'
 
 const logger = pino({ level: 'silent' })
@@ -14,7 +15,7 @@ async function startMesh (clusterId: string, clusterKey?: Uint8Array, bootstrap:
   const privateKey = await generateKeyPair('Ed25519')
   const mesh = new Mesh({
     clusterId, ...(clusterKey != null ? { clusterKey } : {}), privateKey, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap,
-    doc: new ClusterDoc(peerIdFromPrivateKey(privateKey).toString()), logger, incarnation: Date.now(),
+    doc: new ClusterDoc(peerIdFromPrivateKey(privateKey).toString(), undefined, { verifier: recordVerifier(), signer: recordSigner(privateKey) }), logger, incarnation: Date.now(),
     metrics: () => ({ slotsBusy: 0, slotsTotal: 0, queueDepth: 0, tokensPerSec: 0, latencyMs: 0, successRate: 1, claims: {} })
   })
   await mesh.start()

@@ -5,3 +5,4 @@ export { checkPrivateFile, ensurePrivateDir, removeStaleTempFiles, writeFileDura
 export * from './constants.js'
 export { InferStreams, requestInfer, serveInfer, type InferReply, type InferResponse } from './infer-stream.js'
 export { CLUSTER_KEY_BYTES, connectionSecret, formatClusterKey, mdnsServiceTag, newClusterKey, parseClusterKey, swarmKey } from './cluster-key.js'
+export { recordSigner, recordVerifier } from './record-trust.js'

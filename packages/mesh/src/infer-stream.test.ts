@@ -6,6 +6,7 @@ import type { Stream } from '@libp2p/interface'
 import { pino } from 'pino'
 import { Abort, BusyError, FrameKind, INFER_PROTOCOL, LlmeshError, encodeFrame, type InferRequest } from '@llmesh/protocol'
 import { ClusterDoc } from '@llmesh/state'
+import { recordSigner, recordVerifier } from './record-trust.js'
 import { Mesh } from './mesh.js'
 import { InferStreams, requestInfer, serveInfer, type InferReply } from './infer-stream.js'
 
@@ -24,7 +25,7 @@ async function until (cond: () => boolean, ms = 10_000): Promise<void> {
 async function startMesh (bootstrap: string[] = []): Promise<Mesh> {
   const privateKey = await generateKeyPair('Ed25519')
   const mesh = new Mesh({
-    clusterId: 'test', privateKey, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, doc: new ClusterDoc(peerIdFromPrivateKey(privateKey).toString()), logger,
+    clusterId: 'test', privateKey, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, doc: new ClusterDoc(peerIdFromPrivateKey(privateKey).toString(), undefined, { verifier: recordVerifier(), signer: recordSigner(privateKey) }), logger,
     incarnation: Date.now(), metrics: () => ({ slotsBusy: 0, slotsTotal: 1, queueDepth: 0, tokensPerSec: 0, latencyMs: 0, successRate: 1, claims: {} })
   })
   await mesh.start()

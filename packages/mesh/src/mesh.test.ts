@@ -2,15 +2,16 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { pino } from 'pino'
-import { INFER_PROTOCOL, LlmeshError, METRICS_PROTOCOL, SYNC_PROTOCOL, type NodeRecord } from '@llmesh/protocol'
+import { INFER_PROTOCOL, LlmeshError, METRICS_PROTOCOL, SYNC_PROTOCOL, type UnsignedNodeRecord } from '@llmesh/protocol'
 import { lpStream } from '@libp2p/utils'
 import { ClusterDoc } from '@llmesh/state'
+import { recordSigner, recordVerifier } from './record-trust.js'
 import { Mesh } from './mesh.js'
 import { requestInfer, serveInfer } from './infer-stream.js'
 
 const logger = pino({ level: 'silent' })
 
-function record (peerId: string, model: string): NodeRecord {
+function record (peerId: string, model: string): UnsignedNodeRecord {
   return {
     peerId, name: peerId.slice(-6), version: 'test', protocol: 1, addrs: [], api: '127.0.0.1:1',
     hardware: { cpus: 1, memBytes: 1, platform: 'linux', arch: 'x64' },
@@ -31,7 +32,7 @@ afterEach(async () => { await Promise.all(started.splice(0).map(async (m) => { a
 
 async function startMesh (bootstrap: string[] = []): Promise<{ mesh: Mesh, doc: ClusterDoc }> {
   const privateKey = await generateKeyPair('Ed25519')
-  const doc = new ClusterDoc(peerIdFromPrivateKey(privateKey).toString())
+  const doc = new ClusterDoc(peerIdFromPrivateKey(privateKey).toString(), undefined, { verifier: recordVerifier(), signer: recordSigner(privateKey) })
   const mesh = new Mesh({
     clusterId: 'test', privateKey, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, doc, logger,
     incarnation: Date.now(), metrics: () => ({ slotsBusy: 0, slotsTotal: 1, queueDepth: 0, tokensPerSec: 0, latencyMs: 0, successRate: 1, claims: {} })

@@ -12,7 +12,7 @@ import type { Connection, PeerDiscovery, PeerId, PeerInfo, PrivateKey, Stream } 
 import type { Logger } from 'pino'
 import {
   SYNC_PROTOCOL, INFER_PROTOCOL, METRICS_PROTOCOL, HeartbeatSchema, MAX_HEARTBEAT_BYTES, stateTopic,
-  type Heartbeat, type InferRequest, type PeerMetrics, type Signal
+  type Heartbeat, type InferRequest, type NodeRecord, type PeerMetrics, type Signal
 } from '@llmesh/protocol'
 import type { ClusterDoc } from '@llmesh/state'
 import {
@@ -72,6 +72,8 @@ export interface MeshStats {
   syncs: number
   bytesPublished: number
   bytesReceived: number
+  /** exceptions caught in a timer or handler that handles peer data (each also logged) */
+  handlerErrors: number
 }
 
 type Services = { identify: Identify, ping: Ping, pubsub: GossipSub }
@@ -102,7 +104,7 @@ export class Mesh {
   readonly membership: Membership
   readonly stats: MeshStats = {
     heartbeatsSent: 0, identified: 0, heartbeatsReceived: 0, heartbeatsDropped: 0, deltasPublished: 0, deltasReceived: 0,
-    deltasRejected: 0, syncs: 0, bytesPublished: 0, bytesReceived: 0
+    deltasRejected: 0, syncs: 0, bytesPublished: 0, bytesReceived: 0, handlerErrors: 0
   }
 
   constructor (init: MeshInit) {
@@ -110,7 +112,7 @@ export class Mesh {
     this.log = init.logger.child({ component: 'mesh' })
     this.now = init.now ?? Date.now
     this.membership = new Membership(init.timings ?? LAN_TIMINGS, this.now, init.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS)
-    init.doc.mayPrune = (key) => this.prunable(key)
+    init.doc.mayPrune = (key, last) => this.prunable(key, last)
   }
 
   get peerId (): string {
@@ -163,16 +165,17 @@ export class Mesh {
     node.services.pubsub.addEventListener('message', (evt) => {
       const msg = evt.detail
       if (msg.type !== 'signed' || msg.topic !== topic) return
-      const sender = msg.from.toString()
-      if (sender === this.peerId) return
-      this.stats.bytesReceived += msg.data.length
-      this.onDelta(sender, msg.data)
+      this.guard('state delta', () => {
+        const sender = msg.from.toString()
+        if (sender === this.peerId) return
+        this.stats.bytesReceived += msg.data.length
+        this.onDelta(sender, msg.data)
+      })
     })
     this.unsubscribeMembers = this.init.doc.onMembershipChange((added, removed) => {
       for (const peer of added) if (peer !== this.peerId) this.log.info({ peer }, 'peer record added')
       for (const peer of removed) this.log.info({ peer }, 'peer record removed')
-      // our own entry was pruned while we were away: write it again now, not at the next refresh
-      if (removed.includes(this.peerId)) queueMicrotask(() => { this.init.refreshSelf?.() })
+      // (our own entry deleted or replaced by anyone: the document writes it again itself)
     })
     this.unsubscribeDoc = this.init.doc.onLocalUpdate((update) => {
       if (this.stopped) return
@@ -316,9 +319,19 @@ export class Mesh {
   }
 
   private every (ms: number, fn: () => void): void {
-    const timer = setInterval(fn, ms)
+    const timer = setInterval(() => { this.guard('timer', fn) }, ms)
     timer.unref()
     this.timers.add(timer)
+  }
+
+  /** Runs a timer body or handler that touches peer data: nothing it throws may take the agent down. */
+  private guard (what: string, fn: () => void): void {
+    try {
+      fn()
+    } catch (err) {
+      this.stats.handlerErrors++
+      this.log.warn({ err, what }, 'handler failed')
+    }
   }
 
   private onDelta (sender: string, data: Uint8Array): void {
@@ -479,15 +492,23 @@ export class Mesh {
     const now = this.now()
     const entry = this.redialAt.get(peer) ?? { at: 0, failures: 0, pending: false }
     if (entry.pending || now < entry.at) return
-    const id = peerIdFromString(peer)
-    const addrs = this.init.doc.get(peer)?.addrs
-    if (addrs == null || addrs.length === 0) return
+    let id: PeerId
+    let addrs: Multiaddr[]
+    try {
+      id = peerIdFromString(peer)
+      addrs = (this.init.doc.get(peer)?.addrs ?? []).map((a) => multiaddr(a))
+    } catch (err) {
+      this.stats.handlerErrors++
+      this.log.warn({ peer, err: (err as Error).message }, 'peer not probed: bad id or address')
+      return
+    }
+    if (addrs.length === 0) return
     const old = this.libp2p.getConnections(id)
     if (old.length === 0) return // the redial pass handles unconnected peers
     entry.pending = true
     entry.at = now + RECONNECT_INTERVAL_MS
     this.redialAt.set(peer, entry)
-    this.libp2p.dial(addrs.map((a) => multiaddr(a)), { force: true, signal: AbortSignal.timeout(RECONNECT_DIAL_TIMEOUT_MS) }).then((conn) => {
+    this.libp2p.dial(addrs, { force: true, signal: AbortSignal.timeout(RECONNECT_DIAL_TIMEOUT_MS) }).then((conn) => {
       entry.pending = false
       this.metricStreams.delete(peer)
       for (const c of old) if (c.id !== conn.id) void c.close().catch(() => {})
@@ -506,9 +527,8 @@ export class Mesh {
    * been refreshed for pruneAfterMs (owners refresh well within that) and its peer is neither
    * alive nor suspect here. Clock skew between hosts up to pruneAfterMs*(1-RECORD_REFRESH_FRACTION) is tolerated.
    */
-  private prunable (key: string): boolean {
+  private prunable (key: string, record: NodeRecord | undefined): boolean {
     if (key === this.peerId || this.membership.isUsable(key)) return false
-    const record = this.init.doc.get(key)
     if (record == null) return true
     return this.now() - record.updatedAt >= (this.init.timings ?? LAN_TIMINGS).pruneAfterMs
   }
@@ -518,7 +538,9 @@ export class Mesh {
     this.membership.prune()
     const usable = [this.peerId, ...this.connectedPeers().filter((p) => this.membership.isUsable(p))].sort()
     if (usable[0] !== this.peerId) return
-    const gone = this.init.doc.records().map((r) => r.peerId).filter((id) => this.prunable(id))
+    // entries that fail verification count as having no record: junk keys go too
+    const doc = this.init.doc
+    const gone = [...new Set([...doc.keys(), ...doc.records().map((r) => r.peerId)])].filter((id) => this.prunable(id, doc.get(id)))
     if (gone.length > 0 && this.init.doc.prune(gone) > 0) this.log.info({ peers: gone }, 'pruned dead entries')
   }
 
@@ -533,7 +555,13 @@ export class Mesh {
     for (const record of this.init.doc.records()) {
       const peer = record.peerId
       if (peer === this.peerId || record.addrs.length === 0 || this.membership.get(peer)?.state === 'left') continue
-      if (this.libp2p.getConnections(peerIdFromString(peer)).length > 0) {
+      let id: PeerId
+      try {
+        id = peerIdFromString(peer)
+      } catch {
+        continue
+      }
+      if (this.libp2p.getConnections(id).length > 0) {
         this.redialAt.delete(peer)
         continue
       }
@@ -571,7 +599,12 @@ export class Mesh {
    */
   private async dialPeer (peer: string, addrs?: Multiaddr[], timeoutMs = FIRST_DIAL_TIMEOUT_MS): Promise<boolean> {
     if (this.stopped || peer === this.peerId) return false
-    const id = peerIdFromString(peer)
+    let id: PeerId
+    try {
+      id = peerIdFromString(peer)
+    } catch {
+      return false
+    }
     const node = this.libp2p
     if (node.getConnections(id).length > 0) return true
     if (this.peerId > peer) {
@@ -608,8 +641,8 @@ export class Mesh {
         })
       }
     }
-    dialAll()
-    const timer = setInterval(dialAll, BOOTSTRAP_REDIAL_MS)
+    this.guard('bootstrap', dialAll)
+    const timer = setInterval(() => { this.guard('bootstrap', dialAll) }, BOOTSTRAP_REDIAL_MS)
     timer.unref()
     this.timers.add(timer)
   }

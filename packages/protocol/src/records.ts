@@ -1,9 +1,27 @@
 import { z } from 'zod'
 
+/**
+ * Most parallel slots a runner may report in its record: the agent's own config allows no more,
+ * and a peer claiming thousands would otherwise be ranked first and draw every routed prompt.
+ * @default 256
+ */
+export const MAX_RUNNER_SLOTS = 256
+
+/** Largest memory figure (RAM, VRAM, model bytes) a record may carry: 1 PiB. @default 2^50 bytes */
+export const MAX_RECORD_BYTES_FIGURE = 2 ** 50
+
+/** Most CPUs a record may report. @default 65536 */
+export const MAX_RECORD_CPUS = 65_536
+
+const bytes = z.number().int().nonnegative().max(MAX_RECORD_BYTES_FIGURE)
+const count = z.number().int().nonnegative().max(2 ** 32)
+/** ms since the epoch; finite, never negative */
+const time = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)
+
 /** A model a host can serve. Names, sizes and digests only: local paths never leave the host. */
 export const ModelInfoSchema = z.object({
   name: z.string().min(1).max(256),
-  sizeBytes: z.number().int().nonnegative(),
+  sizeBytes: bytes,
   /** sha256 of the file's first 1 MiB and its size, hex: cheap, stable, tells copies apart */
   digest: z.string().max(128),
   format: z.enum(['gguf']).default('gguf'),
@@ -15,25 +33,25 @@ export const ModelInfoSchema = z.object({
   /** `general.architecture`, e.g. llama, qwen2moe */
   architecture: z.string().max(64).optional(),
   /** weights, counted from the tensor shapes */
-  parameters: z.number().nonnegative().optional(),
+  parameters: z.number().nonnegative().max(MAX_RECORD_BYTES_FIGURE).optional(),
   /** transformer blocks (`<arch>.block_count`): the unit a placement splits */
-  layers: z.number().int().nonnegative().optional(),
+  layers: count.optional(),
   /** context the model was trained for, tokens (`<arch>.context_length`) */
-  contextLength: z.number().int().nonnegative().optional(),
+  contextLength: count.optional(),
   /** `<arch>.embedding_length` */
-  embeddingLength: z.number().int().nonnegative().optional(),
+  embeddingLength: count.optional(),
   /** file type, e.g. Q4_K_M, F16 (`general.file_type`) */
   quantization: z.string().max(32).optional(),
   /** experts per MoE layer (`<arch>.expert_count`); absent for dense models */
-  experts: z.number().int().nonnegative().optional(),
+  experts: count.optional(),
   /** experts active per token (`<arch>.expert_used_count`) */
-  expertsUsed: z.number().int().nonnegative().optional(),
+  expertsUsed: count.optional(),
   /** weight bytes of the largest block (`blk.N.*` tensors): memory one layer needs on a host */
-  bytesPerLayer: z.number().int().nonnegative().optional(),
+  bytesPerLayer: bytes.optional(),
   /** weight bytes outside the blocks (embeddings, output head, norms) */
-  otherBytes: z.number().int().nonnegative().optional(),
+  otherBytes: bytes.optional(),
   /** KV cache bytes per token of context over all layers at f16 */
-  kvBytesPerToken: z.number().int().nonnegative().optional()
+  kvBytesPerToken: bytes.optional()
 })
 export type ModelInfo = z.infer<typeof ModelInfoSchema>
 
@@ -46,9 +64,9 @@ export const RunnerInfoSchema = z.object({
   kind: z.enum(RunnerKinds),
   model: z.string().min(1).max(256),
   state: z.enum(RunnerStates),
-  slots: z.number().int().nonnegative(),
+  slots: z.number().int().nonnegative().max(MAX_RUNNER_SLOTS),
   /** times the runner was restarted after a crash, failed health checks or stalls */
-  restarts: z.number().int().nonnegative().optional(),
+  restarts: count.optional(),
   /** why it last failed, one line */
   lastError: z.string().max(512).optional(),
   /** rpc-server only: host:port on the mesh-private address that coordinators pass to `--rpc` */
@@ -58,8 +76,8 @@ export type RunnerInfo = z.infer<typeof RunnerInfoSchema>
 export type RunnerState = RunnerInfo['state']
 
 export const HardwareSchema = z.object({
-  cpus: z.number().int().nonnegative(),
-  memBytes: z.number().nonnegative(),
+  cpus: z.number().int().nonnegative().max(MAX_RECORD_CPUS),
+  memBytes: z.number().nonnegative().max(MAX_RECORD_BYTES_FIGURE),
   platform: z.string().max(64),
   arch: z.string().max(64),
   /** GPUs found by nvidia-smi / rocm-smi / system_profiler; absent or empty means none */
@@ -67,23 +85,25 @@ export const HardwareSchema = z.object({
     vendor: z.enum(['nvidia', 'amd', 'apple', 'other']),
     name: z.string().max(128),
     /** total VRAM, bytes (Apple: unified memory) */
-    memTotalBytes: z.number().nonnegative(),
+    memTotalBytes: z.number().nonnegative().max(MAX_RECORD_BYTES_FIGURE),
     /** free VRAM at probe time, bytes, when the tool reports it */
-    memFreeBytes: z.number().nonnegative().optional()
+    memFreeBytes: z.number().nonnegative().max(MAX_RECORD_BYTES_FIGURE).optional()
   })).max(64).optional()
 })
 export type Hardware = z.infer<typeof HardwareSchema>
 
 /**
  * The durable record each peer owns in the cluster document's `nodes` map, keyed by its peer
- * id. Only that peer writes it. Fast-changing numbers (load, heartbeats) are NOT here: they
+ * id. Only that peer writes it, and it signs it: `sig` is its libp2p key's signature over the
+ * record's canonical content (see the state package's recordContent), so a record is believed
+ * whatever path its bytes came by. Fast-changing numbers (load, heartbeats) are NOT here: they
  * travel on the metrics channel.
  */
 export const NodeRecordSchema = z.object({
   peerId: z.string().min(1).max(128),
   name: z.string().min(1).max(128),
   version: z.string().max(64),
-  protocol: z.number().int(),
+  protocol: z.number().int().nonnegative().max(2 ** 16),
   /** multiaddrs other agents dial */
   addrs: z.array(z.string().max(512)).max(32),
   /** the agent's local HTTP API, host:port */
@@ -91,7 +111,11 @@ export const NodeRecordSchema = z.object({
   hardware: HardwareSchema,
   models: z.array(ModelInfoSchema).max(1024),
   runners: z.array(RunnerInfoSchema).max(256),
-  startedAt: z.number(),
-  updatedAt: z.number()
+  startedAt: time,
+  updatedAt: time,
+  /** the owner's signature over the canonical content (every field but this one), base64url */
+  sig: z.string().max(256)
 })
 export type NodeRecord = z.infer<typeof NodeRecordSchema>
+/** A record as its owner builds it, before it is signed. */
+export type UnsignedNodeRecord = Omit<NodeRecord, 'sig'>

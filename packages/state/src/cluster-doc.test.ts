@@ -1,10 +1,32 @@
+import { createHash } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
-import type { NodeRecord } from '@llmesh/protocol'
+import type { NodeRecord, UnsignedNodeRecord } from '@llmesh/protocol'
 import { mulberry32 as rng } from '@llmesh/fixtures'
 import { ClusterDoc } from './cluster-doc.js'
+import { recordContent, type RecordVerifier } from './record-trust.js'
+import { MAX_DOC_BYTES, MAX_ENTRIES, MAX_RECORD_BYTES } from './constants.js'
 
-function record (peerId: string, models: string[] = [], updatedAt = 1): NodeRecord {
+/**
+ * A stand-in for the owner's key, for this package's own logic: the "signature" is a hash of the
+ * owner's id and the content, so anyone could forge it, but a record altered after signing, or
+ * signed for another id, fails. The real Ed25519 verifier is tested in @llmesh/mesh and by the
+ * fuzz and attack tests.
+ */
+function hashSig (peerId: string, content: Uint8Array): string {
+  return createHash('sha256').update(peerId).update(content).digest('base64url')
+}
+const verifier: RecordVerifier = {
+  verify: (record, content) => record.sig === hashSig(record.peerId, content) ? undefined : 'bad-signature'
+}
+function newDoc (peerId: string, snapshot?: Uint8Array): ClusterDoc {
+  return new ClusterDoc(peerId, snapshot, { verifier, signer: { sign: (content) => hashSig(peerId, content) } })
+}
+function signed (r: UnsignedNodeRecord): NodeRecord {
+  return { ...r, sig: hashSig(r.peerId, recordContent(r)) }
+}
+
+function record (peerId: string, models: string[] = [], updatedAt = 1): UnsignedNodeRecord {
   return {
     peerId,
     name: peerId,
@@ -24,7 +46,7 @@ describe('ClusterDoc', () => {
   it('converges when deltas arrive in a seeded random order, with a sync repairing what was lost', () => {
     for (const seed of [1, 2, 3, 4, 5]) {
       const random = rng(seed)
-      const peers = ['a', 'b', 'c'].map((id) => new ClusterDoc(id))
+      const peers = ['a', 'b', 'c'].map((id) => newDoc(id))
       const inflight: Array<{ from: string, update: Uint8Array }> = []
       for (const p of peers) p.onLocalUpdate((update) => inflight.push({ from: p.peerId, update }))
       for (let round = 0; round < 4; round++) {
@@ -56,8 +78,8 @@ describe('ClusterDoc', () => {
   })
 
   it('drops a gossip delta that writes another peer\'s entry and counts it', () => {
-    const a = new ClusterDoc('a')
-    const b = new ClusterDoc('b')
+    const a = newDoc('a')
+    const b = newDoc('b')
     const updates: Uint8Array[] = []
     a.onLocalUpdate((u) => updates.push(u))
     a.setSelf(record('a'))
@@ -68,14 +90,14 @@ describe('ClusterDoc', () => {
 
     // a forged doc writing into b's key through a raw Yjs client
     const forger = new Y.Doc()
-    forger.getMap('nodes').set('b', record('b', ['evil']))
+    forger.getMap('nodes').set('b', signed(record('b', ['evil'])))
     expect(b.applyRemote(Y.encodeStateAsUpdate(forger), 'x')).toEqual({ applied: false, reason: 'foreign-entry' })
   })
 
   it('accepts a peer deleting another peer\'s entry only where the pruning rule allows it', () => {
-    const a = new ClusterDoc('a')
-    const b = new ClusterDoc('b')
-    const c = new ClusterDoc('c')
+    const a = newDoc('a')
+    const b = newDoc('b')
+    const c = newDoc('c')
     a.setSelf(record('a'))
     for (const d of [b, c]) d.applyRemote(a.snapshot())
     const deltas: Uint8Array[] = []
@@ -83,7 +105,7 @@ describe('ClusterDoc', () => {
     expect(b.prune(['a'])).toBe(1)
     expect(c.applyRemote(deltas[0]!, 'b')).toEqual({ applied: false, reason: 'foreign-delete' })
     expect(c.get('a')).toBeDefined()
-    c.mayPrune = (key, sender) => key === 'a' && sender === 'b'
+    c.mayPrune = (key, _last, sender) => key === 'a' && (sender === 'b' || sender == null)
     expect(c.applyRemote(deltas[0]!, 'b')).toEqual({ applied: true })
     expect(c.get('a')).toBeUndefined()
     // the pruned peer comes back and writes its entry again
@@ -95,7 +117,7 @@ describe('ClusterDoc', () => {
   })
 
   it('drops garbage and nested types without throwing', () => {
-    const a = new ClusterDoc('a')
+    const a = newDoc('a')
     expect(a.applyRemote(new Uint8Array([1, 2, 3, 250, 251]), 'b').applied).toBe(false)
     const nested = new Y.Doc()
     const inner = new Y.Map()
@@ -106,8 +128,8 @@ describe('ClusterDoc', () => {
   })
 
   it('accepts overwrites of the sender\'s own entry, and a restart from a snapshot', () => {
-    const a = new ClusterDoc('a')
-    const b = new ClusterDoc('b')
+    const a = newDoc('a')
+    const b = newDoc('b')
     a.onLocalUpdate((u) => expect(b.applyRemote(u, 'a').applied).toBe(true))
     a.setSelf(record('a', ['one']))
     a.setSelf(record('a', ['two']))
@@ -115,7 +137,7 @@ describe('ClusterDoc', () => {
     // no-op write when only updatedAt changes
     expect(a.setSelf(record('a', ['two'], 99))).toBe(false)
 
-    const restarted = new ClusterDoc('a', a.snapshot())
+    const restarted = newDoc('a', a.snapshot())
     restarted.onLocalUpdate((u) => expect(b.applyRemote(u, 'a').applied).toBe(true))
     expect(restarted.get('a')?.models[0]?.name).toBe('two')
     restarted.setSelf(record('a', ['three']))
@@ -123,10 +145,169 @@ describe('ClusterDoc', () => {
   })
 
   it('keeps the document bounded over many rewrites of one entry', () => {
-    const a = new ClusterDoc('a')
+    const a = newDoc('a')
     a.setSelf(record('a', ['m0']))
     const steady = a.snapshot().length
     for (let i = 1; i <= 2000; i++) a.setSelf(record('a', [`m${i % 10}`], i))
     expect(a.snapshot().length).toBeLessThan(steady * 2)
+  })
+})
+
+/** A raw Yjs client that holds `from`'s document and writes whatever it likes into it. */
+function forger (from: ClusterDoc): { doc: Y.Doc, since: Uint8Array } {
+  const doc = new Y.Doc()
+  Y.applyUpdate(doc, from.snapshot())
+  return { doc, since: Y.encodeStateVector(doc) }
+}
+
+/**
+ * Raw Yjs clients, one per entry (the one-entry-per-client rule), each holding `to`'s document,
+ * write `entries`; their updates reach `to` as one sync update.
+ */
+function write (to: ClusterDoc, entries: Array<[string, unknown]>): ReturnType<ClusterDoc['applyRemote']> {
+  const base = to.snapshot()
+  const sv = to.stateVector()
+  const updates = entries.map(([key, value]) => {
+    const client = new Y.Doc()
+    Y.applyUpdate(client, base)
+    client.getMap('nodes').set(key, value)
+    return Y.encodeStateAsUpdate(client, sv)
+  })
+  return to.applyRemote(Y.mergeUpdates(updates))
+}
+
+async function tick (ms = 5): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+describe('ClusterDoc: signed records and owner repair', () => {
+  it('leaves out records that fail the schema, the key or the signature, by any path, and counts them once', () => {
+    const a = newDoc('a')
+    expect(write(a, [
+      ['b', { ...signed(record('b')), name: 'renamed after signing' }], // bad signature
+      ['c', signed(record('x'))], // under another key
+      ['d', { peerId: 'd', slots: 1e6 }], // not a record
+      ['e', signed({ ...record('e'), runners: [{ id: 'r', kind: 'llama-server', model: 'm', state: 'ready', slots: 1000 }] })], // slots past the bound
+      ['g', signed(record('g'))] // fine
+    ])).toEqual({ applied: true })
+    const update = a.snapshot()
+    expect(a.records().map((r) => r.peerId)).toEqual(['g'])
+    a.records()
+    expect(Object.fromEntries(a.stats.invalidRecords)).toEqual({ 'bad-signature': 1, 'key-mismatch': 1, schema: 2 })
+    // a snapshot holding them: restored, and still out of the view
+    const restarted = newDoc('a', update)
+    expect(restarted.records().map((r) => r.peerId)).toEqual(['g'])
+  })
+
+  it('rewrites its own entry at once when a sync brings a foreign overwrite or delete of it, and the rewrite wins everywhere', async () => {
+    const a = newDoc('a')
+    const c = newDoc('c')
+    a.onLocalUpdate((u) => c.applyRemote(u, 'a'))
+    a.setSelf(record('a', ['mine']))
+    c.applyRemote(a.snapshot())
+
+    // over sync (no sender to blame): a new Yjs client overwrites a's entry with a forgery
+    const f = forger(a)
+    f.doc.getMap('nodes').set('a', signed(record('a', ['evil'])))
+    const forged = Y.encodeStateAsUpdate(f.doc, f.since)
+    expect(a.applyRemote(forged).applied).toBe(true)
+    expect(c.applyRemote(forged).applied).toBe(true)
+    await tick()
+    expect(a.stats.selfRewrites).toBe(1)
+    expect(a.get('a')?.models[0]?.name).toBe('mine')
+    expect(c.get('a')?.models[0]?.name).toBe('mine')
+    expect((a.doc.getMap('nodes').get('a') as NodeRecord).models[0]?.name).toBe('mine')
+
+    // a foreign delete, then a peer that got the delete only later still converges on a's rewrite
+    const late = newDoc('late')
+    late.applyRemote(a.snapshot())
+    const g = forger(a)
+    g.doc.getMap('nodes').delete('a')
+    const deleted = Y.encodeStateAsUpdate(g.doc, g.since)
+    expect(a.applyRemote(deleted).applied).toBe(true)
+    await tick(1100) // a second rewrite waits out SELF_REWRITE_MIN_INTERVAL_MS
+    expect(a.stats.selfRewrites).toBe(2)
+    late.applyRemote(deleted)
+    late.applyRemote(a.diff(late.stateVector()))
+    expect(late.get('a')?.models[0]?.name).toBe('mine')
+  })
+
+  it('keeps a peer\'s last valid record in the view after a foreign delete or overwrite until the pruning rule allows removal', () => {
+    const a = newDoc('a')
+    const c = newDoc('c')
+    a.setSelf(record('a', ['real']))
+    c.applyRemote(a.snapshot())
+    expect(c.get('a')).toBeDefined()
+    const f = forger(c)
+    f.doc.getMap('nodes').set('a', { ...signed(record('a')), sig: 'forged' })
+    c.applyRemote(Y.encodeStateAsUpdate(f.doc, f.since))
+    expect(c.get('a')?.models[0]?.name).toBe('real')
+    expect(c.stats.keptAfterForeignChange).toBe(1)
+    const g = forger(c)
+    g.doc.getMap('nodes').delete('a')
+    c.applyRemote(Y.encodeStateAsUpdate(g.doc, g.since))
+    expect(c.get('a')?.models[0]?.name).toBe('real')
+    // once the rule allows it (long dead), the kept record goes at the next read
+    c.mayPrune = (key) => key === 'a'
+    expect(c.get('a')).toBeUndefined()
+    expect(c.records()).toEqual([])
+  })
+
+  it('takes a peer\'s gossip delta that carries the whole delete set of the document (deletes already done are no news)', () => {
+    const a = newDoc('a')
+    const c = newDoc('c')
+    a.setSelf(record('a', ['one']))
+    a.setSelf(record('a', ['two'])) // deletes a's first value
+    c.applyRemote(a.snapshot())
+    // peer h writes its own entry from a copy of the whole document: its update lists a's old delete
+    const f = forger(c)
+    f.doc.getMap('nodes').set('h', signed(record('h')))
+    expect(Y.decodeUpdate(Y.encodeStateAsUpdate(f.doc, f.since)).ds.clients.size).toBeGreaterThan(0)
+    expect(c.applyRemote(Y.encodeStateAsUpdate(f.doc, f.since), 'h')).toEqual({ applied: true })
+    expect(c.get('h')).toBeDefined()
+    expect(c.get('a')?.models[0]?.name).toBe('two')
+  })
+})
+
+describe('ClusterDoc: hard bounds', () => {
+  it('refuses a value past MAX_RECORD_BYTES, text and nested content, and never writes its own oversized record', () => {
+    const a = newDoc('a')
+    expect(write(a, [['x', 'y'.repeat(MAX_RECORD_BYTES)]])).toEqual({ applied: false, reason: 'record-too-large' })
+    const t = new Y.Doc()
+    t.getText('nodes').insert(0, 'text')
+    expect(a.applyRemote(Y.encodeStateAsUpdate(t)).applied).toBe(false)
+    const big = record('a', Array.from({ length: 1000 }, (_, i) => `model-${i}-${'n'.repeat(200)}`))
+    expect(a.setSelf(big)).toBe(false)
+    expect(a.get('a')).toBeUndefined()
+    expect(a.rejected.get('record-too-large')).toBe(2)
+  })
+
+  it('refuses growth past MAX_DOC_BYTES and MAX_ENTRIES, still takes updates that do not grow it', () => {
+    const a = newDoc('a')
+    const chunk = 'z'.repeat(MAX_RECORD_BYTES - 100)
+    const n = Math.floor(MAX_DOC_BYTES / MAX_RECORD_BYTES) - 2
+    expect(write(a, Array.from({ length: n }, (_, i): [string, unknown] => [`k${i}`, chunk]))).toEqual({ applied: true })
+    expect(write(a, [['one-more', chunk], ['and-another', chunk], ['and-a-third', chunk]])).toEqual({ applied: false, reason: 'doc-too-large' })
+    expect(a.size().bytes).toBeLessThanOrEqual(MAX_DOC_BYTES)
+    // the owner of an entry may still write it, and small entries still fit
+    a.setSelf(record('a', ['fits']))
+    expect(a.get('a')?.models[0]?.name).toBe('fits')
+
+    const b = newDoc('b')
+    expect(write(b, Array.from({ length: MAX_ENTRIES }, (_, i): [string, unknown] => [`k${i}`, i]))).toEqual({ applied: true })
+    expect(write(b, [['over', 1]])).toEqual({ applied: false, reason: 'too-many-entries' })
+  })
+
+  it('drops a backlog of parked updates past MAX_PENDING_BYTES', () => {
+    const a = newDoc('a')
+    const f = new Y.Doc()
+    f.getMap('nodes').set('gap', 1) // never sent: everything after it waits for it
+    const sv = Y.encodeStateVector(f)
+    for (let i = 0; i < 20; i++) {
+      f.getMap('nodes').set('gap', 'p'.repeat(100_000) + String(i))
+      a.applyRemote(Y.encodeStateAsUpdate(f, sv))
+    }
+    expect(a.stats.pendingDropped).toBeGreaterThan(0)
+    expect(a.size().bytes).toBeLessThanOrEqual(MAX_DOC_BYTES)
   })
 })

@@ -1,5 +1,7 @@
 import * as Y from 'yjs'
-import { NodeRecordSchema, type NodeRecord } from '@llmesh/protocol'
+import { NodeRecordSchema, type NodeRecord, type UnsignedNodeRecord } from '@llmesh/protocol'
+import { MAX_DOC_BYTES, MAX_ENTRIES, MAX_PENDING_BYTES, MAX_RECORD_BYTES, PER_CLIENT_BYTES, SELF_REWRITE_MIN_INTERVAL_MS } from './constants.js'
+import { recordContent, type InvalidReason, type RecordSigner, type RecordVerifier } from './record-trust.js'
 
 /** Name of the top-level Y.Map holding one NodeRecord per peer, keyed by peer id. */
 export const NODES = 'nodes'
@@ -7,7 +9,37 @@ export const NODES = 'nodes'
 /** Transaction origin of updates applied from the network; local writes use the default. */
 export const REMOTE_ORIGIN = Symbol('llmesh-remote')
 
-export type RejectReason = 'decode' | 'nested' | 'foreign-entry' | 'foreign-delete' | 'unresolved' | 'client-key-mismatch'
+/**
+ * Why a remote update was refused whole. ONLY APPEND: the names are counters in `/mesh/stats`.
+ * The last five are the document's hard bounds (see constants.ts); `bad-value` is a value JSON
+ * cannot carry, `content-type` a Yjs content other than a plain value (text, binary, subdocs).
+ */
+export type RejectReason = 'decode' | 'nested' | 'foreign-entry' | 'foreign-delete' | 'unresolved' | 'client-key-mismatch' |
+'bad-value' | 'content-type' | 'record-too-large' | 'too-many-entries' | 'doc-too-large'
+
+export interface ClusterDocOptions {
+  /** checks every record against its owner's key before it enters the view */
+  verifier: RecordVerifier
+  /** signs this peer's own record; without one `setSelf` throws */
+  signer?: RecordSigner
+  /** @default Date.now */
+  now?: () => number
+}
+
+/** Counters of what the document kept out of the view or repaired. */
+export interface ClusterDocStats {
+  /** entries left out of the view, by reason: each distinct stored value counted once */
+  invalidRecords: Map<InvalidReason, number>
+  /** times this peer wrote its own entry again after someone else deleted or replaced it */
+  selfRewrites: number
+  /** records kept in the view after a delete or overwrite the pruning rule did not allow */
+  keptAfterForeignChange: number
+  /** times the backlog of parked updates passed MAX_PENDING_BYTES and was dropped */
+  pendingDropped: number
+}
+
+/** What a stored value was found to be, cached per Yjs item: an entry's item changes with every write. */
+type Verdict = { record: NodeRecord, bytes: number } | { invalid: InvalidReason, bytes: number }
 
 export type ApplyResult = { applied: true } | { applied: false, reason: RejectReason }
 
@@ -18,10 +50,17 @@ export interface ClusterDocEvents {
 
 /**
  * The durable cluster state (Yjs). Each entry of `nodes` has ONE writer: the peer whose id is
- * the key. Remote updates are checked before they are applied: every item an update writes
- * must belong to the sender's own entry (gossip), and a Yjs client id may only ever write one
- * entry (sync). Values are plain JSON records, replaced whole on change, so Yjs garbage
- * collects the previous value and the document stays bounded.
+ * the key, and it signs its record. Two lines of defence:
+ * - the view (`records()`, `get()`) holds only records that pass the schema and the owner's
+ *   signature, whatever path their bytes came by (gossip, sync, snapshot); a verdict is cached
+ *   per stored item, so a document change costs one verification per changed entry;
+ * - remote updates are checked before they are applied: every item an update writes must
+ *   belong to the sender's own entry (gossip), a Yjs client id may only ever write one entry
+ *   (sync), values are plain JSON, and the document's hard bounds hold (constants.ts).
+ * A foreign delete or overwrite that slips through (sync carries other peers' writes, so it
+ * cannot be attributed) is undone by the owner, which writes its entry again at once, and meanwhile
+ * every other peer keeps showing the last valid record until the pruning rule allows its removal.
+ * Values are replaced whole on change, so Yjs garbage collects the previous value.
  */
 export class ClusterDoc {
   readonly doc: Y.Doc
@@ -30,28 +69,51 @@ export class ClusterDoc {
   /** which entry each Yjs client id writes; a client never writes two entries */
   private readonly clientKey = new Map<number, string>()
   private readonly listeners = new Set<(update: Uint8Array) => void>()
-  /** validated records, dropped on every document update */
+  /** the view: verified records, rebuilt after every document update */
   private cache?: Map<string, NodeRecord>
+  /** keys whose view record is kept from before a delete or overwrite the pruning rule did not allow */
+  private readonly kept = new Set<string>()
+  private readonly verdicts = new WeakMap<object, Verdict>()
+  private readonly verifier: RecordVerifier
+  private readonly signer?: RecordSigner
+  private readonly now: () => number
+  /** the value this peer last wrote under its key, and the record it signed */
+  private self?: { value: NodeRecord, unsigned: UnsignedNodeRecord }
+  private rewriteAt = 0
+  private rewriteTimer?: ReturnType<typeof setTimeout>
+  private destroyed = false
   /** remote updates dropped, by reason */
   readonly rejected = new Map<RejectReason, number>()
+  readonly stats: ClusterDocStats = { invalidRecords: new Map(), selfRewrites: 0, keptAfterForeignChange: 0, pendingDropped: 0 }
   /**
-   * Whether a peer may delete another peer's entry (pruning a long-dead host). Deny by
-   * default; the mesh installs its deterministic pruning rule here.
+   * Whether an entry may be deleted by someone other than its owner (pruning a long-dead host):
+   * `last` is its last valid record, `sender` the deleting peer when known. Deny by default;
+   * the mesh installs its deterministic pruning rule here.
    */
-  mayPrune: (key: string, sender: string) => boolean = () => false
+  mayPrune: (key: string, last: NodeRecord | undefined, sender?: string) => boolean = () => false
 
-  constructor (peerId: string, snapshot?: Uint8Array) {
+  /**
+   * @param snapshot a document saved by `snapshot()`; it passes the same checks as a sync
+   * update, and an error is thrown when it does not decode or breaks a bound
+   */
+  constructor (peerId: string, snapshot: Uint8Array | undefined, opts: ClusterDocOptions) {
     this.peerId = peerId
+    this.verifier = opts.verifier
+    if (opts.signer != null) this.signer = opts.signer
+    this.now = opts.now ?? Date.now
     this.doc = new Y.Doc()
     this.nodes = this.doc.getMap(NODES)
     if (snapshot != null) {
-      Y.applyUpdate(this.doc, snapshot, REMOTE_ORIGIN)
-      this.indexClients()
+      const result = this.applyRemote(snapshot)
+      if (!result.applied) throw new Error(`cluster snapshot refused: ${result.reason}`)
     }
     this.doc.on('update', (update: Uint8Array, origin: unknown) => {
       this.cache = undefined
       if (origin === REMOTE_ORIGIN) return
       for (const fn of this.listeners) fn(update)
+    })
+    this.nodes.observe((event, transaction) => {
+      if (transaction.origin === REMOTE_ORIGIN && event.keysChanged.has(this.peerId)) this.guardSelf()
     })
   }
 
@@ -76,16 +138,45 @@ export class ClusterDoc {
   }
 
   /**
-   * Writes this peer's own record; a no-op when nothing but `updatedAt` would change, unless
-   * `force` (the periodic refresh that keeps a live entry from being pruned).
+   * Signs and writes this peer's own record; a no-op when nothing but `updatedAt` would change,
+   * unless `force` (the periodic refresh that keeps a live entry from being pruned). A record
+   * past MAX_RECORD_BYTES is not written (every peer would refuse it) and false is returned.
    */
-  setSelf (record: NodeRecord, force = false): boolean {
+  setSelf (record: UnsignedNodeRecord, force = false): boolean {
     if (record.peerId !== this.peerId) throw new Error('a peer writes only its own record')
-    const current = this.nodes.get(this.peerId) as NodeRecord | undefined
-    if (!force && current != null && sameRecord(current, record)) return false
-    this.nodes.set(this.peerId, record)
+    if (this.signer == null) throw new Error('this cluster document has no signer')
+    const current = this.self?.value
+    if (!force && current != null && this.nodes.get(this.peerId) === current && sameRecord(current, record)) return false
+    const { sig: _sig, ...unsigned } = record as NodeRecord
+    const value: NodeRecord = { ...unsigned, sig: this.signer.sign(recordContent(unsigned)) }
+    if (jsonBytes(value) > MAX_RECORD_BYTES) {
+      this.rejected.set('record-too-large', (this.rejected.get('record-too-large') ?? 0) + 1)
+      return false
+    }
+    this.self = { value, unsigned }
+    this.nodes.set(this.peerId, value)
     this.clientKey.set(this.doc.clientID, this.peerId)
     return true
+  }
+
+  /**
+   * Our entry changed in a remote transaction: unless it still holds what we wrote, someone
+   * deleted or replaced it. Write it again at once (a Yjs map keeps the item written last, and
+   * ours now references theirs, so it wins everywhere), at most once per
+   * SELF_REWRITE_MIN_INTERVAL_MS.
+   */
+  private guardSelf (): void {
+    if (this.self == null || this.rewriteTimer != null || this.nodes.get(this.peerId) === this.self.value) return
+    const run = (): void => {
+      this.rewriteTimer = undefined
+      if (this.destroyed || this.self == null || this.nodes.get(this.peerId) === this.self.value) return
+      this.rewriteAt = this.now()
+      this.stats.selfRewrites++
+      this.setSelf({ ...this.self.unsigned, updatedAt: this.now() }, true)
+    }
+    // not inside the observer: Yjs is still cleaning up the remote transaction
+    this.rewriteTimer = setTimeout(run, Math.max(0, this.rewriteAt + SELF_REWRITE_MIN_INTERVAL_MS - this.now()))
+    this.rewriteTimer.unref?.()
   }
 
   /**
@@ -96,7 +187,12 @@ export class ClusterDoc {
     let n = 0
     this.doc.transact(() => {
       for (const id of peerIds) {
-        if (id === this.peerId || !this.nodes.has(id)) continue
+        if (id === this.peerId) continue
+        // the rule allowed it here: the view does not keep it either
+        this.kept.delete(id)
+        this.lastView.delete(id)
+        this.cache = undefined
+        if (!this.nodes.has(id)) continue
         this.nodes.delete(id)
         n++
       }
@@ -104,7 +200,7 @@ export class ClusterDoc {
     return n
   }
 
-  /** Validated records of every peer, own included. Entries that fail the schema are skipped. */
+  /** Verified records of every peer, own included. Entries that fail the schema or the signature are skipped. */
   records (): NodeRecord[] {
     return [...this.validated().values()]
   }
@@ -113,28 +209,98 @@ export class ClusterDoc {
     return this.validated().get(peerId)
   }
 
+  /** Keys of every entry in the document, verified or not. */
+  keys (): string[] {
+    return [...this.nodes.keys()]
+  }
+
   /**
-   * The entries that pass the schema, validated once per document change: routers read them
-   * on every request, the document changes a few times a minute.
+   * The view, rebuilt once per document change from cached verdicts (routers read it on every
+   * request, the document changes a few times a minute). A record that was in the view and
+   * whose entry is now gone or invalid stays until the pruning rule allows its removal
+   * (re-checked at every read while any is kept) or its owner writes a valid one again.
    */
   private validated (): Map<string, NodeRecord> {
-    if (this.cache != null) return this.cache
+    if (this.cache != null) {
+      if (this.kept.size > 0) this.expireKept(this.cache)
+      return this.cache
+    }
+    const before = this.lastView
     const out = new Map<string, NodeRecord>()
     for (const [key, value] of this.nodes.entries()) {
-      const parsed = NodeRecordSchema.safeParse(value)
-      if (parsed.success && parsed.data.peerId === key) out.set(key, parsed.data)
+      const verdict = this.verdict(key, value)
+      if ('record' in verdict) out.set(key, verdict.record)
     }
+    for (const key of this.kept) if (!out.has(key) && before.has(key)) out.set(key, before.get(key)!)
+    for (const key of this.kept) if (out.get(key) !== before.get(key)) this.kept.delete(key)
+    for (const [key, last] of before) {
+      if (out.has(key) || this.mayPrune(key, last)) continue
+      out.set(key, last)
+      this.kept.add(key)
+      this.stats.keptAfterForeignChange++
+    }
+    this.expireKept(out)
     this.cache = out
+    this.lastView = out
     return out
+  }
+
+  private lastView = new Map<string, NodeRecord>()
+
+  private expireKept (view: Map<string, NodeRecord>): void {
+    for (const key of this.kept) {
+      const last = view.get(key)
+      if (last != null && !this.mayPrune(key, last)) continue
+      view.delete(key)
+      this.kept.delete(key)
+    }
+  }
+
+  /** What a stored value is, judged once per Yjs item and counted when invalid. */
+  private verdict (key: string, value: unknown): Verdict {
+    // keyed by the Yjs item that holds the value (one per write, whatever the value's type)
+    const item: object | undefined = this.nodes._map.get(key)
+    const cached = item != null ? this.verdicts.get(item) : undefined
+    if (cached != null) return cached
+    const verdict = this.judge(key, value)
+    if (item != null) this.verdicts.set(item, verdict)
+    if ('invalid' in verdict) this.stats.invalidRecords.set(verdict.invalid, (this.stats.invalidRecords.get(verdict.invalid) ?? 0) + 1)
+    return verdict
+  }
+
+  private judge (key: string, value: unknown): Verdict {
+    if (value == null || typeof value !== 'object' || Array.isArray(value)) return { invalid: 'schema', bytes: Math.max(0, jsonBytes(value)) }
+    let content: Uint8Array
+    try {
+      content = recordContent(value as Record<string, unknown>)
+    } catch {
+      return { invalid: 'schema', bytes: 0 }
+    }
+    const bytes = content.length
+    const parsed = NodeRecordSchema.safeParse(value)
+    if (!parsed.success) return { invalid: 'schema', bytes }
+    if (parsed.data.peerId !== key) return { invalid: 'key-mismatch', bytes }
+    let invalid: InvalidReason | undefined
+    try {
+      invalid = this.verifier.verify(parsed.data, content)
+    } catch {
+      invalid = 'bad-signature'
+    }
+    return invalid != null ? { invalid, bytes } : { record: parsed.data, bytes }
   }
 
   /**
    * Applies an update received from the network. `sender` is the peer id that signed a gossip
    * delta (it may only touch its own entry); for state-vector sync it is undefined and only the
-   * one-entry-per-client rule applies.
+   * one-entry-per-client rule applies. Never throws.
    */
   applyRemote (update: Uint8Array, sender?: string): ApplyResult {
-    const verdict = this.check(update, sender)
+    let verdict: RejectReason | undefined
+    try {
+      verdict = this.check(update, sender)
+    } catch {
+      verdict = 'decode'
+    }
     if (verdict != null) {
       this.rejected.set(verdict, (this.rejected.get(verdict) ?? 0) + 1)
       return { applied: false, reason: verdict }
@@ -144,9 +310,26 @@ export class ClusterDoc {
     } catch {
       this.rejected.set('decode', (this.rejected.get('decode') ?? 0) + 1)
       return { applied: false, reason: 'decode' }
+    } finally {
+      this.boundPending()
     }
     this.indexClients()
     return { applied: true }
+  }
+
+  /** Drops Yjs's backlog of parked updates once it passes MAX_PENDING_BYTES (a sync repairs real gaps). */
+  private boundPending (): void {
+    if (pendingBytes(this.doc.store) <= MAX_PENDING_BYTES) return
+    this.doc.store.pendingStructs = null
+    this.doc.store.pendingDs = null
+    this.stats.pendingDropped++
+  }
+
+  /** The document's size as the bounds count it: live entries' JSON, a fixed cost per client, the parked backlog. */
+  size (): { entries: number, bytes: number } {
+    let bytes = this.doc.store.clients.size * PER_CLIENT_BYTES + pendingBytes(this.doc.store)
+    for (const [key, value] of this.nodes.entries()) bytes += this.verdict(key, value).bytes
+    return { entries: this.nodes.size, bytes }
   }
 
   /** True when Yjs holds updates that wait for a missing one: time for a state-vector sync. */
@@ -168,6 +351,8 @@ export class ClusterDoc {
   }
 
   destroy (): void {
+    this.destroyed = true
+    clearTimeout(this.rewriteTimer)
     this.listeners.clear()
     this.doc.destroy()
   }
@@ -182,30 +367,85 @@ export class ClusterDoc {
     // keys of clients first seen in this very update
     const seen = new Map<number, string>()
     const keyOfClient = (client: number): string | undefined => this.clientKey.get(client) ?? seen.get(client)
+    /** largest value this update writes per key, and what it writes where the key is not known yet */
+    const written = new Map<string, number>()
+    let unkeyedBytes = 0
+    const newClients = new Set<number>()
     for (const struct of decoded.structs) {
+      if (!this.doc.store.clients.has(struct.id.client)) newClients.add(struct.id.client)
       if (!(struct instanceof Y.Item)) continue // GC and Skip carry no content
       if (struct.parent != null && typeof struct.parent !== 'string') return 'nested'
       if (typeof struct.parent === 'string' && struct.parent !== NODES) return 'nested'
+      if (struct.content instanceof Y.ContentType) return 'nested'
+      let bytes = 0
+      if (struct.content instanceof Y.ContentAny) {
+        for (const v of struct.content.arr) {
+          const n = jsonBytes(v)
+          if (n < 0) return 'bad-value'
+          bytes += n
+        }
+        if (bytes > MAX_RECORD_BYTES) return 'record-too-large'
+      } else if (!(struct.content instanceof Y.ContentDeleted)) {
+        return 'content-type'
+      }
       const key = struct.parentSub ??
         keyOfClient(struct.id.client) ??
         (struct.origin != null ? keyOfClient(struct.origin.client) : undefined) ??
         (struct.rightOrigin != null ? keyOfClient(struct.rightOrigin.client) : undefined)
       if (key == null) {
         if (sender != null) return 'unresolved'
+        unkeyedBytes += bytes
         continue
       }
       const bound = keyOfClient(struct.id.client)
       if (bound != null && bound !== key) return 'client-key-mismatch'
       if (sender != null && key !== sender) return 'foreign-entry'
       seen.set(struct.id.client, key)
+      written.set(key, Math.max(written.get(key) ?? 0, bytes))
     }
     if (sender != null) {
-      for (const client of decoded.ds.clients.keys()) {
+      // an update carries its whole delete set: only deletes of items still live here are news
+      for (const [client, ranges] of decoded.ds.clients) {
         const key = keyOfClient(client)
-        if (key != null && key !== sender && !this.mayPrune(key, sender)) return 'foreign-delete'
+        if (key == null || key === sender || !ranges.some((r) => this.deletesLive(client, r.clock, r.len))) continue
+        if (!this.mayPrune(key, this.get(key), sender)) return 'foreign-delete'
       }
     }
+    return this.checkBounds(written, unkeyedBytes, newClients.size)
+  }
+
+  /**
+   * The hard bounds, projected: every entry the update writes takes its largest new value's
+   * size, entries it does not touch keep theirs. Deletes are not subtracted (the projection only
+   * errs towards refusing), and only growth past a bound is refused.
+   */
+  private checkBounds (written: Map<string, number>, unkeyedBytes: number, newClients: number): RejectReason | undefined {
+    const now = this.size()
+    let entries = now.entries
+    let bytes = now.bytes + unkeyedBytes + newClients * PER_CLIENT_BYTES
+    for (const [key, n] of written) {
+      const value: unknown = this.nodes.get(key)
+      if (value === undefined && !this.nodes.has(key)) entries++
+      else bytes -= this.verdict(key, value).bytes
+      bytes += n
+    }
+    if (entries > MAX_ENTRIES && entries > now.entries) return 'too-many-entries'
+    if (bytes > MAX_DOC_BYTES && bytes > now.bytes) return 'doc-too-large'
     return undefined
+  }
+
+  /** Whether the range [clock, clock+len) of `client` holds an item of this document not yet deleted. */
+  private deletesLive (client: number, clock: number, len: number): boolean {
+    const structs = this.doc.store.clients.get(client)
+    if (structs == null || structs.length === 0) return false
+    const last = structs[structs.length - 1]!
+    if (clock >= last.id.clock + last.length) return false
+    let i = clock <= structs[0]!.id.clock ? 0 : Y.findIndexSS(structs, clock)
+    for (; i < structs.length && structs[i]!.id.clock < clock + len; i++) {
+      const struct = structs[i]!
+      if (struct instanceof Y.Item && !struct.deleted) return true
+    }
+    return false
   }
 
   /** Records which entry every client id in the store has written. */
@@ -222,6 +462,19 @@ export class ClusterDoc {
   }
 }
 
-function sameRecord (a: NodeRecord, b: NodeRecord): boolean {
-  return JSON.stringify({ ...a, updatedAt: 0 }) === JSON.stringify({ ...b, updatedAt: 0 })
+function sameRecord (a: UnsignedNodeRecord, b: UnsignedNodeRecord): boolean {
+  return JSON.stringify({ ...a, updatedAt: 0, sig: '' }) === JSON.stringify({ ...b, updatedAt: 0, sig: '' })
+}
+
+/** Length of a value's JSON text, -1 for a value JSON cannot carry (bigint, cycles). */
+function jsonBytes (value: unknown): number {
+  try {
+    return JSON.stringify(value)?.length ?? 0
+  } catch {
+    return -1
+  }
+}
+
+function pendingBytes (store: Y.Doc['store']): number {
+  return (store.pendingStructs?.update.length ?? 0) + (store.pendingDs?.length ?? 0)
 }
