@@ -13,6 +13,9 @@ import { buildHttpServer } from './http.js'
 import { Router, type DispatchRequest, type ForwardOptions, type Forwarded, type RoutedResponse } from './router.js'
 import { LocalServing, QueueFullError, type AdmissionCounters } from './serving.js'
 import { AGENT_VERSION, SNAPSHOT_INTERVAL_MS } from './constants.js'
+import { ApiKeyStore, apiKeysPath } from './api-keys.js'
+import { isLoopbackHost } from './api-guards.js'
+import { assertJsonDepth } from './json-depth.js'
 
 /** What `agent.json` in the data dir says about a running agent; the CLI reads it. */
 export interface AgentInfo {
@@ -57,10 +60,15 @@ export class Agent {
   private snapshotTimer?: NodeJS.Timeout
   private apiAddress = ''
   private _peerId = ''
+  /** the API keys (hashes) of the data dir, re-read when the file changes */
+  readonly apiKeys: ApiKeyStore
 
   constructor (config: Readonly<AgentConfig>, logger: Logger) {
     this.config = config
     this.log = logger
+    this.apiKeys = new ApiKeyStore(apiKeysPath(config.dataDir), {
+      onError: (err) => { this.log.error({ err: err.message }, 'API keys file unreadable: every API key is refused until it reads') }
+    })
   }
 
   get peerId (): string { return this._peerId }
@@ -69,6 +77,10 @@ export class Agent {
   async start (): Promise<AgentInfo> {
     const { config } = this
     await mkdir(config.dataDir, { recursive: true })
+    await this.apiKeys.load()
+    if (!isLoopbackHost(config.api.host) && this.apiKeys.size === 0) {
+      throw new LlmeshError('UNAUTHORIZED', `the API would listen on ${config.api.host}, off loopback, and no API key exists: create one with 'llmesh apikey add --data-dir ${config.dataDir}', or keep the API on 127.0.0.1`)
+    }
     const privateKey = await loadOrCreateKey(join(config.dataDir, 'peer.key'))
     this._peerId = peerIdOfKey(privateKey)
     const snapshot = await readFile(join(config.dataDir, 'cluster.snapshot')).catch(() => undefined)
@@ -142,6 +154,8 @@ export class Agent {
     await mesh.handle(INFER_PROTOCOL, async (stream, remotePeer) => {
       await serveInfer(stream, async (request, reply) => {
         this.log.debug({ reqId: request.id, peer: remotePeer, model: request.model }, 'serving forwarded request')
+        // a peer's request nested too deep is refused as the client's error before anything recurses
+        assertJsonDepth(request.body)
         const runner = this.localRunnerFor(request.model, request.runnerId)
         let res: RunnerResponse
         try {

@@ -3,3 +3,4 @@ export { parseConfig, AgentConfigSchema, ConfigError, DEFAULT_API_PORT, DEFAULT_
 export { AGENT_VERSION } from './constants.js'
 export { Router, type RouterComponents, type DispatchRequest, type ForwardOptions, type Forwarded, type RoutedTarget } from './router.js'
 export { LocalServing, QueueFullError, type ServeOptions, type AdmissionCounters } from './serving.js'
+export { addApiKey, listApiKeys, revokeApiKey, ApiKeyError, ApiKeyStore, API_KEYS_FILE, type ApiKeyInfo } from './api-keys.js'
