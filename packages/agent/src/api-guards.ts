@@ -18,7 +18,7 @@ export function isLoopbackHost (host: string): boolean {
 
 /** Splits a Host header (`name`, `name:port`, `[v6]:port`) into its name and port; undefined when it does not parse. */
 export function parseHostHeader (value: string, defaultPort = 80): { host: string, port: number } | undefined {
-  const m = /^(\[[0-9a-fA-F:.]+\]|[^:[\]]+)(?::(\d{1,5}))?$/.exec(value.trim())
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+)(?::(\d{1,5}))?$/.exec(value.trim())
   if (m == null) return undefined
   const port = m[2] != null ? Number(m[2]) : defaultPort
   if (port > 65535) return undefined

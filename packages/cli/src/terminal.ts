@@ -5,6 +5,9 @@
  */
 const UNSAFE = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu
 
+/** What JSON.stringify leaves unescaped in strings of UNSAFE (its own line breaks are layout). */
+const UNSAFE_IN_JSON = /[\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu
+
 /**
  * A string from the mesh (a peer's name, models, addresses) made safe to print on a terminal:
  * each unsafe character is shown escaped (`\x1b`, `\u202e`), so a peer can neither move the
@@ -22,5 +25,5 @@ export function terminalSafe (value: string): string {
  * bidirectional controls as they are; these are written as `\uXXXX` escapes (still the same JSON).
  */
 export function terminalSafeJson (value: unknown): string {
-  return JSON.stringify(value, null, 2).replace(UNSAFE, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`)
+  return JSON.stringify(value, null, 2).replace(UNSAFE_IN_JSON, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`)
 }
