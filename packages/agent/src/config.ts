@@ -50,8 +50,13 @@ export const AgentConfigSchema = z.strictObject({
      * for longer. @default 60000 ms
      */
     requestTimeoutMs: z.number().int().positive().default(60_000),
-    /** an idle keep-alive connection is closed after this long, ms. @default 5000 ms */
-    keepAliveTimeoutMs: z.number().int().positive().default(5000),
+    /**
+     * an idle keep-alive connection is closed after this long, ms. Longer than clients keep
+     * idle connections (many reuse one without knowing the server's timeout, and a POST sent
+     * on a connection the server is closing fails); idle connections count against
+     * maxConnections. @default 72000 ms
+     */
+    keepAliveTimeoutMs: z.number().int().positive().default(72_000),
     /** most client connections at once; further ones are closed as they come. @default 1024 */
     maxConnections: z.number().int().positive().default(1024)
   }).prefault({}).refine((a) => a.headersTimeoutMs <= a.requestTimeoutMs, { message: 'needs headersTimeoutMs <= requestTimeoutMs' }),
