@@ -248,6 +248,7 @@ describe('slow clients', () => {
         await c.destroy()
       }
     })
+    await waitFor('the cap to be logged', () => d.output().includes('connection cap reached'))
     for (const s of held) s.destroy()
     await waitFor('the API to serve again', async () => {
       const c = new Client(d.info.api)

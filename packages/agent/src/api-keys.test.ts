@@ -33,6 +33,11 @@ describe('API keys file', () => {
     await expect(revokeApiKey(dir, 'nobody')).rejects.toThrow(/no API key with id or name 'nobody'/)
   })
 
+  it('loses no key when several adds run at once', async () => {
+    const added = await Promise.all(Array.from({ length: 8 }, async (_, i) => await addApiKey(dir, `k${i}`)))
+    expect((await listApiKeys(dir)).map((k) => k.name).sort()).toEqual(added.map((a) => a.info.name).sort())
+  })
+
   it('says clearly when the file is not a keys file', async () => {
     await writeFile(apiKeysPath(dir), '{"version":1,"keys":[{"id":"zz"}]}')
     await expect(listApiKeys(dir)).rejects.toThrow(/is not an API keys file/)

@@ -88,9 +88,45 @@ async function writeApiKeys (file: string, keys: ApiKeyRecord[]): Promise<void> 
   try { await dir.sync() } catch { /* some file systems cannot sync a folder */ } finally { await dir.close() }
 }
 
+/** How long a writer waits for another's lock on the keys file. @default 5000 ms */
+const LOCK_WAIT_MS = 5000
+/** A lock older than this is left over from a writer that died, and is taken over. @default 30000 ms */
+const LOCK_STALE_MS = 30_000
+
+/**
+ * Runs a read-modify-write of the keys file under a lock file (`<file>.lock`, created
+ * exclusively), so two `llmesh apikey` commands at once cannot lose each other's change.
+ */
+async function withLock<T> (file: string, fn: () => Promise<T>): Promise<T> {
+  const lock = `${file}.lock`
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 })
+  const deadline = Date.now() + LOCK_WAIT_MS
+  for (;;) {
+    try {
+      await (await open(lock, 'wx', 0o600)).close()
+      break
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+      const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0)
+      if (age > LOCK_STALE_MS) await unlink(lock).catch(() => {})
+      else if (Date.now() > deadline) throw new ApiKeyError(`${lock} is held by another llmesh apikey command; try again (remove the file if none runs)`)
+      else await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  }
+  try {
+    return await fn()
+  } finally {
+    await unlink(lock).catch(() => {})
+  }
+}
+
 /** `llmesh apikey add`: makes a key, stores its hash, returns the key (shown once, never stored). */
 export async function addApiKey (dataDir: string, name?: string): Promise<{ key: string, info: ApiKeyInfo }> {
   const file = apiKeysPath(dataDir)
+  return await withLock(file, async () => await addLocked(file, name))
+}
+
+async function addLocked (file: string, name: string | undefined): Promise<{ key: string, info: ApiKeyInfo }> {
   const keys = await readApiKeys(file)
   if (name != null && (name === '' || name.length > 128 || /[\p{Cc}]/u.test(name))) {
     throw new ApiKeyError('a key name is 1 to 128 characters, no control characters')
@@ -111,6 +147,10 @@ export async function listApiKeys (dataDir: string): Promise<ApiKeyInfo[]> {
 /** `llmesh apikey revoke ID|NAME`: removes one key; an agent stops taking it within API_KEYS_RECHECK_MS. */
 export async function revokeApiKey (dataDir: string, idOrName: string): Promise<ApiKeyInfo> {
   const file = apiKeysPath(dataDir)
+  return await withLock(file, async () => await revokeLocked(file, idOrName))
+}
+
+async function revokeLocked (file: string, idOrName: string): Promise<ApiKeyInfo> {
   const keys = await readApiKeys(file)
   const hits = keys.filter((k) => k.id === idOrName || k.name === idOrName)
   if (hits.length === 0) throw new ApiKeyError(`no API key with id or name '${idOrName}' (llmesh apikey list)`)

@@ -15,6 +15,9 @@ import { registerOllamaApi } from './ollama-api.js'
 import { drainRequest, registerApiGuards } from './api-guards.js'
 import { API_TIMEOUT_CHECK_MS } from './constants.js'
 
+/** Shortest time between two log lines about connections closed at api.maxConnections. @default 10000 ms */
+const CAP_LOG_INTERVAL_MS = 10_000
+
 /** Longest deadline a client may ask for with x-llmesh-deadline-ms. @default 24 h */
 const MAX_DEADLINE_MS = 24 * 3600 * 1000
 
@@ -247,8 +250,18 @@ export function buildHttpServer (agent: Agent): FastifyInstance {
     keepAliveTimeout: api.keepAliveTimeoutMs,
     http: { headersTimeout: api.headersTimeoutMs, connectionsCheckingInterval: API_TIMEOUT_CHECK_MS }
   })
-  // connections beyond the cap are closed as they come
+  // connections beyond the cap are closed as they come, and said so in the log (at most every
+  // CAP_LOG_INTERVAL_MS, with how many were closed since the last line)
   app.server.maxConnections = api.maxConnections
+  let dropped = 0
+  let loggedAt = -Infinity
+  app.server.on('drop', () => {
+    dropped++
+    if (Date.now() - loggedAt < CAP_LOG_INTERVAL_MS) return
+    loggedAt = Date.now()
+    app.log.warn({ dropped, maxConnections: api.maxConnections }, 'connection cap reached: new connections closed')
+    dropped = 0
+  })
   registerApiGuards(app, {
     listenHost: api.host,
     port: () => { const a = app.server.address(); return a != null && typeof a !== 'string' ? a.port : undefined },
