@@ -14,6 +14,9 @@ import { LocalServing, QueueFullError, type AdmissionCounters } from './serving.
 import { AGENT_VERSION, SHUTDOWN_FORCE_MS, SNAPSHOT_INTERVAL_MS } from './constants.js'
 import { DurableFile, openClusterDoc } from './persist.js'
 import { keyId, resolveClusterTrust, type ClusterTrust } from './cluster-trust.js'
+import { ApiKeyStore, apiKeysPath } from './api-keys.js'
+import { isLoopbackHost } from './api-guards.js'
+import { assertJsonDepth } from './json-depth.js'
 
 /** What `agent.json` in the data dir says about a running agent; the CLI reads it. */
 export interface AgentInfo {
@@ -75,6 +78,8 @@ export class Agent {
   private stamp?: ProcessStamp
   /** set while a stop waits for the requests in flight to finish */
   private drained?: () => void
+  /** the API keys (hashes) of the data dir, re-read when the file changes */
+  readonly apiKeys: ApiKeyStore
 
   constructor (config: Readonly<AgentConfig>, logger: Logger) {
     this.config = config
@@ -84,6 +89,9 @@ export class Agent {
       info: new DurableFile(join(config.dataDir, 'agent.json')),
       pids: new DurableFile(join(config.dataDir, 'runners.pid'))
     }
+    this.apiKeys = new ApiKeyStore(apiKeysPath(config.dataDir), {
+      onError: (err) => { this.log.error({ err: err.message }, 'API keys file unreadable: every API key is refused until it reads') }
+    })
   }
 
   get peerId (): string { return this._peerId }
@@ -102,6 +110,10 @@ export class Agent {
     const previous = await readPidFile(this.files.pids.path)
     if (previous.agent != null && previous.agent.pid !== process.pid && await isRunning(previous.agent)) {
       throw new ConfigError(`another llmesh agent (pid ${previous.agent.pid}) runs with the data dir ${config.dataDir}: stop it, or give this agent its own --data-dir`)
+    }
+    await this.apiKeys.load()
+    if (!isLoopbackHost(config.api.host) && this.apiKeys.size === 0) {
+      throw new LlmeshError('UNAUTHORIZED', `the API would listen on ${config.api.host}, off loopback, and no API key exists: create one with 'llmesh apikey add --data-dir ${config.dataDir}', or keep the API on 127.0.0.1`)
     }
     const privateKey = await loadOrCreateKey(join(config.dataDir, 'peer.key'))
     this._peerId = peerIdOfKey(privateKey)
@@ -188,6 +200,8 @@ export class Agent {
     await mesh.handle(INFER_PROTOCOL, async (stream, remotePeer) => {
       await serveInfer(stream, async (request, reply) => {
         this.log.debug({ reqId: request.id, peer: remotePeer, model: request.model }, 'serving forwarded request')
+        // a peer's request nested too deep is refused as the client's error before anything recurses
+        assertJsonDepth(request.body)
         const runner = this.localRunnerFor(request.model, request.runnerId)
         // the requester going away or this agent stopping ends the work (an error frame then)
         const abort = new Abort()

@@ -40,13 +40,38 @@ export const AgentConfigSchema = z.strictObject({
   /** peer key, cluster snapshot and agent.json live here. @default $XDG_DATA_HOME/llmesh */
   dataDir: z.string().min(1).default(defaultDataDir),
   api: z.strictObject({
-    /** the API has no auth yet: keep it on loopback. @default 127.0.0.1 */
+    /**
+     * listen address. Off loopback the API needs API keys (`llmesh apikey add`): the agent
+     * does not start there without one. @default 127.0.0.1
+     */
     host: z.string().default('127.0.0.1'),
     /** 0 picks a free port. @default 11435 */
     port: z.number().int().min(0).max(65535).default(DEFAULT_API_PORT),
     /** largest request body, bytes. @default 8 MiB */
-    bodyLimit: z.number().int().positive().default(8 * 1024 * 1024)
-  }).prefault({}),
+    bodyLimit: z.number().int().positive().default(8 * 1024 * 1024),
+    /**
+     * further Host names a loopback API answers besides localhost, loopback addresses and
+     * `host` (e.g. a local reverse proxy's name); any other Host is refused 403 (DNS
+     * rebinding). @default []
+     */
+    allowedHosts: z.array(z.string().min(1).max(253)).default([]),
+    /** time for a client to send a request's head, ms; then 408 and the connection closes. @default 10000 ms */
+    headersTimeoutMs: z.number().int().positive().default(10_000),
+    /**
+     * time for a client to send a whole request (head and body), ms; the response may stream
+     * for longer. @default 60000 ms
+     */
+    requestTimeoutMs: z.number().int().positive().default(60_000),
+    /**
+     * an idle keep-alive connection is closed after this long, ms. Longer than clients keep
+     * idle connections (many reuse one without knowing the server's timeout, and a POST sent
+     * on a connection the server is closing fails); idle connections count against
+     * maxConnections. @default 72000 ms
+     */
+    keepAliveTimeoutMs: z.number().int().positive().default(72_000),
+    /** most client connections at once; further ones are closed as they come. @default 1024 */
+    maxConnections: z.number().int().positive().default(1024)
+  }).prefault({}).refine((a) => a.headersTimeoutMs <= a.requestTimeoutMs, { message: 'needs headersTimeoutMs <= requestTimeoutMs' }),
   p2p: z.strictObject({
     /** libp2p listen multiaddrs. @default /ip4/0.0.0.0/tcp/4778 */
     listen: z.array(z.string()).default([`/ip4/0.0.0.0/tcp/${DEFAULT_P2P_PORT}`]),

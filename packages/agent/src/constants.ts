@@ -25,3 +25,34 @@ export const SHUTDOWN_FORCE_MS = 1000
  * (pid file). @default 15000 ms
  */
 export const STOP_HARD_LIMIT_MS = 15_000
+
+/**
+ * Deepest nesting of arrays and objects a request body may have (at the HTTP API and in a
+ * request forwarded by a peer). Real requests nest a handful of levels (messages, content
+ * parts, tool schemas: well under 20); JSON.stringify and other recursive walks overflow the
+ * stack at a few thousand, so a deeper body is refused with a 400 before anything recurses.
+ * @default 64 levels
+ */
+export const MAX_JSON_DEPTH = 64
+
+/**
+ * How often the API keys file is checked for changes while requests come in (a key that
+ * authenticates nobody triggers a check at once, so a new key works immediately). A revoked
+ * key stops working within this time. @default 1000 ms
+ */
+export const API_KEYS_RECHECK_MS = 1000
+
+/**
+ * Most bytes of an oversized request body read and thrown away before its 413 is sent.
+ * Closing a connection while the client is still sending makes the kernel answer with a
+ * reset, and the client never reads the 413; reading the rest first lets it. A body larger
+ * than this gets the 413 at once and its connection closed (the client may see a reset).
+ * @default 128 MiB
+ */
+export const OVERSIZE_DRAIN_BYTES = 128 * 1024 * 1024
+
+/**
+ * How often Node's HTTP server checks its connections against `api.headersTimeoutMs` and
+ * `api.requestTimeoutMs`: a timeout fires up to this much late. @default 1000 ms
+ */
+export const API_TIMEOUT_CHECK_MS = 1000

@@ -12,6 +12,11 @@ import type { RoutedResponse } from './router.js'
 import { QueueFullError } from './serving.js'
 import { registerOpenAiApi } from './openai-api.js'
 import { registerOllamaApi } from './ollama-api.js'
+import { drainRequest, registerApiGuards } from './api-guards.js'
+import { API_TIMEOUT_CHECK_MS } from './constants.js'
+
+/** Shortest time between two log lines about connections closed at api.maxConnections. @default 10000 ms */
+const CAP_LOG_INTERVAL_MS = 10_000
 
 /** Longest deadline a client may ask for with x-llmesh-deadline-ms. @default 24 h */
 const MAX_DEADLINE_MS = 24 * 3600 * 1000
@@ -105,9 +110,32 @@ function parseDeadline (value: string | string[] | undefined, fallback: number):
 /** Sets the route headers every routed response carries. */
 export function routeHeaders (reply: FastifyReply, res: RoutedResponse): FastifyReply {
   return reply
-    .header(HEADER_NODE, res.target.peerId)
-    .header(HEADER_RUNNER, res.target.runnerId)
-    .header(HEADER_ROUTE, res.target.reasons.join('; '))
+    .header(HEADER_NODE, headerValue(res.target.peerId, MAX_ID_HEADER_CHARS))
+    .header(HEADER_RUNNER, headerValue(res.target.runnerId, MAX_ID_HEADER_CHARS))
+    .header(HEADER_ROUTE, headerValue(res.target.reasons.join('; '), MAX_ROUTE_HEADER_CHARS))
+}
+
+/** Longest peer or runner id put in a response header; longer ones are cut. @default 256 chars */
+const MAX_ID_HEADER_CHARS = 256
+/** Longest x-llmesh-route header. @default 2048 chars */
+const MAX_ROUTE_HEADER_CHARS = 2048
+
+/**
+ * A string that came (in part) from a peer, made safe as a response header value: printable
+ * ASCII stays, every other character (CR, LF and other controls, non-latin1, lone surrogates)
+ * is percent-encoded as its UTF-8 bytes, so it can neither split the header nor make Node
+ * throw; at most `max` characters of the input are used.
+ */
+export function headerValue (value: string, max: number): string {
+  const s = value.length > max ? value.slice(0, max) : value
+  if (/^[\x20-\x24\x26-\x7e]*$/.test(s)) return s
+  let out = ''
+  for (const ch of s) {
+    const c = ch.codePointAt(0)!
+    if (c >= 0x20 && c <= 0x7e && c !== 0x25) out += ch
+    else for (const b of Buffer.from(ch, 'utf8')) out += `%${b.toString(16).toUpperCase().padStart(2, '0')}`
+  }
+  return out
 }
 
 /**
@@ -214,19 +242,46 @@ export async function readText (body: AsyncIterable<Uint8Array>, limit = 64 * 10
 }
 
 export function buildHttpServer (agent: Agent): FastifyInstance {
+  const api = agent.config.api
   const app = Fastify({
     loggerInstance: agent.log.child({ component: 'http' }) as FastifyBaseLogger,
     logController: new Fastify.LogController({ disableRequestLogging: true }),
-    bodyLimit: agent.config.api.bodyLimit,
-    genReqId: () => randomUUID().slice(0, 8)
+    bodyLimit: api.bodyLimit,
+    genReqId: () => randomUUID().slice(0, 8),
+    // slowloris: the head and the whole request must arrive in time (a response may stream for
+    // as long as it takes: these cover receiving the request only); idle keep-alive ends
+    requestTimeout: api.requestTimeoutMs,
+    keepAliveTimeout: api.keepAliveTimeoutMs,
+    http: { headersTimeout: api.headersTimeoutMs, connectionsCheckingInterval: API_TIMEOUT_CHECK_MS }
+  })
+  // connections beyond the cap are closed as they come, and said so in the log (at most every
+  // CAP_LOG_INTERVAL_MS, with how many were closed since the last line)
+  app.server.maxConnections = api.maxConnections
+  let dropped = 0
+  let loggedAt = -Infinity
+  app.server.on('drop', () => {
+    dropped++
+    if (Date.now() - loggedAt < CAP_LOG_INTERVAL_MS) return
+    loggedAt = Date.now()
+    app.log.warn({ dropped, maxConnections: api.maxConnections }, 'connection cap reached: new connections closed')
+    dropped = 0
+  })
+  registerApiGuards(app, {
+    listenHost: api.host,
+    port: () => { const a = app.server.address(); return a != null && typeof a !== 'string' ? a.port : undefined },
+    allowedHosts: api.allowedHosts,
+    keys: agent.apiKeys
   })
 
-  app.setErrorHandler((err, req, reply) => {
+  app.setErrorHandler(async (err, req, reply) => {
     const { e, status } = httpError(err)
+    // the client gets to read its 413 only if the body it is still sending is read first
+    if (status === 413) await drainRequest(req.raw)
     if (status >= 500) req.log.error({ code: e.code, err: e.message }, 'request failed')
     if (e instanceof QueueFullError) void reply.header('retry-after', String(Math.max(1, Math.ceil(e.retryAfterSec))))
+    if (e.code === 'UNAUTHORIZED') void reply.header('www-authenticate', 'Bearer realm="llmesh"')
     // Ollama's routes answer errors in Ollama's shape, everything else in OpenAI's
-    void reply.status(status).send(req.url.startsWith('/api/') ? { error: e.message } : openAiError(e))
+    return await reply.status(status).send(req.url.startsWith('/api/') ? { error: e.message } : openAiError(e))
   })
   app.setNotFoundHandler((req, reply) => {
     const e = new LlmeshError('INVALID_REQUEST', `no route ${req.method} ${req.url.split('?')[0] ?? ''}`)

@@ -7,3 +7,4 @@ export { CLUSTER_KEY_FILE, isLoopbackAddr, keyId, resolveClusterTrust, type Clus
 export { CLUSTER_KEY_BYTES, formatClusterKey, newClusterKey, parseClusterKey } from '@llmesh/mesh'
 export { DurableFile, openClusterDoc } from './persist.js'
 export { checkPrivateFile, ensurePrivateDir, writeFileDurable, UnsafeFileError } from '@llmesh/mesh'
+export { addApiKey, listApiKeys, revokeApiKey, ApiKeyError, ApiKeyStore, API_KEYS_FILE, type ApiKeyInfo } from './api-keys.js'

@@ -14,7 +14,9 @@ const FAILURE_OF_CODE: Record<ErrorCode, Failure> = {
   INTERNAL: 'server-error',
   PEER_UNREACHABLE: 'connect',
   PROTOCOL_ERROR: 'protocol',
-  STALLED: 'stall'
+  STALLED: 'stall',
+  UNAUTHORIZED: 'client-error',
+  FORBIDDEN: 'client-error'
 }
 
 /** The scheduler's failure kind of an error (an aborted request is 'aborted' whatever it threw). */

@@ -204,3 +204,16 @@ describe('Router', () => {
     expect(r2.claims.get('a')).toBe(0)
   })
 })
+
+describe('a client\'s bad request is not the host\'s failure', () => {
+  for (const code of ['INVALID_REQUEST', 'UNAUTHORIZED', 'FORBIDDEN', 'MODEL_NOT_FOUND'] as const) {
+    it(`any number of ${code} answers leave the host's circuit closed`, async () => {
+      let bad = true
+      const r = router(['a'], { a: () => bad ? new LlmeshError(code, 'the request\'s own fault') : ok() }, [])
+      for (let n = 0; n < 12; n++) await expect(dispatch(r)).rejects.toMatchObject({ code })
+      expect(r.health.circuits(Date.now()).get('a') ?? 'closed').toBe('closed')
+      bad = false
+      expect((await dispatch(r)).peer).toBe('a')
+    })
+  }
+})

@@ -4,6 +4,7 @@ import { request } from 'undici'
 import { parseConfig, type AgentConfig, type AgentConfigInput, type AgentInfo } from '@llmesh/agent'
 import type { MeshView } from '@llmesh/agent'
 import { decodeJoinToken, storeJoinedKey } from './join-token.js'
+import { terminalSafe } from './terminal.js'
 
 export interface UpFlags {
   config?: string
@@ -121,12 +122,16 @@ export async function resolveApi (api: string | undefined, dataDir: string | und
 }
 
 /** `llmesh status`: the mesh as one agent sees it. */
-export async function status (api: string): Promise<StatusData> {
+export async function status (api: string, apiKey?: string): Promise<StatusData> {
   let res
   try {
-    res = await request(`${api}/mesh/view`, { headersTimeout: 5000, bodyTimeout: 5000 })
+    res = await request(`${api}/mesh/view`, { headersTimeout: 5000, bodyTimeout: 5000, ...(apiKey != null && apiKey !== '' ? { headers: { authorization: `Bearer ${apiKey}` } } : {}) })
   } catch (err) {
     throw new Error(`cannot reach the agent at ${api}: ${(err as Error).message}`, { cause: err })
+  }
+  if (res.statusCode === 401) {
+    await res.body.dump()
+    throw new Error(`agent at ${api} needs an API key: set LLMESH_API_KEY to one (llmesh apikey add makes one)`)
   }
   if (res.statusCode !== 200) throw new Error(`agent at ${api} answered ${res.statusCode}`)
   const view = await res.body.json() as MeshView
@@ -151,7 +156,11 @@ export async function status (api: string): Promise<StatusData> {
   }
 }
 
-/** Plain, stable columns: readable on a terminal and by `cut`/`awk`. */
+/**
+ * Plain, stable columns: readable on a terminal and by `cut`/`awk`. Every cell comes from
+ * peers' records and is printed through `terminalSafe`: a peer's name cannot carry terminal
+ * escapes to the screen.
+ */
 export function formatStatus (data: StatusData): string {
   const rows = [['NAME', 'PEER', 'STATE', 'LINK', 'HEARD', 'SLOTS', 'QUEUE', 'API', 'MODELS', 'RUNNERS']]
   for (const n of data.nodes) {
@@ -168,8 +177,9 @@ export function formatStatus (data: StatusData): string {
       n.runners.map((r) => `${r.model}:${r.state}`).join(',') || '-'
     ])
   }
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
-  const lines = rows.map((r) => r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd())
-  const trust = data.trust == null ? '' : ` (${data.trust.mode}${data.trust.keyId != null ? `, key ${data.trust.keyId}` : ''})`
-  return `mesh seen from ${data.via}${trust}: ${data.nodes.length} node(s)\n${lines.join('\n')}`
+  const safe = rows.map((r) => r.map(terminalSafe))
+  const widths = safe[0]!.map((_, i) => Math.max(...safe.map((r) => (r[i] ?? '').length)))
+  const lines = safe.map((r) => r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd())
+  const trust = data.trust == null ? '' : ` (${data.trust.mode}${data.trust.keyId != null ? `, key ${terminalSafe(data.trust.keyId)}` : ''})`
+  return `mesh seen from ${terminalSafe(data.via)}${trust}: ${data.nodes.length} node(s)\n${lines.join('\n')}`
 }

@@ -4,6 +4,8 @@ import { pino } from 'pino'
 import { Agent, STOP_HARD_LIMIT_MS, parseConfig } from '@llmesh/agent'
 import { formatStatus, resolveApi, resolveUpConfig, status, type UpFlags } from './commands.js'
 import { invite, keygen } from './join-token.js'
+import { apikeyAdd, apikeyList, apikeyRevoke, formatApiKeyAdded, formatApiKeys } from './apikey.js'
+import { terminalSafeJson } from './terminal.js'
 
 const USAGE = `usage: llmesh <command> [options]
 
@@ -39,10 +41,15 @@ commands:
              --out FILE           where (default: DATA_DIR/cluster.key); never overwrites
              --data-dir DIR
              --json               machine-readable output
-  status   show the mesh as an agent sees it
+  status   show the mesh as an agent sees it (API key, if needed: $LLMESH_API_KEY)
              --api URL            agent to ask (default: the agent of --data-dir)
              --data-dir DIR
              --json               machine-readable output
+  apikey   API keys of the agent of --data-dir (needed when the API is off loopback)
+           apikey add [--name N]  make a key and print it (once: only its hash is kept)
+           apikey list            names, ids, creation times (never a key)
+           apikey revoke ID|NAME  remove a key (a running agent drops it within 1 s)
+             --data-dir DIR  --json
 `
 
 /** Runs one CLI command. Returns the exit code; only bin.ts exits the process. */
@@ -53,6 +60,7 @@ export async function main (argv: string[]): Promise<number | undefined> {
     case 'status': return await statusCommand(rest)
     case 'invite': return await inviteCommand(rest)
     case 'keygen': return await keygenCommand(rest)
+    case 'apikey': return await apikeyCommand(rest)
     case undefined:
     case 'help':
     case '--help':
@@ -130,8 +138,8 @@ async function statusCommand (args: string[]): Promise<number> {
     strict: true,
     options: { api: { type: 'string' }, 'data-dir': { type: 'string' }, json: { type: 'boolean' } }
   })
-  const data = await status(await resolveApi(values.api, values['data-dir']))
-  process.stdout.write(values.json === true ? `${JSON.stringify(data, null, 2)}\n` : `${formatStatus(data)}\n`)
+  const data = await status(await resolveApi(values.api, values['data-dir']), process.env['LLMESH_API_KEY'])
+  process.stdout.write(values.json === true ? `${terminalSafeJson(data)}\n` : `${formatStatus(data)}\n`)
   return 0
 }
 
@@ -167,4 +175,30 @@ async function keygenCommand (args: string[]): Promise<number> {
     ? `${JSON.stringify(result, null, 2)}\n`
     : `wrote a cluster key to ${result.file} (key ${result.keyId}); give it to each host: llmesh up --cluster-key FILE\n`)
   return 0
+}
+
+async function apikeyCommand (args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    strict: true,
+    allowPositionals: true,
+    options: { 'data-dir': { type: 'string' }, name: { type: 'string' }, json: { type: 'boolean' } }
+  })
+  const [sub, ...more] = positionals
+  const json = values.json === true
+  const out = (data: unknown, text: string): number => { process.stdout.write(json ? `${terminalSafeJson(data)}\n` : `${text}\n`); return 0 }
+  if (sub === 'add' && more.length === 0) {
+    const added = await apikeyAdd(values)
+    return out({ key: added.key, ...added.info }, formatApiKeyAdded(added))
+  }
+  if (sub === 'list' && more.length === 0) {
+    const keys = await apikeyList(values)
+    return out(keys, formatApiKeys(keys))
+  }
+  if (sub === 'revoke' && more.length === 1) {
+    const gone = await apikeyRevoke(values, more[0]!)
+    return out(gone, `revoked API key '${gone.name}' (id ${gone.id})`)
+  }
+  process.stderr.write(`llmesh: apikey add [--name N] | list | revoke ID|NAME\n\n${USAGE}`)
+  return 2
 }

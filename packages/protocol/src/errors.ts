@@ -26,7 +26,11 @@ export const ErrorCodes = {
   /** the request's deadline (x-llmesh-deadline-ms) passed while it waited for a slot */
   DEADLINE_EXCEEDED: { status: 504, type: 'server_error' },
   /** the runner cannot do what was asked (e.g. embeddings on a runner started without them) */
-  NOT_SUPPORTED: { status: 501, type: 'invalid_request_error' }
+  NOT_SUPPORTED: { status: 501, type: 'invalid_request_error' },
+  /** the API needs a key (`Authorization: Bearer <key>`) and none, or an unknown one, was given */
+  UNAUTHORIZED: { status: 401, type: 'invalid_request_error' },
+  /** the request's Host or Origin is not one the API answers (a DNS-rebinding or cross-site page) */
+  FORBIDDEN: { status: 403, type: 'invalid_request_error' }
 } as const satisfies Record<string, { status: number, type: string }>
 
 export type ErrorCode = keyof typeof ErrorCodes
