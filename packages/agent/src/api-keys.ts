@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
-import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises'
+import { mkdir, open, readFile, stat, unlink } from 'node:fs/promises'
+import { writeFileDurable } from '@llmesh/mesh'
 import { dirname, join } from 'node:path'
 import { z } from 'zod'
 import { API_KEYS_RECHECK_MS } from './constants.js'
@@ -67,25 +68,10 @@ export async function readApiKeys (file: string): Promise<ApiKeyRecord[]> {
   return parsed.data.keys
 }
 
-/** Writes the records: a unique temp file (mode 0600), fsync, rename, fsync of the folder. */
+/** Writes the records durably (writeFileDurable: unique temp file 0600, fsync, rename, fsync of the folder). */
 async function writeApiKeys (file: string, keys: ApiKeyRecord[]): Promise<void> {
   await mkdir(dirname(file), { recursive: true, mode: 0o700 })
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
-  const fh = await open(tmp, 'wx', 0o600)
-  try {
-    await fh.writeFile(`${JSON.stringify({ version: 1, keys }, null, 2)}\n`)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  try {
-    await rename(tmp, file)
-  } catch (err) {
-    await unlink(tmp).catch(() => {})
-    throw err
-  }
-  const dir = await open(dirname(file), 'r')
-  try { await dir.sync() } catch { /* some file systems cannot sync a folder */ } finally { await dir.close() }
+  await writeFileDurable(file, `${JSON.stringify({ version: 1, keys }, null, 2)}\n`)
 }
 
 /** How long a writer waits for another's lock on the keys file. @default 5000 ms */
