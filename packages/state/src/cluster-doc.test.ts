@@ -253,6 +253,38 @@ describe('ClusterDoc: signed records and owner repair', () => {
     expect(c.records()).toEqual([])
   })
 
+  it('keeps a record that arrived since the last read of the view when a sync deletes or overwrites it', () => {
+    // the view is built at reads; nobody reads c's between a's record arriving and the attack
+    const a = newDoc('a')
+    a.setSelf(record('a', ['real']))
+    const c = newDoc('c')
+    c.applyRemote(a.snapshot())
+    const f = forger(c)
+    f.doc.getMap('nodes').delete('a')
+    expect(c.applyRemote(Y.encodeStateAsUpdate(f.doc, f.since))).toEqual({ applied: true })
+    expect(c.keys()).toEqual([])
+    expect(c.get('a')?.models[0]?.name).toBe('real')
+    expect(c.stats.keptAfterForeignChange).toBe(1)
+
+    // the same from a restart: the snapshot's records are the view before the first update
+    const restarted = newDoc('r', a.snapshot())
+    const g = forger(restarted)
+    g.doc.getMap('nodes').set('a', { ...signed(record('a')), sig: 'forged' })
+    expect(restarted.applyRemote(Y.encodeStateAsUpdate(g.doc, g.since))).toEqual({ applied: true })
+    expect(restarted.get('a')?.models[0]?.name).toBe('real')
+
+    // an owner's newer record, not read yet, is the one kept, not the one read before it
+    const d = newDoc('d')
+    d.applyRemote(a.snapshot())
+    expect(d.get('a')?.models[0]?.name).toBe('real')
+    a.onLocalUpdate((u) => expect(d.applyRemote(u, 'a').applied).toBe(true))
+    a.setSelf(record('a', ['newer']))
+    const h = forger(d)
+    h.doc.getMap('nodes').delete('a')
+    expect(d.applyRemote(Y.encodeStateAsUpdate(h.doc, h.since))).toEqual({ applied: true })
+    expect(d.get('a')?.models[0]?.name).toBe('newer')
+  })
+
   it('takes a peer\'s gossip delta that carries the whole delete set of the document (deletes already done are no news)', () => {
     const a = newDoc('a')
     const c = newDoc('c')

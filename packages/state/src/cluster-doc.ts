@@ -103,10 +103,6 @@ export class ClusterDoc {
     this.now = opts.now ?? Date.now
     this.doc = new Y.Doc()
     this.nodes = this.doc.getMap(NODES)
-    if (snapshot != null) {
-      const result = this.applyRemote(snapshot)
-      if (!result.applied) throw new Error(`cluster snapshot refused: ${result.reason}`)
-    }
     this.doc.on('update', (update: Uint8Array, origin: unknown) => {
       this.cache = undefined
       if (origin === REMOTE_ORIGIN) return
@@ -115,6 +111,10 @@ export class ClusterDoc {
     this.nodes.observe((event, transaction) => {
       if (transaction.origin === REMOTE_ORIGIN && event.keysChanged.has(this.peerId)) this.guardSelf()
     })
+    if (snapshot != null) {
+      const result = this.applyRemote(snapshot)
+      if (!result.applied) throw new Error(`cluster snapshot refused: ${result.reason}`)
+    }
   }
 
   /** Calls `fn` with the peer ids whose entries appeared or vanished, after every change. */
@@ -219,6 +219,8 @@ export class ClusterDoc {
    * request, the document changes a few times a minute). A record that was in the view and
    * whose entry is now gone or invalid stays until the pruning rule allows its removal
    * (re-checked at every read while any is kept) or its owner writes a valid one again.
+   * `applyRemote` reads the view before every update it applies, so "was in the view" means
+   * "was valid in the document before the change", whether or not anyone read it in between.
    */
   private validated (): Map<string, NodeRecord> {
     if (this.cache != null) {
@@ -305,6 +307,10 @@ export class ClusterDoc {
       this.rejected.set(verdict, (this.rejected.get(verdict) ?? 0) + 1)
       return { applied: false, reason: verdict }
     }
+    // the view is built lazily, but what it keeps after a foreign delete or overwrite is the
+    // view before it: bring it up to date with the document first, else a record that arrived
+    // since the last read (or a newer one of its owner) would leave no trace
+    this.validated()
     try {
       Y.applyUpdate(this.doc, update, REMOTE_ORIGIN)
     } catch {
