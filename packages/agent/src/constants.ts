@@ -10,3 +10,9 @@ export const SNAPSHOT_INTERVAL_MS = 5000
  * does not leave the host looking full. @default 1000 ms
  */
 export const BUSY_REPORT_TTL_MS = 1000
+
+/**
+ * A client that reads nothing of its stream for this long loses it (STALLED) and frees the
+ * runner's slot; `limits.writeStallMs` in the config. @default 30000 ms
+ */
+export const WRITE_STALL_MS = 30_000
