@@ -144,6 +144,9 @@ export const MAX_ANNOUNCED_INTERVAL_MS = 10_000
  */
 export const MAX_HEARTBEATS_IN_PER_SEC = 50
 
+/** Peers whose heartbeat rate is tracked before ended windows are swept. @default 1024 */
+export const MAX_HEARTBEAT_RATE_WINDOWS = 1024
+
 /**
  * `/llmesh/infer/1` streams one peer may hold open to this agent at once, over all its
  * connections; more are reset at once and counted. A router keeps at most

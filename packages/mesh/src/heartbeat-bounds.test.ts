@@ -98,4 +98,10 @@ describe('HeartbeatRate', () => {
     // the next second starts afresh
     expect(rate.allow('a', 2000)).toBe(true)
   })
+
+  it('keeps no table of every identity it ever heard', () => {
+    const rate = new HeartbeatRate(MAX_HEARTBEATS_IN_PER_SEC)
+    for (let i = 0; i < 5000; i++) rate.allow(`peer-${i}`, i * 10)
+    expect(rate.size).toBeLessThanOrEqual(1024)
+  })
 })

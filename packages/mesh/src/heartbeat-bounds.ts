@@ -1,6 +1,6 @@
 import type { Heartbeat, NodeRecord, PeerMetrics } from '@llmesh/protocol'
 import {
-  MAX_ANNOUNCED_INTERVAL_MS, MAX_REPORTED_QUEUE_PER_RUNNER, MAX_REPORTED_TOKENS_PER_SEC, MIN_ANNOUNCED_INTERVAL_MS, MIN_REPORTED_LATENCY_MS
+  MAX_ANNOUNCED_INTERVAL_MS, MAX_HEARTBEAT_RATE_WINDOWS, MAX_REPORTED_QUEUE_PER_RUNNER, MAX_REPORTED_TOKENS_PER_SEC, MIN_ANNOUNCED_INTERVAL_MS, MIN_REPORTED_LATENCY_MS
 } from './constants.js'
 
 /**
@@ -113,6 +113,7 @@ export class HeartbeatRate {
   /** true when this heartbeat of `peer` may be read */
   allow (peer: string, now: number): boolean {
     const w = this.windows.get(peer)
+    if (w == null && this.windows.size >= MAX_HEARTBEAT_RATE_WINDOWS) this.sweep(now)
     if (w == null || now - w.start >= 1000) {
       this.windows.set(peer, { start: now, count: 1 })
       return true
@@ -121,8 +122,13 @@ export class HeartbeatRate {
     return w.count <= this.perSec
   }
 
-  /** Forgets a peer (its metrics stream closed). */
-  forget (peer: string): void {
-    this.windows.delete(peer)
+  /** Windows that ended, dropped: many identities cannot grow the table. */
+  private sweep (now: number): void {
+    for (const [peer, w] of this.windows) if (now - w.start >= 1000) this.windows.delete(peer)
+  }
+
+  /** Peers with a window now (for tests). */
+  get size (): number {
+    return this.windows.size
   }
 }
