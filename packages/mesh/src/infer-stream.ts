@@ -40,6 +40,8 @@ export interface InferTimeouts {
 interface Channel {
   stream: Stream
   lp: FramedStream
+  /** made by the first exchange with timeouts, kept with the stream */
+  silence?: Silence
 }
 
 function channelOf (stream: Stream): Channel {
@@ -66,26 +68,33 @@ export async function requestInfer (stream: Stream, request: InferRequest, signa
 }
 
 /**
- * The requester's silence bound on one exchange: one timer, re-armed (refreshed) at the start of
- * every read and ignored when it fires between reads (the consumer is not reading: that is not the
- * peer's silence). When it fires during a read, the stream is aborted and `fired` says why.
+ * The requester's silence bound on one stream: one timer per stream, kept across its requests
+ * and re-armed (refreshed) at the start of every read; when it fires between reads it is ignored
+ * (the consumer is not reading: that is not the peer's silence) and lies dormant until the next
+ * read. When it fires during a read, the stream is aborted and `fired` says why.
  */
 class Silence {
   fired?: LlmeshError
   private reading = false
-  private timer: NodeJS.Timeout
+  private timer?: NodeJS.Timeout
+  private ms = 0
+  private phase = ''
 
-  constructor (private readonly stream: Stream, private ms: number, private phase: string) {
-    this.timer = this.make()
-  }
+  constructor (private readonly stream: Stream) {}
 
-  private make (): NodeJS.Timeout {
-    const t = setTimeout(() => {
-      if (!this.reading || this.fired != null) return
-      this.fail(`the peer sent nothing for ${this.ms} ms ${this.phase}`)
-    }, this.ms)
-    t.unref()
-    return t
+  /** From now on the bound is `ms`, described as `phase`; a new exchange forgets the last one's failure. */
+  arm (ms: number, phase: string, fresh = false): this {
+    this.phase = phase
+    if (fresh) this.fired = undefined
+    if (ms !== this.ms || this.timer == null) {
+      clearTimeout(this.timer)
+      this.ms = ms
+      this.timer = setTimeout(() => {
+        if (this.reading && this.fired == null) this.fail(`the peer sent nothing for ${this.ms} ms ${this.phase}`)
+      }, ms)
+      this.timer.unref()
+    }
+    return this
   }
 
   fail (message: string): void {
@@ -93,18 +102,9 @@ class Silence {
     this.stream.abort(this.fired)
   }
 
-  /** From now on the bound is `ms`, described as `phase`. */
-  switch (ms: number, phase: string): void {
-    this.phase = phase
-    if (ms === this.ms) return
-    clearTimeout(this.timer)
-    this.ms = ms
-    this.timer = this.make()
-  }
-
   async read (lp: FramedStream): Promise<{ kind: number, payload: Uint8Array }> {
     this.reading = true
-    this.timer.refresh()
+    this.timer?.refresh()
     try {
       return await readFrame(lp)
     } catch (err) {
@@ -114,7 +114,8 @@ class Silence {
     }
   }
 
-  stop (): void {
+  /** The stream will carry nothing more. */
+  dispose (): void {
     clearTimeout(this.timer)
   }
 }
@@ -142,7 +143,7 @@ async function exchange (ch: Channel, request: InferRequest, signal: Signal | un
     done('reuse')
     throw signal.reason
   }
-  const silence = timeouts != null ? new Silence(ch.stream, timeouts.headMs, 'before answering') : undefined
+  const silence = timeouts != null ? (ch.silence ??= new Silence(ch.stream)).arm(timeouts.headMs, 'before answering', true) : undefined
   const sentAt = timeouts != null ? performance.now() : 0
   let dataSeen = false
   /** the next frame that is not a KEEPALIVE; a keepalive past the first-token bound fails the exchange */
@@ -169,7 +170,7 @@ async function exchange (ch: Channel, request: InferRequest, signal: Signal | un
   const finish = (outcome: Outcome): void => {
     if (settled) return
     settled = true
-    silence?.stop()
+    if (outcome !== 'reuse') silence?.dispose()
     signal?.removeEventListener('abort', onAbort)
     done(outcome)
   }
@@ -189,7 +190,7 @@ async function exchange (ch: Channel, request: InferRequest, signal: Signal | un
     if (parsed == null) throw new LlmeshError('PROTOCOL_ERROR', 'peer sent a malformed response head')
     head = { status: parsed.status, contentType: parsed.contentType, runnerId: parsed.runnerId }
     keepAlive = parsed.keepAlive === true
-    silence?.switch(timeouts!.gapMs, 'between frames')
+    silence?.arm(timeouts!.gapMs, 'between frames')
   } catch (err) {
     // aborted or failed before the head: the stream is in an unknown state, and aborting it
     // tells the peer to stop any work it started for this request
@@ -436,6 +437,7 @@ export async function serveInfer (stream: Stream, onRequest: (request: InferRequ
     await stream.close()
   }
   const watch = limits != null ? new RequestWatch(stream, peer, limits) : undefined
+  let keepalive: Keepalive | undefined
   try {
     for (let served = 0; ; served++) {
       let frame
@@ -463,7 +465,7 @@ export async function serveInfer (stream: Stream, onRequest: (request: InferRequ
         more = await serveOne(stream, request, current, async () => { throw new LlmeshError('BUSY', 'too many requests in flight from this peer') })
       } else {
         try {
-          more = await serveOne(stream, request, current, onRequest, limits)
+          more = await serveOne(stream, request, current, onRequest, limits, keepalive ??= new Keepalive())
         } finally {
           limits?.add(peer, 'requests', -1)
         }
@@ -478,6 +480,7 @@ export async function serveInfer (stream: Stream, onRequest: (request: InferRequ
     // the stream failed under us (reset, connection gone): nothing left to answer
   } finally {
     watch?.stop()
+    keepalive?.dispose()
     stream.removeEventListener('close', onClose)
     limits?.add(peer, 'streams', -1)
   }
@@ -694,20 +697,11 @@ class FrameBatch {
 /** Answers one request; true when the stream is left ready for the next one. */
 async function serveOne (
   stream: Stream, request: InferRequest, signal: Signal,
-  onRequest: (request: InferRequest, reply: InferReply) => Promise<void>, limits?: InferLimits
+  onRequest: (request: InferRequest, reply: InferReply) => Promise<void>, limits?: InferLimits, keepalive?: Keepalive
 ): Promise<boolean> {
   const out = new FrameBatch(stream, limits?.writeStallMs, limits != null ? () => { limits.count('write-stall') } : undefined)
   let finished = false
-  // keepalives for a requester that asked: one timer per request, firing only while it lives
-  let keepalive: NodeJS.Timeout | undefined
-  if (request.keepaliveMs != null) {
-    let seen = 0
-    keepalive = setInterval(() => {
-      if (!finished && out.flushes === seen) out.keepalive()
-      seen = out.flushes
-    }, Math.max(MIN_KEEPALIVE_MS, request.keepaliveMs))
-    keepalive.unref()
-  }
+  if (request.keepaliveMs != null) keepalive?.start(Math.max(MIN_KEEPALIVE_MS, request.keepaliveMs), out)
   const reply: InferReply = {
     signal,
     head: async (head) => { await out.write(FrameKind.HEAD, { ...head, keepAlive: true }) },
@@ -715,11 +709,13 @@ async function serveOne (
     end: async () => {
       if (finished) return
       finished = true
+      keepalive?.stop()
       await out.write(FrameKind.END, undefined, true)
     },
     error: async (err) => {
       if (finished) return
       finished = true
+      keepalive?.stop()
       const e = toLlmeshError(err)
       await out.write(FrameKind.ERROR, { code: e.code, message: e.message, keepAlive: true, ...(e instanceof BusyError && e.admission != null ? { admission: e.admission } : {}) }, true)
     }
@@ -733,7 +729,50 @@ async function serveOne (
     await reply.error(err)
     return usable(stream)
   } finally {
-    clearInterval(keepalive)
+    keepalive?.stop()
+  }
+}
+
+/**
+ * KEEPALIVE frames for the requests of one stream that asked for them: one timer per stream,
+ * re-armed (refreshed) per request; while a request is being answered it sends a KEEPALIVE each
+ * period in which nothing else went out, and between requests it lies dormant.
+ */
+class Keepalive {
+  private timer?: NodeJS.Timeout
+  private ms = 0
+  private out?: FrameBatch
+  private seen = 0
+
+  start (ms: number, out: FrameBatch): void {
+    this.out = out
+    this.seen = out.flushes
+    if (ms !== this.ms || this.timer == null) {
+      clearTimeout(this.timer)
+      this.ms = ms
+      this.timer = setTimeout(this.tick, ms)
+      this.timer.unref()
+    } else {
+      this.timer.refresh()
+    }
+  }
+
+  private readonly tick = (): void => {
+    const out = this.out
+    if (out == null) return
+    if (out.flushes === this.seen) out.keepalive()
+    this.seen = out.flushes
+    this.timer?.refresh()
+  }
+
+  /** The answer is complete: no keepalive until the next request starts. */
+  stop (): void {
+    this.out = undefined
+  }
+
+  dispose (): void {
+    this.out = undefined
+    clearTimeout(this.timer)
   }
 }
 
