@@ -80,6 +80,7 @@ beforeAll(async () => {
     let body = ''
     req.on('data', (c: Buffer) => { body += c.toString() })
     req.on('end', () => {
+      if (body.includes('hold')) return // no answer until the agent hangs up: the slot stays taken
       res.writeHead(200, { 'content-type': 'text/event-stream' })
       if (!body.includes('endless')) return void res.end(SHORT)
       runnerOpen++
@@ -95,7 +96,7 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => runner.listen(0, '127.0.0.1', resolve))
   const limits = { headTimeoutMs: 1000, frameGapMs: 1000, writeStallMs: 1000 }
   const cfgB = join(dir, 'b.json')
-  await writeFile(cfgB, JSON.stringify({ limits, mlx: { url: `http://127.0.0.1:${(runner.address() as { port: number }).port}`, model: 'bulk', slots: 2 } }))
+  await writeFile(cfgB, JSON.stringify({ limits, queue: { deadlineMs: 1500 }, mlx: { url: `http://127.0.0.1:${(runner.address() as { port: number }).port}`, model: 'bulk', slots: 2 } }))
   const cfgA = join(dir, 'a.json')
   await writeFile(cfgA, JSON.stringify({ limits }))
   b = await startAgentProcess({ name: 'host-b', dataDir: join(dir, 'b'), args: [...LOOPBACK_AGENT_ARGS, '--config', cfgB] })
@@ -216,6 +217,32 @@ describe('a client that stops reading holds its slot at most writeStallMs', () =
     await waitFor('write stall counted', async () => (await getJson<Stats>(`${b.info.api}/mesh/stats`)).inferRefused['write-stall'] > before, 20_000)
     await waitFor('B\'s slot free again', async () => (await getJson<Admission>(`${b.info.api}/admin/admission`)).admission[0]?.busy === 0, 10_000)
     expect(stream.status).not.toBe('open')
+  })
+})
+
+describe('a peer-supplied deadline', () => {
+  it('is capped at the serving host\'s own queue deadline', async () => {
+    const request = (id: string, content: string, extra: object = {}): Uint8Array => encodeFrame(FrameKind.REQUEST, {
+      id, path: '/v1/chat/completions', model: 'bulk', body: { model: 'bulk', stream: true, messages: [{ role: 'user', content }] }, ...extra
+    })
+    // both of B's slots taken by answers that do not come
+    const holds = await Promise.all(['hold-1', 'hold-2'].map(async (id) => {
+      const o = await h.open(b.info.addrs[0]!, INFER_PROTOCOL)
+      await o.lp.write(request(id, 'hold'))
+      return o
+    }))
+    try {
+      await waitFor('B\'s slots taken', async () => (await getJson<Admission>(`${b.info.api}/admin/admission`)).admission[0]?.busy === 2, 10_000)
+      // a day of queueing asked for; B allows 1.5 s (queue.deadlineMs) and answers when that is up
+      const { lp } = await h.open(b.info.addrs[0]!, INFER_PROTOCOL)
+      await lp.write(request('a-day', 'hello', { mayQueue: true, deadlineMs: 24 * 3600 * 1000 }))
+      const answer = decodeFrame((await lp.read()).subarray())
+      expect(answer.kind).toBe(FrameKind.ERROR)
+      expect(JSON.parse(new TextDecoder().decode(answer.payload))).toMatchObject({ code: 'DEADLINE_EXCEEDED' })
+    } finally {
+      for (const o of holds) o.stream.abort(new Error('done'))
+    }
+    await waitFor('B\'s slots free again', async () => (await getJson<Admission>(`${b.info.api}/admin/admission`)).admission[0]?.busy === 0, 10_000)
   })
 })
 
