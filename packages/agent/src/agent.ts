@@ -5,7 +5,7 @@ import { Abort, INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type InferPath, t
 import type { ClusterDoc } from '@llmesh/state'
 import { Mesh, checkPrivateFile, ensurePrivateDir, loadOrCreateKey, peerIdOfKey, recordSigner, recordVerifier, removeStaleTempFiles, serveInfer } from '@llmesh/mesh'
 import { DEFAULT_PRIORITY, type RankedTarget, type ReportingPeer } from '@llmesh/scheduler'
-import { RunnerManager, formatPidFile, isRunning, readPidFile, reapRunners, selfStamp, type ProcessStamp, type Runner, type RunnerDescription, type RunnerResponse } from '@llmesh/runners'
+import { DEFAULT_FIRST_TOKEN_TIMEOUT_MS, DEFAULT_NON_STREAM_TIMEOUT_MS, RunnerManager, formatPidFile, isRunning, readPidFile, reapRunners, selfStamp, type ProcessStamp, type Runner, type RunnerDescription, type RunnerResponse } from '@llmesh/runners'
 import { findLlamaServer } from './binaries.js'
 import { ConfigError, type AgentConfig } from './config.js'
 import { buildHttpServer } from './http.js'
@@ -183,7 +183,8 @@ export class Agent {
       timings: config.membership,
       incarnation: this.startedAt,
       metrics: () => this.localMetrics(),
-      refreshSelf: () => { this.doc?.setSelf(this.selfRecord(), true) }
+      refreshSelf: () => { this.doc?.setSelf(this.selfRecord(), true) },
+      inferLimits: { writeStallMs: config.limits.writeStallMs }
     })
     await this.mesh.start()
     const mesh = this.mesh
@@ -198,6 +199,7 @@ export class Agent {
       onClaimsChange: () => { this.mesh?.nudge() }
     })
     await mesh.handle(INFER_PROTOCOL, async (stream, remotePeer) => {
+      const guard = { peer: remotePeer, limits: mesh.inferLimits }
       await serveInfer(stream, async (request, reply) => {
         this.log.debug({ reqId: request.id, peer: remotePeer, model: request.model }, 'serving forwarded request')
         // a peer's request nested too deep is refused as the client's error before anything recurses
@@ -215,7 +217,8 @@ export class Agent {
               id: `${remotePeer.slice(-8)}:${request.id}`,
               priority: request.priority ?? DEFAULT_PRIORITY,
               mayQueue: request.mayQueue === true,
-              deadline: Date.now() + (request.deadlineMs ?? config.queue.deadlineMs),
+              // a peer may ask for less queueing than this host allows, never for more
+              deadline: Date.now() + Math.min(request.deadlineMs ?? config.queue.deadlineMs, config.queue.deadlineMs),
               signal: abort.signal
             })
           } catch (err) {
@@ -231,7 +234,7 @@ export class Agent {
           untrack()
           reply.signal.removeEventListener('abort', onGone)
         }
-      })
+      }, guard)
     })
 
     this.http = buildHttpServer(this)
@@ -425,8 +428,20 @@ export class Agent {
       priority: opts.priority,
       mayQueue: opts.mayQueue,
       deadlineMs: Math.max(0, Math.round(opts.deadline - Date.now()))
-    }, opts.signal)
+    }, opts.signal, this.peerTimeouts(opts))
     return { status: remote.head.status, contentType: remote.head.contentType, runnerId: remote.head.runnerId, body: remote.body }
+  }
+
+  /**
+   * How long this agent waits on a peer for one forwarded request: silence bounds from
+   * `limits`, and for the first token what an honest host may take (its queue wait when the
+   * request may queue, then its runner's own first-token bound), plus one silence bound.
+   */
+  private peerTimeouts (opts: ForwardOptions): { headMs: number, gapMs: number, firstTokenMs: number } {
+    const { limits } = this.config
+    const runnerFirst = opts.body['stream'] === true ? this.config.firstTokenTimeoutMs ?? DEFAULT_FIRST_TOKEN_TIMEOUT_MS : DEFAULT_NON_STREAM_TIMEOUT_MS
+    const queueWait = opts.mayQueue ? Math.max(0, opts.deadline - Date.now()) : 0
+    return { headMs: limits.headTimeoutMs, gapMs: limits.frameGapMs, firstTokenMs: queueWait + runnerFirst + limits.headTimeoutMs }
   }
 
   /** Runs a request on a local runner once admission gives it a slot (see LocalServing). */

@@ -142,6 +142,32 @@ export const AgentConfigSchema = z.strictObject({
      */
     deadlineMs: z.number().int().positive().default(120_000)
   }).prefault({}),
+  /**
+   * What this agent waits for from a peer it forwarded a request to, and how long a client that
+   * stops reading may hold a slot. A peer is asked for keepalive frames while it works (queued,
+   * evaluating the prompt, generating a non-streaming answer), so silence means a peer that does
+   * not answer. Its first token is awaited at most the request's queue deadline (when it may
+   * queue) + `firstTokenTimeoutMs` (streaming; 600000 ms for a whole non-streaming answer) +
+   * `headTimeoutMs`.
+   */
+  limits: z.strictObject({
+    /**
+     * a peer that sends nothing (no head, no keepalive) this long after a request went to it is
+     * taken for silent: the request fails over to the next host. @default 10000 ms
+     */
+    headTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
+    /**
+     * once a peer answers, the longest silence between its frames (keepalives count) and inside
+     * a frame: before the first token the request fails over, after it the stream ends with a
+     * STALLED error. @default 10000 ms
+     */
+    frameGapMs: z.number().int().min(100).max(600_000).default(10_000),
+    /**
+     * a client (HTTP, or a peer this host serves) that reads nothing for this long loses its
+     * stream: it ends with a STALLED error and the runner's slot is freed. @default 30000 ms
+     */
+    writeStallMs: z.number().int().min(100).max(3_600_000).default(30_000)
+  }).prefault({}),
   llamaServer: z.strictObject({
     /**
      * llama-server binary. @default $LLMESH_LLAMA_SERVER, else `llama-server` on PATH, else

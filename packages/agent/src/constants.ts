@@ -56,3 +56,9 @@ export const OVERSIZE_DRAIN_BYTES = 128 * 1024 * 1024
  * `api.requestTimeoutMs`: a timeout fires up to this much late. @default 1000 ms
  */
 export const API_TIMEOUT_CHECK_MS = 1000
+
+/**
+ * A client that reads nothing of its stream for this long loses it (STALLED) and frees the
+ * runner's slot; `limits.writeStallMs` in the config. @default 30000 ms
+ */
+export const WRITE_STALL_MS = 30_000

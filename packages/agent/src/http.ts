@@ -8,6 +8,7 @@ import {
 } from '@llmesh/protocol'
 import { parsePriority, parseStrategy } from '@llmesh/scheduler'
 import type { Agent } from './agent.js'
+import { WRITE_STALL_MS } from './constants.js'
 import type { RoutedResponse } from './router.js'
 import { QueueFullError } from './serving.js'
 import { registerOpenAiApi } from './openai-api.js'
@@ -17,6 +18,9 @@ import { API_TIMEOUT_CHECK_MS } from './constants.js'
 
 /** Shortest time between two log lines about connections closed at api.maxConnections. @default 10000 ms */
 const CAP_LOG_INTERVAL_MS = 10_000
+
+/** A client that read nothing for writeStallMs is disconnected this long after its stream ended. @default 1000 ms */
+const CLIENT_CLOSE_GRACE_MS = 1000
 
 /** Longest deadline a client may ask for with x-llmesh-deadline-ms. @default 24 h */
 const MAX_DEADLINE_MS = 24 * 3600 * 1000
@@ -145,11 +149,11 @@ export function headerValue (value: string, max: number): string {
  * and if it breaks after bytes went out an SSE client gets a final error event instead of a
  * silent hang.
  */
-export async function sendRouted (reply: FastifyReply, res: RoutedResponse): Promise<FastifyReply> {
+export async function sendRouted (reply: FastifyReply, res: RoutedResponse, writeStallMs?: number): Promise<FastifyReply> {
   void routeHeaders(reply.status(res.status), res).header('content-type', res.contentType)
   if (res.contentType.includes('application/json')) return await reply.send(await readBytes(res.body))
   const sse = res.contentType.includes('text/event-stream')
-  await streamTo(reply.header('cache-control', 'no-cache'), res.body, sse ? (e) => `data: ${JSON.stringify(openAiError(e))}\n\n` : undefined)
+  await streamTo(reply.header('cache-control', 'no-cache'), res.body, sse ? (e) => `data: ${JSON.stringify(openAiError(e))}\n\n` : undefined, writeStallMs)
   return reply
 }
 
@@ -159,9 +163,11 @@ export async function sendRouted (reply: FastifyReply, res: RoutedResponse): Pro
  * when the client reads slowly. A failure after the head went out ends the body with
  * `trailer(err)` when the format has a way to say it (an SSE error event, an NDJSON error
  * line), else cuts the connection so the client sees a truncated body. A client that goes away
- * stops the source, which ends the runner's work.
+ * stops the source, which ends the runner's work. A client that reads nothing for
+ * `writeStallMs` is treated alike: its stream ends with a STALLED error (the trailer, written
+ * to a socket it may read later) and the connection is closed, which frees the runner's slot.
  */
-export async function streamTo (reply: FastifyReply, source: AsyncIterable<Uint8Array | string>, trailer?: (e: LlmeshError) => string): Promise<void> {
+export async function streamTo (reply: FastifyReply, source: AsyncIterable<Uint8Array | string>, trailer?: (e: LlmeshError) => string, writeStallMs = WRITE_STALL_MS): Promise<void> {
   const raw = reply.raw
   reply.hijack()
   raw.writeHead(reply.statusCode, reply.getHeaders() as OutgoingHttpHeaders)
@@ -191,7 +197,9 @@ export async function streamTo (reply: FastifyReply, source: AsyncIterable<Uint8
         if (wait > 0) timer = setTimeout(uncork, wait)
         else process.nextTick(uncork)
       }
-      if (!raw.write(n.value)) await drained(raw)
+      if (!raw.write(n.value) && !await drained(raw, writeStallMs)) {
+        throw new LlmeshError('STALLED', `the client read nothing for ${writeStallMs} ms; the stream was ended`)
+      }
     }
   } catch (err) {
     const e = toLlmeshError(err, 'RUNNER_FAILED')
@@ -201,6 +209,12 @@ export async function streamTo (reply: FastifyReply, source: AsyncIterable<Uint8
       return
     }
     if (!raw.destroyed) raw.write(trailer(e))
+    // a client that does not read would keep the socket and what is buffered for it: it goes
+    if (e.code === 'STALLED' && raw.writableNeedDrain) {
+      raw.end()
+      setTimeout(() => { raw.destroy() }, CLIENT_CLOSE_GRACE_MS).unref()
+      return
+    }
   } finally {
     clearTimeout(timer)
     // what is still corked goes out now: Node 22's response buffers corked chunks itself and
@@ -211,16 +225,22 @@ export async function streamTo (reply: FastifyReply, source: AsyncIterable<Uint8
   raw.end()
 }
 
-/** Resolves when a slow client has read what was written, or went away. */
-async function drained (raw: FastifyReply['raw']): Promise<void> {
-  await new Promise<void>((resolve) => {
-    const done = (): void => {
-      raw.off('drain', done)
-      raw.off('close', done)
-      resolve()
+/**
+ * Resolves true when a slow client has read what was written, or went away; false when it read
+ * nothing for `stallMs` (a timer only while the client holds the socket full: the rare path).
+ */
+async function drained (raw: FastifyReply['raw'], stallMs: number): Promise<boolean> {
+  return await new Promise<boolean>((resolve) => {
+    const done = (ok: boolean) => (): void => {
+      clearTimeout(timer)
+      raw.off('drain', onDrain)
+      raw.off('close', onDrain)
+      resolve(ok)
     }
-    raw.on('drain', done)
-    raw.on('close', done)
+    const onDrain = done(true)
+    const timer = setTimeout(done(false), stallMs)
+    raw.on('drain', onDrain)
+    raw.on('close', onDrain)
   })
 }
 

@@ -165,7 +165,7 @@ function piece (shape: Shape, modelName: string, content: string): Record<string
  * error before the body becomes `{error}` with its status; a break mid-stream a final
  * `{error}` line.
  */
-async function sendOllama (reply: FastifyReply, res: RoutedResponse, shape: Shape, modelName: string, startedAt: bigint): Promise<FastifyReply> {
+async function sendOllama (reply: FastifyReply, res: RoutedResponse, shape: Shape, modelName: string, startedAt: bigint, writeStallMs: number): Promise<FastifyReply> {
   routeHeaders(reply, res)
   if (res.status >= 400) {
     const text = await readText(res.body)
@@ -194,7 +194,7 @@ async function sendOllama (reply: FastifyReply, res: RoutedResponse, shape: Shap
     }
     yield JSON.stringify({ ...piece(shape, modelName, ''), ...finalFields(totals, startedAt, pieces) }) + '\n'
   }
-  await streamTo(reply.status(200).header('content-type', 'application/x-ndjson').header('cache-control', 'no-cache'), ndjson(), (e) => JSON.stringify({ error: e.message }) + '\n')
+  await streamTo(reply.status(200).header('content-type', 'application/x-ndjson').header('cache-control', 'no-cache'), ndjson(), (e) => JSON.stringify({ error: e.message }) + '\n', writeStallMs)
   return reply
 }
 
@@ -279,7 +279,7 @@ export function registerOllamaApi (app: FastifyInstance, agent: Agent): void {
       prefix: () => prefixKey(body.messages),
       expectedTokens: body.options?.num_predict != null && body.options.num_predict > 0 ? body.options.num_predict : undefined
     })
-    return await sendOllama(reply, res, 'chat', body.model, started)
+    return await sendOllama(reply, res, 'chat', body.model, started, agent.config.limits.writeStallMs)
   })
 
   app.post('/api/generate', async (req, reply) => {
@@ -309,7 +309,7 @@ export function registerOllamaApi (app: FastifyInstance, agent: Agent): void {
       prefix: () => prefixKey(body.system != null && body.system !== '' ? `${body.system}\n${body.prompt}` : body.prompt),
       expectedTokens: body.options?.num_predict != null && body.options.num_predict > 0 ? body.options.num_predict : undefined
     })
-    return await sendOllama(reply, res, 'generate', body.model, started)
+    return await sendOllama(reply, res, 'generate', body.model, started, agent.config.limits.writeStallMs)
   })
 
   async function embed (req: Parameters<typeof routeRequest>[1], reply: FastifyReply, modelName: string, input: string | string[]): Promise<{ embeddings: number[][], promptTokens: number } | FastifyReply> {

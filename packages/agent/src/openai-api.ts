@@ -80,7 +80,7 @@ export function registerOpenAiApi (app: FastifyInstance, agent: Agent): void {
       prefix: () => prefixKey(body.messages),
       expectedTokens: body.max_completion_tokens ?? body.max_tokens ?? undefined
     })
-    return await sendRouted(reply, res)
+    return await sendRouted(reply, res, agent.config.limits.writeStallMs)
   })
 
   app.post('/v1/completions', async (req, reply) => {
@@ -92,12 +92,12 @@ export function registerOpenAiApi (app: FastifyInstance, agent: Agent): void {
       prefix: () => typeof body.prompt === 'string' ? prefixKey(body.prompt) : undefined,
       expectedTokens: body.max_tokens ?? undefined
     })
-    return await sendRouted(reply, res)
+    return await sendRouted(reply, res, agent.config.limits.writeStallMs)
   })
 
   app.post('/v1/embeddings', async (req, reply) => {
     const body = parseBody(EmbeddingBody, req.body)
     const res = await routeRequest(agent, req, reply, { path: '/v1/embeddings', model: body.model, body, expectedTokens: 1 })
-    return await sendRouted(reply, res)
+    return await sendRouted(reply, res, agent.config.limits.writeStallMs)
   })
 }

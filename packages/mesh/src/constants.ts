@@ -108,3 +108,88 @@ export const INFER_STREAM_IDLE_MS = 60_000
  * limits load. Below yamux's 1000 streams per connection. @default 512
  */
 export const MAX_INFER_STREAMS = 512
+
+/**
+ * Largest tokens/s a heartbeat may report; more is lowered to this and counted. Above the
+ * single-stream decode speed of any host llmesh runs on (a tiny test model on a CPU reaches a
+ * few thousand): a host that reports itself infinitely fast is held to this until routers
+ * have measured it themselves. @default 20000 tokens/s
+ */
+export const MAX_REPORTED_TOKENS_PER_SEC = 20_000
+
+/** Smallest non-zero time to first token a heartbeat may report (0 means "not measured"). @default 1 ms */
+export const MIN_REPORTED_LATENCY_MS = 1
+
+/**
+ * Queue a heartbeat may report per ready runner of the sender's record, and the queue part of
+ * the bound on a router's claims on a host (its slots + this per runner): the default queue
+ * capacity of a runner (scheduler QUEUE_CAPACITY). @default 64 requests
+ */
+export const MAX_REPORTED_QUEUE_PER_RUNNER = 64
+
+/** Shortest heartbeat period a peer may announce; shorter is raised to this. @default 50 ms */
+export const MIN_ANNOUNCED_INTERVAL_MS = 50
+
+/**
+ * Longest heartbeat period a peer may announce; longer is lowered to this. Receivers scale their
+ * silence thresholds by the announced period, so this bounds how long a peer that went quiet
+ * stays alive in the view (x3 to suspect: 30 s). The period stretches to this with 200 peers.
+ * @default 10000 ms
+ */
+export const MAX_ANNOUNCED_INTERVAL_MS = 10_000
+
+/**
+ * Heartbeats of one peer read per second at most; more are dropped and counted. A peer sends
+ * one per period plus at most 1000/NUDGE_MS out-of-turn ones. @default 50
+ */
+export const MAX_HEARTBEATS_IN_PER_SEC = 50
+
+/** Peers whose heartbeat rate is tracked before ended windows are swept. @default 1024 */
+export const MAX_HEARTBEAT_RATE_WINDOWS = 1024
+
+/**
+ * `/llmesh/infer/1` streams one peer may hold open to this agent at once, over all its
+ * connections; more are reset at once and counted. A router keeps at most
+ * MAX_IDLE_INFER_STREAMS idle ones and one per request in flight. @default 512
+ */
+export const MAX_INFER_STREAMS_PER_PEER = 512
+
+/**
+ * Requests of one peer this agent serves at once (one per stream); more are answered BUSY at
+ * once (the router tries another host) and counted. Admission answers long before this for
+ * honest routers: a host's slots plus its queues. @default 256
+ */
+export const MAX_INFER_REQUESTS_PER_PEER = 256
+
+/**
+ * Bytes of requests one peer may have on their way to this agent at once (request frames begun
+ * and not yet complete, over all its streams); a stream that would pass it is reset and
+ * counted. A request is a few KB; this lets 8 requests of the largest size (8 MiB) arrive at
+ * once and stops 512 streams x 8 MiB partial frames from holding 4 GiB. @default 64 MiB
+ */
+export const MAX_REQUEST_BYTES_IN_FLIGHT_PER_PEER = 64 * 1024 * 1024
+
+/**
+ * A request frame must arrive whole within this long: from a new stream's opening, or from the
+ * first byte of the next request on a kept stream. A stream that sends nothing, or a part of a
+ * frame and then nothing, is closed and its bytes freed. @default 10000 ms
+ */
+export const REQUEST_READ_TIMEOUT_MS = 10_000
+
+/**
+ * A kept stream waiting for its next request is closed after this long without one: the
+ * requester closes its idle streams after INFER_STREAM_IDLE_MS. @default 70000 ms
+ */
+export const KEPT_STREAM_IDLE_READ_MS = INFER_STREAM_IDLE_MS + 10_000
+
+/**
+ * A serving agent whose requester reads nothing for this long (its stream's window stays
+ * closed) ends the answer with an error and frees the runner's slot. @default 30000 ms
+ */
+export const WRITE_STALL_MS = 30_000
+
+/**
+ * Shortest keepalive period a requester may ask for (see InferRequest.keepaliveMs): a smaller
+ * one is raised to this. @default 100 ms
+ */
+export const MIN_KEEPALIVE_MS = 100

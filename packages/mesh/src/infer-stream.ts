@@ -4,7 +4,10 @@ import {
   Abort, abortSignalOf, decodeFrame, encodeFrame, parseFramePayload, toLlmeshError,
   type InferHead, type InferRequest, type Signal
 } from '@llmesh/protocol'
-import { INFER_STREAM_IDLE_MS, MAX_IDLE_INFER_STREAMS } from './constants.js'
+import {
+  INFER_STREAM_IDLE_MS, KEPT_STREAM_IDLE_READ_MS, MAX_IDLE_INFER_STREAMS, MAX_INFER_REQUESTS_PER_PEER, MAX_INFER_STREAMS_PER_PEER,
+  MAX_REQUEST_BYTES_IN_FLIGHT_PER_PEER, MIN_KEEPALIVE_MS, REQUEST_READ_TIMEOUT_MS, WRITE_STALL_MS
+} from './constants.js'
 import { framed, lengthPrefixed, type FramedStream } from './wire.js'
 
 /** Largest response frame accepted; runners' chunks are far smaller. */
@@ -19,10 +22,26 @@ export interface InferResponse {
   body: AsyncIterable<Uint8Array>
 }
 
+/**
+ * How long a requester waits on a peer that does not answer. The peer is asked for KEEPALIVE
+ * frames every quarter of the shorter silence bound, so an honest host that queues the request,
+ * evaluates a long prompt or generates a non-streaming answer is never taken for a silent one.
+ */
+export interface InferTimeouts {
+  /** longest silence from the request to the peer's first frame (HEAD, ERROR or KEEPALIVE), ms */
+  headMs: number
+  /** longest silence between two frames once the peer answers, keepalives included, and inside a partial frame, ms */
+  gapMs: number
+  /** longest wait from the request to the first DATA frame, keepalives notwithstanding, ms */
+  firstTokenMs: number
+}
+
 /** A requester's stream with its one length-prefixed reader (a second reader would steal bytes). */
 interface Channel {
   stream: Stream
   lp: FramedStream
+  /** made by the first exchange with timeouts, kept with the stream */
+  silence?: Silence
 }
 
 function channelOf (stream: Stream): Channel {
@@ -44,8 +63,61 @@ function usable (stream: Stream): boolean {
  * DATA payloads. The stream is closed once the answer is read, and aborted (so the peer stops
  * its runner) when the body is left early or the exchange fails.
  */
-export async function requestInfer (stream: Stream, request: InferRequest, signal?: Signal): Promise<InferResponse> {
-  return await exchange(channelOf(stream), request, signal, (outcome) => { finishChannel(stream, outcome !== 'abort') })
+export async function requestInfer (stream: Stream, request: InferRequest, signal?: Signal, timeouts?: InferTimeouts): Promise<InferResponse> {
+  return await exchange(channelOf(stream), request, signal, (outcome) => { finishChannel(stream, outcome !== 'abort') }, timeouts)
+}
+
+/**
+ * The requester's silence bound on one stream: one timer per stream, kept across its requests
+ * and re-armed (refreshed) at the start of every read; when it fires between reads it is ignored
+ * (the consumer is not reading: that is not the peer's silence) and lies dormant until the next
+ * read. When it fires during a read, the stream is aborted and `fired` says why.
+ */
+class Silence {
+  fired?: LlmeshError
+  private reading = false
+  private timer?: NodeJS.Timeout
+  private ms = 0
+  private phase = ''
+
+  constructor (private readonly stream: Stream) {}
+
+  /** From now on the bound is `ms`, described as `phase`; a new exchange forgets the last one's failure. */
+  arm (ms: number, phase: string, fresh = false): this {
+    this.phase = phase
+    if (fresh) this.fired = undefined
+    if (ms !== this.ms || this.timer == null) {
+      clearTimeout(this.timer)
+      this.ms = ms
+      this.timer = setTimeout(() => {
+        if (this.reading && this.fired == null) this.fail(`the peer sent nothing for ${this.ms} ms ${this.phase}`)
+      }, ms)
+      this.timer.unref()
+    }
+    return this
+  }
+
+  fail (message: string): void {
+    this.fired = new LlmeshError('STALLED', `${message}; the request was abandoned`)
+    this.stream.abort(this.fired)
+  }
+
+  async read (lp: FramedStream): Promise<{ kind: number, payload: Uint8Array }> {
+    this.reading = true
+    this.timer?.refresh()
+    try {
+      return await readFrame(lp)
+    } catch (err) {
+      throw this.fired ?? err
+    } finally {
+      this.reading = false
+    }
+  }
+
+  /** The stream will carry nothing more. */
+  dispose (): void {
+    clearTimeout(this.timer)
+  }
 }
 
 function finishChannel (stream: Stream, cleanEnd: boolean): void {
@@ -65,11 +137,29 @@ type Outcome = 'reuse' | 'end' | 'abort'
  * stream (a pending read or write then fails, and the peer stops its runner): no signal reaches
  * libp2p's reads, which would tie an AbortSignal to every request (see Abort).
  */
-async function exchange (ch: Channel, request: InferRequest, signal: Signal | undefined, done: (outcome: Outcome) => void): Promise<InferResponse> {
+async function exchange (ch: Channel, request: InferRequest, signal: Signal | undefined, done: (outcome: Outcome) => void, timeouts?: InferTimeouts): Promise<InferResponse> {
   const { lp } = ch
   if (signal?.aborted === true) {
     done('reuse')
     throw signal.reason
+  }
+  const silence = timeouts != null ? (ch.silence ??= new Silence(ch.stream)).arm(timeouts.headMs, 'before answering', true) : undefined
+  const sentAt = timeouts != null ? performance.now() : 0
+  let dataSeen = false
+  /** the next frame that is not a KEEPALIVE; a keepalive past the first-token bound fails the exchange */
+  const next = async (): Promise<{ kind: number, payload: Uint8Array }> => {
+    if (silence == null) return await readFrame(lp)
+    for (;;) {
+      const frame = await silence.read(lp)
+      if (frame.kind !== FrameKind.KEEPALIVE) {
+        if (frame.kind === FrameKind.DATA) dataSeen = true
+        return frame
+      }
+      if (!dataSeen && performance.now() - sentAt > timeouts!.firstTokenMs) {
+        silence.fail(`the peer sent no token within ${timeouts!.firstTokenMs} ms`)
+        throw silence.fired!
+      }
+    }
   }
   const onAbort = (): void => {
     const reason = signal?.reason
@@ -80,14 +170,16 @@ async function exchange (ch: Channel, request: InferRequest, signal: Signal | un
   const finish = (outcome: Outcome): void => {
     if (settled) return
     settled = true
+    if (outcome !== 'reuse') silence?.dispose()
     signal?.removeEventListener('abort', onAbort)
     done(outcome)
   }
   let head: InferHead
   let keepAlive: boolean
   try {
-    await lp.write(encodeFrame(FrameKind.REQUEST, request))
-    const first = await readFrame(lp)
+    const keepaliveMs = timeouts != null ? Math.max(MIN_KEEPALIVE_MS, Math.floor(Math.min(timeouts.headMs, timeouts.gapMs) / 4)) : undefined
+    await lp.write(encodeFrame(FrameKind.REQUEST, keepaliveMs != null ? { ...request, keepaliveMs } : request))
+    const first = await next()
     if (first.kind === FrameKind.ERROR) {
       const e = peerError(first.payload)
       finish(e.keepAlive ? 'reuse' : 'end')
@@ -98,6 +190,7 @@ async function exchange (ch: Channel, request: InferRequest, signal: Signal | un
     if (parsed == null) throw new LlmeshError('PROTOCOL_ERROR', 'peer sent a malformed response head')
     head = { status: parsed.status, contentType: parsed.contentType, runnerId: parsed.runnerId }
     keepAlive = parsed.keepAlive === true
+    silence?.arm(timeouts!.gapMs, 'between frames')
   } catch (err) {
     // aborted or failed before the head: the stream is in an unknown state, and aborting it
     // tells the peer to stop any work it started for this request
@@ -109,7 +202,7 @@ async function exchange (ch: Channel, request: InferRequest, signal: Signal | un
     let outcome: Outcome = 'abort'
     try {
       while (true) {
-        const frame = await readFrame(lp)
+        const frame = await next()
         if (frame.kind === FrameKind.DATA) yield frame.payload
         else if (frame.kind === FrameKind.END) {
           outcome = keepAlive ? 'reuse' : 'end'
@@ -148,12 +241,12 @@ export class InferStreams {
   ) {}
 
   /** Sends `request` to `peerId` and returns the answer, as `requestInfer` does. */
-  async request (peerId: string, request: InferRequest, signal?: Signal): Promise<InferResponse> {
+  async request (peerId: string, request: InferRequest, signal?: Signal, timeouts?: InferTimeouts): Promise<InferResponse> {
     const ch = this.take(peerId) ?? channelOf(await this.openFor(peerId, signal))
     return await exchange(ch, request, signal, (outcome) => {
       if (outcome === 'reuse' && usable(ch.stream)) this.put(peerId, ch)
       else finishChannel(ch.stream, outcome !== 'abort')
-    })
+    }, timeouts)
   }
 
   /** A new stream; libp2p takes only an AbortSignal, made here (a new stream is the rare case). */
@@ -234,28 +327,124 @@ export interface InferReply {
 }
 
 /**
+ * Why the serving side refused or cut a peer's infer stream. ONLY APPEND TO THIS LIST: the
+ * reasons are counters in `/mesh/stats`.
+ */
+export const InferRefusals = [
+  'streams-per-peer', 'requests-per-peer', 'request-bytes-per-peer', 'request-read-timeout', 'idle-read-timeout', 'write-stall', 'malformed-request'
+] as const
+export type InferRefusal = typeof InferRefusals[number]
+
+export interface InferLimitsInit {
+  /** @default MAX_INFER_STREAMS_PER_PEER */
+  maxStreamsPerPeer?: number
+  /** @default MAX_INFER_REQUESTS_PER_PEER */
+  maxRequestsPerPeer?: number
+  /** @default MAX_REQUEST_BYTES_IN_FLIGHT_PER_PEER */
+  maxRequestBytesPerPeer?: number
+  /** @default REQUEST_READ_TIMEOUT_MS */
+  requestReadTimeoutMs?: number
+  /** @default KEPT_STREAM_IDLE_READ_MS */
+  idleReadMs?: number
+  /** @default WRITE_STALL_MS */
+  writeStallMs?: number
+}
+
+/**
+ * What one agent allows each peer on its inbound `/llmesh/infer/1` streams, and the count of
+ * what it refused. One per agent, shared by every stream (the per-peer figures add up over all
+ * of a peer's connections).
+ */
+export class InferLimits {
+  readonly maxStreamsPerPeer: number
+  readonly maxRequestsPerPeer: number
+  readonly maxRequestBytesPerPeer: number
+  readonly requestReadTimeoutMs: number
+  readonly idleReadMs: number
+  readonly writeStallMs: number
+  readonly refused: Record<InferRefusal, number> = Object.fromEntries(InferRefusals.map((r) => [r, 0])) as Record<InferRefusal, number>
+  private readonly peers = new Map<string, { streams: number, requests: number, bytes: number }>()
+
+  constructor (init: InferLimitsInit = {}) {
+    this.maxStreamsPerPeer = init.maxStreamsPerPeer ?? MAX_INFER_STREAMS_PER_PEER
+    this.maxRequestsPerPeer = init.maxRequestsPerPeer ?? MAX_INFER_REQUESTS_PER_PEER
+    this.maxRequestBytesPerPeer = init.maxRequestBytesPerPeer ?? MAX_REQUEST_BYTES_IN_FLIGHT_PER_PEER
+    this.requestReadTimeoutMs = init.requestReadTimeoutMs ?? REQUEST_READ_TIMEOUT_MS
+    this.idleReadMs = init.idleReadMs ?? KEPT_STREAM_IDLE_READ_MS
+    this.writeStallMs = init.writeStallMs ?? WRITE_STALL_MS
+  }
+
+  /** What one peer holds now (streams, requests being served, request bytes on their way). */
+  usage (peer: string): { streams: number, requests: number, bytes: number } {
+    return { ...(this.peers.get(peer) ?? { streams: 0, requests: 0, bytes: 0 }) }
+  }
+
+  count (reason: InferRefusal): void {
+    this.refused[reason]++
+  }
+
+  /** @internal */
+  add (peer: string, what: 'streams' | 'requests' | 'bytes', n: number): boolean {
+    let p = this.peers.get(peer)
+    if (p == null) {
+      p = { streams: 0, requests: 0, bytes: 0 }
+      this.peers.set(peer, p)
+    }
+    const max = what === 'streams' ? this.maxStreamsPerPeer : what === 'requests' ? this.maxRequestsPerPeer : this.maxRequestBytesPerPeer
+    if (n > 0 && p[what] + n > max) return false
+    p[what] += n
+    if (p.streams === 0 && p.requests === 0 && p.bytes === 0) this.peers.delete(peer)
+    return true
+  }
+}
+
+/** Whose streams serveInfer serves, and the limits it holds them to. */
+export interface ServeInferGuard {
+  peer: string
+  limits: InferLimits
+}
+
+/**
  * Server side of `/llmesh/infer/1`: reads and validates each request, then lets `onRequest`
  * answer through `reply`; once an answer is complete it reads the next request on the same
  * stream (its HEAD or ERROR says keepAlive), until the requester closes its side. A malformed
  * request is answered with an ERROR frame and the stream is closed, never a crash.
+ *
+ * With a guard, the peer is held to its limits: streams and requests at once, request bytes on
+ * their way (a stream that would pass them is reset), a request frame whole within
+ * requestReadTimeoutMs of the stream's opening or of its first byte (a kept stream may wait
+ * idleReadMs for its next request), a requester that reads nothing for writeStallMs loses its
+ * answer (ERROR when it can still be written, else a reset) and its runner slot. One timer per
+ * stream, re-armed per request read.
  */
-export async function serveInfer (stream: Stream, onRequest: (request: InferRequest, reply: InferReply) => Promise<void>): Promise<void> {
+export async function serveInfer (stream: Stream, onRequest: (request: InferRequest, reply: InferReply) => Promise<void>, guard?: ServeInferGuard): Promise<void> {
+  const limits = guard?.limits
+  const peer = guard?.peer ?? ''
+  if (limits != null && !limits.add(peer, 'streams', 1)) {
+    limits.count('streams-per-peer')
+    stream.abort(new LlmeshError('BUSY', 'too many infer streams from this peer'))
+    return
+  }
   const lp = framed(stream, { maxDataLength: MAX_INFER_REQUEST_BYTES })
   let current: Abort | undefined
   const onClose = (): void => { current?.abort(new Error('requester closed the stream')) }
   stream.addEventListener('close', onClose)
   const refuse = async (message: string): Promise<void> => {
+    limits?.count('malformed-request')
     if (!canWrite(stream)) return
     const e = new LlmeshError('INVALID_REQUEST', message)
     await lp.write(encodeFrame(FrameKind.ERROR, { code: e.code, message: e.message }))
     await stream.close()
   }
+  const watch = limits != null ? new RequestWatch(stream, peer, limits) : undefined
+  let keepalive: Keepalive | undefined
   try {
     for (let served = 0; ; served++) {
       let frame
       try {
-        frame = await readFrame(lp)
+        frame = watch != null ? await watch.read(lp, served > 0) : await readFrame(lp)
       } catch (err) {
+        if (watch?.cut === true) return
         // between requests, the requester closing its side is how a kept stream ends
         if (served > 0 && (stream.status !== 'open' || stream.remoteWriteStatus !== 'writable')) {
           if (canWrite(stream)) await stream.close()
@@ -270,7 +459,17 @@ export async function serveInfer (stream: Stream, onRequest: (request: InferRequ
         return
       }
       current = new Abort()
-      const more = await serveOne(stream, request, current, onRequest)
+      let more: boolean
+      if (limits != null && !limits.add(peer, 'requests', 1)) {
+        limits.count('requests-per-peer')
+        more = await serveOne(stream, request, current, async () => { throw new LlmeshError('BUSY', 'too many requests in flight from this peer') })
+      } else {
+        try {
+          more = await serveOne(stream, request, current, onRequest, limits, keepalive ??= new Keepalive())
+        } finally {
+          limits?.add(peer, 'requests', -1)
+        }
+      }
       current = undefined
       if (!more) {
         if (canWrite(stream)) await stream.close()
@@ -280,7 +479,76 @@ export async function serveInfer (stream: Stream, onRequest: (request: InferRequ
   } catch {
     // the stream failed under us (reset, connection gone): nothing left to answer
   } finally {
+    watch?.stop()
+    keepalive?.dispose()
     stream.removeEventListener('close', onClose)
+    limits?.add(peer, 'streams', -1)
+  }
+}
+
+/**
+ * The serving side's bound on reading one request: the bytes that arrive while a request is read
+ * count against the peer's budget until the frame is whole, and one timer per stream, refreshed
+ * at each read, cuts a read that takes too long (a kept stream's wait for its next request is
+ * counted in requestReadTimeoutMs ticks up to idleReadMs; its first byte re-arms the full bound).
+ */
+class RequestWatch {
+  cut = false
+  private reading = false
+  private kept = false
+  private taken = 0
+  private idleTicks = 0
+  private readonly timer: NodeJS.Timeout
+
+  constructor (private readonly stream: Stream, private readonly peer: string, private readonly limits: InferLimits) {
+    this.timer = setTimeout(this.tick, limits.requestReadTimeoutMs)
+    this.timer.unref()
+    stream.addEventListener('message', this.onMessage)
+  }
+
+  private readonly tick = (): void => {
+    if (!this.reading || this.cut) return
+    if (this.kept && this.taken === 0 && ++this.idleTicks * this.limits.requestReadTimeoutMs < this.limits.idleReadMs) {
+      this.timer.refresh()
+      return
+    }
+    this.stop_(this.kept && this.taken === 0 ? 'idle-read-timeout' : 'request-read-timeout', `no whole request within ${this.kept && this.taken === 0 ? this.limits.idleReadMs : this.limits.requestReadTimeoutMs} ms`)
+  }
+
+  private readonly onMessage = (evt: { data: { byteLength: number } }): void => {
+    if (!this.reading || this.cut) return
+    const n = evt.data.byteLength
+    if (this.taken === 0 && this.kept) this.timer.refresh()
+    if (!this.limits.add(this.peer, 'bytes', n)) {
+      this.stop_('request-bytes-per-peer', 'too many request bytes in flight from this peer')
+      return
+    }
+    this.taken += n
+  }
+
+  private stop_ (reason: InferRefusal, message: string): void {
+    this.cut = true
+    this.limits.count(reason)
+    this.stream.abort(new LlmeshError('INVALID_REQUEST', message))
+  }
+
+  async read (lp: FramedStream, kept: boolean): Promise<{ kind: number, payload: Uint8Array }> {
+    this.kept = kept
+    this.idleTicks = 0
+    this.reading = true
+    this.timer.refresh()
+    try {
+      return await readFrame(lp)
+    } finally {
+      this.reading = false
+      this.limits.add(this.peer, 'bytes', -this.taken)
+      this.taken = 0
+    }
+  }
+
+  stop (): void {
+    clearTimeout(this.timer)
+    this.stream.removeEventListener('message', this.onMessage)
   }
 }
 
@@ -291,17 +559,29 @@ export async function serveInfer (stream: Stream, onRequest: (request: InferRequ
  * relying on it queues everything it writes while the reader does not read (measured: 12 MB
  * held in the serving side's write buffer for a requester that paused).
  */
-async function writable (stream: Stream): Promise<void> {
+async function writable (stream: Stream, stallMs: number): Promise<void> {
   while (stream.writableNeedsDrain && canWrite(stream)) {
-    await new Promise<void>((resolve) => {
-      const done = (): void => {
-        stream.removeEventListener('drain', done)
-        stream.removeEventListener('close', done)
-        resolve()
+    // a timer only while the requester holds the window closed: the rare path
+    const drained = await new Promise<boolean>((resolve) => {
+      const done = (ok: boolean) => (): void => {
+        clearTimeout(timer)
+        stream.removeEventListener('drain', onDrain)
+        stream.removeEventListener('close', onDrain)
+        resolve(ok)
       }
-      stream.addEventListener('drain', done)
-      stream.addEventListener('close', done)
+      const onDrain = done(true)
+      const timer = setTimeout(done(false), stallMs)
+      stream.addEventListener('drain', onDrain)
+      stream.addEventListener('close', onDrain)
     })
+    if (!drained) throw new WriteStall(stallMs)
+  }
+}
+
+/** The requester read nothing for writeStallMs: the answer is abandoned and its slot freed. */
+class WriteStall extends LlmeshError {
+  constructor (ms: number) {
+    super('STALLED', `the requester read nothing for ${ms} ms; the answer was abandoned`)
   }
 }
 
@@ -327,12 +607,30 @@ class FrameBatch {
   private lastDataAt = -Infinity
   private failed?: Error
 
-  constructor (private readonly stream: Stream, private readonly coalesceMs = STREAM_COALESCE_MS, private readonly now: () => number = performance.now.bind(performance)) {}
+  /** batches sent so far: a keepalive goes only when this did not move for a whole period */
+  flushes = 0
+
+  constructor (
+    private readonly stream: Stream,
+    private readonly stallMs = WRITE_STALL_MS,
+    private readonly onStall?: () => void,
+    private readonly coalesceMs = STREAM_COALESCE_MS,
+    private readonly now: () => number = performance.now.bind(performance)
+  ) {}
 
   async write (kind: FrameKind, payload?: Uint8Array | object, now = false): Promise<void> {
     if (this.failed != null) throw this.failed
     if (!canWrite(this.stream)) throw new LlmeshError('PEER_UNREACHABLE', 'the requester closed the stream')
-    await writable(this.stream)
+    try {
+      await writable(this.stream, this.stallMs)
+    } catch (err) {
+      // the requester does not read: nothing more can reach it, so the stream goes (the peer
+      // sees the reset), and the error ends the runner's work and frees its slot
+      this.failed = err as Error
+      this.onStall?.()
+      this.stream.abort(this.failed)
+      throw err
+    }
     if (kind === FrameKind.DATA && payload instanceof Uint8Array) {
       // a copy: the caller may reuse its buffer once the write returns, as with lp.write
       this.data.push(payload.slice())
@@ -352,6 +650,14 @@ class FrameBatch {
     const wait = this.data.length > 0 ? this.lastDataAt + this.coalesceMs - this.now() : 0
     if (wait > 0) this.timer = setTimeout(this.flush, wait)
     else setImmediate(this.flush)
+  }
+
+  /** A KEEPALIVE frame now, unless the requester's window is closed (it is not reading anyway). */
+  keepalive (): void {
+    if (this.failed != null || !canWrite(this.stream) || this.stream.writableNeedsDrain) return
+    this.frameData()
+    this.push(encodeFrame(FrameKind.KEEPALIVE))
+    this.flush()
   }
 
   private push (frame: Uint8Array): void {
@@ -376,6 +682,7 @@ class FrameBatch {
     this.frameData()
     if (this.frames.length === 0) return
     const out = this.frames.length === 1 ? this.frames[0]! : Buffer.concat(this.frames, this.bytes)
+    this.flushes++
     this.frames = []
     this.bytes = 0
     try {
@@ -390,10 +697,11 @@ class FrameBatch {
 /** Answers one request; true when the stream is left ready for the next one. */
 async function serveOne (
   stream: Stream, request: InferRequest, signal: Signal,
-  onRequest: (request: InferRequest, reply: InferReply) => Promise<void>
+  onRequest: (request: InferRequest, reply: InferReply) => Promise<void>, limits?: InferLimits, keepalive?: Keepalive
 ): Promise<boolean> {
-  const out = new FrameBatch(stream)
+  const out = new FrameBatch(stream, limits?.writeStallMs, limits != null ? () => { limits.count('write-stall') } : undefined)
   let finished = false
+  if (request.keepaliveMs != null) keepalive?.start(Math.max(MIN_KEEPALIVE_MS, request.keepaliveMs), out)
   const reply: InferReply = {
     signal,
     head: async (head) => { await out.write(FrameKind.HEAD, { ...head, keepAlive: true }) },
@@ -401,11 +709,13 @@ async function serveOne (
     end: async () => {
       if (finished) return
       finished = true
+      keepalive?.stop()
       await out.write(FrameKind.END, undefined, true)
     },
     error: async (err) => {
       if (finished) return
       finished = true
+      keepalive?.stop()
       const e = toLlmeshError(err)
       await out.write(FrameKind.ERROR, { code: e.code, message: e.message, keepAlive: true, ...(e instanceof BusyError && e.admission != null ? { admission: e.admission } : {}) }, true)
     }
@@ -418,6 +728,51 @@ async function serveOne (
     if (!canWrite(stream)) return false
     await reply.error(err)
     return usable(stream)
+  } finally {
+    keepalive?.stop()
+  }
+}
+
+/**
+ * KEEPALIVE frames for the requests of one stream that asked for them: one timer per stream,
+ * re-armed (refreshed) per request; while a request is being answered it sends a KEEPALIVE each
+ * period in which nothing else went out, and between requests it lies dormant.
+ */
+class Keepalive {
+  private timer?: NodeJS.Timeout
+  private ms = 0
+  private out?: FrameBatch
+  private seen = 0
+
+  start (ms: number, out: FrameBatch): void {
+    this.out = out
+    this.seen = out.flushes
+    if (ms !== this.ms || this.timer == null) {
+      clearTimeout(this.timer)
+      this.ms = ms
+      this.timer = setTimeout(this.tick, ms)
+      this.timer.unref()
+    } else {
+      this.timer.refresh()
+    }
+  }
+
+  private readonly tick = (): void => {
+    const out = this.out
+    if (out == null) return
+    if (out.flushes === this.seen) out.keepalive()
+    this.seen = out.flushes
+    this.timer?.refresh()
+  }
+
+  /** The answer is complete: no keepalive until the next request starts. */
+  stop (): void {
+    this.out = undefined
+  }
+
+  dispose (): void {
+    this.out = undefined
+    clearTimeout(this.timer)
   }
 }
 

@@ -58,8 +58,10 @@ describe('Mesh on loopback', () => {
   it('hears heartbeats: peers are alive, and a graceful leave is seen as left at once', async () => {
     const a = await startMesh()
     const b = await startMesh(a.mesh.addrs())
+    // the slots a heartbeat reports are held to the slots of the sender's record (see clampHeartbeat)
+    b.doc.setSelf({ ...record(b.mesh.peerId, 'm'), runners: [{ id: 'r', kind: 'llama-server', model: 'm', state: 'ready', slots: 1 }] })
     await until(() => a.mesh.membership.get(b.mesh.peerId)?.state === 'alive' && b.mesh.membership.get(a.mesh.peerId)?.state === 'alive')
-    expect(a.mesh.membership.get(b.mesh.peerId)?.metrics.slotsTotal).toBe(1)
+    await until(() => a.mesh.membership.get(b.mesh.peerId)?.metrics.slotsTotal === 1)
     await b.mesh.leave()
     await until(() => a.mesh.membership.get(b.mesh.peerId)?.state === 'left')
     expect(a.mesh.membership.isUsable(b.mesh.peerId)).toBe(false)

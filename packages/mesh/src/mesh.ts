@@ -16,11 +16,12 @@ import {
 } from '@llmesh/protocol'
 import type { ClusterDoc } from '@llmesh/state'
 import {
-  ANTI_ENTROPY_INTERVAL_MS, BOOTSTRAP_REDIAL_MS, DIAL_TIEBREAK_MS, FIRST_DIAL_TIMEOUT_MS, RECONNECT_TICK_MS, MAX_HEARTBEATS_PER_SEC, MEMBER_WATCH_MS, NUDGE_MS, LEAVE_TIMEOUT_MS, MAX_PENDING_INBOUND, RECONNECT_DIAL_TIMEOUT_MS, RECONNECT_INTERVAL_MS, RECONNECT_MAX_BACKOFF_MS, HEARTBEAT_INTERVAL_MS, MAX_INFER_STREAMS, MAX_SYNC_MESSAGE_BYTES, MDNS_INTERVAL_MS,
+  ANTI_ENTROPY_INTERVAL_MS, BOOTSTRAP_REDIAL_MS, MAX_HEARTBEATS_IN_PER_SEC, DIAL_TIEBREAK_MS, FIRST_DIAL_TIMEOUT_MS, RECONNECT_TICK_MS, MAX_HEARTBEATS_PER_SEC, MEMBER_WATCH_MS, NUDGE_MS, LEAVE_TIMEOUT_MS, MAX_PENDING_INBOUND, RECONNECT_DIAL_TIMEOUT_MS, RECONNECT_INTERVAL_MS, RECONNECT_MAX_BACKOFF_MS, HEARTBEAT_INTERVAL_MS, MAX_INFER_STREAMS, MAX_SYNC_MESSAGE_BYTES, MDNS_INTERVAL_MS,
   PING_INTERVAL_MS, PRUNE_CHECK_INTERVAL_MS, RECORD_REFRESH_FRACTION, SYNC_TIMEOUT_MS
 } from './constants.js'
 import { LAN_TIMINGS, Membership, type Member, type MembershipTimings } from './membership.js'
-import { InferStreams, type InferResponse } from './infer-stream.js'
+import { InferLimits, InferStreams, type InferLimitsInit, type InferRefusal, type InferResponse, type InferTimeouts } from './infer-stream.js'
+import { ClampReasons, HeartbeatRate, clampHeartbeat, type ClampReason } from './heartbeat-bounds.js'
 import { connectionSecret, mdnsServiceTag, swarmKey } from './cluster-key.js'
 import { MAX_STREAM_WINDOW_BYTES, framed, noiseOneWritePerMessage, yamuxWindowUpdates, type FramedStream } from './wire.js'
 
@@ -57,6 +58,8 @@ export interface MeshInit {
   refreshSelf?: () => void
   /** injected clock, for tests. @default Date.now */
   now?: () => number
+  /** what each peer may hold on inbound `/llmesh/infer/1` streams (see InferLimits). @default InferLimits' defaults */
+  inferLimits?: InferLimitsInit
 }
 
 /** Counters a test or `llmesh status` can read. */
@@ -74,6 +77,12 @@ export interface MeshStats {
   bytesReceived: number
   /** exceptions caught in a timer or handler that handles peer data (each also logged) */
   handlerErrors: number
+  /** heartbeats dropped because their peer sent more than MAX_HEARTBEATS_IN_PER_SEC */
+  heartbeatsRateLimited: number
+  /** heartbeat figures held to their bounds, by reason (see clampHeartbeat) */
+  heartbeatClamps: Record<ClampReason, number>
+  /** inbound infer streams and requests refused or cut, by reason (see InferLimits) */
+  inferRefused: Record<InferRefusal, number>
 }
 
 type Services = { identify: Identify, ping: Ping, pubsub: GossipSub }
@@ -102,13 +111,20 @@ export class Mesh {
   private readonly now: () => number
   private readonly inferStreams = new InferStreams(async (peerId, signal) => await this.open(peerId, INFER_PROTOCOL, signal))
   readonly membership: Membership
-  readonly stats: MeshStats = {
-    heartbeatsSent: 0, identified: 0, heartbeatsReceived: 0, heartbeatsDropped: 0, deltasPublished: 0, deltasReceived: 0,
-    deltasRejected: 0, syncs: 0, bytesPublished: 0, bytesReceived: 0, handlerErrors: 0
-  }
+  /** per-peer limits of inbound infer streams: pass `{ peer, limits }` to serveInfer */
+  readonly inferLimits: InferLimits
+  private readonly heartbeatRate = new HeartbeatRate(MAX_HEARTBEATS_IN_PER_SEC)
+  readonly stats: MeshStats
 
   constructor (init: MeshInit) {
     this.init = init
+    this.inferLimits = new InferLimits(init.inferLimits)
+    this.stats = {
+      heartbeatsSent: 0, identified: 0, heartbeatsReceived: 0, heartbeatsDropped: 0, deltasPublished: 0, deltasReceived: 0,
+      deltasRejected: 0, syncs: 0, bytesPublished: 0, bytesReceived: 0, handlerErrors: 0, heartbeatsRateLimited: 0,
+      heartbeatClamps: Object.fromEntries(ClampReasons.map((r) => [r, 0])) as Record<ClampReason, number>,
+      inferRefused: this.inferLimits.refused
+    }
     this.log = init.logger.child({ component: 'mesh' })
     this.now = init.now ?? Date.now
     this.membership = new Membership(init.timings ?? LAN_TIMINGS, this.now, init.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS)
@@ -263,8 +279,8 @@ export class Mesh {
    * Sends an inference request to a peer over `/llmesh/infer/1` and returns its answer (see
    * requestInfer), on an idle stream to that peer when one is left from an earlier request.
    */
-  async infer (peerId: string, request: InferRequest, signal?: Signal): Promise<InferResponse> {
-    return await this.inferStreams.request(peerId, request, signal)
+  async infer (peerId: string, request: InferRequest, signal?: Signal, timeouts?: InferTimeouts): Promise<InferResponse> {
+    return await this.inferStreams.request(peerId, request, signal, timeouts)
   }
 
   /** Opens a stream of `protocol` to a peer, dialling it if needed. */
@@ -348,6 +364,10 @@ export class Mesh {
   }
 
   private onHeartbeat (sender: string, data: Uint8Array): void {
+    if (!this.heartbeatRate.allow(sender, this.now())) {
+      this.stats.heartbeatsRateLimited++
+      return
+    }
     let hb: Heartbeat | undefined
     if (data.length <= MAX_HEARTBEAT_BYTES) {
       try {
@@ -360,6 +380,10 @@ export class Mesh {
       return
     }
     this.stats.heartbeatsReceived++
+    // what a peer says of itself is held to what its record in the cluster document allows
+    const bounded = clampHeartbeat(hb, sender, this.init.doc)
+    for (const reason of bounded.reasons) this.stats.heartbeatClamps[reason]++
+    hb = bounded.heartbeat
     if (!this.membership.heard(sender, hb)) return
     const after = this.membership.get(sender)?.state ?? 'unknown'
     const before = this.lastStates.get(sender)

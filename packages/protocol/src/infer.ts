@@ -14,7 +14,13 @@ export const FrameKind = {
   HEAD: 2,
   DATA: 3,
   END: 4,
-  ERROR: 5
+  ERROR: 5,
+  /**
+   * Server to requester, payload empty: "still working on it" (queued, prefill, a non-streaming
+   * answer being generated), sent only to a requester that asked for it (keepaliveMs) and only
+   * while the answer has sent nothing else for that long.
+   */
+  KEEPALIVE: 6
 } as const
 export type FrameKind = typeof FrameKind[keyof typeof FrameKind]
 
@@ -46,7 +52,12 @@ export const InferRequestSchema = z.object({
    */
   mayQueue: z.boolean().optional(),
   /** ms left until the request's deadline when it was sent (relative: peers' clocks differ) */
-  deadlineMs: z.number().int().nonnegative().max(24 * 3600 * 1000).optional()
+  deadlineMs: z.number().int().nonnegative().max(24 * 3600 * 1000).optional(),
+  /**
+   * Send a KEEPALIVE frame whenever the answer has sent nothing for this many ms, so the
+   * requester can tell a working peer from a silent one. Unset: no keepalives (older requesters).
+   */
+  keepaliveMs: z.number().int().positive().max(3600 * 1000).optional()
 })
 export type InferRequest = z.infer<typeof InferRequestSchema>
 
