@@ -17,8 +17,7 @@
 //      directly (the seed's uncoordinated routers) vs one central scheduler: busy answers,
 //      queueing, latency.
 //   5. (with --baseline DIR) what trust costs: section 0's paths through agents with a cluster key
-//      (every connection a private network), signed records (and an API key, where the build has
-//      them) against the same paths through agents of DIR, a checkout built before the trust
+//      (every connection a private network), signed records and an API key against the same paths through agents of DIR, a checkout built before the trust
 //      layer, and the bare node proxy, all in one run, paths in turn.
 // Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2] [--sections 0,1,2,3,4] [--runner-threads 1] [--rounds 50] [--warmup 12000] [--stream-warmup 60] [--baseline DIR --sections 5]
 // (--burst is per entry agent; 2 x 3 entries = the 6 slots of the 3 hosts: routing decides whether they collide)
@@ -70,7 +69,7 @@ const children = []
 const closers = []
 const runnerPids = []
 
-async function getJson (url) { return await (await request(url)).body.json() }
+async function getJson (url, headers = {}) { return await (await request(url, { headers })).body.json() }
 
 async function start (name, args, bin) {
   const p = await startAgentProcess({ name, dataDir: join(dir, name), args: [...loopback, ...args], ...(bin != null ? { bin } : {}) })
@@ -78,9 +77,9 @@ async function start (name, args, bin) {
   return p
 }
 
-async function readyRunners (entry, count) {
+async function readyRunners (entry, count, headers = {}) {
   await waitFor(`${entry.name} to see ${count} ready runners`, async () => {
-    const view = await getJson(`${entry.info.api}/mesh/view`)
+    const view = await getJson(`${entry.info.api}/mesh/view`, headers)
     return view.nodes.filter((n) => n.connected && n.runners.some((r) => r.state === 'ready')).length >= count
   }, 60_000)
 }
@@ -154,10 +153,10 @@ const short = { max_tokens: 1, messages: [{ role: 'user', content: 'hi' }] }
  * turns request by request, so a noisy moment of the shared machine hits them alike and the
  * differences of their percentiles are the agent's own.
  */
-async function latencies (paths, body, warm) {
+async function latencies (paths, body, warm, headersOf = {}) {
   const xs = Object.fromEntries(Object.keys(paths).map((name) => [name, []]))
-  for (let i = 0; i < warm; i++) for (const base of Object.values(paths)) await chat(base, body)
-  for (let i = 0; i < N; i++) for (const [name, base] of Object.entries(paths)) xs[name].push((await chat(base, body)).ms)
+  for (let i = 0; i < warm; i++) for (const [name, base] of Object.entries(paths)) await chat(base, body, headersOf[name])
+  for (let i = 0; i < N; i++) for (const [name, base] of Object.entries(paths)) xs[name].push((await chat(base, body, headersOf[name])).ms)
   return Object.fromEntries(Object.entries(xs).map(([name, v]) => [name, { p50: pct(v, 0.5), p99: pct(v, 0.99) }]))
 }
 
@@ -259,17 +258,22 @@ try {
     const keyFile = join(dir, 'cluster.key')
     await runLlmesh(['keygen', '--out', keyFile])
     const keyed = ['--cluster-key', keyFile]
+    // an API key on each keyed agent: with a key made, a loopback API requires it too
+    const apiKey = async (name) => JSON.parse((await runLlmesh(['apikey', 'add', '--data-dir', join(dir, name), '--json'])).stdout).key
+    const auth = { authorization: `Bearer ${await apiKey('key-serve')}` }
+    const authEntry = { authorization: `Bearer ${await apiKey('key-entry')}` }
     const bs = await start('base-serve', ['--config', cfg], baseBin)
     const be = await start('base-entry', ['--bootstrap', bs.info.addrs[0]], baseBin)
     const ks = await start('key-serve', ['--config', cfg, ...keyed])
     const ke = await start('key-entry', ['--bootstrap', ks.info.addrs[0], ...keyed])
-    for (const x of [be, ke]) await readyRunners(x, 1)
+    await readyRunners(be, 1)
+    await readyRunners(ke, 1, authEntry)
     const { floorProc, floorUrl } = await startFloor(fast.url)
     const trustPaths = { direct: fast.url, floor: floorUrl, baseLocal: bs.info.api, keyLocal: ks.info.api, baseRemote: be.info.api, keyRemote: ke.info.api }
     const q = { model: 'fast', max_tokens: 1, messages: [{ role: 'user', content: 'hi' }] }
-    const lat = await latencies(trustPaths, q, WARMUP)
-    printLatencies(`\n5. trust: agents with a cluster key and signed records vs the build before them (${values.baseline}), in front of a runner that answers at once (sequential, n=${N} per path after ${WARMUP} to warm up, paths in turn), ms`,
-      lat, { direct: 'fast runner directly', floor: 'bare node proxy (floor)', baseLocal: 'local agent, before trust', keyLocal: 'local agent, key + signatures', baseRemote: 'remote agent, before trust', keyRemote: 'remote agent, key + signatures' })
+    const lat = await latencies(trustPaths, q, WARMUP, { keyLocal: auth, keyRemote: authEntry })
+    printLatencies(`\n5. trust: agents with a cluster key, signed records and an API key vs the build before them (${values.baseline}), in front of a runner that answers at once (sequential, n=${N} per path after ${WARMUP} to warm up, paths in turn), ms`,
+      lat, { direct: 'fast runner directly', floor: 'bare node proxy (floor)', baseLocal: 'local agent, before trust', keyLocal: 'local agent, with trust', baseRemote: 'remote agent, before trust', keyRemote: 'remote agent, with trust' })
     const added = (name, p) => lat[name][p] - lat.direct[p]
     for (const where of ['Local', 'Remote']) {
       console.log(`   ${where.toLowerCase()}: added p50 ${(added(`key${where}`, 'p50') / added(`base${where}`, 'p50')).toFixed(2)}x, added p99 ${(added(`key${where}`, 'p99') / added(`base${where}`, 'p99')).toFixed(2)}x of the build before trust`)

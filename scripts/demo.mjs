@@ -6,7 +6,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'undici'
-import { ensureLlamaCpp, ensureTinyModel, startAgentProcess, waitFor, LOOPBACK_AGENT_ARGS } from '@llmesh/fixtures'
+import { ensureLlamaCpp, ensureTinyModel, startAgentProcess, waitForReadyRunner, LOOPBACK_AGENT_ARGS } from '@llmesh/fixtures'
 import { formatStatus, status } from 'llmesh'
 
 const say = (line) => { process.stdout.write(`${line}\n`) }
@@ -44,11 +44,7 @@ try {
   say(`   A: peer ${a.info.peerId}, API ${a.info.api}`)
 
   step('waiting for A to see B\'s runner ready')
-  await waitFor('B\'s runner in A\'s view', async () => {
-    const view = await (await request(`${a.info.api}/mesh/view`)).body.json()
-    const nodeB = view.nodes.find((n) => n.peerId === b.info.peerId)
-    return nodeB?.connected === true && nodeB.runners.some((r) => r.state === 'ready')
-  }, 120_000)
+  await waitForReadyRunner(a, b, { timeoutMs: 120_000 })
   say(`   ready after ${since()}`)
 
   step(`POST ${a.info.api}/v1/chat/completions (stream) to agent A`)

@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { request } from 'undici'
 import OpenAI from 'openai'
 import { Ollama } from 'ollama'
-import { startAgentProcess, waitFor, type AgentProcess, LOOPBACK_AGENT_ARGS } from '@llmesh/fixtures'
+import { startAgentProcess, type AgentProcess, LOOPBACK_AGENT_ARGS, waitForReadyRunner } from '@llmesh/fixtures'
 
 const llamaServer = process.env['LLMESH_TEST_LLAMA_SERVER']!
 const model = process.env['LLMESH_TEST_MODEL']!
@@ -25,7 +25,6 @@ let runnerPid: number | undefined
 let openai: OpenAI
 let ollama: Ollama
 
-interface View { nodes: Array<{ peerId: string, connected: boolean, runners: Array<{ model: string, state: string }> }> }
 
 async function getJson<T> (url: string): Promise<T> {
   const res = await request(url)
@@ -51,11 +50,7 @@ beforeAll(async () => {
   const configA = join(dir, 'a.json')
   await writeFile(configA, JSON.stringify({ api: { bodyLimit: 64 * 1024 } }))
   a = await startAgentProcess({ name: 'host-a', dataDir: join(dir, 'a'), args: [...loopback, '--config', configA, '--bootstrap', b.info.addrs[0]!] })
-  await waitFor('A to see B\'s ready runner', async () => {
-    const view = await getJson<View>(`${a.info.api}/mesh/view`)
-    const nodeB = view.nodes.find((n) => n.peerId === b.info.peerId)
-    return nodeB?.connected === true && nodeB.runners.some((r) => r.model === 'tiny' && r.state === 'ready')
-  }, 60_000)
+  await waitForReadyRunner(a, b, { model: 'tiny' })
   runnerPid = (await getJson<{ runners: Array<{ pid?: number }> }>(`${b.info.api}/admin/runners`)).runners[0]?.pid
   openai = new OpenAI({ baseURL: `${a.info.api}/v1`, apiKey: 'unused', maxRetries: 0, timeout: 30_000 })
   ollama = new Ollama({ host: a.info.api })

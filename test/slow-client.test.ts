@@ -12,8 +12,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { once } from 'node:events'
-import { request } from 'undici'
-import { startAgentProcess, waitFor, type AgentProcess, LOOPBACK_AGENT_ARGS } from '@llmesh/fixtures'
+import { startAgentProcess, type AgentProcess, LOOPBACK_AGENT_ARGS, waitForReadyRunner } from '@llmesh/fixtures'
 
 const EVENTS = 3000
 /** one SSE event of about 16 KB: a content delta of 16,000 characters */
@@ -50,11 +49,7 @@ beforeAll(async () => {
   await writeFile(cfg, JSON.stringify({ mlx: { url: `http://127.0.0.1:${(runner.address() as { port: number }).port}`, model: 'bulk', slots: 2 } }))
   b = await startAgentProcess({ name: 'host-b', dataDir: join(dir, 'b'), args: [...LOOPBACK_AGENT_ARGS, '--config', cfg] })
   a = await startAgentProcess({ name: 'host-a', dataDir: join(dir, 'a'), args: [...LOOPBACK_AGENT_ARGS, '--bootstrap', b.info.addrs[0]!] })
-  await waitFor('A to see B\'s ready runner', async () => {
-    const view = await (await request(`${a.info.api}/mesh/view`)).body.json() as { nodes: Array<{ peerId: string, connected: boolean, runners: Array<{ state: string }> }> }
-    const nodeB = view.nodes.find((n) => n.peerId === b.info.peerId)
-    return nodeB?.connected === true && nodeB.runners.some((r) => r.state === 'ready')
-  }, 60_000)
+  await waitForReadyRunner(a, b)
 }, 120_000)
 
 afterAll(async () => {

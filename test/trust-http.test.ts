@@ -18,7 +18,7 @@ import { promisify } from 'node:util'
 import { Client, request } from 'undici'
 import OpenAI from 'openai'
 import { Ollama } from 'ollama'
-import { createHostilePeer, llmeshBin, startAgentProcess, waitFor, type AgentProcess, type HostilePeer, LOOPBACK_AGENT_ARGS } from '@llmesh/fixtures'
+import { createHostilePeer, llmeshBin, startAgentProcess, waitFor, type AgentProcess, type HostilePeer, LOOPBACK_AGENT_ARGS, waitForReadyRunner } from '@llmesh/fixtures'
 import { FrameKind, INFER_PROTOCOL, decodeFrame } from '@llmesh/protocol'
 
 const run = promisify(execFile)
@@ -113,11 +113,7 @@ beforeAll(async () => {
   b = await startAgentProcess({ name: EVIL_NAME, dataDir: join(dir, 'b'), args: [...LOOPBACK_AGENT_ARGS, '--config', cfgB] })
   a = await startAgentProcess({ name: 'host-a', dataDir: join(dir, 'a'), args: [...LOOPBACK_AGENT_ARGS, '--bootstrap', b.info.addrs[0]!] })
   d = await startAgentProcess({ name: 'host-d', dataDir: join(dir, 'd'), args: [...LOOPBACK_AGENT_ARGS, '--config', cfgD] })
-  await waitFor('A to see B\'s ready runner', async () => {
-    const view = await (await request(`${a.info.api}/mesh/view`)).body.json() as { nodes: Array<{ peerId: string, connected: boolean, runners: Array<{ state: string }> }> }
-    const nodeB = view.nodes.find((n) => n.peerId === b.info.peerId)
-    return nodeB?.connected === true && nodeB.runners.some((r) => r.state === 'ready')
-  }, 60_000)
+  await waitForReadyRunner(a, b)
 }, 120_000)
 
 afterAll(async () => {

@@ -16,7 +16,7 @@ import * as Y from 'yjs'
 import { SYNC_PROTOCOL, stateTopic, type NodeRecord, type UnsignedNodeRecord } from '@llmesh/protocol'
 import { MAX_DOC_BYTES, recordContent } from '@llmesh/state'
 import { recordSigner } from '@llmesh/mesh'
-import { LOOPBACK_AGENT_ARGS, createHostilePeer, ensureTinyModel, startAgentProcess, waitFor, type AgentProcess, type HostilePeer } from '@llmesh/fixtures'
+import { LOOPBACK_AGENT_ARGS, createHostilePeer, ensureTinyModel, startAgentProcess, waitFor, type AgentProcess, type HostilePeer, waitForReadyRunner } from '@llmesh/fixtures'
 
 const TOPIC = stateTopic('default')
 
@@ -113,10 +113,7 @@ beforeAll(async () => {
   // the embedded llama.cpp: no llama-server needed
   b = await start('host-b', ['--model', `tiny=${model}`], { LLMESH_LLAMA_SERVER: '', PATH: '/usr/bin:/bin' })
   a = await start('host-a', ['--bootstrap', b.info.addrs[0]!])
-  await waitFor('A to see B\'s ready runner', async () => {
-    const nodeB = (await view(a)).find((n) => n.peerId === b.info.peerId)
-    return nodeB?.connected === true && nodeB.runners.some((r) => r.model === 'tiny' && r.state === 'ready')
-  }, 90_000)
+  await waitForReadyRunner(a, b, { model: 'tiny', timeoutMs: 90_000 })
   h = await createHostilePeer({ cluster: { id: 'default' } })
   h.node.services.pubsub.subscribe(TOPIC)
   await h.dial(a.info.addrs[0]!)

@@ -25,7 +25,7 @@ import * as varint from 'uint8-varint'
 import { FrameKind, INFER_PROTOCOL, METRICS_PROTOCOL, PROTOCOL_VERSION, decodeFrame, encodeFrame, stateTopic, type Heartbeat, type UnsignedNodeRecord } from '@llmesh/protocol'
 import { ClusterDoc } from '@llmesh/state'
 import { MAX_REPORTED_QUEUE_PER_RUNNER, MAX_REPORTED_TOKENS_PER_SEC, recordSigner, recordVerifier } from '@llmesh/mesh'
-import { createHostilePeer, startAgentProcess, waitFor, LOOPBACK_AGENT_ARGS, type AgentProcess, type HostilePeer } from '@llmesh/fixtures'
+import { createHostilePeer, startAgentProcess, waitFor, LOOPBACK_AGENT_ARGS, type AgentProcess, type HostilePeer, waitForReadyRunner } from '@llmesh/fixtures'
 
 const EVENT = `data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"${'x'.repeat(16_000)}"},"finish_reason":null}]}\n\n`
 const SHORT = ['Hello', ' from', ' B'].map((w) => `data: {"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"${w}"},"finish_reason":null}]}\n\n`).join('') + 'data: [DONE]\n\n'
@@ -101,10 +101,7 @@ beforeAll(async () => {
   await writeFile(cfgA, JSON.stringify({ limits }))
   b = await startAgentProcess({ name: 'host-b', dataDir: join(dir, 'b'), args: [...LOOPBACK_AGENT_ARGS, '--config', cfgB] })
   a = await startAgentProcess({ name: 'host-a', dataDir: join(dir, 'a'), args: [...LOOPBACK_AGENT_ARGS, '--config', cfgA, '--bootstrap', b.info.addrs[0]!] })
-  await waitFor('A to see B\'s ready runner', async () => {
-    const nodeB = (await getJson<View>(`${a.info.api}/mesh/view`)).nodes.find((n) => n.peerId === b.info.peerId)
-    return nodeB?.connected === true && nodeB.runners.some((r) => r.state === 'ready')
-  }, 60_000)
+  await waitForReadyRunner(a, b)
 
   h = await createHostilePeer({ cluster: { id: 'default' } })
   await h.node.handle(INFER_PROTOCOL, (stream) => {

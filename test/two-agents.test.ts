@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { request } from 'undici'
-import { llmeshBin, startAgentProcess, waitFor, type AgentProcess, LOOPBACK_AGENT_ARGS } from '@llmesh/fixtures'
+import { llmeshBin, startAgentProcess, type AgentProcess, LOOPBACK_AGENT_ARGS, waitForReadyRunner } from '@llmesh/fixtures'
 
 const llamaServer = process.env['LLMESH_TEST_LLAMA_SERVER']!
 const model = process.env['LLMESH_TEST_MODEL']!
@@ -20,7 +20,6 @@ let a: AgentProcess
 let b: AgentProcess
 let bRunner: { id: string, port: number, pid: number }
 
-interface View { nodes: Array<{ peerId: string, connected: boolean, runners: Array<{ id: string, model: string, state: string }> }> }
 
 async function getJson<T> (url: string): Promise<T> {
   const res = await request(url)
@@ -52,12 +51,7 @@ beforeAll(async () => {
     args: [...loopback, '--model', `tiny=${model}`, '--llama-server', llamaServer, '--slots', '2']
   })
   a = await startAgentProcess({ name: 'host-a', dataDir: join(dir, 'a'), args: [...loopback, '--bootstrap', b.info.addrs[0]!] })
-  // A sees B connected with a ready runner for the model
-  await waitFor('A to see B\'s ready runner', async () => {
-    const view = await getJson<View>(`${a.info.api}/mesh/view`)
-    const nodeB = view.nodes.find((n) => n.peerId === b.info.peerId)
-    return nodeB?.connected === true && nodeB.runners.some((r) => r.model === 'tiny' && r.state === 'ready')
-  }, 60_000)
+  await waitForReadyRunner(a, b, { model: 'tiny' })
   const runners = await getJson<{ runners: Array<{ id: string, port: number, pid: number }> }>(`${b.info.api}/admin/runners`)
   bRunner = runners.runners[0]!
 }, 120_000)
