@@ -92,6 +92,17 @@ export class Membership {
     return true
   }
 
+  /**
+   * Replaces a member's figures without touching its order or liveness: its last heartbeat held
+   * again to bounds that changed since it arrived (the peer's record). False when unknown.
+   */
+  remetric (peerId: string, metrics: PeerMetrics): boolean {
+    const known = this.members.get(peerId)
+    if (known == null) return false
+    known.metrics = metrics
+    return true
+  }
+
   get (peerId: string): Member | undefined {
     const m = this.members.get(peerId)
     if (m == null) return undefined

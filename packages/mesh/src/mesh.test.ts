@@ -30,11 +30,11 @@ async function until (cond: () => boolean, ms = 10_000): Promise<void> {
 const started: Mesh[] = []
 afterEach(async () => { await Promise.all(started.splice(0).map(async (m) => { await m.stop() })) })
 
-async function startMesh (bootstrap: string[] = []): Promise<{ mesh: Mesh, doc: ClusterDoc }> {
+async function startMesh (bootstrap: string[] = [], heartbeatIntervalMs?: number): Promise<{ mesh: Mesh, doc: ClusterDoc }> {
   const privateKey = await generateKeyPair('Ed25519')
   const doc = new ClusterDoc(peerIdFromPrivateKey(privateKey).toString(), undefined, { verifier: recordVerifier(), signer: recordSigner(privateKey) })
   const mesh = new Mesh({
-    clusterId: 'test', privateKey, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, doc, logger,
+    clusterId: 'test', privateKey, listen: ['/ip4/127.0.0.1/tcp/0'], bootstrap, doc, logger, ...(heartbeatIntervalMs != null ? { heartbeatIntervalMs } : {}),
     incarnation: Date.now(), metrics: () => ({ slotsBusy: 0, slotsTotal: 1, queueDepth: 0, tokensPerSec: 0, latencyMs: 0, successRate: 1, claims: {} })
   })
   await mesh.start()
@@ -53,6 +53,18 @@ describe('Mesh on loopback', () => {
     a.doc.setSelf(record(a.mesh.peerId, 'changed'))
     await until(() => b.doc.get(a.mesh.peerId)?.models[0]?.name === 'changed')
     expect(a.doc.get(b.mesh.peerId)?.models[0]?.name).toBe('model-b')
+  })
+
+  it('holds a heartbeat that came before its record to that record once it arrives, without waiting for the next heartbeat', async () => {
+    const a = await startMesh()
+    // B's only heartbeat for a minute is the one sent on connecting, before B has any record
+    const b = await startMesh(a.mesh.addrs(), 60_000)
+    await until(() => a.mesh.membership.get(b.mesh.peerId) != null)
+    expect(a.mesh.membership.get(b.mesh.peerId)?.metrics.slotsTotal).toBe(0)
+    const heard = a.mesh.stats.heartbeatsReceived
+    b.doc.setSelf({ ...record(b.mesh.peerId, 'm'), runners: [{ id: 'r', kind: 'llama-server', model: 'm', state: 'ready', slots: 1 }] })
+    await until(() => a.mesh.membership.get(b.mesh.peerId)?.metrics.slotsTotal === 1)
+    expect(a.mesh.stats.heartbeatsReceived).toBe(heard)
   })
 
   it('hears heartbeats: peers are alive, and a graceful leave is seen as left at once', async () => {

@@ -311,7 +311,7 @@ export class Mesh {
       const missing = await lp.read({ signal })
       const theirSv = await lp.read({ signal })
       this.stats.syncs++
-      const result = this.init.doc.applyRemote(missing)
+      const result = this.applyRemote(missing)
       if (!result.applied) this.log.warn({ peer, reason: result.reason }, 'sync update dropped')
       await lp.write(this.init.doc.diff(theirSv), { signal })
       await stream.close({ signal })
@@ -329,7 +329,7 @@ export class Mesh {
     await lp.write(this.init.doc.diff(theirSv), { signal })
     await lp.write(this.init.doc.stateVector(), { signal })
     const missing = await lp.read({ signal })
-    const result = this.init.doc.applyRemote(missing)
+    const result = this.applyRemote(missing)
     if (!result.applied) this.log.warn({ peer: connection.remotePeer.toString(), reason: result.reason }, 'sync update dropped')
     await stream.close({ signal })
   }
@@ -350,9 +350,30 @@ export class Mesh {
     }
   }
 
+  /**
+   * Each peer's last heartbeat as it was sent: a heartbeat often arrives before the record change
+   * that allows its figures (a runner just ready: the record's delta is on its way by gossip),
+   * and the clamp would hold the host at 0 slots until its next heartbeat. So the figures are
+   * clamped again whenever a remote change reached the document.
+   */
+  private readonly lastHeartbeats = new Map<string, Heartbeat>()
+
+  private reclamp (): void {
+    for (const [peer, hb] of this.lastHeartbeats) {
+      if (!this.membership.remetric(peer, clampHeartbeat(hb, peer, this.init.doc).heartbeat.metrics)) this.lastHeartbeats.delete(peer)
+    }
+  }
+
+  /** Applies a remote update to the cluster document; a change re-clamps the heartbeats held. */
+  private applyRemote (update: Uint8Array, sender?: string): ReturnType<ClusterDoc['applyRemote']> {
+    const result = this.init.doc.applyRemote(update, sender)
+    if (result.applied) this.reclamp()
+    return result
+  }
+
   private onDelta (sender: string, data: Uint8Array): void {
     this.stats.deltasReceived++
-    const result = this.init.doc.applyRemote(data, sender)
+    const result = this.applyRemote(data, sender)
     if (!result.applied) {
       this.stats.deltasRejected++
       this.log.debug({ peer: sender, reason: result.reason }, 'state delta dropped')
@@ -383,8 +404,9 @@ export class Mesh {
     // what a peer says of itself is held to what its record in the cluster document allows
     const bounded = clampHeartbeat(hb, sender, this.init.doc)
     for (const reason of bounded.reasons) this.stats.heartbeatClamps[reason]++
+    if (!this.membership.heard(sender, bounded.heartbeat)) return
+    this.lastHeartbeats.set(sender, hb)
     hb = bounded.heartbeat
-    if (!this.membership.heard(sender, hb)) return
     const after = this.membership.get(sender)?.state ?? 'unknown'
     const before = this.lastStates.get(sender)
     if (before !== after) {
