@@ -13,7 +13,7 @@ import { Router, type DispatchRequest, type ForwardOptions, type Forwarded, type
 import { LocalServing, QueueFullError, type AdmissionCounters } from './serving.js'
 import { AGENT_VERSION, SHUTDOWN_FORCE_MS, SNAPSHOT_INTERVAL_MS } from './constants.js'
 import { DurableFile, openClusterDoc } from './persist.js'
-import { keyId, resolveClusterTrust, type ClusterTrust } from './cluster-trust.js'
+import { resolveClusterTrust, type ClusterTrust } from './cluster-trust.js'
 import { ApiKeyStore, apiKeysPath } from './api-keys.js'
 import { isLoopbackHost } from './api-guards.js'
 import { assertJsonDepth } from './json-depth.js'
@@ -126,7 +126,7 @@ export class Agent {
     // runners a killed run of this agent left behind go before new ones start: never two per model
     await reapRunners(previous.runners, this.log)
     this.stamp = await selfStamp()
-    await this.files.pids.save(() => formatPidFile({ ...(this.stamp != null ? { agent: this.stamp } : {}), runners: [] }))
+    await this.files.pids.save(() => this.pidFile([]))
 
     // llama-server when one is configured or on PATH, else the embedded llama.cpp (zero setup)
     const llamaServer = await findLlamaServer(config.llamaServer.binary)
@@ -155,7 +155,7 @@ export class Agent {
       stallTimeoutMs: config.stallTimeoutMs,
       // LLMESH_RUNNER_PDEATHSIG=0 spawns runners without the parent-death signal (tests of the pid file)
       parentDeath: process.env['LLMESH_RUNNER_PDEATHSIG'] !== '0',
-      onProcesses: (runners) => { this.saveFile(this.files.pids, () => formatPidFile({ ...(this.stamp != null ? { agent: this.stamp } : {}), runners })) },
+      onProcesses: (runners) => { this.saveFile(this.files.pids, () => this.pidFile(runners)) },
       ...(config.firstTokenTimeoutMs != null ? { firstTokenTimeoutMs: config.firstTokenTimeoutMs } : {})
     })
     this.serving = new LocalServing({ logger: this.log, queueCapacity: config.queue.capacity, slotsTotal: () => this.readySlots() })
@@ -263,9 +263,9 @@ export class Agent {
     if (trust.mode === 'open') {
       this.log.warn({ clusterId }, 'open mesh: listening off loopback without a cluster key; any host on this network that knows the cluster id can join, read the cluster document and receive requests')
     } else if (trust.created) {
-      this.log.info({ keyFile: trust.keyFile, keyId: keyId(trust.key!) }, "created a cluster key: hosts without it cannot connect; run 'llmesh invite' on this host for a token other hosts join with ('llmesh up --join TOKEN')")
+      this.log.info({ keyFile: trust.keyFile, keyId: trust.keyId }, "created a cluster key: hosts without it cannot connect; run 'llmesh invite' on this host for a token other hosts join with ('llmesh up --join TOKEN')")
     } else {
-      this.log.info({ mode: trust.mode, ...(trust.key != null ? { keyId: keyId(trust.key) } : { clusterId }) }, 'cluster trust')
+      this.log.info({ mode: trust.mode, ...(trust.keyId != null ? { keyId: trust.keyId } : { clusterId }) }, 'cluster trust')
     }
   }
 
@@ -273,7 +273,7 @@ export class Agent {
   trustInfo (): { mode: ClusterTrust['mode'], keyId?: string } {
     const t = this.trust
     if (t == null) return { mode: 'home' }
-    return { mode: t.mode, ...(t.key != null ? { keyId: keyId(t.key) } : {}) }
+    return { mode: t.mode, ...(t.keyId != null ? { keyId: t.keyId } : {}) }
   }
 
   /** This agent's record, as published into the cluster document (which signs it). */
@@ -463,6 +463,11 @@ export class Agent {
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'snapshot not saved')
     }
+  }
+
+  /** runners.pid's content: this agent (while it runs) and its runner processes. */
+  private pidFile (runners: Parameters<typeof formatPidFile>[0]['runners']): string {
+    return formatPidFile({ ...(this.stamp != null ? { agent: this.stamp } : {}), runners })
   }
 
   private saveFile (file: DurableFile, content: () => string): void {

@@ -3,6 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { formatClusterKey, newClusterKey, parseClusterKey } from '@llmesh/mesh'
 import type { AgentConfig } from './config.js'
+import { isLoopbackHost } from './api-guards.js'
 
 /**
  * How an agent's connections are protected:
@@ -17,6 +18,8 @@ export interface ClusterTrust {
   mode: TrustMode
   /** the cluster key; absent in home and open mode (unless home mode found one in the data dir) */
   key?: Uint8Array
+  /** the key's fingerprint (see keyId), with the key */
+  keyId?: string
   /** where the key was read or written */
   keyFile?: string
   /** the key was made on this start */
@@ -32,15 +35,13 @@ export function keyId (key: Uint8Array): string {
 }
 
 /**
- * True when a libp2p listen multiaddr is reachable from this host only: /ip4/127.x, /ip6/::1,
- * /dns(4|6)/localhost. 0.0.0.0 and :: listen on every interface, so they are not.
+ * True when a libp2p listen multiaddr is reachable from this host only: its address or name is
+ * loopback (isLoopbackHost: 127.0.0.0/8, ::1, localhost). 0.0.0.0 and :: listen on every
+ * interface, so they are not.
  */
 export function isLoopbackAddr (addr: string): boolean {
   const [, proto, host] = addr.split('/')
-  if (proto === 'ip4') return host?.startsWith('127.') === true
-  if (proto === 'ip6') return host === '::1'
-  if (proto === 'dns' || proto === 'dns4' || proto === 'dns6') return host === 'localhost'
-  return false
+  return ['ip4', 'ip6', 'dns', 'dns4', 'dns6'].includes(proto ?? '') && host != null && isLoopbackHost(host)
 }
 
 /**
@@ -56,7 +57,7 @@ export async function resolveClusterTrust (
   if (config.openMesh) return { mode: lab ? 'open' : 'home', created: false }
   const file = config.clusterKeyFile ?? join(config.dataDir, CLUSTER_KEY_FILE)
   const found = await readKey(file, checkKeyFile)
-  if (found != null) return { mode: lab ? 'lab' : 'home', key: found, keyFile: file, created: false }
+  if (found != null) return withKey(lab ? 'lab' : 'home', found, file, false)
   if (config.clusterKeyFile != null) throw new Error(`cluster key ${file} not found`)
   if (!lab) return { mode: 'home', created: false }
   const key = newClusterKey()
@@ -67,9 +68,13 @@ export async function resolveClusterTrust (
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
     const other = await readKey(file, checkKeyFile)
     if (other == null) throw err
-    return { mode: 'lab', key: other, keyFile: file, created: false }
+    return withKey('lab', other, file, false)
   }
-  return { mode: 'lab', key, keyFile: file, created: true }
+  return withKey('lab', key, file, true)
+}
+
+function withKey (mode: TrustMode, key: Uint8Array, keyFile: string, created: boolean): ClusterTrust {
+  return { mode, key, keyId: keyId(key), keyFile, created }
 }
 
 async function readKey (file: string, checkKeyFile: (file: string) => Promise<void>): Promise<Uint8Array | undefined> {
