@@ -180,6 +180,6 @@ export function formatStatus (data: StatusData): string {
   const safe = rows.map((r) => r.map(terminalSafe))
   const widths = safe[0]!.map((_, i) => Math.max(...safe.map((r) => (r[i] ?? '').length)))
   const lines = safe.map((r) => r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd())
-  const trust = data.trust == null ? '' : ` (${data.trust.mode}${data.trust.keyId != null ? `, key ${terminalSafe(data.trust.keyId)}` : ''})`
+  const trust = data.trust == null ? '' : ` (${terminalSafe(`${data.trust.mode}${data.trust.keyId != null ? `, key ${data.trust.keyId}` : ''}`)})`
   return `mesh seen from ${terminalSafe(data.via)}${trust}: ${data.nodes.length} node(s)\n${lines.join('\n')}`
 }
