@@ -37,7 +37,12 @@ beforeAll(async () => {
         for (let i = 0; i < EVENTS; i++) {
           const e = event(i)
           written += e.length
-          if (!res.write(e)) await Promise.race([once(res, 'drain'), once(res, 'close')])
+          if (!res.write(e)) {
+            // the loser's listener goes with the signal: one per wait would pile up on `res`
+            const settled = new AbortController()
+            await Promise.race([once(res, 'drain', { signal: settled.signal }), once(res, 'close', { signal: settled.signal })])
+            settled.abort()
+          }
           if (res.destroyed) return
         }
         res.end('data: [DONE]\n\n')
