@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { mulberry32 } from '@llmesh/fixtures'
+import { mulberry32 } from '@llmesh/testkit'
 import type { NodeRecord } from '@llmesh/protocol'
 import type { TargetMetrics } from './cluster-view.js'
 import { Admission } from './admission.js'

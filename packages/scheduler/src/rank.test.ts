@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { mulberry32 } from '@llmesh/fixtures'
+import { mulberry32 } from '@llmesh/testkit'
 import type { NodeRecord, RunnerInfo } from '@llmesh/protocol'
 import type { RankInput, RankResult, TargetMetrics } from './cluster-view.js'
 import { rank } from './rank.js'

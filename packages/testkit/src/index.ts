@@ -1,0 +1,2 @@
+export { mulberry32 } from './random.js'
+export { FakeClock } from './clock.js'
