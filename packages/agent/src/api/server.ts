@@ -4,7 +4,6 @@ import type { Logger } from 'pino'
 import { LlmeshError } from '@llmesh/protocol'
 import type { Strategy } from '@llmesh/scheduler'
 import { API_TIMEOUT_CHECK_MS } from '../constants.js'
-import { QueueFullError } from '../serving.js'
 import { errorBody, httpError } from './errors.js'
 import { drainRequest, registerApiGuards } from './guards.js'
 import { registerMeshApi } from './mesh.js'
@@ -81,7 +80,9 @@ export function buildHttpServer (init: HttpApiInit, port: AgentPort, logger: Log
     // the client gets to read its 413 only if the body it is still sending is read first
     if (status === 413) await drainRequest(req.raw)
     if (status >= 500) req.log.error({ code: e.code, err: e.message }, 'request failed')
-    if (e instanceof QueueFullError) void reply.header('retry-after', String(Math.max(1, Math.ceil(e.retryAfterSec))))
+    // a full queue (QueueFullError) says when to come back
+    const retryAfterSec = (e as { retryAfterSec?: unknown }).retryAfterSec
+    if (e.code === 'QUEUE_FULL' && typeof retryAfterSec === 'number') void reply.header('retry-after', String(Math.max(1, Math.ceil(retryAfterSec))))
     if (e.code === 'UNAUTHORIZED') void reply.header('www-authenticate', 'Bearer realm="llmesh"')
     return await reply.status(status).send(errorBody(req.url, e))
   })
