@@ -1,21 +1,20 @@
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { Abort, INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type InferPath, type NodeRecord, type PeerMetrics, type UnsignedNodeRecord } from '@llmesh/protocol'
+import { Abort, INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type InferPath, type PeerMetrics, type UnsignedNodeRecord } from '@llmesh/protocol'
 import type { ClusterDoc } from '@llmesh/state'
 import { Mesh, checkPrivateFile, ensurePrivateDir, loadOrCreateKey, peerIdOfKey, recordSigner, recordVerifier, removeStaleTempFiles, serveInfer } from '@llmesh/mesh'
 import { DEFAULT_PRIORITY, type RankedTarget, type ReportingPeer } from '@llmesh/scheduler'
 import { DEFAULT_FIRST_TOKEN_TIMEOUT_MS, DEFAULT_NON_STREAM_TIMEOUT_MS, RunnerManager, formatPidFile, isRunning, readPidFile, reapRunners, selfStamp, type ProcessStamp, type Runner, type RunnerDescription, type RunnerResponse } from '@llmesh/runners'
 import { findLlamaServer } from './binaries.js'
 import { ConfigError, type AgentConfig } from './config.js'
-import { buildHttpServer } from './http.js'
+import { ApiKeyStore, apiKeysPath, buildHttpServer, type AgentPort, type MeshView, type ViewNode } from './api/index.js'
 import { Router, type DispatchRequest, type ForwardOptions, type Forwarded, type RoutedResponse } from './router.js'
 import { LocalServing, QueueFullError, type AdmissionCounters } from './serving.js'
 import { AGENT_VERSION, SHUTDOWN_FORCE_MS, SNAPSHOT_INTERVAL_MS } from './constants.js'
 import { DurableFile, openClusterDoc } from './persist.js'
 import { resolveClusterTrust, type ClusterTrust } from './cluster-trust.js'
-import { ApiKeyStore, apiKeysPath } from './api-keys.js'
-import { isLoopbackHost } from './api-guards.js'
+import { isLoopbackHost } from './loopback.js'
 import { assertJsonDepth } from './json-depth.js'
 
 /** What `agent.json` in the data dir says about a running agent; the CLI reads it. */
@@ -29,30 +28,13 @@ export interface AgentInfo {
   startedAt: number
 }
 
-export interface ViewNode extends NodeRecord {
-  self: boolean
-  connected: boolean
-  /** membership state as this agent sees it; 'unknown' before the first heartbeat */
-  state: 'alive' | 'suspect' | 'dead' | 'left' | 'unknown'
-  /** ms since the last heartbeat; null when none was heard */
-  heartbeatAgeMs: number | null
-  metrics: PeerMetrics | null
-}
-
-export interface MeshView {
-  self: string
-  /** how this agent's connections are protected: mode, and the cluster key's fingerprint */
-  trust: { mode: 'home' | 'lab' | 'open', keyId?: string }
-  nodes: ViewNode[]
-}
-
 export type { RoutedResponse }
 
 /**
  * One llmesh agent: mesh node, cluster document, local runners and the HTTP API, wired
  * together. Policy lives in the scheduler; this class only carries it out.
  */
-export class Agent {
+export class Agent implements AgentPort {
   readonly config: Readonly<AgentConfig>
   readonly log: Logger
   private mesh?: Mesh
@@ -237,7 +219,9 @@ export class Agent {
       }, guard)
     })
 
-    this.http = buildHttpServer(this)
+    this.http = buildHttpServer({
+      ...config.api, strategy: config.strategy, deadlineMs: config.queue.deadlineMs, writeStallMs: config.limits.writeStallMs
+    }, this, this.log)
     this.apiAddress = await listen(this.http, config.api.host, config.api.port)
     this.publishSelf()
 
