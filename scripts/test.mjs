@@ -1,16 +1,14 @@
 #!/usr/bin/env node
-// Runs every test: makes the fixtures first (cached: the llama.cpp build once, the tiny model
-// once), then vitest, then prints the runner's own counts as the last line: "N passed, N failed".
+// Runs the tests of both lanes (vitest projects `unit` and `e2e`, see vitest.config.ts), or of
+// the ones named with `--project`, in one vitest run, then prints the runner's own counts as the
+// last line: "N passed, N failed". The fixtures (the llama.cpp build, the tiny model; cached) are
+// made by the e2e lane's global setup, so `--project unit` builds nothing.
 import { spawn } from 'node:child_process'
 import { mkdirSync, readFileSync, rmSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { dirname, join } from 'node:path'
-import { ensureLlamaCpp, ensureTinyModel } from '../packages/fixtures/dist/index.js'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
-const progress = (line) => { process.stdout.write(`[fixtures] ${line}\n`) }
-await ensureLlamaCpp(progress)
-await ensureTinyModel(progress)
 
 const out = join(root, '.test-results')
 mkdirSync(out, { recursive: true })
