@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { GGUFValueType, serializeGgufMetadata, type GGUFTypedMetadata } from '@huggingface/gguf'
-import { writeTinyLlamaGguf } from '@llmesh/fixtures'
+import { writeTinyLlamaGguf } from '@llmesh/testkit'
 import { describeModel, ollamaModelName, scanModelDir, scanOllamaStore } from './catalog.js'
 
 let dir: string
