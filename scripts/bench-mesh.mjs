@@ -6,7 +6,7 @@
 // document's size after 10,000 runner updates. Times come from the agents' own logs (state
 // transitions, records learned), so measuring adds no load. Needs root (ip netns).
 // Usage: node scripts/bench-mesh.mjs [N ...]   (default: 3 20)
-import '@llmesh/protocol/polyfill'
+import '@llmesh/kit/polyfill'
 import { spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'

@@ -8,7 +8,8 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest'
 import { copyFile, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { LlmeshError, STREAM_COALESCE_MS } from '@llmesh/protocol'
+import { LlmeshError } from '@llmesh/protocol'
+import { STREAM_COALESCE_MS } from '@llmesh/kit'
 import { LlamaServerRunner, RpcServerRunner, RunnerManager, readAll, silentLogger, waitFor, type Runner } from './runners-helpers.js'
 
 const llamaServer = process.env['LLMESH_TEST_LLAMA_SERVER']!

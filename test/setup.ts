@@ -1,2 +1,2 @@
 // libp2p 3 calls Promise.withResolvers, which Node 20 lacks.
-import '@llmesh/protocol/polyfill'
+import '@llmesh/kit/polyfill'

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Must come first: libp2p 3 calls Promise.withResolvers, which Node 20 lacks.
-import '@llmesh/protocol/polyfill'
+import '@llmesh/kit/polyfill'
 import { main } from './main.js'
 
 main(process.argv.slice(2)).then((code) => {

@@ -1,9 +1,10 @@
 import type { Stream } from '@libp2p/interface'
 import {
-  BusyError, FrameKind, InferErrorSchema, InferHeadSchema, InferRequestSchema, LlmeshError, MAX_INFER_REQUEST_BYTES, STREAM_COALESCE_MS,
-  Abort, abortSignalOf, decodeFrame, encodeFrame, parseFramePayload, toLlmeshError,
+  BusyError, FrameKind, InferErrorSchema, InferHeadSchema, InferRequestSchema, LlmeshError, MAX_INFER_REQUEST_BYTES,
+  decodeFrame, encodeFrame, parseFramePayload, toLlmeshError,
   type InferHead, type InferRequest, type Signal
 } from '@llmesh/protocol'
+import { Abort, STREAM_COALESCE_MS, abortSignalOf } from '@llmesh/kit'
 import {
   INFER_STREAM_IDLE_MS, KEPT_STREAM_IDLE_READ_MS, MAX_IDLE_INFER_STREAMS, MAX_INFER_REQUESTS_PER_PEER, MAX_INFER_STREAMS_PER_PEER,
   MAX_REQUEST_BYTES_IN_FLIGHT_PER_PEER, MIN_KEEPALIVE_MS, REQUEST_READ_TIMEOUT_MS, WRITE_STALL_MS

@@ -1,6 +1,7 @@
 import type { Pool } from 'undici'
 import type { Logger } from 'pino'
-import { Abort, LlmeshError, type RunnerInfo, type RunnerState, type Signal } from '@llmesh/protocol'
+import { LlmeshError, type RunnerInfo, type RunnerState, type Signal } from '@llmesh/protocol'
+import { Abort } from '@llmesh/kit'
 import { backoffDelay, type BackoffOptions } from './backoff.js'
 import {
   DEFAULT_FIRST_TOKEN_TIMEOUT_MS,

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import type { Dispatcher, Pool } from 'undici'
-import { LlmeshError, STREAM_COALESCE_MS, type Signal } from '@llmesh/protocol'
+import { LlmeshError, type Signal } from '@llmesh/protocol'
+import { STREAM_COALESCE_MS } from '@llmesh/kit'
 
 /** Bytes read but not yet taken by the consumer beyond which reading stops until it catches up. */
 const MAX_UNREAD_BYTES = 1024 * 1024

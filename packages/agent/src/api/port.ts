@@ -1,4 +1,5 @@
-import type { Abort, NodeRecord, PeerMetrics } from '@llmesh/protocol'
+import type { NodeRecord, PeerMetrics } from '@llmesh/protocol'
+import type { Abort } from '@llmesh/kit'
 import type { RunnerDescription } from '@llmesh/runners'
 import type { DispatchRequest, RoutedResponse } from '../router.js'
 import type { AdmissionCounters } from '../serving.js'

@@ -4,7 +4,8 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { z } from 'zod'
-import { Abort, LlmeshError, type InferPath } from '@llmesh/protocol'
+import { LlmeshError, type InferPath } from '@llmesh/protocol'
+import { Abort } from '@llmesh/kit'
 import type { Strategy } from '@llmesh/scheduler'
 import type { RoutedResponse } from '../router.js'
 import { requestDeadlineMs, requestPriority, requestStrategy } from './headers.js'

@@ -4,7 +4,8 @@
  */
 import type { OutgoingHttpHeaders } from 'node:http'
 import type { FastifyReply } from 'fastify'
-import { LlmeshError, STREAM_COALESCE_MS, toLlmeshError } from '@llmesh/protocol'
+import { LlmeshError, toLlmeshError } from '@llmesh/protocol'
+import { STREAM_COALESCE_MS } from '@llmesh/kit'
 import { WRITE_STALL_MS } from '../constants.js'
 import type { RoutedResponse } from '../router.js'
 import { openAiError } from './errors.js'

@@ -1,13 +1,4 @@
-/**
- * What the request path needs of an abort signal: whether and why it fired, and a callback when
- * it does. A real AbortSignal is one; so is `Abort`.
- */
-export interface Signal {
-  readonly aborted: boolean
-  readonly reason: unknown
-  addEventListener: (type: 'abort', listener: () => void, options?: { once?: boolean }) => void
-  removeEventListener: (type: 'abort', listener: () => void) => void
-}
+import type { Signal } from '@llmesh/protocol'
 
 /**
  * The abort source of one request (client gone, runner timed out): an AbortController and its
