@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest'
-import { parseConfig } from './config.js'
+import { LlmeshError, MAX_RUNNER_SLOTS, isErrorCode } from '@llmesh/protocol'
+import { HEARTBEAT_INTERVAL_MS, LAN_TIMINGS, MDNS_INTERVAL_MS } from '@llmesh/mesh'
+import { DEFAULT_STRATEGY, QUEUE_CAPACITY, QUEUE_DEADLINE_MS } from '@llmesh/scheduler'
+import { DEFAULT_CTX_SIZE, DEFAULT_OLLAMA_URL, DEFAULT_SLOTS, DEFAULT_STALL_TIMEOUT_MS } from '@llmesh/runners'
+import { ConfigError, parseConfig } from './config.js'
+import { SHUTDOWN_GRACE_MS, WRITE_STALL_MS } from './constants.js'
 
 describe('api config', () => {
   it('has loopback, bounded defaults for the HTTP API', () => {
@@ -19,5 +24,39 @@ describe('api config', () => {
     expect(() => parseConfig({ api: { headersTimeoutMs: 5000, requestTimeoutMs: 1000 } })).toThrow(/api: needs headersTimeoutMs <= requestTimeoutMs/)
     expect(() => parseConfig({ api: { maxConnections: 0 } })).toThrow(/api.maxConnections/)
     expect(() => parseConfig({ api: { apiKey: 'x' } })).toThrow(/api: Unrecognized key/)
+  })
+})
+
+describe('agent config', () => {
+  it('takes its defaults from the named constants of the packages that own them', () => {
+    const c = parseConfig({ ollama: {} })
+    expect(c.p2p).toMatchObject({ heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS, mdnsIntervalMs: MDNS_INTERVAL_MS })
+    expect(c.membership).toEqual(LAN_TIMINGS)
+    expect(c.queue).toEqual({ capacity: QUEUE_CAPACITY, deadlineMs: QUEUE_DEADLINE_MS })
+    expect(c.strategy).toBe(DEFAULT_STRATEGY)
+    expect(c.llamaServer).toEqual({ slots: DEFAULT_SLOTS, ctxSize: DEFAULT_CTX_SIZE, extraArgs: [] })
+    expect(c.ollama).toEqual({ url: DEFAULT_OLLAMA_URL })
+    expect(c.stallTimeoutMs).toBe(DEFAULT_STALL_TIMEOUT_MS)
+    expect(c.limits.writeStallMs).toBe(WRITE_STALL_MS)
+    expect(c.shutdownGraceMs).toBe(SHUTDOWN_GRACE_MS)
+    expect(() => parseConfig({ llamaServer: { slots: MAX_RUNNER_SLOTS + 1 } })).toThrow(/llamaServer.slots/)
+  })
+
+  it('is frozen all the way down', () => {
+    const c = parseConfig({ models: [{ path: '/m.gguf' }], p2p: { bootstrap: ['/ip4/10.0.0.2/tcp/4778'] } })
+    expect(() => { (c as { name: string }).name = 'x' }).toThrow(TypeError)
+    expect(() => { (c.api as { port: number }).port = 1 }).toThrow(TypeError)
+    expect(() => { (c.p2p.bootstrap as string[]).push('/ip4/10.0.0.3/tcp/4778') }).toThrow(TypeError)
+    expect(() => { (c.models[0] as { name?: string }).name = 'x' }).toThrow(TypeError)
+    expect(c.p2p.bootstrap).toEqual(['/ip4/10.0.0.2/tcp/4778'])
+  })
+
+  it('fails with INVALID_CONFIG, a code of the error catalogue', () => {
+    let err: unknown
+    try { parseConfig({ bogus: 1 }) } catch (e) { err = e }
+    expect(err).toBeInstanceOf(ConfigError)
+    expect(err).toBeInstanceOf(LlmeshError)
+    expect(err).toMatchObject({ name: 'ConfigError', code: 'INVALID_CONFIG', message: expect.stringMatching(/^invalid llmesh config:\n {2}\(config\): Unrecognized key/) })
+    expect(isErrorCode((err as LlmeshError).code)).toBe(true)
   })
 })

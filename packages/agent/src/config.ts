@@ -1,7 +1,16 @@
 import { hostname, homedir } from 'node:os'
 import { join } from 'node:path'
 import { z } from 'zod'
-import { DEFAULT_STRATEGY, QUEUE_CAPACITY, STRATEGIES } from '@llmesh/scheduler'
+import { LlmeshError } from '@llmesh/protocol'
+import { HEARTBEAT_INTERVAL_MS, LAN_TIMINGS, MDNS_INTERVAL_MS } from '@llmesh/mesh'
+import { QueueConfigSchema, StrategyConfigSchema } from '@llmesh/scheduler'
+import {
+  FirstTokenTimeoutMsSchema, LlamaServerConfigSchema, MlxConfigSchema, ModelEntrySchema, OllamaConfigSchema, StallTimeoutMsSchema
+} from '@llmesh/runners'
+import {
+  API_BODY_LIMIT_BYTES, API_HEADERS_TIMEOUT_MS, API_KEEP_ALIVE_TIMEOUT_MS, API_MAX_CONNECTIONS, API_REQUEST_TIMEOUT_MS, DEFAULT_API_HOST, DEFAULT_CLUSTER_ID, DEFAULT_LOG_LEVEL,
+  PEER_FRAME_GAP_MS, PEER_HEAD_TIMEOUT_MS, SHUTDOWN_GRACE_MS, WRITE_STALL_MS
+} from './constants.js'
 
 /** Default HTTP API port: next to Ollama's 11434, so switching a client over is one digit. */
 export const DEFAULT_API_PORT = 11435
@@ -13,18 +22,18 @@ function defaultDataDir (): string {
   return join(xdg != null && xdg !== '' ? xdg : join(homedir(), '.local', 'share'), 'llmesh')
 }
 
-const ModelEntry = z.strictObject({
-  /** path of a GGUF file on this host; it never leaves the host */
-  path: z.string().min(1),
-  /** name clients use; defaults to the file name without .gguf */
-  name: z.string().min(1).max(256).regex(/^[\w.:/-]+$/, 'letters, digits and . _ : / - only').optional()
-})
-
+/**
+ * The agent's configuration: its own options, composed with the schemas (and so the named
+ * defaults) of the packages that own the rest: `@llmesh/runners` (models, llamaServer, ollama,
+ * mlx, stall and first-token timeouts), `@llmesh/scheduler` (strategy, queue) and the mesh's
+ * named constants (heartbeat and mDNS periods, LAN membership timings). Validated once by
+ * `parseConfig`.
+ */
 export const AgentConfigSchema = z.strictObject({
   /** human name of this host in `llmesh status`. @default the host name */
   name: z.string().min(1).max(128).default(() => hostname()),
   /** agents only join peers of the same cluster id. @default "default" */
-  clusterId: z.string().min(1).max(40).regex(/^[\w-]+$/, 'letters, digits, _ and - only').default('default'),
+  clusterId: z.string().min(1).max(40).regex(/^[\w-]+$/, 'letters, digits, _ and - only').default(DEFAULT_CLUSTER_ID),
   /**
    * The cluster key file (32 bytes, the swarm-key format `llmesh keygen` writes): every connection
    * between agents is protected with it, so a host without it cannot connect. Unset: the data
@@ -44,11 +53,11 @@ export const AgentConfigSchema = z.strictObject({
      * listen address. Off loopback the API needs API keys (`llmesh apikey add`): the agent
      * does not start there without one. @default 127.0.0.1
      */
-    host: z.string().default('127.0.0.1'),
+    host: z.string().default(DEFAULT_API_HOST),
     /** 0 picks a free port. @default 11435 */
     port: z.number().int().min(0).max(65535).default(DEFAULT_API_PORT),
     /** largest request body, bytes. @default 8 MiB */
-    bodyLimit: z.number().int().positive().default(8 * 1024 * 1024),
+    bodyLimit: z.number().int().positive().default(API_BODY_LIMIT_BYTES),
     /**
      * further Host names a loopback API answers besides localhost, loopback addresses and
      * `host` (e.g. a local reverse proxy's name); any other Host is refused 403 (DNS
@@ -56,21 +65,21 @@ export const AgentConfigSchema = z.strictObject({
      */
     allowedHosts: z.array(z.string().min(1).max(253)).default([]),
     /** time for a client to send a request's head, ms; then 408 and the connection closes. @default 10000 ms */
-    headersTimeoutMs: z.number().int().positive().default(10_000),
+    headersTimeoutMs: z.number().int().positive().default(API_HEADERS_TIMEOUT_MS),
     /**
      * time for a client to send a whole request (head and body), ms; the response may stream
      * for longer. @default 60000 ms
      */
-    requestTimeoutMs: z.number().int().positive().default(60_000),
+    requestTimeoutMs: z.number().int().positive().default(API_REQUEST_TIMEOUT_MS),
     /**
      * an idle keep-alive connection is closed after this long, ms. Longer than clients keep
      * idle connections (many reuse one without knowing the server's timeout, and a POST sent
      * on a connection the server is closing fails); idle connections count against
      * maxConnections. @default 72000 ms
      */
-    keepAliveTimeoutMs: z.number().int().positive().default(72_000),
+    keepAliveTimeoutMs: z.number().int().positive().default(API_KEEP_ALIVE_TIMEOUT_MS),
     /** most client connections at once; further ones are closed as they come. @default 1024 */
-    maxConnections: z.number().int().positive().default(1024)
+    maxConnections: z.number().int().positive().default(API_MAX_CONNECTIONS)
   }).prefault({}).refine((a) => a.headersTimeoutMs <= a.requestTimeoutMs, { message: 'needs headersTimeoutMs <= requestTimeoutMs' }),
   p2p: z.strictObject({
     /** libp2p listen multiaddrs. @default /ip4/0.0.0.0/tcp/4778 */
@@ -80,9 +89,9 @@ export const AgentConfigSchema = z.strictObject({
     /** find peers of the same cluster on the LAN by multicast DNS. @default true */
     mdns: z.boolean().default(true),
     /** mDNS query period (a new agent asks at start anyway; known peers are redialled every second). @default 30000 ms */
-    mdnsIntervalMs: z.number().int().min(100).default(30_000),
+    mdnsIntervalMs: z.number().int().min(100).default(MDNS_INTERVAL_MS),
     /** heartbeat period on the metrics topic. @default 500 ms */
-    heartbeatIntervalMs: z.number().int().min(50).default(500)
+    heartbeatIntervalMs: z.number().int().min(50).default(HEARTBEAT_INTERVAL_MS)
   }).prefault({}),
   /**
    * Failure detection (LAN defaults). A host silent for suspectAfterMs is suspect (still
@@ -91,16 +100,16 @@ export const AgentConfigSchema = z.strictObject({
    */
   membership: z.strictObject({
     /** @default 1500 ms (three missed heartbeats) */
-    suspectAfterMs: z.number().int().positive().default(1500),
+    suspectAfterMs: z.number().int().positive().default(LAN_TIMINGS.suspectAfterMs),
     /** @default 4000 ms */
-    deadAfterMs: z.number().int().positive().default(4000),
+    deadAfterMs: z.number().int().positive().default(LAN_TIMINGS.deadAfterMs),
     /** @default 600000 ms (10 min) */
-    pruneAfterMs: z.number().int().positive().default(600_000)
+    pruneAfterMs: z.number().int().positive().default(LAN_TIMINGS.pruneAfterMs)
   }).prefault({}).refine((m) => m.suspectAfterMs < m.deadAfterMs && m.deadAfterMs < m.pruneAfterMs, {
     message: 'needs suspectAfterMs < deadAfterMs < pruneAfterMs'
   }),
   /** GGUF models this host serves, each by one runner (llama-server, else embedded llama.cpp) */
-  models: z.array(ModelEntry).default([]),
+  models: z.array(ModelEntrySchema).default([]),
   /** folders scanned for GGUF files: listed in the catalog (names, sizes, metadata), started on first use */
   modelDirs: z.array(z.string().min(1)).default([]),
   /**
@@ -108,40 +117,31 @@ export const AgentConfigSchema = z.strictObject({
    * `{ url }` (url defaults to http://127.0.0.1:11434). Opt-in, so an agent never takes over
    * a server its owner did not mean to share. @default false
    */
-  ollama: z.union([z.literal(false), z.strictObject({ url: z.string().url().default('http://127.0.0.1:11434') })]).default(false),
+  ollama: OllamaConfigSchema,
   /**
    * Adopt an `mlx_lm.server` (or any OpenAI-compatible server) on this host: `{ url, model }`
    * publishes `model` to the mesh and forwards its requests there. @default none
    */
-  mlx: z.strictObject({
-    url: z.string().url(),
-    model: z.string().min(1).max(256),
-    /** the model name the server expects; mlx_lm serves the one it was started with */
-    upstreamModel: z.string().min(1).optional(),
-    slots: z.number().int().min(1).optional()
-  }).optional(),
+  mlx: MlxConfigSchema,
   /** a stream that yields no token for this long is aborted with a clear error. @default 30000 ms */
-  stallTimeoutMs: z.number().int().positive().default(30_000),
+  stallTimeoutMs: StallTimeoutMsSchema,
   /**
    * longest wait for a streaming runner's first byte, ms; a request that times out is failed
    * over to another host. @default 120000 ms (the runners')
    */
-  firstTokenTimeoutMs: z.number().int().positive().optional(),
+  firstTokenTimeoutMs: FirstTokenTimeoutMsSchema,
   /**
    * routing strategy when a request names none (header `x-llmesh-strategy`): performance,
    * least-loaded, round-robin, fastest, random or prefix-affinity. @default "performance"
    */
-  strategy: z.enum(STRATEGIES).default(DEFAULT_STRATEGY),
-  /** admission on this host: requests beyond the runners' slots wait in a priority queue */
-  queue: z.strictObject({
-    /** requests waiting per runner beyond its busy slots; more are answered 429. @default 64 */
-    capacity: z.number().int().min(0).max(100_000).default(QUEUE_CAPACITY),
-    /**
-     * longest wait for a slot when the request sets no `x-llmesh-deadline-ms`, ms; a request
-     * still queued then is answered 504 DEADLINE_EXCEEDED. @default 120000 ms
-     */
-    deadlineMs: z.number().int().positive().default(120_000)
-  }).prefault({}),
+  strategy: StrategyConfigSchema,
+  /**
+   * admission on this host: requests beyond the runners' slots wait in a priority queue.
+   * `capacity`: requests waiting per runner beyond its busy slots, more are answered 429
+   * (@default 64); `deadlineMs`: longest wait for a slot when the request sets no
+   * `x-llmesh-deadline-ms`, then 504 DEADLINE_EXCEEDED (@default 120000 ms)
+   */
+  queue: QueueConfigSchema,
   /**
    * What this agent waits for from a peer it forwarded a request to, and how long a client that
    * stops reading may hold a slot. A peer is asked for keepalive frames while it works (queued,
@@ -155,49 +155,31 @@ export const AgentConfigSchema = z.strictObject({
      * a peer that sends nothing (no head, no keepalive) this long after a request went to it is
      * taken for silent: the request fails over to the next host. @default 10000 ms
      */
-    headTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
+    headTimeoutMs: z.number().int().min(100).max(600_000).default(PEER_HEAD_TIMEOUT_MS),
     /**
      * once a peer answers, the longest silence between its frames (keepalives count) and inside
      * a frame: before the first token the request fails over, after it the stream ends with a
      * STALLED error. @default 10000 ms
      */
-    frameGapMs: z.number().int().min(100).max(600_000).default(10_000),
+    frameGapMs: z.number().int().min(100).max(600_000).default(PEER_FRAME_GAP_MS),
     /**
      * a client (HTTP, or a peer this host serves) that reads nothing for this long loses its
      * stream: it ends with a STALLED error and the runner's slot is freed. @default 30000 ms
      */
-    writeStallMs: z.number().int().min(100).max(3_600_000).default(30_000)
+    writeStallMs: z.number().int().min(100).max(3_600_000).default(WRITE_STALL_MS)
   }).prefault({}),
-  llamaServer: z.strictObject({
-    /**
-     * llama-server binary. @default $LLMESH_LLAMA_SERVER, else `llama-server` on PATH, else
-     * none: models run on the embedded llama.cpp
-     */
-    binary: z.string().min(1).optional(),
-    /** parallel slots per runner. @default 2 */
-    slots: z.number().int().min(1).max(256).default(2),
-    /** total context per runner, tokens. @default 4096 */
-    ctxSize: z.number().int().min(128).default(4096),
-    /** layers offloaded to the GPU (-ngl); unset leaves llama-server's default */
-    gpuLayers: z.number().int().min(0).optional(),
-    /**
-     * CPU threads of each llama-server (-t); unset leaves llama-server's default (every
-     * physical core). Where the model runs on the CPU, leaving a core to the agent and the
-     * other runners keeps them from fighting over it.
-     */
-    threads: z.number().int().min(1).max(1024).optional(),
-    /**
-     * further llama-server flags, e.g. ["--embeddings"] for a dedicated embedding model
-     * (llama-server then serves /v1/embeddings and no completions). @default []
-     */
-    extraArgs: z.array(z.string()).default([])
-  }).prefault({}),
+  /**
+   * the llama-server runners: `binary` (@default $LLMESH_LLAMA_SERVER, else `llama-server` on
+   * PATH, else the embedded llama.cpp), `slots` per runner (@default 2), `ctxSize` tokens per
+   * runner (@default 4096), `gpuLayers` (-ngl), `threads` (-t), `extraArgs` (@default [])
+   */
+  llamaServer: LlamaServerConfigSchema,
   /**
    * On SIGTERM, requests in flight get this long to finish; then they end with an error (an SSE
    * client gets an error event) and the agent stops its runners and exits. @default 5000 ms
    */
-  shutdownGraceMs: z.number().int().min(0).max(600_000).default(5000),
-  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info')
+  shutdownGraceMs: z.number().int().min(0).max(600_000).default(SHUTDOWN_GRACE_MS),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(DEFAULT_LOG_LEVEL)
 })
 
 export type AgentConfig = z.infer<typeof AgentConfigSchema>
@@ -205,7 +187,8 @@ export type AgentConfigInput = z.input<typeof AgentConfigSchema>
 
 /**
  * Validates a config once, at start: one clear line per bad option, unknown keys rejected,
- * the result frozen.
+ * the result frozen all the way down (a part handed a sub-object cannot change what another
+ * part reads).
  */
 export function parseConfig (input: unknown): Readonly<AgentConfig> {
   const parsed = AgentConfigSchema.safeParse(input)
@@ -213,10 +196,23 @@ export function parseConfig (input: unknown): Readonly<AgentConfig> {
     const lines = parsed.error.issues.map((i) => `  ${i.path.length > 0 ? i.path.join('.') : '(config)'}: ${i.message}`)
     throw new ConfigError(`invalid llmesh config:\n${lines.join('\n')}`)
   }
-  return Object.freeze(parsed.data)
+  return deepFreeze(parsed.data)
 }
 
-export class ConfigError extends Error {
+/** Freezes a plain value and every object and array in it. */
+function deepFreeze<T> (value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const v of Object.values(value)) deepFreeze(v)
+  }
+  return value
+}
+
+/** The agent's configuration is invalid (a bad option, a data dir another agent holds): INVALID_CONFIG. */
+export class ConfigError extends LlmeshError {
   override name = 'ConfigError'
-  readonly code = 'INVALID_CONFIG'
+
+  constructor (message: string, options?: { cause?: unknown }) {
+    super('INVALID_CONFIG', message, options)
+  }
 }

@@ -62,3 +62,39 @@ export const API_TIMEOUT_CHECK_MS = 1000
  * runner's slot; `limits.writeStallMs` in the config. @default 30000 ms
  */
 export const WRITE_STALL_MS = 30_000
+
+/** Default HTTP API address: loopback, so nothing off this host reaches the API until asked to. @default 127.0.0.1 */
+export const DEFAULT_API_HOST = '127.0.0.1'
+/** Largest request body the API reads, bytes (`api.bodyLimit`). @default 8 MiB */
+export const API_BODY_LIMIT_BYTES = 8 * 1024 * 1024
+/** Time for a client to send a request's head, ms (`api.headersTimeoutMs`); then 408. @default 10000 ms */
+export const API_HEADERS_TIMEOUT_MS = 10_000
+/** Time for a client to send a whole request, ms (`api.requestTimeoutMs`). @default 60000 ms */
+export const API_REQUEST_TIMEOUT_MS = 60_000
+/**
+ * An idle keep-alive connection is closed after this long, ms (`api.keepAliveTimeoutMs`): longer
+ * than clients keep idle connections, so a client never sends on one the server is closing.
+ * @default 72000 ms
+ */
+export const API_KEEP_ALIVE_TIMEOUT_MS = 72_000
+/** Most client connections at once (`api.maxConnections`). @default 1024 */
+export const API_MAX_CONNECTIONS = 1024
+
+/**
+ * A peer that sends nothing (no head, no keepalive) this long after a request went to it is
+ * taken for silent and the request fails over (`limits.headTimeoutMs`). @default 10000 ms
+ */
+export const PEER_HEAD_TIMEOUT_MS = 10_000
+/**
+ * Once a peer answers, the longest silence between its frames (`limits.frameGapMs`).
+ * @default 10000 ms
+ */
+export const PEER_FRAME_GAP_MS = 10_000
+
+/** On SIGTERM, requests in flight get this long to finish (`shutdownGraceMs`). @default 5000 ms */
+export const SHUTDOWN_GRACE_MS = 5000
+
+/** Cluster id of an agent started without one: agents only join peers of the same id. @default "default" */
+export const DEFAULT_CLUSTER_ID = 'default'
+/** @default "info" */
+export const DEFAULT_LOG_LEVEL = 'info'

@@ -16,7 +16,8 @@ const FAILURE_OF_CODE: Record<ErrorCode, Failure> = {
   PROTOCOL_ERROR: 'protocol',
   STALLED: 'stall',
   UNAUTHORIZED: 'client-error',
-  FORBIDDEN: 'client-error'
+  FORBIDDEN: 'client-error',
+  INVALID_CONFIG: 'server-error'
 }
 
 /** The scheduler's failure kind of an error (an aborted request is 'aborted' whatever it threw). */

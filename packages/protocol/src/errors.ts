@@ -30,7 +30,12 @@ export const ErrorCodes = {
   /** the API needs a key (`Authorization: Bearer <key>`) and none, or an unknown one, was given */
   UNAUTHORIZED: { status: 401, type: 'invalid_request_error' },
   /** the request's Host or Origin is not one the API answers (a DNS-rebinding or cross-site page) */
-  FORBIDDEN: { status: 403, type: 'invalid_request_error' }
+  FORBIDDEN: { status: 403, type: 'invalid_request_error' },
+  /**
+   * the agent's configuration (file, flags, or a data dir another agent holds) is invalid; raised
+   * at start and printed by `llmesh up`, never an HTTP answer (hence a plain 500 should it reach one)
+   */
+  INVALID_CONFIG: { status: 500, type: 'server_error' }
 } as const satisfies Record<string, { status: number, type: string }>
 
 export type ErrorCode = keyof typeof ErrorCodes

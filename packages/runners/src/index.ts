@@ -48,3 +48,7 @@ export { backoffDelay, type BackoffOptions } from './backoff.js'
 export { watchStalls, type StallWatchOptions } from './stall.js'
 export { ChatCompletionWriter } from './openai.js'
 export * from './constants.js'
+export {
+  ModelEntrySchema, LlamaServerConfigSchema, OllamaConfigSchema, MlxConfigSchema, StallTimeoutMsSchema, FirstTokenTimeoutMsSchema,
+  type ModelEntry, type LlamaServerConfig, type OllamaConfig, type MlxConfig
+} from './config.js'

@@ -155,6 +155,14 @@ export const AGING_PER_SEC = 0.5
  */
 export const QUEUE_CAPACITY = 64
 
+/**
+ * Longest wait for a slot when a request sets no deadline (`x-llmesh-deadline-ms`), ms; a request
+ * still queued then is answered 504 DEADLINE_EXCEEDED. Long enough for a full queue of chat
+ * requests on a small host to drain; a client that cannot wait that long says so per request.
+ * @default 120000 ms
+ */
+export const QUEUE_DEADLINE_MS = 120_000
+
 /** Retry-After bounds when a queue is full, seconds (HTTP wants whole seconds). */
 export const MIN_RETRY_AFTER_SEC = 1
 /** @default 60 s */

@@ -68,3 +68,4 @@ export { FAILURES, isHostFailure, isRetryable, type Failure, type Outcome } from
 export { Ewma, PeerStats, mergeObserved, type PeerStatsInit, type ObservedStats } from './ewma.js'
 export { PeerHealth, type PeerHealthInit } from './health.js'
 export * from './constants.js'
+export { StrategyConfigSchema, QueueConfigSchema, type QueueConfig } from './config.js'
