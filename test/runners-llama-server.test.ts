@@ -49,7 +49,7 @@ describe('llama-server runner', () => {
     expect(r.port).toBeGreaterThan(0)
     expect(states[0]).toBe('starting')
     expect((await r.health()).ok).toBe(true)
-    expect(await r.props()).toMatchObject({ total_slots: 2 })
+    expect(await (await fetch(`http://127.0.0.1:${r.port}/props`)).json()).toMatchObject({ total_slots: 2 })
 
     const [a, b] = await Promise.all([r.infer('/v1/chat/completions', chat(40)), r.infer('/v1/chat/completions', chat(40))])
     expect(r.state).toBe('busy') // both slots have a request

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { LlmeshError, MAX_RUNNER_SLOTS, isErrorCode } from '@llmesh/protocol'
+import { ErrorCodes, LlmeshError, MAX_RUNNER_SLOTS } from '@llmesh/protocol'
 import { HEARTBEAT_INTERVAL_MS, LAN_TIMINGS, MDNS_INTERVAL_MS } from '@llmesh/mesh'
 import { DEFAULT_STRATEGY, QUEUE_CAPACITY, QUEUE_DEADLINE_MS } from '@llmesh/scheduler'
 import { DEFAULT_CTX_SIZE, DEFAULT_OLLAMA_URL, DEFAULT_SLOTS, DEFAULT_STALL_TIMEOUT_MS } from '@llmesh/runners'
@@ -57,6 +57,6 @@ describe('agent config', () => {
     expect(err).toBeInstanceOf(ConfigError)
     expect(err).toBeInstanceOf(LlmeshError)
     expect(err).toMatchObject({ name: 'ConfigError', code: 'INVALID_CONFIG', message: expect.stringMatching(/^invalid llmesh config:\n {2}\(config\): Unrecognized key/) })
-    expect(isErrorCode((err as LlmeshError).code)).toBe(true)
+    expect(Object.hasOwn(ErrorCodes, (err as LlmeshError).code)).toBe(true)
   })
 })

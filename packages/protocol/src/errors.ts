@@ -40,10 +40,6 @@ export const ErrorCodes = {
 
 export type ErrorCode = keyof typeof ErrorCodes
 
-export function isErrorCode (value: unknown): value is ErrorCode {
-  return typeof value === 'string' && Object.hasOwn(ErrorCodes, value)
-}
-
 export class LlmeshError extends Error {
   override name = 'LlmeshError'
   readonly code: ErrorCode

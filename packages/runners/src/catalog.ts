@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto'
 import { open, readdir, readFile, stat } from 'node:fs/promises'
 import type { Dirent } from 'node:fs'
 import { homedir } from 'node:os'
-import { basename, dirname, join, relative, sep } from 'node:path'
+import { basename, join, relative, sep } from 'node:path'
 import { gguf, GGMLFileQuantizationType, parseGgufShardFilename } from '@huggingface/gguf'
 import type { ModelInfo } from '@llmesh/protocol'
 import { DIGEST_PREFIX_BYTES } from './constants.js'
@@ -266,9 +266,4 @@ export async function scanOllamaStore (root: string, opts: ScanOptions = {}): Pr
     }
   }
   return out
-}
-
-/** Where a model's file lives, for logs: the folder only (the catalog never publishes it). */
-export function modelFolder (model: LocalModel): string {
-  return dirname(model.path)
 }

@@ -168,13 +168,6 @@ export class LlamaServerRunner extends BaseRunner {
     return json.filter((s) => s.is_processing).length
   }
 
-  /** llama-server's `/props`: `total_slots`, chat template, build... */
-  async props (): Promise<Record<string, unknown>> {
-    const { status, json } = await this.getJson<Record<string, unknown>>('/props')
-    if (status !== 200 || json == null) throw new LlmeshError('RUNNER_FAILED', `/props answered ${status}`)
-    return json
-  }
-
   /**
    * llama-server's Prometheus counters (`--metrics`), e.g. `llamacpp:prompt_tokens_total`,
    * `llamacpp:tokens_predicted_total`, `llamacpp:requests_processing`.

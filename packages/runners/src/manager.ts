@@ -396,11 +396,6 @@ export class RunnerManager {
     return [...out.values()]
   }
 
-  /** The catalog with local paths: for this host only. */
-  localModels (): LocalModel[] {
-    return [...this.catalog]
-  }
-
   /** CPUs, RAM and the GPUs probed at start. */
   /** This host's hardware, probed once (os.cpus() is not cheap, and it is read on every publish). */
   hardware (): Hardware {
