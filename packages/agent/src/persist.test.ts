@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { pino } from 'pino'
 import { ClusterDoc, type ClusterDocOptions } from '@llmesh/state'
 import type { UnsignedNodeRecord } from '@llmesh/protocol'
+import { unsignedRecord } from '@llmesh/testkit'
 import { loadOrCreateKey, peerIdOfKey, recordSigner, recordVerifier } from '@llmesh/mesh'
 import { DurableFile, openClusterDoc } from './persist.js'
 
@@ -23,12 +24,7 @@ beforeEach(async () => {
 })
 afterEach(async () => { await Promise.all([dir, keyDir].map(async (d) => { await rm(d, { recursive: true, force: true }) })) })
 
-function record (i: number): UnsignedNodeRecord {
-  return {
-    peerId: PEER, name: `host-${i}`, version: '0.1.0', protocol: 1, addrs: [], api: '127.0.0.1:1',
-    hardware: { cpus: 1, memBytes: 1, platform: 'linux', arch: 'x64' }, models: [], runners: [], startedAt: 1, updatedAt: i
-  }
-}
+const record = (i: number): UnsignedNodeRecord => unsignedRecord(PEER, { name: `host-${i}`, startedAt: 1, updatedAt: i })
 
 describe('DurableFile', () => {
   it('coalesces concurrent saves of a changing document into a file that decodes to the latest state', async () => {

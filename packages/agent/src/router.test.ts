@@ -2,26 +2,14 @@ import { describe, expect, it } from 'vitest'
 import { pino } from 'pino'
 import { BusyError, LlmeshError, type AdmissionSnapshot, type NodeRecord } from '@llmesh/protocol'
 import type { RankedTarget } from '@llmesh/scheduler'
+import { nodeRecord } from '@llmesh/testkit'
 import { Router, type ForwardOptions, type Forwarded } from './router.js'
 import { QueueFullError } from './serving.js'
 
 const SELF = 'peer-self'
 
-function node (peerId: string, runners = 1): NodeRecord {
-  return {
-    peerId,
-    name: peerId,
-    version: '0',
-    protocol: 1,
-    addrs: [],
-    api: '',
-    hardware: { cpus: 1, memBytes: 1, platform: 'linux', arch: 'x64' },
-    models: [],
-    runners: Array.from({ length: runners }, (_, i) => ({ id: `${peerId}-r${i}`, kind: 'llama-server' as const, model: 'm', state: 'ready' as const, slots: 2 })),
-    startedAt: 0,
-    updatedAt: 0
-  }
-}
+/** A host with `runners` ready runners of 'm', 2 slots each. */
+const node = (peerId: string, runners = 1): NodeRecord => nodeRecord(peerId, { runners: Array.from({ length: runners }, () => ({ model: 'm' })) })
 
 async function * chunks (...parts: string[]): AsyncGenerator<Uint8Array> {
   for (const p of parts) yield new TextEncoder().encode(p)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { mulberry32 } from '@llmesh/testkit'
+import { mulberry32, nodeRecord } from '@llmesh/testkit'
 import type { NodeRecord } from '@llmesh/protocol'
 import type { TargetMetrics } from './cluster-view.js'
 import { Admission } from './admission.js'
@@ -38,15 +38,7 @@ interface SimResult {
   maxHeld: number
 }
 
-function node (peerId: string): NodeRecord {
-  return {
-    peerId, name: peerId, version: 't', protocol: 1, addrs: [], api: '',
-    hardware: { cpus: 1, memBytes: 1, platform: 'linux', arch: 'x64' },
-    models: [],
-    runners: [{ id: `${peerId}-r0`, kind: 'llama-server', model: 'tiny', state: 'ready', slots: SLOTS }],
-    startedAt: 0, updatedAt: 0
-  }
-}
+const node = (peerId: string): NodeRecord => nodeRecord(peerId, { runners: [{ slots: SLOTS }] })
 
 const seeded = mulberry32
 

@@ -1,18 +1,11 @@
 import { describe, expect, it } from 'vitest'
-import { mulberry32 } from '@llmesh/testkit'
+import { mulberry32, nodeRecord } from '@llmesh/testkit'
 import type { NodeRecord, RunnerInfo } from '@llmesh/protocol'
 import type { RankInput, RankResult, TargetMetrics } from './cluster-view.js'
 import { rank } from './rank.js'
 
-function node (peerId: string, runners: Array<Partial<RunnerInfo>> = [{}]): NodeRecord {
-  return {
-    peerId, name: peerId, version: 't', protocol: 1, addrs: [], api: '',
-    hardware: { cpus: 1, memBytes: 1, platform: 'linux', arch: 'x64' },
-    models: [],
-    runners: runners.map((r, i) => ({ id: `${peerId}-r${i}`, kind: 'llama-server', model: 'tiny', state: 'ready', slots: 2, ...r })),
-    startedAt: 0, updatedAt: 0
-  }
-}
+/** A host with the given runners of 'tiny' (ready, 2 slots unless said otherwise). */
+const node = (peerId: string, runners: Array<Partial<RunnerInfo>> = [{}]): NodeRecord => nodeRecord(peerId, { runners })
 
 const NOW = 100_000
 const fresh = (m: TargetMetrics): TargetMetrics => ({ heartbeatAt: NOW - 100, slotsTotal: 2, slotsBusy: 0, queueDepth: 0, ...m })

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import * as Y from 'yjs'
 import type { NodeRecord, UnsignedNodeRecord } from '@llmesh/protocol'
-import { mulberry32 as rng } from '@llmesh/testkit'
+import { mulberry32 as rng, unsignedRecord } from '@llmesh/testkit'
 import { ClusterDoc } from './cluster-doc.js'
 import { recordContent, type RecordVerifier } from './record-trust.js'
 import { MAX_DOC_BYTES, MAX_ENTRIES, MAX_RECORD_BYTES } from './constants.js'
@@ -26,21 +26,8 @@ function signed (r: UnsignedNodeRecord): NodeRecord {
   return { ...r, sig: hashSig(r.peerId, recordContent(r)) }
 }
 
-function record (peerId: string, models: string[] = [], updatedAt = 1): UnsignedNodeRecord {
-  return {
-    peerId,
-    name: peerId,
-    version: '0.1.0',
-    protocol: 1,
-    addrs: [],
-    api: '127.0.0.1:1',
-    hardware: { cpus: 2, memBytes: 1, platform: 'linux', arch: 'x64' },
-    models: models.map((name) => ({ name, sizeBytes: 1, digest: 'd', format: 'gguf' as const })),
-    runners: [],
-    startedAt: 1,
-    updatedAt
-  }
-}
+const record = (peerId: string, models: string[] = [], updatedAt = 1): UnsignedNodeRecord =>
+  unsignedRecord(peerId, { models, startedAt: 1, updatedAt, hardware: { cpus: 2, memBytes: 1, platform: 'linux', arch: 'x64' } })
 
 describe('ClusterDoc', () => {
   it('converges when deltas arrive in a seeded random order, with a sync repairing what was lost', () => {
