@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { LlmeshError } from '@llmesh/protocol'
 import { backoffDelay } from './backoff.js'
 import { parsePrometheus } from './llama-server.js'
@@ -14,12 +14,24 @@ async function * chunks (delaysMs: number[], signal?: AbortSignal): AsyncGenerat
   }
 }
 
+/** Starts `body`, moves fake time on by `ms` (running the timers that fall due), then gives its result. */
+async function within<T> (ms: number, body: () => Promise<T>): Promise<T> {
+  const running = body()
+  await vi.advanceTimersByTimeAsync(ms)
+  return await running
+}
+
 describe('stall watch', () => {
+  beforeEach(() => { vi.useFakeTimers() })
+  afterEach(() => { vi.useRealTimers() })
+
   it('passes a lively stream through and reports completion', async () => {
     const seen: number[] = []
     let completed = false
     let settled = 0
-    for await (const c of watchStalls(chunks([1, 1, 1]), { firstChunkMs: 1000, gapMs: 1000, label: 'r', abort: () => {}, onComplete: () => { completed = true }, onSettled: () => { settled++ } })) seen.push(c)
+    await within(10, async () => {
+      for await (const c of watchStalls(chunks([1, 1, 1]), { firstChunkMs: 1000, gapMs: 1000, label: 'r', abort: () => {}, onComplete: () => { completed = true }, onSettled: () => { settled++ } })) seen.push(c)
+    })
     expect(seen).toEqual([0, 1, 2])
     expect(completed).toBe(true)
     expect(settled).toBe(1)
@@ -29,14 +41,14 @@ describe('stall watch', () => {
     const ac = new AbortController()
     let stalls = 0
     const seen: number[] = []
-    const err = await (async () => {
+    const err = await within(100, async () => {
       try {
         for await (const c of watchStalls(chunks([1, 10_000], ac.signal), { firstChunkMs: 1000, gapMs: 50, label: 'runner x', abort: (r) => { ac.abort(r) }, onStall: () => { stalls++ } })) seen.push(c)
       } catch (e) {
         return e
       }
       return undefined
-    })()
+    })
     expect(seen).toEqual([0])
     expect(err).toBeInstanceOf(LlmeshError)
     expect((err as LlmeshError).code).toBe('STALLED')
@@ -49,17 +61,21 @@ describe('stall watch', () => {
   it('does not count a slow reader as a stall: only the wait for the upstream counts', async () => {
     const ac = new AbortController()
     const seen: number[] = []
-    for await (const c of watchStalls(chunks([1, 1, 1], ac.signal), { firstChunkMs: 50, gapMs: 50, label: 'r', abort: (r) => { ac.abort(r) } })) {
-      seen.push(c)
-      await new Promise((resolve) => setTimeout(resolve, 150)) // the client applies backpressure
-    }
+    await within(1000, async () => {
+      for await (const c of watchStalls(chunks([1, 1, 1], ac.signal), { firstChunkMs: 50, gapMs: 50, label: 'r', abort: (r) => { ac.abort(r) } })) {
+        seen.push(c)
+        await new Promise((resolve) => setTimeout(resolve, 150)) // the client applies backpressure
+      }
+    })
     expect(seen).toEqual([0, 1, 2])
     expect(ac.signal.aborted).toBe(false)
   })
 
   it('aborts the upstream when the reader stops early', async () => {
     const ac = new AbortController()
-    for await (const _ of watchStalls(chunks([1, 1, 1], ac.signal), { firstChunkMs: 1000, gapMs: 1000, label: 'r', abort: (r) => { ac.abort(r) } })) break
+    await within(10, async () => {
+      for await (const _ of watchStalls(chunks([1, 1, 1], ac.signal), { firstChunkMs: 1000, gapMs: 1000, label: 'r', abort: (r) => { ac.abort(r) } })) break
+    })
     expect(ac.signal.aborted).toBe(true)
   })
 })

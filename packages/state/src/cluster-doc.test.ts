@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import * as Y from 'yjs'
 import type { NodeRecord, UnsignedNodeRecord } from '@llmesh/protocol'
 import { mulberry32 as rng, unsignedRecord } from '@llmesh/testkit'
@@ -163,11 +163,14 @@ function write (to: ClusterDoc, entries: Array<[string, unknown]>): ReturnType<C
   return to.applyRemote(Y.mergeUpdates(updates))
 }
 
+/** Moves fake time on by `ms`, running the document's timers that fall due (its self-rewrite). */
 async function tick (ms = 5): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, ms))
+  await vi.advanceTimersByTimeAsync(ms)
 }
 
 describe('ClusterDoc: signed records and owner repair', () => {
+  afterEach(() => { vi.useRealTimers() })
+
   it('leaves out records that fail the schema, the key or the signature, by any path, and counts them once', () => {
     const a = newDoc('a')
     expect(write(a, [
@@ -187,6 +190,7 @@ describe('ClusterDoc: signed records and owner repair', () => {
   })
 
   it('rewrites its own entry at once when a sync brings a foreign overwrite or delete of it, and the rewrite wins everywhere', async () => {
+    vi.useFakeTimers()
     const a = newDoc('a')
     const c = newDoc('c')
     a.onLocalUpdate((u) => c.applyRemote(u, 'a'))
