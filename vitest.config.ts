@@ -4,7 +4,8 @@ import { defineConfig } from 'vitest/config'
  * Two lanes.
  *
  * - `unit`: the packages' own tests that need no llama.cpp build, no libp2p peer from the
- *   fixtures and no child processes. No global setup; files run in parallel. `pnpm test:unit`.
+ *   fixtures and no child processes. No global setup; files run in parallel, unisolated.
+ *   `pnpm test:unit`.
  * - `e2e`: `test/**` and the package tests that spawn processes or use the fixtures (the
  *   llama.cpp build, the tiny model on disk, a hostile libp2p peer). Its global setup makes
  *   the fixtures (cached); files run one at a time, after the unit lane, since they start real
@@ -39,6 +40,10 @@ export default defineConfig({
           name: 'unit',
           include: ['packages/*/src/**/*.test.ts'],
           exclude: ['**/node_modules/**', ...E2E_PACKAGE_TESTS],
+          // Files share a worker's module cache instead of importing libp2p, fastify, zod and
+          // yjs again per file (most of the lane's time). Safe while no unit test mocks a
+          // module, stubs globals or leaves fake timers on: each restores what it changes.
+          isolate: false,
           sequence: { groupOrder: 0 }
         }
       },
