@@ -1,8 +1,9 @@
 import { ensureLlamaCpp, ensureTinyModel } from '@llmesh/fixtures'
 
 /**
- * Makes the fixtures every multi-process test needs (cached after the first run) and hands
- * their paths to the test files through the environment.
+ * The e2e lane's global setup (the unit lane has none): makes the fixtures every multi-process
+ * test needs (cached after the first run) and hands their paths to the test files through the
+ * environment. The only place a test run builds llama.cpp or writes the tiny model.
  */
 export default async function setup (): Promise<void> {
   const progress = (line: string): void => { process.stdout.write(`[fixtures] ${line}\n`) }
