@@ -128,7 +128,7 @@ export class Mesh {
     this.log = init.logger.child({ component: 'mesh' })
     this.now = init.now ?? Date.now
     this.membership = new Membership(init.timings ?? LAN_TIMINGS, this.now, init.heartbeatIntervalMs ?? HEARTBEAT_INTERVAL_MS)
-    init.doc.mayPrune = (key, last) => this.prunable(key, last)
+    init.doc.bindPruneRule((key, last) => this.prunable(key, last))
   }
 
   get peerId (): string {
