@@ -27,9 +27,10 @@ export interface MeshInit {
    * derived from the cluster id (see connectionSecret). @default none
    */
   clusterKey?: Uint8Array
-  privateKey: PrivateKey
-  /** multiaddrs to listen on, e.g. /ip4/127.0.0.1/tcp/0 */
-  listen: string[]
+  /** this node's key (libp2p transport: required) */
+  privateKey?: PrivateKey
+  /** multiaddrs to listen on, e.g. /ip4/127.0.0.1/tcp/0 (libp2p transport: required) */
+  listen?: string[]
   /** multiaddrs dialled at start and re-dialled while not connected */
   bootstrap?: string[]
   doc: ClusterDoc
@@ -93,8 +94,8 @@ export class Mesh {
     const log = this.log
     this.transport = init.transport ?? new Libp2pTransport({
       clusterId: init.clusterId,
-      privateKey: init.privateKey,
-      listen: init.listen,
+      privateKey: required(init.privateKey, 'privateKey'),
+      listen: required(init.listen, 'listen'),
       ...(init.clusterKey != null ? { clusterKey: init.clusterKey } : {}),
       ...(init.mdns != null ? { mdns: init.mdns } : {}),
       log: (fields, msg) => { log.warn(fields, msg) }
@@ -228,4 +229,9 @@ export class Mesh {
     this.inferChannel.close()
     if (this.started) await this.transport.stop()
   }
+}
+
+function required<T> (value: T | undefined, name: string): T {
+  if (value == null) throw new Error(`MeshInit.${name} is required without a transport`)
+  return value
 }
