@@ -3,7 +3,8 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { LengthPrefixedDecoder } from '@libp2p/utils'
-import { PATCHED_VERSIONS, installedVersion, isNoiseDecoder, packageDir, uint16Length, yamuxInternalsMissing, type PatchedLibrary } from './patches.js'
+import { YamuxStream } from '@chainsafe/libp2p-yamux/stream'
+import { PATCHED_VERSIONS, installedVersion, isNoiseDecoder, packageDir, patchable, yamuxWindowUpdates, uint16Length, yamuxInternalsMissing, type PatchedLibrary } from './patches.js'
 
 /** A file of an installed library's dist, read as text (the internals the patches rely on). */
 function distSource (name: PatchedLibrary, file: string): string {
@@ -19,6 +20,18 @@ describe('library patches (patches.ts)', () => {
     }
   })
 
+  it('leaves a patch out, with one clear warning, on a version it was not written for', () => {
+    const warnings: Array<{ fields: object, msg: string }> = []
+    const log = (fields: object, msg: string): void => { warnings.push({ fields, msg }) }
+    expect(patchable('@chainsafe/libp2p-yamux', log, PATCHED_VERSIONS['@chainsafe/libp2p-yamux'][0])).toBe(true)
+    expect(warnings).toEqual([])
+    expect(patchable('@chainsafe/libp2p-yamux', log, '99.0.0')).toBe(false)
+    expect(warnings).toEqual([{
+      fields: { library: '@chainsafe/libp2p-yamux', version: '99.0.0', known: PATCHED_VERSIONS['@chainsafe/libp2p-yamux'] },
+      msg: expect.stringMatching(/patch left out/)
+    }])
+  })
+
   it('finds yamux\'s stream internals: sendWindowUpdate, the established state, the receive window fields', () => {
     expect(yamuxInternalsMissing()).toEqual([])
     const src = distSource('@chainsafe/libp2p-yamux', 'stream.js')
@@ -26,6 +39,17 @@ describe('library patches (patches.ts)', () => {
     expect(src).toMatch(/this\.recvWindowCapacity\b/)
     expect(src).toMatch(/this\.recvWindow = /)
     expect(src).toMatch(/this\.state\b/)
+  })
+
+  it('patches yamux\'s stream class on the installed version, once', () => {
+    const proto = YamuxStream.prototype as unknown as { sendWindowUpdate: unknown }
+    const original = proto.sendWindowUpdate
+    const muxer = {}
+    expect(yamuxWindowUpdates(muxer)).toBe(muxer)
+    const patched = proto.sendWindowUpdate
+    expect(patched).not.toBe(original)
+    yamuxWindowUpdates(muxer)
+    expect(proto.sendWindowUpdate).toBe(patched)
   })
 
   it('finds noise\'s decoder: a LengthPrefixedDecoder with a 2-byte length decoder on each encrypted stream', () => {

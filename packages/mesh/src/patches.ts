@@ -58,18 +58,21 @@ export function installedVersion (name: PatchedLibrary): string {
 
 const verdicts = new Map<PatchedLibrary, boolean>()
 
-/** Whether the installed version of `name` is one its patch was written for; warns once per library when not. */
-export function patchable (name: PatchedLibrary, log?: PatchLog): boolean {
-  let ok = verdicts.get(name)
+/**
+ * Whether the installed version of `name` (or `version`, for tests) is one its patch was
+ * written for; when not, says so once per library (to `log`, else as a process warning).
+ */
+export function patchable (name: PatchedLibrary, log?: PatchLog, version?: string): boolean {
+  let ok = version == null ? verdicts.get(name) : undefined
   if (ok == null) {
-    const version = installedVersion(name)
-    ok = PATCHED_VERSIONS[name].includes(version)
-    verdicts.set(name, ok)
+    const v = version ?? installedVersion(name)
+    ok = PATCHED_VERSIONS[name].includes(v)
+    if (version == null) verdicts.set(name, ok)
     if (!ok) {
-      const fields = { library: name, version, known: PATCHED_VERSIONS[name] }
+      const fields = { library: name, version: v, known: PATCHED_VERSIONS[name] }
       const msg = 'library version not covered by its speed patch: patch left out (correct, slower); check patches.ts'
       if (log != null) log(fields, msg)
-      else process.emitWarning(`${msg}: ${name}@${version} (patched: ${fields.known.join(', ')})`)
+      else process.emitWarning(`${msg}: ${name}@${v} (patched: ${fields.known.join(', ')})`)
     }
   }
   return ok
