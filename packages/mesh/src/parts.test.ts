@@ -14,6 +14,9 @@ import { redialDelay } from './dialer.js'
 import { LAN_TIMINGS, type MembershipTimings } from './membership.js'
 import { MemoryHub } from './memory-transport.js'
 import { Mesh } from './mesh.js'
+import { DocSync } from './doc-sync.js'
+import { newMeshStats } from './stats.js'
+import { InferRefusals, type InferRefusal } from './infer-stream.js'
 
 const logger = pino({ level: 'silent' })
 const sig = (peerId: string, content: Uint8Array): string => createHash('sha256').update(peerId).update(content).digest('base64url')
@@ -193,6 +196,33 @@ describe('DocSync over the memory transport', () => {
       expect(new Set(views).size, `seed ${seed}`).toBe(1)
       for (const n of Object.values(nodes)) await n.mesh.stop()
     }
+  })
+})
+
+describe('a part alone', () => {
+  it('DocSync needs only a transport, a clock and a logger: two documents converge on connect', async () => {
+    const clock = new FakeClock()
+    const hub = new MemoryHub()
+    const parts = ['a', 'b'].map((id) => {
+      const doc = new ClusterDoc(id, undefined, { verifier, signer: { sign: (content) => sig(id, content) }, now: clock.now })
+      doc.setSelf(record(id, clock.now()))
+      const transport = hub.transport(id)
+      const stats = newMeshStats(Object.fromEntries(InferRefusals.map((r) => [r, 0])) as Record<InferRefusal, number>)
+      return { doc, transport, stats, sync: new DocSync(transport, clock, logger, { clusterId: 'unit', doc, stats }) }
+    })
+    for (const p of parts) {
+      await p.transport.start()
+      await p.sync.start()
+    }
+    await hub.connect('a', 'b')
+    await clock.advance(0)
+    for (const p of parts) expect(p.doc.records().map((r) => r.peerId).sort()).toEqual(['a', 'b'])
+    expect(parts[0]!.stats.syncs + parts[1]!.stats.syncs).toBe(2)
+    for (const p of parts) {
+      p.sync.stop()
+      await p.transport.stop()
+    }
+    expect(clock.pending).toBe(0)
   })
 })
 
