@@ -137,5 +137,6 @@ export class DocSync {
     this.stopped = true
     this.timers.clear()
     this.unsubscribe?.()
+    this.unsubscribe = undefined
   }
 }

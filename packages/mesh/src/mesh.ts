@@ -226,6 +226,7 @@ export class Mesh {
     this.heartbeats.stop()
     this.docSync.stop()
     this.unsubscribeMembers?.()
+    this.unsubscribeMembers = undefined
     this.inferChannel.close()
     if (this.started) await this.transport.stop()
   }
