@@ -40,8 +40,8 @@ async function startMesh (dir, bootstrap = []) {
   return mesh
 }
 
-/** libp2p node inside the mesh, for the raw protocols of this benchmark only. */
-const nodeOf = (mesh) => mesh.node
+/** The mesh's transport, serving raw streams of the protocols of this benchmark only. */
+const nodeOf = (mesh) => ({ handle: async (protocol, handler) => { await mesh.transport.handleStream(protocol, (stream) => { void handler(stream) }) } })
 
 async function server () {
   const dir = await mkdtemp(join(tmpdir(), 'llmesh-bench-hop-'))

@@ -185,9 +185,9 @@ describe('/llmesh/infer/1 stream reuse', () => {
 
   it('answers garbage after a served request with an error and closes that stream only', async () => {
     const { a, b, streams } = await pair(echo)
-    const libp2p = (b as unknown as { node: { dialProtocol: (p: unknown, proto: string) => Promise<Stream> } }).node
-    const { peerIdFromString } = await import('@libp2p/peer-id')
-    const stream = await libp2p.dialProtocol(peerIdFromString(a.peerId), INFER_PROTOCOL)
+    // a raw stream from b's transport, past the mesh's request pool
+    const transport = (b as unknown as { transport: { openStream: (peer: string, proto: string) => Promise<Stream> } }).transport
+    const stream = await transport.openStream(a.peerId, INFER_PROTOCOL)
     const res = await requestInferKeep(stream)
     expect(res).toContain('m:raw')
     const lp = lpStream(stream)

@@ -113,9 +113,10 @@ describe('Mesh on loopback', () => {
       })
     })
     await until(() => b.mesh.connectedPeers().includes(a.mesh.peerId))
-    const libp2p = (b.mesh as unknown as { node: { dialProtocol: (p: unknown, proto: string) => Promise<import('@libp2p/interface').Stream> } }).node
-    const { peerIdFromString } = await import('@libp2p/peer-id')
-    const target = peerIdFromString(a.mesh.peerId)
+    // raw streams from b's transport, past the mesh's own framing
+    const transport = (b.mesh as unknown as { transport: { openStream: (peer: string, proto: string) => Promise<import('@libp2p/interface').Stream> } }).transport
+    const libp2p = { dialProtocol: async (peer: string, proto: string) => await transport.openStream(peer, proto) }
+    const target = a.mesh.peerId
     const garbage = [
       new Uint8Array([0xff, 0xff, 0xff, 0xff, 0x0f]), // a length prefix of gigabytes
       new Uint8Array([5, 1, 2, 3, 4, 5]), // a short frame of nonsense

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import * as varint from 'uint8-varint'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { lpStream, streamPair } from '@libp2p/utils'
-import { PAUSE_ABOVE_BYTES, framed, lengthPrefixed, uint16Length, varintPrefix } from './wire.js'
+import { PAUSE_ABOVE_BYTES, framed, lengthPrefixed, varintPrefix } from './wire.js'
 
 /** The bytes split into one-byte buffers. */
 const bytewise = (bytes: Uint8Array): Uint8ArrayList => new Uint8ArrayList(...[...bytes].map((b) => Uint8Array.of(b)))
@@ -132,17 +132,5 @@ describe('framed (length-prefixed messages on a libp2p stream)', () => {
     const read = framed(b, { maxDataLength: 100 }).read({ signal: ac.signal })
     ac.abort(new Error('caller left'))
     await expect(read).rejects.toThrow(/caller left|abort/)
-  })
-})
-
-describe('uint16Length (noise message prefix decoder)', () => {
-  it('reads a 2-byte big-endian length from one buffer or across two', () => {
-    expect(uint16Length(Uint8Array.of(0x12, 0x34, 9))).toBe(0x1234)
-    expect(uint16Length(new Uint8ArrayList(Uint8Array.of(0xff), Uint8Array.of(0xfe, 1)))).toBe(0xfffe)
-  })
-
-  it('answers the largest length, never throwing, while fewer than 2 bytes are there', () => {
-    expect(uint16Length(new Uint8ArrayList())).toBe(0xffff)
-    expect(uint16Length(new Uint8ArrayList(Uint8Array.of(7)))).toBe(0xffff)
   })
 })

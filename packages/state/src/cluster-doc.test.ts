@@ -4,6 +4,7 @@ import * as Y from 'yjs'
 import type { NodeRecord, UnsignedNodeRecord } from '@llmesh/protocol'
 import { mulberry32 as rng, unsignedRecord } from '@llmesh/testkit'
 import { ClusterDoc } from './cluster-doc.js'
+import type { PruneRule } from './prune-rule.js'
 import { recordContent, type RecordVerifier } from './record-trust.js'
 import { MAX_DOC_BYTES, MAX_ENTRIES, MAX_RECORD_BYTES } from './constants.js'
 
@@ -19,8 +20,8 @@ function hashSig (peerId: string, content: Uint8Array): string {
 const verifier: RecordVerifier = {
   verify: (record, content) => record.sig === hashSig(record.peerId, content) ? undefined : 'bad-signature'
 }
-function newDoc (peerId: string, snapshot?: Uint8Array): ClusterDoc {
-  return new ClusterDoc(peerId, snapshot, { verifier, signer: { sign: (content) => hashSig(peerId, content) } })
+function newDoc (peerId: string, snapshot?: Uint8Array, pruneRule?: PruneRule): ClusterDoc {
+  return new ClusterDoc(peerId, snapshot, { verifier, signer: { sign: (content) => hashSig(peerId, content) }, ...(pruneRule != null ? { pruneRule } : {}) })
 }
 function signed (r: UnsignedNodeRecord): NodeRecord {
   return { ...r, sig: hashSig(r.peerId, recordContent(r)) }
@@ -84,7 +85,9 @@ describe('ClusterDoc', () => {
   it('accepts a peer deleting another peer\'s entry only where the pruning rule allows it', () => {
     const a = newDoc('a')
     const b = newDoc('b')
-    const c = newDoc('c')
+    // the rule denies until `allowed`, as it does until a host is long dead
+    let allowed = false
+    const c = newDoc('c', undefined, (key, _last, sender) => allowed && key === 'a' && (sender === 'b' || sender == null))
     a.setSelf(record('a'))
     for (const d of [b, c]) d.applyRemote(a.snapshot())
     const deltas: Uint8Array[] = []
@@ -92,7 +95,7 @@ describe('ClusterDoc', () => {
     expect(b.prune(['a'])).toBe(1)
     expect(c.applyRemote(deltas[0]!, 'b')).toEqual({ applied: false, reason: 'foreign-delete' })
     expect(c.get('a')).toBeDefined()
-    c.mayPrune = (key, _last, sender) => key === 'a' && (sender === 'b' || sender == null)
+    allowed = true
     expect(c.applyRemote(deltas[0]!, 'b')).toEqual({ applied: true })
     expect(c.get('a')).toBeUndefined()
     // the pruned peer comes back and writes its entry again
@@ -225,7 +228,8 @@ describe('ClusterDoc: signed records and owner repair', () => {
 
   it('keeps a peer\'s last valid record in the view after a foreign delete or overwrite until the pruning rule allows removal', () => {
     const a = newDoc('a')
-    const c = newDoc('c')
+    let allowed = false
+    const c = newDoc('c', undefined, (key) => allowed && key === 'a')
     a.setSelf(record('a', ['real']))
     c.applyRemote(a.snapshot())
     expect(c.get('a')).toBeDefined()
@@ -239,7 +243,7 @@ describe('ClusterDoc: signed records and owner repair', () => {
     c.applyRemote(Y.encodeStateAsUpdate(g.doc, g.since))
     expect(c.get('a')?.models[0]?.name).toBe('real')
     // once the rule allows it (long dead), the kept record goes at the next read
-    c.mayPrune = (key) => key === 'a'
+    allowed = true
     expect(c.get('a')).toBeUndefined()
     expect(c.records()).toEqual([])
   })

@@ -2,6 +2,7 @@ import * as Y from 'yjs'
 import { NodeRecordSchema, type NodeRecord, type UnsignedNodeRecord } from '@llmesh/protocol'
 import { MAX_DOC_BYTES, MAX_ENTRIES, MAX_PENDING_BYTES, MAX_RECORD_BYTES, PER_CLIENT_BYTES, SELF_REWRITE_MIN_INTERVAL_MS } from './constants.js'
 import { recordContent, type InvalidReason, type RecordSigner, type RecordVerifier } from './record-trust.js'
+import { NEVER_PRUNE, type PruneRule } from './prune-rule.js'
 
 /** Name of the top-level Y.Map holding one NodeRecord per peer, keyed by peer id. */
 export const NODES = 'nodes'
@@ -24,6 +25,12 @@ export interface ClusterDocOptions {
   signer?: RecordSigner
   /** @default Date.now */
   now?: () => number
+  /**
+   * Which entries others may delete (see PruneRule, mayPrune). A document whose liveness source
+   * exists only later (the mesh is built after the document) gets it once with `bindPruneRule`.
+   * @default NEVER_PRUNE
+   */
+  pruneRule?: PruneRule
 }
 
 /** Counters of what the document kept out of the view or repaired. */
@@ -85,12 +92,9 @@ export class ClusterDoc {
   /** remote updates dropped, by reason */
   readonly rejected = new Map<RejectReason, number>()
   readonly stats: ClusterDocStats = { invalidRecords: new Map(), selfRewrites: 0, keptAfterForeignChange: 0, pendingDropped: 0 }
-  /**
-   * Whether an entry may be deleted by someone other than its owner (pruning a long-dead host):
-   * `last` is its last valid record, `sender` the deleting peer when known. Deny by default;
-   * the mesh installs its deterministic pruning rule here.
-   */
-  mayPrune: (key: string, last: NodeRecord | undefined, sender?: string) => boolean = () => false
+  /** which entries others may delete; NEVER_PRUNE until given (constructor or bindPruneRule) */
+  private mayPrune: PruneRule = NEVER_PRUNE
+  private pruneRuleBound = false
 
   /**
    * @param snapshot a document saved by `snapshot()`; it passes the same checks as a sync
@@ -101,6 +105,7 @@ export class ClusterDoc {
     this.verifier = opts.verifier
     if (opts.signer != null) this.signer = opts.signer
     this.now = opts.now ?? Date.now
+    if (opts.pruneRule != null) this.bindPruneRule(opts.pruneRule)
     this.doc = new Y.Doc()
     this.nodes = this.doc.getMap(NODES)
     this.doc.on('update', (update: Uint8Array, origin: unknown) => {
@@ -180,8 +185,20 @@ export class ClusterDoc {
   }
 
   /**
+   * Gives the document its pruning rule, once: for a document built before its liveness source
+   * (the agent opens the document, then starts the mesh that hears heartbeats). A second rule
+   * throws: the rule must be the same for the document's whole life and on every peer.
+   */
+  bindPruneRule (rule: PruneRule): void {
+    if (this.pruneRuleBound) throw new Error('the cluster document already has a pruning rule')
+    this.pruneRuleBound = true
+    this.mayPrune = rule
+    this.cache = undefined
+  }
+
+  /**
    * Deletes the entries of long-gone peers. Only the peer chosen by the pruning rule calls
-   * this; every receiver re-checks the rule through `mayPrune` before accepting.
+   * this; every receiver re-checks the rule (its PruneRule) before accepting.
    */
   prune (peerIds: string[]): number {
     let n = 0
