@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
-import { readFile, writeFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { formatClusterKey, newClusterKey, parseClusterKey } from '@llmesh/mesh'
+import { formatClusterKey, newClusterKey, parseClusterKey, writeFileExclusive } from '@llmesh/mesh'
 import type { AgentConfig } from './config.js'
 import { isLoopbackHost } from './loopback.js'
 
@@ -63,7 +63,7 @@ export async function resolveClusterTrust (
   const key = newClusterKey()
   try {
     // exclusive: two agents starting on one data dir must not each write their own key
-    await writeFile(file, formatClusterKey(key), { mode: 0o600, flag: 'wx' })
+    await writeFileExclusive(file, formatClusterKey(key))
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
     const other = await readKey(file, checkKeyFile)

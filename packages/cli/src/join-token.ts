@@ -1,7 +1,7 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import {
-  CLUSTER_KEY_BYTES, CLUSTER_KEY_FILE, formatClusterKey, isLoopbackAddr, keyId, newClusterKey, parseClusterKey, parseConfig, type AgentInfo
+  CLUSTER_KEY_BYTES, CLUSTER_KEY_FILE, formatClusterKey, isLoopbackAddr, keyId, newClusterKey, parseClusterKey, parseConfig, writeFileExclusive, type AgentInfo
 } from '@llmesh/agent'
 
 /** Prefix of a join token; the version lets a later format be told apart. */
@@ -52,7 +52,7 @@ export async function storeJoinedKey (dataDir: string, key: Uint8Array): Promise
     throw new Error(`${file} holds the key of another cluster (key ${keyId(parseClusterKey(existing, file))}); move it away to join this one (key ${keyId(key)})`)
   }
   await mkdir(dataDir, { recursive: true, mode: 0o700 })
-  await writeFile(file, formatClusterKey(key), { mode: 0o600, flag: 'wx' })
+  await writeFileExclusive(file, formatClusterKey(key))
   return file
 }
 
@@ -95,7 +95,7 @@ export async function keygen (out: string): Promise<{ file: string, keyId: strin
   const key = newClusterKey()
   await mkdir(dirname(out), { recursive: true, mode: 0o700 })
   try {
-    await writeFile(out, formatClusterKey(key), { mode: 0o600, flag: 'wx' })
+    await writeFileExclusive(out, formatClusterKey(key))
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new Error(`${out} exists: a key is never overwritten (move it away first)`)
     throw err

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { chmod, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { checkPrivateFile, ensurePrivateDir, removeStaleTempFiles, UnsafeFileError, writeFileDurable } from './files.js'
+import { checkPrivateFile, ensurePrivateDir, removeStaleTempFiles, UnsafeFileError, writeFileDurable, writeFileExclusive } from './files.js'
 import { loadOrCreateKey } from './identity.js'
 
 let dir: string
@@ -16,6 +16,30 @@ describe('writeFileDurable', () => {
     await Promise.all(versions.map(async (v) => { await writeFileDurable(file, v) }))
     expect(versions).toContain(await readFile(file, 'utf8'))
     expect(await readdir(dir)).toEqual(['cluster.snapshot'])
+    expect((await stat(file)).mode & 0o777).toBe(0o600)
+  })
+})
+
+describe('writeFileExclusive', () => {
+  it('lets one of racing creators write, refuses the others with EEXIST, and no reader sees a partial file', async () => {
+    const file = join(dir, 'cluster.key')
+    const versions = Array.from({ length: 20 }, (_, i) => `key ${i} `.repeat(2000))
+    const seen: string[] = []
+    const reader = (async () => {
+      for (let i = 0; i < 200; i++) {
+        const text = await readFile(file, 'utf8').catch(() => undefined)
+        if (text != null) seen.push(text)
+        await new Promise<void>((resolve) => { setImmediate(resolve) })
+      }
+    })()
+    const results = await Promise.allSettled(versions.map(async (v) => { await writeFileExclusive(file, v) }))
+    await reader
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1)
+    for (const r of results) if (r.status === 'rejected') expect((r.reason as NodeJS.ErrnoException).code).toBe('EEXIST')
+    const content = await readFile(file, 'utf8')
+    expect(versions).toContain(content)
+    expect(seen.every((text) => text === content)).toBe(true)
+    expect(await readdir(dir)).toEqual(['cluster.key'])
     expect((await stat(file)).mode & 0o777).toBe(0o600)
   })
 })

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises'
+import { link, mkdir, open, readdir, rename, stat, unlink } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 
 /**
@@ -54,6 +54,31 @@ export async function writeFileDurable (file: string, data: string | Uint8Array,
   } catch (err) {
     await unlink(tmp).catch(() => {})
     throw err
+  }
+  await syncDir(dir)
+}
+
+/**
+ * Creates `file` with `data` unless it exists (then throws EEXIST), so that a reader never sees
+ * it empty or half written: the content goes to a temp file first (fsync), which is then
+ * hard-linked to `file` (a link fails atomically when the name is taken). A plain
+ * `writeFile(..., { flag: 'wx' })` creates the name before it writes, and a second agent
+ * starting at that instant read an empty cluster key.
+ */
+export async function writeFileExclusive (file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
+  const dir = dirname(file)
+  const tmp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`)
+  const fh = await open(tmp, 'wx', mode)
+  try {
+    try {
+      await fh.writeFile(data)
+      await fh.sync()
+    } finally {
+      await fh.close()
+    }
+    await link(tmp, file)
+  } finally {
+    await unlink(tmp).catch(() => {})
   }
   await syncDir(dir)
 }

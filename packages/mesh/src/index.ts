@@ -1,7 +1,7 @@
 export { Mesh, type MeshInit, type MeshStats, type StreamHandler } from './mesh.js'
 export { Membership, MemberStates, LAN_TIMINGS, type Member, type MemberState, type MembershipTimings } from './membership.js'
 export { loadOrCreateKey, peerIdOfKey } from './identity.js'
-export { checkPrivateFile, ensurePrivateDir, removeStaleTempFiles, writeFileDurable, UnsafeFileError } from './files.js'
+export { checkPrivateFile, ensurePrivateDir, removeStaleTempFiles, writeFileDurable, writeFileExclusive, UnsafeFileError } from './files.js'
 export * from './constants.js'
 export {
   InferLimits, InferRefusals, InferStreams, requestInfer, serveInfer,

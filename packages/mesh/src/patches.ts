@@ -184,7 +184,7 @@ function patchWindowUpdates (): void {
   windowPatched = true
   const proto = YamuxStream.prototype as unknown as { sendWindowUpdate: (this: unknown) => void }
   const original = proto.sendWindowUpdate
-  proto.sendWindowUpdate = function (this: unknown) {
+  proto.sendWindowUpdate = function patchedSendWindowUpdate (this: unknown) {
     const s = this as { state?: unknown, recvWindow?: unknown, recvWindowCapacity?: unknown }
     if (s.state === StreamState.Established && typeof s.recvWindow === 'number' && typeof s.recvWindowCapacity === 'number' &&
       s.recvWindowCapacity > s.recvWindow / 2) return
