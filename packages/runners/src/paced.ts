@@ -1,10 +1,6 @@
-import { performance } from 'node:perf_hooks'
 import type { Dispatcher, Pool } from 'undici'
 import { LlmeshError, type Signal } from '@llmesh/protocol'
-import { STREAM_COALESCE_MS } from '@llmesh/kit'
-
-/** Bytes read but not yet taken by the consumer beyond which reading stops until it catches up. */
-const MAX_UNREAD_BYTES = 1024 * 1024
+import { PacedReader } from '@llmesh/kit'
 
 /**
  * Socket read buffer of runner connections, bytes. While a paced body holds its parser, Node
@@ -27,83 +23,39 @@ export interface PacedResponse {
 }
 
 /**
- * Sends one request to an HTTP runner and hands back its response with the body PACED: a fast
- * token stream reaches the consumer at most once per `windowMs` (STREAM_COALESCE_MS), the
+ * Sends one request to an HTTP runner and hands back its response with the body PACED: the
+ * stream pipeline's PacedReader (@llmesh/kit), whose source is undici's dispatch controller. A
+ * fast token stream reaches the consumer at most once per `windowMs` (STREAM_COALESCE_MS), the
  * tokens of a window as one chunk, and in between the connection is not read at all.
  *
  * Why: llama-server writes each token as its own chunk, so reading it as it comes wakes the
  * agent, parses HTTP and runs the stall watch, the rate scan and the frame batch once per token,
  * several thousand times a second on a small model, and each wakeup on a shared machine takes
- * its core from the runner (measured: the runner's own tokens/s dropped to 0.92x behind two
- * agents). Holding the parser (undici's pause) and a small socket buffer leave the tokens in
- * the kernel until the window ends; one read then takes them all.
+ * its core from the runner. Holding the parser (undici's pause) and a small socket buffer leave
+ * the tokens in the kernel until the window ends; one read then takes them all.
  *
- * The first chunk and a stream slower than one chunk per window pass at once, unchanged: only
- * a chunk that comes less than `windowMs` after the last delivery waits. The end and errors
- * deliver what is held first. A consumer that stops reading stops the reading of the runner
- * (MAX_UNREAD_BYTES), as a stream's backpressure would.
+ * The first chunk and a stream slower than one chunk per window pass at once, unchanged. The
+ * end and errors deliver what is held first. A consumer that stops reading stops the reading of
+ * the runner (MAX_UNREAD_BYTES), as a stream's backpressure would.
  */
 export async function requestPaced (pool: Pool, opts: { path: string, body: string, signal: Signal, windowMs?: number }): Promise<PacedResponse> {
-  const windowMs = opts.windowMs ?? STREAM_COALESCE_MS
   const { signal } = opts
   if (signal.aborted) throw signal.reason
   return await new Promise<PacedResponse>((resolve, reject) => {
     let controller: Dispatcher.DispatchController | undefined
     let started = false
-    /** chunks read and not yet delivered (held for the window) */
-    let held: Uint8Array[] = []
-    /** delivered batches not yet taken by the consumer */
-    const ready: Uint8Array[] = []
-    let readyBytes = 0
-    let lastDeliveryAt = -Infinity
-    let timer: NodeJS.Timeout | undefined
-    /** inside our own resume(): what the parser drains now belongs to this window */
-    let resuming = false
-    let done = false
-    let failure: unknown
-    let wake: (() => void) | undefined
-    /** paused for the window (timer) or for the consumer (unread bytes) */
-    let heldForWindow = false
-    let heldForConsumer = false
-
     const link = linkAbort(signal)
-    const settle = (): void => {
-      link.release()
-      clearTimeout(timer)
-    }
-    const notify = (): void => {
-      const w = wake
-      wake = undefined
-      w?.()
-    }
-    const deliver = (): void => {
-      lastDeliveryAt = performance.now()
-      if (held.length === 0) return
-      const batch = held.length === 1 ? held[0]! : Buffer.concat(held)
-      held = []
-      ready.push(batch)
-      readyBytes += batch.length
-      notify()
-    }
-    const resumeIfFree = (): void => {
-      if (heldForWindow || heldForConsumer || controller == null || done) return
-      resuming = true
-      try {
-        controller.resume()
-      } finally {
-        resuming = false
+    const body = new PacedReader({
+      windowMs: opts.windowMs,
+      onReturn: () => {
+        link.release()
+        controller?.abort(new LlmeshError('RUNNER_FAILED', 'response reader stopped'))
       }
-    }
-    const endWindow = (): void => {
-      timer = undefined
-      heldForWindow = false
-      resumeIfFree()
-      deliver()
-    }
-
+    })
     const handler: Dispatcher.DispatchHandler = {
       onRequestStart (c) {
         controller = c
+        body.attach(c)
         link.start(c)
       },
       onResponseStart (c, statusCode, headers) {
@@ -111,67 +63,18 @@ export async function requestPaced (pool: Pool, opts: { path: string, body: stri
         resolve({ status: statusCode, contentType: contentTypeOf(headers), body })
       },
       onResponseData (c, chunk) {
-        held.push(chunk)
-        const now = performance.now()
-        if (!resuming && timer == null) {
-          if (now - lastDeliveryAt >= windowMs) deliver()
-          else {
-            heldForWindow = true
-            c.pause()
-            timer = setTimeout(endWindow, lastDeliveryAt + windowMs - now)
-          }
-        }
-        if (readyBytes >= MAX_UNREAD_BYTES && !heldForConsumer) {
-          heldForConsumer = true
-          c.pause()
-        }
+        body.push(chunk)
       },
       onResponseEnd () {
-        done = true
-        settle()
-        deliver()
-        notify()
+        link.release()
+        body.end()
       },
       onResponseError (c, err) {
-        done = true
-        failure = err
-        settle()
+        link.release()
+        body.fail(err)
         if (!started) reject(err)
-        else {
-          deliver()
-          notify()
-        }
       }
     }
-
-    const body: AsyncIterableIterator<Uint8Array> = {
-      [Symbol.asyncIterator] () { return this },
-      async next (): Promise<IteratorResult<Uint8Array>> {
-        for (;;) {
-          const batch = ready.shift()
-          if (batch != null) {
-            readyBytes -= batch.length
-            if (heldForConsumer && readyBytes < MAX_UNREAD_BYTES / 2) {
-              heldForConsumer = false
-              resumeIfFree()
-            }
-            return { done: false, value: batch }
-          }
-          if (failure != null) throw failure
-          if (done) return { done: true, value: undefined }
-          await new Promise<void>((resolve) => { wake = resolve })
-        }
-      },
-      async return (): Promise<IteratorResult<Uint8Array>> {
-        if (!done) {
-          done = true
-          settle()
-          controller?.abort(new LlmeshError('RUNNER_FAILED', 'response reader stopped'))
-        }
-        return { done: true, value: undefined }
-      }
-    }
-
     postJson(pool, opts.path, opts.body, handler)
   })
 }
