@@ -4,7 +4,8 @@ import {
   decodeFrame, encodeFrame, parseFramePayload, toLlmeshError,
   type InferHead, type InferRequest, type Signal
 } from '@llmesh/protocol'
-import { Abort, STREAM_COALESCE_MS, abortSignalOf } from '@llmesh/kit'
+import type { Clock } from '@llmesh/protocol'
+import { Abort, Coalescer, STREAM_COALESCE_MS, abortSignalOf, drainedWithin, type Sink } from '@llmesh/kit'
 import {
   INFER_STREAM_IDLE_MS, KEPT_STREAM_IDLE_READ_MS, MAX_IDLE_INFER_STREAMS, MAX_INFER_REQUESTS_PER_PEER, MAX_INFER_STREAMS_PER_PEER,
   MAX_REQUEST_BYTES_IN_FLIGHT_PER_PEER, MIN_KEEPALIVE_MS, REQUEST_READ_TIMEOUT_MS, WRITE_STALL_MS
@@ -13,9 +14,6 @@ import { framed, lengthPrefixed, type FramedStream } from './wire.js'
 
 /** Largest response frame accepted; runners' chunks are far smaller. */
 const MAX_RESPONSE_FRAME_BYTES = 4 * 1024 * 1024
-
-/** DATA payloads merged into one frame go out once they reach this size, whatever the timing. */
-const MAX_MERGED_DATA_BYTES = 256 * 1024
 
 export interface InferResponse {
   head: InferHead
@@ -554,29 +552,25 @@ class RequestWatch {
 }
 
 /**
- * Resolves once the stream takes more writes (its muxer's window is open again) or is closed.
- * The 'drain' event itself is awaited: @libp2p/utils' `onDrain()` makes its promise once per
- * stream and never renews it, so after a stream's first drain it resolves at once and a writer
- * relying on it queues everything it writes while the reader does not read (measured: 12 MB
- * held in the serving side's write buffer for a requester that paused).
+ * Resolves true once the stream takes more writes (its muxer's window is open again) or is
+ * closed, false when the requester read nothing for stallMs. The 'drain' event itself is
+ * awaited: @libp2p/utils' `onDrain()` makes its promise once per stream and never renews it, so
+ * after a stream's first drain it resolves at once, and a writer relying on it would queue all
+ * it writes in memory while the reader does not read.
  */
-async function writable (stream: Stream, stallMs: number): Promise<void> {
+async function writable (stream: Stream, stallMs: number): Promise<boolean> {
   while (stream.writableNeedsDrain && canWrite(stream)) {
-    // a timer only while the requester holds the window closed: the rare path
-    const drained = await new Promise<boolean>((resolve) => {
-      const done = (ok: boolean) => (): void => {
-        clearTimeout(timer)
-        stream.removeEventListener('drain', onDrain)
-        stream.removeEventListener('close', onDrain)
-        resolve(ok)
+    const drained = await drainedWithin(stallMs, (wake) => {
+      stream.addEventListener('drain', wake)
+      stream.addEventListener('close', wake)
+      return () => {
+        stream.removeEventListener('drain', wake)
+        stream.removeEventListener('close', wake)
       }
-      const onDrain = done(true)
-      const timer = setTimeout(done(false), stallMs)
-      stream.addEventListener('drain', onDrain)
-      stream.addEventListener('close', onDrain)
     })
-    if (!drained) throw new WriteStall(stallMs)
+    if (!drained) return false
   }
+  return true
 }
 
 /** The requester read nothing for writeStallMs: the answer is abandoned and its slot freed. */
@@ -587,111 +581,136 @@ class WriteStall extends LlmeshError {
 }
 
 /**
- * The server's frames on one stream, sent in batches: the frames written in one event-loop turn
- * (a small answer's HEAD, DATA and END usually are) go out as one stream write, so as one yamux
- * frame, one noise message and one TCP write instead of three of each. Every write costs a
- * syscall here and a wakeup and a decryption on the requester, which on a LAN is a good part of
- * the hop. A batch goes at the end of the turn (setImmediate), at once for END and ERROR; once
- * the body has started, DATA leaves at most every STREAM_COALESCE_MS, the payloads of one batch
- * merged into one DATA frame (see STREAM_COALESCE_MS: a fast stream's tokens travel together,
- * a slow one's singly, as before). Backpressure as with lp.write: a write waits while the
- * stream needs draining.
+ * The stream pipeline's sink on the serving side of an infer stream: frames wait here and leave
+ * together in one stream write, so as one yamux frame, one noise message and one TCP write
+ * instead of one of each per frame (every write costs a syscall here and a wakeup and a
+ * decryption on the requester, which on a LAN is a good part of the hop). A batch the
+ * coalescer hands over becomes one DATA frame and goes at once, with what waits.
  */
-class FrameBatch {
+class FrameSink implements Sink {
+  /** stream writes so far */
+  sends = 0
+  failed?: Error
   private frames: Uint8Array[] = []
   private bytes = 0
-  /** DATA payloads not yet framed: merged into one frame at the flush */
-  private data: Uint8Array[] = []
-  private dataBytes = 0
-  private scheduled = false
-  private timer?: NodeJS.Timeout
-  private lastDataAt = -Infinity
-  private failed?: Error
 
-  /** batches sent so far: a keepalive goes only when this did not move for a whole period */
-  flushes = 0
+  constructor (private readonly stream: Stream, private readonly stallMs: number) {}
+
+  /** A frame, to go with the next send(). */
+  add (kind: FrameKind, payload?: Uint8Array | object): void {
+    const f = lengthPrefixed(encodeFrame(kind, payload))
+    this.frames.push(f)
+    this.bytes += f.length
+  }
+
+  write (batch: Uint8Array): boolean {
+    this.add(FrameKind.DATA, batch)
+    this.send()
+    return !this.stream.writableNeedsDrain
+  }
+
+  async drained (): Promise<boolean> {
+    return await writable(this.stream, this.stallMs)
+  }
+
+  /** What waits, in one stream write. */
+  send (): void {
+    if (this.frames.length === 0) return
+    const out = this.frames.length === 1 ? this.frames[0]! : Buffer.concat(this.frames, this.bytes)
+    this.sends++
+    this.frames = []
+    this.bytes = 0
+    try {
+      // the requester may have gone since the frames were queued: they have no reader
+      if (canWrite(this.stream)) this.stream.send(out)
+    } catch (err) {
+      this.failed = err instanceof Error ? err : new Error(String(err))
+    }
+  }
+}
+
+/**
+ * The server's frames on one stream, written through the stream pipeline (@llmesh/kit): the
+ * frames written in one event-loop turn (a small answer's HEAD, DATA and END usually are) go
+ * out as one stream write (FrameSink). A batch goes at the end of the turn (setImmediate), at
+ * once for END and ERROR; once the body has started, DATA leaves at most every
+ * STREAM_COALESCE_MS, the payloads of one window merged into one DATA frame by a Coalescer (see
+ * STREAM_COALESCE_MS: a fast stream's tokens travel together, a slow one's singly). Backpressure
+ * as with lp.write: a write first waits while the stream needs draining (the stream's own flag,
+ * which control frames move too), for at most stallMs.
+ */
+class FrameBatch {
+  private readonly out: FrameSink
+  private readonly data: Coalescer
+  /** a send at the end of this turn is scheduled */
+  private scheduled = false
 
   constructor (
     private readonly stream: Stream,
     private readonly stallMs = WRITE_STALL_MS,
     private readonly onStall?: () => void,
-    private readonly coalesceMs = STREAM_COALESCE_MS,
-    private readonly now: () => number = performance.now.bind(performance)
-  ) {}
+    coalesceMs = STREAM_COALESCE_MS,
+    clock?: Clock
+  ) {
+    this.out = new FrameSink(stream, stallMs)
+    // DATA due at once waits for this turn's send, with the turn's other frames
+    this.data = new Coalescer(this.out, { windowMs: coalesceMs, copy: true, soon: this.sendSoon, clock })
+  }
+
+  /** batches sent so far: a keepalive goes only when this did not move for a whole period */
+  get flushes (): number {
+    return this.out.sends
+  }
 
   async write (kind: FrameKind, payload?: Uint8Array | object, now = false): Promise<void> {
-    if (this.failed != null) throw this.failed
+    if (this.out.failed != null) throw this.out.failed
     if (!canWrite(this.stream)) throw new LlmeshError('PEER_UNREACHABLE', 'the requester closed the stream')
-    try {
-      await writable(this.stream, this.stallMs)
-    } catch (err) {
+    if (this.stream.writableNeedsDrain && !await this.out.drained()) {
       // the requester does not read: nothing more can reach it, so the stream goes (the peer
       // sees the reset), and the error ends the runner's work and frees its slot
-      this.failed = err as Error
+      this.out.failed = new WriteStall(this.stallMs)
       this.onStall?.()
-      this.stream.abort(this.failed)
-      throw err
+      this.stream.abort(this.out.failed)
+      throw this.out.failed
     }
     if (kind === FrameKind.DATA && payload instanceof Uint8Array) {
-      // a copy: the caller may reuse its buffer once the write returns, as with lp.write
-      this.data.push(payload.slice())
-      this.dataBytes += payload.length
-      if (this.dataBytes >= MAX_MERGED_DATA_BYTES) now = true
+      // gathered as a copy: the caller may reuse its buffer once the write returns, as with lp.write
+      this.data.push(payload)
+      if (now) this.send()
     } else {
-      this.frameData()
-      this.push(encodeFrame(kind, payload))
+      this.takeData()
+      this.out.add(kind, payload)
+      if (now) this.send()
+      else this.sendSoon()
     }
-    if (now) {
-      this.flush()
-      if (this.failed != null) throw this.failed
-      return
-    }
-    if (this.scheduled) return
-    this.scheduled = true
-    const wait = this.data.length > 0 ? this.lastDataAt + this.coalesceMs - this.now() : 0
-    if (wait > 0) this.timer = setTimeout(this.flush, wait)
-    else setImmediate(this.flush)
+    if (this.out.failed != null) throw this.out.failed
   }
 
   /** A KEEPALIVE frame now, unless the requester's window is closed (it is not reading anyway). */
   keepalive (): void {
-    if (this.failed != null || !canWrite(this.stream) || this.stream.writableNeedsDrain) return
-    this.frameData()
-    this.push(encodeFrame(FrameKind.KEEPALIVE))
-    this.flush()
+    if (this.out.failed != null || !canWrite(this.stream) || this.stream.writableNeedsDrain) return
+    this.takeData()
+    this.out.add(FrameKind.KEEPALIVE)
+    this.send()
   }
 
-  private push (frame: Uint8Array): void {
-    const f = lengthPrefixed(frame)
-    this.frames.push(f)
-    this.bytes += f.length
+  /** The DATA gathered so far, as one DATA frame ahead of the frame that follows. */
+  private takeData (): void {
+    const batch = this.data.take()
+    if (batch !== undefined) this.out.add(FrameKind.DATA, batch)
   }
 
-  /** Frames the DATA payloads gathered so far, as one DATA frame. */
-  private frameData (): void {
-    if (this.data.length === 0) return
-    const payload = this.data.length === 1 ? this.data[0]! : Buffer.concat(this.data)
-    this.data = []
-    this.dataBytes = 0
-    this.push(encodeFrame(FrameKind.DATA, payload))
+  private readonly sendSoon = (): void => {
+    if (this.scheduled) return
+    this.scheduled = true
+    setImmediate(this.send)
   }
 
-  private readonly flush = (): void => {
+  /** Everything waiting, the DATA gathered so far included, in one stream write. */
+  private readonly send = (): void => {
     this.scheduled = false
-    clearTimeout(this.timer)
-    if (this.data.length > 0) this.lastDataAt = this.now()
-    this.frameData()
-    if (this.frames.length === 0) return
-    const out = this.frames.length === 1 ? this.frames[0]! : Buffer.concat(this.frames, this.bytes)
-    this.flushes++
-    this.frames = []
-    this.bytes = 0
-    try {
-      // the requester may have gone since the write was queued: its frames have no reader
-      if (canWrite(this.stream)) this.stream.send(out)
-    } catch (err) {
-      this.failed = err instanceof Error ? err : new Error(String(err))
-    }
+    this.takeData()
+    this.out.send()
   }
 }
 
