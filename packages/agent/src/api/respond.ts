@@ -2,10 +2,10 @@
  * Writing routed responses to the client: a whole JSON body in one write, a stream chunk by
  * chunk with coalescing, backpressure and a bound on how long a client may read nothing.
  */
-import type { OutgoingHttpHeaders } from 'node:http'
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http'
 import type { FastifyReply } from 'fastify'
 import { LlmeshError, toLlmeshError } from '@llmesh/protocol'
-import { STREAM_COALESCE_MS } from '@llmesh/kit'
+import { Coalescer, drainedWithin, type Sink } from '@llmesh/kit'
 import { WRITE_STALL_MS } from '../constants.js'
 import type { RoutedResponse } from '../router.js'
 import { openAiError } from './errors.js'
@@ -36,46 +36,32 @@ export async function sendRouted (reply: FastifyReply, res: RoutedResponse, writ
 }
 
 /**
- * Streams a body to the client on the raw response: the reply is hijacked and each chunk is
- * written as it comes, no Readable in between (this runs for every token), waiting for 'drain'
- * when the client reads slowly. A failure after the head went out ends the body with
- * `trailer(err)` when the format has a way to say it (an SSE error event, an NDJSON error
- * line), else cuts the connection so the client sees a truncated body. A client that goes away
- * stops the source, which ends the runner's work. A client that reads nothing for
- * `writeStallMs` is treated alike: its stream ends with a STALLED error (the trailer, written
- * to a socket it may read later) and the connection is closed, which frees the runner's slot.
+ * Streams a body to the client on the raw response, through the stream pipeline's coalescing
+ * write (@llmesh/kit): the reply is hijacked and the chunks go to the response as they come, no
+ * Readable in between (this runs for every token). The chunks of one turn leave in one socket
+ * write (once the turn's promise chains have run), a fast stream's at most every
+ * STREAM_COALESCE_MS: one write per token would cost more CPU than the token. A client that reads
+ * slowly holds the source back (the client's socket drains first). A failure after the head
+ * went out ends the body with `trailer(err)` when the format has a way to say it (an SSE error
+ * event, an NDJSON error line), else cuts the connection so the client sees a truncated body. A
+ * client that goes away stops the source, which ends the runner's work. A client that reads
+ * nothing for `writeStallMs` is treated alike: its stream ends with a STALLED error (the
+ * trailer, written to a socket it may read later) and the connection is closed, which frees the
+ * runner's slot.
  */
 export async function streamTo (reply: FastifyReply, source: AsyncIterable<Uint8Array | string>, trailer?: (e: LlmeshError) => string, writeStallMs = WRITE_STALL_MS): Promise<void> {
   const raw = reply.raw
   reply.hijack()
   raw.writeHead(reply.statusCode, reply.getHeaders() as OutgoingHttpHeaders)
   const it = source[Symbol.asyncIterator]()
-  // chunks that arrive in the same turn of the event loop leave in one socket write (corked
-  // until the turn's microtasks are done), and a fast stream's chunks leave at most every
-  // STREAM_COALESCE_MS: one write per token would cost more CPU than the token
-  let corked = false
-  let lastFlushAt = -Infinity
-  let timer: NodeJS.Timeout | undefined
-  const uncork = (): void => {
-    if (!corked) return
-    corked = false
-    timer = undefined
-    lastFlushAt = performance.now()
-    raw.uncork()
-  }
+  const out = new Coalescer(new ClientSink(raw, writeStallMs), { soon: process.nextTick })
   try {
     for (;;) {
       const n = await it.next()
       if (n.done === true) break
       if (raw.destroyed) return
-      if (!corked) {
-        corked = true
-        raw.cork()
-        const wait = lastFlushAt + STREAM_COALESCE_MS - performance.now()
-        if (wait > 0) timer = setTimeout(uncork, wait)
-        else process.nextTick(uncork)
-      }
-      if (!raw.write(n.value) && !await drained(raw, writeStallMs)) {
+      const chunk = typeof n.value === 'string' ? Buffer.from(n.value) : n.value
+      if (!out.push(chunk) && !await out.drained()) {
         throw new LlmeshError('STALLED', `the client read nothing for ${writeStallMs} ms; the stream was ended`)
       }
     }
@@ -83,9 +69,12 @@ export async function streamTo (reply: FastifyReply, source: AsyncIterable<Uint8
     const e = toLlmeshError(err, 'RUNNER_FAILED')
     reply.log.warn({ code: e.code, err: e.message }, 'stream failed after it started')
     if (trailer == null) {
+      out.discard()
       raw.destroy()
       return
     }
+    // what came before the failure goes first
+    out.flush()
     if (!raw.destroyed) raw.write(trailer(e))
     // a client that does not read would keep the socket and what is buffered for it: it goes
     if (e.code === 'STALLED' && raw.writableNeedDrain) {
@@ -94,38 +83,42 @@ export async function streamTo (reply: FastifyReply, source: AsyncIterable<Uint8
       return
     }
   } finally {
-    clearTimeout(timer)
-    // what is still corked goes out now: Node 22's response buffers corked chunks itself and
-    // end() does not flush them (the last tokens and `data: [DONE]` were lost there)
-    if (corked) uncork()
+    // what is still gathered goes out now: end() knows nothing of the coalescer's batch
+    out.flush()
     void Promise.resolve(it.return?.()).catch(() => {})
   }
   raw.end()
 }
 
 /**
- * Resolves true when a slow client has read what was written, or went away; false when it read
- * nothing for `stallMs` (a timer only while the client holds the socket full: the rare path).
- * The socket, not the response, is waited on: it is what holds the bytes a client has not read,
- * and Node 22's response keeps its own "needs drain" flag set after a write made while corked
- * and then never emits 'drain' when the socket itself never filled (measured: a client that
- * paused for 1.5 s got 130 KB of a 48 MB stream, on Node 20 all of it).
+ * The stream pipeline's sink on a client's connection: a batch is one write to the response.
+ * `drained()` waits on the socket, not on the response: the socket is what holds the bytes a
+ * client has not read, and Node 22's response keeps its own "needs drain" flag set after a write
+ * made while corked, and then never emits 'drain' when the socket itself never filled: a client
+ * that paused would get nothing more. Bounded by the write-stall timeout.
  */
-async function drained (raw: FastifyReply['raw'], stallMs: number): Promise<boolean> {
-  const socket = raw.socket
-  if (socket == null || !socket.writableNeedDrain) return true
-  return await new Promise<boolean>((resolve) => {
-    const done = (ok: boolean) => (): void => {
-      clearTimeout(timer)
-      socket.off('drain', onDrain)
-      raw.off('close', onDrain)
-      resolve(ok)
-    }
-    const onDrain = done(true)
-    const timer = setTimeout(done(false), stallMs)
-    socket.on('drain', onDrain)
-    raw.on('close', onDrain)
-  })
+class ClientSink implements Sink {
+  constructor (private readonly raw: ServerResponse, private readonly stallMs: number) {}
+
+  write (batch: Uint8Array): boolean {
+    // the client may have gone, or the stream ended, while the batch was gathered
+    if (this.raw.destroyed || this.raw.writableEnded) return true
+    return this.raw.write(batch)
+  }
+
+  async drained (): Promise<boolean> {
+    const { raw } = this
+    const socket = raw.socket
+    if (socket == null || !socket.writableNeedDrain) return true
+    return await drainedWithin(this.stallMs, (wake) => {
+      socket.on('drain', wake)
+      raw.on('close', wake)
+      return () => {
+        socket.off('drain', wake)
+        raw.off('close', wake)
+      }
+    })
+  }
 }
 
 /** Reads a whole routed body into one buffer. */
