@@ -4,8 +4,7 @@ import {
   decodeFrame, encodeFrame, parseFramePayload, toLlmeshError,
   type InferHead, type InferRequest, type Signal
 } from '@llmesh/protocol'
-import type { Clock } from '@llmesh/protocol'
-import { Abort, Coalescer, STREAM_COALESCE_MS, abortSignalOf, drainedWithin, type Sink } from '@llmesh/kit'
+import { Abort, Coalescer, abortSignalOf, drainedWithin, type Sink } from '@llmesh/kit'
 import {
   INFER_STREAM_IDLE_MS, KEPT_STREAM_IDLE_READ_MS, MAX_IDLE_INFER_STREAMS, MAX_INFER_REQUESTS_PER_PEER, MAX_INFER_STREAMS_PER_PEER,
   MAX_REQUEST_BYTES_IN_FLIGHT_PER_PEER, MIN_KEEPALIVE_MS, REQUEST_READ_TIMEOUT_MS, WRITE_STALL_MS
@@ -551,28 +550,6 @@ class RequestWatch {
   }
 }
 
-/**
- * Resolves true once the stream takes more writes (its muxer's window is open again) or is
- * closed, false when the requester read nothing for stallMs. The 'drain' event itself is
- * awaited: @libp2p/utils' `onDrain()` makes its promise once per stream and never renews it, so
- * after a stream's first drain it resolves at once, and a writer relying on it would queue all
- * it writes in memory while the reader does not read.
- */
-async function writable (stream: Stream, stallMs: number): Promise<boolean> {
-  while (stream.writableNeedsDrain && canWrite(stream)) {
-    const drained = await drainedWithin(stallMs, (wake) => {
-      stream.addEventListener('drain', wake)
-      stream.addEventListener('close', wake)
-      return () => {
-        stream.removeEventListener('drain', wake)
-        stream.removeEventListener('close', wake)
-      }
-    })
-    if (!drained) return false
-  }
-  return true
-}
-
 /** The requester read nothing for writeStallMs: the answer is abandoned and its slot freed. */
 class WriteStall extends LlmeshError {
   constructor (ms: number) {
@@ -609,8 +586,27 @@ class FrameSink implements Sink {
     return !this.stream.writableNeedsDrain
   }
 
+  /**
+   * True once the stream takes more writes (its muxer's window is open again) or is closed,
+   * false when the requester read nothing for stallMs. The 'drain' event itself is awaited:
+   * @libp2p/utils' `onDrain()` makes its promise once per stream and never renews it, so after a
+   * stream's first drain it resolves at once, and a writer relying on it would queue all it
+   * writes in memory while the reader does not read.
+   */
   async drained (): Promise<boolean> {
-    return await writable(this.stream, this.stallMs)
+    const { stream } = this
+    while (stream.writableNeedsDrain && canWrite(stream)) {
+      const drained = await drainedWithin(this.stallMs, (wake) => {
+        stream.addEventListener('drain', wake)
+        stream.addEventListener('close', wake)
+        return () => {
+          stream.removeEventListener('drain', wake)
+          stream.removeEventListener('close', wake)
+        }
+      })
+      if (!drained) return false
+    }
+    return true
   }
 
   /** What waits, in one stream write. */
@@ -648,13 +644,11 @@ class FrameBatch {
   constructor (
     private readonly stream: Stream,
     private readonly stallMs = WRITE_STALL_MS,
-    private readonly onStall?: () => void,
-    coalesceMs = STREAM_COALESCE_MS,
-    clock?: Clock
+    private readonly onStall?: () => void
   ) {
     this.out = new FrameSink(stream, stallMs)
     // DATA due at once waits for this turn's send, with the turn's other frames
-    this.data = new Coalescer(this.out, { windowMs: coalesceMs, copy: true, soon: this.sendSoon, clock })
+    this.data = new Coalescer(this.out, { copy: true, soon: this.sendSoon })
   }
 
   /** batches sent so far: a keepalive goes only when this did not move for a whole period */
