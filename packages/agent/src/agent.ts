@@ -10,7 +10,7 @@ import { findLlamaServer } from './binaries.js'
 import { ConfigError, type AgentConfig } from './config.js'
 import { buildHttpServer } from './http.js'
 import { Router, type DispatchRequest, type ForwardOptions, type Forwarded, type RoutedResponse } from './router.js'
-import { LocalServing, QueueFullError, type AdmissionCounters } from './serving.js'
+import { LocalServing, type AdmissionCounters } from './serving.js'
 import { AGENT_VERSION, SHUTDOWN_FORCE_MS, SNAPSHOT_INTERVAL_MS } from './constants.js'
 import { DurableFile, openClusterDoc } from './persist.js'
 import { resolveClusterTrust, type ClusterTrust } from './cluster-trust.js'
@@ -211,23 +211,15 @@ export class Agent {
         reply.signal.addEventListener('abort', onGone)
         const untrack = this.trackRequest(abort)
         try {
-          let res: RunnerResponse
-          try {
-            res = await this.serveLocal(runner, request.path, request.body, {
-              id: `${remotePeer.slice(-8)}:${request.id}`,
-              priority: request.priority ?? DEFAULT_PRIORITY,
-              mayQueue: request.mayQueue === true,
-              // a peer may ask for less queueing than this host allows, never for more
-              deadline: Date.now() + Math.min(request.deadlineMs ?? config.queue.deadlineMs, config.queue.deadlineMs),
-              signal: abort.signal
-            })
-          } catch (err) {
-            // a full queue answers 429 with its Retry-After in the body: an error frame has no room for it
-            if (!(err instanceof QueueFullError)) throw err
-            await reply.head({ status: 429, contentType: 'application/json', runnerId: runner.id })
-            await reply.data(new TextEncoder().encode(JSON.stringify({ error: { message: err.message, type: err.type, code: 'queue_full' }, retry_after_sec: err.retryAfterSec })))
-            return
-          }
+          // BUSY, QUEUE_FULL (with its Retry-After) and DEADLINE_EXCEEDED go back as ERROR frames
+          const res = await this.serveLocal(runner, request.path, request.body, {
+            id: `${remotePeer.slice(-8)}:${request.id}`,
+            priority: request.priority ?? DEFAULT_PRIORITY,
+            mayQueue: request.mayQueue === true,
+            // a peer may ask for less queueing than this host allows, never for more
+            deadline: Date.now() + Math.min(request.deadlineMs ?? config.queue.deadlineMs, config.queue.deadlineMs),
+            signal: abort.signal
+          })
           await reply.head({ status: res.status, contentType: res.contentType, runnerId: runner.id })
           for await (const chunk of res.body) await reply.data(chunk)
         } finally {

@@ -2,7 +2,7 @@ export { Agent, type AgentInfo, type RoutedResponse, type MeshView, type ViewNod
 export { parseConfig, AgentConfigSchema, ConfigError, DEFAULT_API_PORT, DEFAULT_P2P_PORT, type AgentConfig, type AgentConfigInput } from './config.js'
 export { AGENT_VERSION, STOP_HARD_LIMIT_MS } from './constants.js'
 export { Router, type RouterComponents, type DispatchRequest, type ForwardOptions, type Forwarded, type RoutedTarget } from './router.js'
-export { LocalServing, QueueFullError, type ServeOptions, type AdmissionCounters } from './serving.js'
+export { LocalServing, type ServeOptions, type AdmissionCounters } from './serving.js'
 export { CLUSTER_KEY_FILE, isLoopbackAddr, keyId, resolveClusterTrust, type ClusterTrust, type TrustMode } from './cluster-trust.js'
 export { CLUSTER_KEY_BYTES, formatClusterKey, newClusterKey, parseClusterKey } from '@llmesh/mesh'
 export { DurableFile, openClusterDoc } from './persist.js'

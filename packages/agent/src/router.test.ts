@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { pino } from 'pino'
-import { BusyError, LlmeshError, type AdmissionSnapshot, type NodeRecord } from '@llmesh/protocol'
+import { BusyError, LlmeshError, QueueFullError, type AdmissionSnapshot, type NodeRecord } from '@llmesh/protocol'
 import type { RankedTarget } from '@llmesh/scheduler'
 import { Router, type ForwardOptions, type Forwarded } from './router.js'
-import { QueueFullError } from './serving.js'
 
 const SELF = 'peer-self'
 

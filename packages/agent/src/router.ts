@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { BusyError, LlmeshError, toLlmeshError, type AdmissionSnapshot, type InferPath, type NodeRecord, type Signal } from '@llmesh/protocol'
+import { BusyError, LlmeshError, QueueFullError, toLlmeshError, type AdmissionSnapshot, type InferPath, type NodeRecord, type Signal } from '@llmesh/protocol'
 import {
   Claims, PeerHealth, RetryBudget, decideRetry, isHostFailure, overlayReport, rank, targetMetrics,
   type RankedTarget, type ReportingPeer, type RoundRobinState, type Strategy, type TargetMetrics
@@ -7,7 +7,6 @@ import {
 import { BUSY_REPORT_TTL_MS } from './constants.js'
 import { tap } from './iter.js'
 import { failureOf, TokenRateScanner } from './outcomes.js'
-import { QueueFullError } from './serving.js'
 
 /** One request as the router dispatches it. */
 export interface DispatchRequest {
@@ -290,7 +289,10 @@ function withRetryAfter (err: LlmeshError, retryAfterSec: number | undefined): L
   return new QueueFullError(err.message, retryAfterSec)
 }
 
-/** A 429 or 5xx head from a target, read into an error (the body is small JSON). */
+/**
+ * A 5xx head from a target (its runner's error), or the 429 head with which a peer older than
+ * QUEUE_FULL's ERROR frame answers a full queue, read into an error (the body is small JSON).
+ */
 async function statusError (status: number, it: AsyncIterator<Uint8Array>): Promise<LlmeshError> {
   let text = ''
   const decoder = new TextDecoder()
