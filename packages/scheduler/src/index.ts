@@ -51,7 +51,6 @@ export type {
   SkippedTarget, RankResult
 } from './cluster-view.js'
 export { rank, type RankTuning } from './rank.js'
-export { route, type RouteInput, type RouteResult, type RouteTarget } from './route.js'
 export { estimateLoad, isFresh, type LoadInput } from './load.js'
 export { performanceScore, priorsOf, speedOf, type PerformanceInit, type PerformanceCandidate, type PerformanceContext, type PerformanceScore, type Priors, type Speed } from './performance.js'
 export { prefixKey, PROMPT_PREFIX_CHARS, type ChatMessageLike } from './prefix-key.js'
