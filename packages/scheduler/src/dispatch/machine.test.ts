@@ -16,7 +16,7 @@ function node (peerId: string, runners = 1): NodeRecord {
     hardware: { cpus: 1, memBytes: 1, platform: 'linux', arch: 'x64' },
     models: [],
     runners: Array.from({ length: runners }, (_, i) => ({ id: `${peerId}-r${i}`, kind: 'llama-server' as const, model: 'tiny', state: 'ready' as const, slots: 2 })),
-    startedAt: 0, updatedAt: 0
+    startedAt: 0, updatedAt: 0, sig: ''
   }
 }
 
