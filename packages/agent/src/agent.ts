@@ -208,7 +208,8 @@ export class Agent {
       limits: this.mesh.inferLimits,
       queueDeadlineMs: config.queue.deadlineMs,
       track: (abort) => this.trackRequest(abort),
-      logger: this.log
+      logger: this.log,
+      clock: systemClock
     }))
 
     this.http = buildHttpServer(this)

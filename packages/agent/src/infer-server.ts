@@ -1,5 +1,5 @@
 import type { Logger } from 'pino'
-import { Abort } from '@llmesh/protocol'
+import { Abort, type Clock } from '@llmesh/protocol'
 import { serveInfer, type InferLimits, type StreamHandler } from '@llmesh/mesh'
 import { DEFAULT_PRIORITY } from '@llmesh/scheduler'
 import type { LocalForwarder } from './forwarders.js'
@@ -15,8 +15,7 @@ export interface InferServerInit {
   /** registers a request in flight so that stopping the agent ends it; returns the function that forgets it */
   track: (abort: Abort) => () => void
   logger: Logger
-  /** @default Date.now */
-  now?: () => number
+  clock: Pick<Clock, 'now'>
 }
 
 /**
@@ -25,8 +24,7 @@ export interface InferServerInit {
  * DEADLINE_EXCEEDED go back as ERROR frames, the runner's answer as HEAD and DATA frames.
  */
 export function inferServer (init: InferServerInit): StreamHandler {
-  const { local, limits, queueDeadlineMs, track, logger } = init
-  const now = init.now ?? Date.now
+  const { local, limits, queueDeadlineMs, track, logger, clock } = init
   return async (stream, remotePeer) => {
     const guard = { peer: remotePeer, limits }
     await serveInfer(stream, async (request, reply) => {
@@ -44,7 +42,7 @@ export function inferServer (init: InferServerInit): StreamHandler {
           priority: request.priority ?? DEFAULT_PRIORITY,
           mayQueue: request.mayQueue === true,
           // a peer may ask for less queueing than this host allows, never for more
-          deadline: now() + Math.min(request.deadlineMs ?? queueDeadlineMs, queueDeadlineMs),
+          deadline: clock.now() + Math.min(request.deadlineMs ?? queueDeadlineMs, queueDeadlineMs),
           signal: abort.signal
         })
         await reply.head({ status: res.status, contentType: res.contentType, runnerId: res.runnerId })

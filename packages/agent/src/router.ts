@@ -127,6 +127,8 @@ export class Router {
         const e = toLlmeshError(err, 'PEER_UNREACHABLE')
         const failure = failureOf(err, signal)
         this.c.logger.debug({ reqId: req.id, target: t.peerId, failure, err: e.message }, 'forward failed')
+        // the machine hears of every failure (it keeps the hosts' health), an abort included,
+        // which ends the request with the client's own reason
         action = m.next(attemptFailure(e, failure), view.dispatchView(clock.now()))
         if (failure === 'aborted') throw signal.reason ?? e
         continue

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import { mulberry32 } from '@llmesh/testkit'
-import type { AdmissionSnapshot, NodeRecord } from '@llmesh/protocol'
+import type { AdmissionSnapshot, ErrorCode, NodeRecord } from '@llmesh/protocol'
 import type { ReportingPeer } from '../claims.js'
+import type { Failure } from '../outcome.js'
 import { BACKOFF_BASE_MS, BUSY_REPORT_TTL_MS, MAX_ATTEMPTS, MAX_DISPATCHES, RETRY_BUDGET_MIN_RETRIES } from '../constants.js'
 import { Dispatcher } from './dispatcher.js'
 import { Dispatch } from './machine.js'
@@ -29,10 +30,11 @@ function view (hosts: string[], opts: { now?: number, busy?: Record<string, numb
   return { now, selfPeerId: SELF, nodes: [node(SELF, 0), ...hosts.map((h) => node(h))], peers, reachable: new Set(hosts) }
 }
 
-const failed = (failure: AttemptFailure['failure'], extra: Partial<AttemptFailure> = {}): AttemptFailure => {
-  const code = ({ busy: 'BUSY', 'queue-full': 'QUEUE_FULL', connect: 'PEER_UNREACHABLE', stall: 'STALLED', aborted: 'PEER_UNREACHABLE', 'client-error': 'INVALID_REQUEST' } as const)[failure as 'busy']
-  return { kind: 'failed', failure, code, message: `${failure} answer`, ...extra }
-}
+const CODES: Partial<Record<Failure, ErrorCode>> = { busy: 'BUSY', 'queue-full': 'QUEUE_FULL', connect: 'PEER_UNREACHABLE', stall: 'STALLED', 'client-error': 'INVALID_REQUEST' }
+
+/** A target's failed answer, as the executor reports it. */
+const failed = (failure: Failure, extra: Partial<AttemptFailure> = {}): AttemptFailure =>
+  ({ kind: 'failed', failure, code: CODES[failure] ?? 'PEER_UNREACHABLE', message: `${failure} answer`, ...extra })
 
 type Answer = (peerId: string, mayQueue: boolean) => AttemptFailure | 'served'
 

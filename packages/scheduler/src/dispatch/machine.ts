@@ -70,7 +70,7 @@ export class Dispatch {
     if (outcome.kind === 'served') {
       return { kind: 'done', reasons: [...t.reasons, ...(this.mayQueue ? ['may-queue'] : []), ...this.trail], attempts: this.rounds }
     }
-    return this.failed_(t, outcome, view!)
+    return this.onFailure(t, outcome, view!)
   }
 
   /** Rounds of rank() until one gives a target to try, or the request fails. */
@@ -129,7 +129,7 @@ export class Dispatch {
     }
   }
 
-  private failed_ (t: RankedTarget, outcome: AttemptFailure, view: DispatchView): DispatchAction {
+  private onFailure (t: RankedTarget, outcome: AttemptFailure, view: DispatchView): DispatchAction {
     const { failure } = outcome
     const { now } = view
     this.d.health.report(t.peerId, { ok: false, failure }, now)

@@ -4,9 +4,9 @@ import type { RankedTarget, RouteRequest } from '../cluster-view.js'
 import type { Failure } from '../outcome.js'
 
 /**
- * Contracts of the dispatch machine: what it is given and what it answers, all plain data (no
- * functions, no live objects), so that a routing policy given by a user can later take the
- * same view and give the same kind of answer.
+ * Contracts of the dispatch machine: what it is given and what it answers, all plain data
+ * (records, arrays, one Set: structured-clone-able, no functions, no live objects), so that a
+ * routing policy given by a user can later take the same view and give the same kind of answer.
  */
 
 /** A request as the machine routes it: what `rank()` ranks on. The hosts to exclude are the machine's. */
