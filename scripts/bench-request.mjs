@@ -16,10 +16,12 @@
 //      (with llmesh's busy answers) vs three independent pools calling the llama-servers
 //      directly (the seed's uncoordinated routers) vs one central scheduler: busy answers,
 //      queueing, latency.
-//   5. (with --baseline DIR) what trust costs: section 0's paths through agents with a cluster key
-//      (every connection a private network), signed records and an API key against the same paths through agents of DIR, a checkout built before the trust
-//      layer, and the bare node proxy, all in one run, paths in turn.
-// Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2] [--sections 0,1,2,3,4] [--runner-threads 1] [--rounds 50] [--warmup 12000] [--stream-warmup 60] [--baseline DIR --sections 5]
+//   5. (with --baseline DIR) this build against another: section 0's paths through agents of this
+//      build and of DIR (a checkout of another commit, built with npx tsc -b) and the bare node
+//      proxy, all in one run, paths in turn. Both builds' agents run with a cluster key and an API
+//      key; --baseline-trust none runs DIR's without them (for a DIR from before the trust layer:
+//      what trust costs).
+// Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2] [--sections 0,1,2,3,4] [--runner-threads 1] [--rounds 50] [--warmup 12000] [--stream-warmup 60] [--baseline DIR [--baseline-trust same|none] --sections 5]
 // (--burst is per entry agent; 2 x 3 entries = the 6 slots of the 3 hosts: routing decides whether they collide)
 import '../packages/protocol/dist/polyfill.js'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
@@ -31,7 +33,7 @@ import { execFileSync, spawn } from 'node:child_process'
 import { request, Agent as UndiciAgent, setGlobalDispatcher } from 'undici'
 import { ensureLlamaCpp, ensureTinyModel, runLlmesh, startAgentProcess, waitFor, LOOPBACK_AGENT_ARGS } from '../packages/fixtures/dist/index.js'
 
-const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '2' }, sections: { type: 'string', default: '0,1,2,3,4' }, 'runner-threads': { type: 'string', default: '1' }, rounds: { type: 'string', default: '50' }, warmup: { type: 'string', default: '12000' }, 'stream-warmup': { type: 'string', default: '60' }, hosts: { type: 'string', default: 'sim' }, 'service-ms': { type: 'string', default: '40' }, baseline: { type: 'string' } } })
+const { values } = parseArgs({ options: { n: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, burst: { type: 'string', default: '2' }, sections: { type: 'string', default: '0,1,2,3,4' }, 'runner-threads': { type: 'string', default: '1' }, rounds: { type: 'string', default: '50' }, warmup: { type: 'string', default: '12000' }, 'stream-warmup': { type: 'string', default: '60' }, hosts: { type: 'string', default: 'sim' }, 'service-ms': { type: 'string', default: '40' }, baseline: { type: 'string' }, 'baseline-trust': { type: 'string', default: 'same' } } })
 const N = Number(values.n)
 const C = Number(values.concurrency)
 const BURST = Number(values.burst)
@@ -248,9 +250,10 @@ try {
     fast.server.close()
   }
 
-  // 5. what trust costs, side by side with a build from before it
+  // 5. this build side by side with another (DIR), in one run
   if (want(5)) {
-    if (values.baseline == null) throw new Error('section 5 needs --baseline DIR: a checkout of the commit before the trust layer, built (npx tsc -b)')
+    if (values.baseline == null) throw new Error('section 5 needs --baseline DIR: a checkout of another commit, built (npx tsc -b)')
+    const baseTrusted = values['baseline-trust'] !== 'none'
     const baseBin = join(values.baseline, 'packages', 'cli', 'dist', 'bin.js')
     const fast = await fastRunner()
     const cfg = join(dir, 'fast.json')
@@ -259,24 +262,28 @@ try {
     await runLlmesh(['keygen', '--out', keyFile])
     const keyed = ['--cluster-key', keyFile]
     // an API key on each keyed agent: with a key made, a loopback API requires it too
-    const apiKey = async (name) => JSON.parse((await runLlmesh(['apikey', 'add', '--data-dir', join(dir, name), '--json'])).stdout).key
-    const auth = { authorization: `Bearer ${await apiKey('key-serve')}` }
-    const authEntry = { authorization: `Bearer ${await apiKey('key-entry')}` }
-    const bs = await start('base-serve', ['--config', cfg], baseBin)
-    const be = await start('base-entry', ['--bootstrap', bs.info.addrs[0]], baseBin)
-    const ks = await start('key-serve', ['--config', cfg, ...keyed])
-    const ke = await start('key-entry', ['--bootstrap', ks.info.addrs[0], ...keyed])
-    await readyRunners(be, 1)
-    await readyRunners(ke, 1, authEntry)
+    // (written by this build's CLI for DIR's agents too: the key file's format predates this layout)
+    const headers = {}
+    for (const name of ['new-serve', 'new-entry', ...(baseTrusted ? ['base-serve', 'base-entry'] : [])]) {
+      headers[name] = { authorization: `Bearer ${JSON.parse((await runLlmesh(['apikey', 'add', '--data-dir', join(dir, name), '--json'])).stdout).key}` }
+    }
+    const baseKeyed = baseTrusted ? keyed : []
+    const bs = await start('base-serve', ['--config', cfg, ...baseKeyed], baseBin)
+    const be = await start('base-entry', ['--bootstrap', bs.info.addrs[0], ...baseKeyed], baseBin)
+    const ns = await start('new-serve', ['--config', cfg, ...keyed])
+    const ne = await start('new-entry', ['--bootstrap', ns.info.addrs[0], ...keyed])
+    await readyRunners(be, 1, headers['base-entry'])
+    await readyRunners(ne, 1, headers['new-entry'])
     const { floorProc, floorUrl } = await startFloor(fast.url)
-    const trustPaths = { direct: fast.url, floor: floorUrl, baseLocal: bs.info.api, keyLocal: ks.info.api, baseRemote: be.info.api, keyRemote: ke.info.api }
+    const paths5 = { direct: fast.url, floor: floorUrl, baseLocal: bs.info.api, newLocal: ns.info.api, baseRemote: be.info.api, newRemote: ne.info.api }
     const q = { model: 'fast', max_tokens: 1, messages: [{ role: 'user', content: 'hi' }] }
-    const lat = await latencies(trustPaths, q, WARMUP, { keyLocal: auth, keyRemote: authEntry })
-    printLatencies(`\n5. trust: agents with a cluster key, signed records and an API key vs the build before them (${values.baseline}), in front of a runner that answers at once (sequential, n=${N} per path after ${WARMUP} to warm up, paths in turn), ms`,
-      lat, { direct: 'fast runner directly', floor: 'bare node proxy (floor)', baseLocal: 'local agent, before trust', keyLocal: 'local agent, with trust', baseRemote: 'remote agent, before trust', keyRemote: 'remote agent, with trust' })
+    const lat = await latencies(paths5, q, WARMUP, { newLocal: headers['new-serve'], newRemote: headers['new-entry'], ...(baseTrusted ? { baseLocal: headers['base-serve'], baseRemote: headers['base-entry'] } : {}) })
+    const baseNote = baseTrusted ? 'both with a cluster key and an API key' : 'this build with a cluster key and an API key, DIR without'
+    printLatencies(`\n5. this build vs ${values.baseline} (${baseNote}), in front of a runner that answers at once (sequential, n=${N} per path after ${WARMUP} to warm up, paths in turn), ms`,
+      lat, { direct: 'fast runner directly', floor: 'bare node proxy (floor)', baseLocal: 'local agent, DIR', newLocal: 'local agent, this build', baseRemote: 'remote agent, DIR', newRemote: 'remote agent, this build' })
     const added = (name, p) => lat[name][p] - lat.direct[p]
     for (const where of ['Local', 'Remote']) {
-      console.log(`   ${where.toLowerCase()}: added p50 ${(added(`key${where}`, 'p50') / added(`base${where}`, 'p50')).toFixed(2)}x, added p99 ${(added(`key${where}`, 'p99') / added(`base${where}`, 'p99')).toFixed(2)}x of the build before trust`)
+      console.log(`   ${where.toLowerCase()}: added p50 ${(added(`new${where}`, 'p50') / added(`base${where}`, 'p50')).toFixed(2)}x, added p99 ${(added(`new${where}`, 'p99') / added(`base${where}`, 'p99')).toFixed(2)}x of DIR's`)
     }
     await Promise.all(procs.splice(0).map(async (p) => { await p.stop(5000) }))
     floorProc.kill('SIGTERM')

@@ -1,14 +1,14 @@
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { Abort, INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type NodeRecord, type PeerMetrics, type UnsignedNodeRecord } from '@llmesh/protocol'
+import { Abort, INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type PeerMetrics, type UnsignedNodeRecord } from '@llmesh/protocol'
 import type { ClusterDoc } from '@llmesh/state'
 import { Mesh, checkPrivateFile, ensurePrivateDir, loadOrCreateKey, peerIdOfKey, recordSigner, recordVerifier, removeStaleTempFiles } from '@llmesh/mesh'
 import type { DispatchView, ReportingPeer } from '@llmesh/scheduler'
 import { RunnerManager, formatPidFile, isRunning, readPidFile, reapRunners, selfStamp, type ProcessStamp, type RunnerDescription } from '@llmesh/runners'
 import { findLlamaServer } from './binaries.js'
 import { ConfigError, type AgentConfig } from './config.js'
-import { buildHttpServer } from './http.js'
+import { ApiKeyStore, apiKeysPath, buildHttpServer, type AgentPort, type MeshView, type ViewNode } from './api/index.js'
 import { Router, type DispatchRequest, type RoutedResponse } from './router.js'
 import { LocalForwarder, PeerForwarder } from './forwarders.js'
 import { inferServer } from './infer-server.js'
@@ -17,8 +17,7 @@ import { LocalServing, type AdmissionCounters } from './serving.js'
 import { AGENT_VERSION, SHUTDOWN_FORCE_MS, SNAPSHOT_INTERVAL_MS } from './constants.js'
 import { DurableFile, openClusterDoc } from './persist.js'
 import { resolveClusterTrust, type ClusterTrust } from './cluster-trust.js'
-import { ApiKeyStore, apiKeysPath } from './api-keys.js'
-import { isLoopbackHost } from './api-guards.js'
+import { isLoopbackHost } from './loopback.js'
 
 /** What `agent.json` in the data dir says about a running agent; the CLI reads it. */
 export interface AgentInfo {
@@ -31,30 +30,13 @@ export interface AgentInfo {
   startedAt: number
 }
 
-export interface ViewNode extends NodeRecord {
-  self: boolean
-  connected: boolean
-  /** membership state as this agent sees it; 'unknown' before the first heartbeat */
-  state: 'alive' | 'suspect' | 'dead' | 'left' | 'unknown'
-  /** ms since the last heartbeat; null when none was heard */
-  heartbeatAgeMs: number | null
-  metrics: PeerMetrics | null
-}
-
-export interface MeshView {
-  self: string
-  /** how this agent's connections are protected: mode, and the cluster key's fingerprint */
-  trust: { mode: 'home' | 'lab' | 'open', keyId?: string }
-  nodes: ViewNode[]
-}
-
 export type { RoutedResponse }
 
 /**
  * One llmesh agent: mesh node, cluster document, local runners and the HTTP API, wired
  * together. Policy lives in the scheduler; this class only carries it out.
  */
-export class Agent {
+export class Agent implements AgentPort {
   readonly config: Readonly<AgentConfig>
   readonly log: Logger
   private mesh?: Mesh
@@ -212,7 +194,9 @@ export class Agent {
       clock: systemClock
     }))
 
-    this.http = buildHttpServer(this)
+    this.http = buildHttpServer({
+      ...config.api, strategy: config.strategy, deadlineMs: config.queue.deadlineMs, writeStallMs: config.limits.writeStallMs
+    }, this, this.log)
     this.apiAddress = await listen(this.http, config.api.host, config.api.port)
     this.publishSelf()
 

@@ -3,7 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { formatClusterKey, newClusterKey, parseClusterKey } from '@llmesh/mesh'
 import type { AgentConfig } from './config.js'
-import { isLoopbackHost } from './api-guards.js'
+import { isLoopbackHost } from './loopback.js'
 
 /**
  * How an agent's connections are protected:

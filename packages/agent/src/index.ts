@@ -1,4 +1,5 @@
-export { Agent, type AgentInfo, type RoutedResponse, type MeshView, type ViewNode } from './agent.js'
+export { Agent, type AgentInfo, type RoutedResponse } from './agent.js'
+export type { AgentPort, MeshView, ViewNode } from './api/index.js'
 export { parseConfig, AgentConfigSchema, ConfigError, DEFAULT_API_PORT, DEFAULT_P2P_PORT, type AgentConfig, type AgentConfigInput } from './config.js'
 export { AGENT_VERSION, STOP_HARD_LIMIT_MS } from './constants.js'
 export { Router, type RouterComponents, type DispatchRequest, type DispatchViewSource, type RoutedTarget } from './router.js'
@@ -8,4 +9,4 @@ export { CLUSTER_KEY_FILE, isLoopbackAddr, keyId, resolveClusterTrust, type Clus
 export { CLUSTER_KEY_BYTES, formatClusterKey, newClusterKey, parseClusterKey } from '@llmesh/mesh'
 export { DurableFile, openClusterDoc } from './persist.js'
 export { checkPrivateFile, ensurePrivateDir, writeFileDurable, UnsafeFileError } from '@llmesh/mesh'
-export { addApiKey, listApiKeys, revokeApiKey, ApiKeyError, ApiKeyStore, API_KEYS_FILE, type ApiKeyInfo } from './api-keys.js'
+export { addApiKey, listApiKeys, revokeApiKey, ApiKeyError, ApiKeyStore, API_KEYS_FILE, type ApiKeyInfo } from './api/index.js'

@@ -4,6 +4,8 @@
  * - `Runner`: one interface (start, stop, health, capacity, infer, info / describe, onState)
  *   with adapters `LlamaServerRunner`, `RpcServerRunner`, `EmbeddedRunner` (node-llama-cpp),
  *   `OllamaRunner` (adopts a running Ollama), `MlxRunner` (adopts a running mlx_lm.server).
+ * - dialect: the OpenAI <-> Ollama codec (requests, answers, stream chunks), used by
+ *   `OllamaRunner` and by the agent's Ollama API.
  *   Every adapter supervises itself (restart with capped backoff after an exit, failed health
  *   checks or repeated stalls) and watches its streams for stalls (LlmeshError `STALLED`).
  * - `RunnerManager`: the runners of a host from one options object; catalog, hardware, onChange.
@@ -17,7 +19,12 @@ export { BaseRunner, PermanentRunnerError, type RunnerCommonInit, type UpstreamR
 export { LlamaServerRunner, parsePrometheus, DEFAULT_SLOTS, DEFAULT_CTX_SIZE, DEFAULT_START_TIMEOUT_MS, STOP_GRACE_MS, type LlamaServerInit } from './llama-server.js'
 export { RpcServerRunner, RPC_SERVER_MODEL, type RpcServerInit } from './rpc-server.js'
 export { EmbeddedRunner, loadLlama, type EmbeddedInit, type EmbeddedLlamaOptions } from './embedded.js'
-export { OllamaRunner, OllamaClient, ollamaTagToModelInfo, toOllamaChat, fromOllamaChat, type OllamaInit, type OllamaTag, type OllamaLoaded } from './ollama.js'
+export { OllamaRunner, OllamaClient, ollamaTagToModelInfo, type OllamaInit, type OllamaTag, type OllamaLoaded } from './ollama.js'
+export {
+  textLines, toOllamaChat, fromOllamaChat, ollamaSampling, ollamaMaxTokens, ollamaChatToOpenAi, ollamaGenerateToOpenAi, ollamaEmbedToOpenAi,
+  openAiEvents, openAiErrorMessage, ollamaLoaded, toOllamaObject, toOllamaNdjson, toOllamaEmbeddings, SYSTEM_CLOCK,
+  type OllamaOptions, type OllamaFormat, type OllamaChatRequest, type OllamaGenerateRequest, type OllamaShape, type OpenAiChunk, type DialectClock
+} from './dialect/ollama.js'
 export { MlxRunner, MLX_DEFAULT_MODEL, type MlxInit } from './mlx.js'
 export { RunnerManager, type RunnerManagerInit, type ModelSpec } from './manager.js'
 export {
@@ -39,5 +46,5 @@ export { RunnerProcess, type SpawnOptions, type ExitInfo } from './process.js'
 export { parentDeathPrefix, processStartTime, readPidFile, formatPidFile, reapRunners, selfStamp, isRunning, type RunnerPidEntry, type ProcessStamp, type PidFileContent } from './pid-file.js'
 export { backoffDelay, type BackoffOptions } from './backoff.js'
 export { watchStalls, type StallWatchOptions } from './stall.js'
-export { ChatCompletionWriter, textLines } from './openai.js'
+export { ChatCompletionWriter } from './openai.js'
 export * from './constants.js'

@@ -2,7 +2,8 @@
  * Adopts an Ollama server already running on the host, so its models appear in the mesh.
  * llmesh does not start or stop Ollama: one OllamaRunner per model Ollama lists in
  * `/api/tags`, all sharing Ollama's address. Requests in OpenAI's shape are translated to
- * `/api/chat` (NDJSON stream) and the answer back to OpenAI JSON / SSE.
+ * `/api/chat` (NDJSON stream) and the answer back to OpenAI JSON / SSE by the dialect codec
+ * (`dialect/ollama.ts`), which the agent's Ollama API uses the other way round.
  *
  * Tested against a fake Ollama that answers like Ollama 0.x does (`/api/tags`, `/api/ps`,
  * `/api/chat` NDJSON), not a real one: none runs here.
@@ -12,18 +13,8 @@ import { LlmeshError, type ModelInfo, type Signal } from '@llmesh/protocol'
 import { BaseRunner, type RunnerCommonInit, type UpstreamResponse } from './base-runner.js'
 import { DEFAULT_OLLAMA_SLOTS } from './constants.js'
 import { RUNNER_CONNECT, requestPaced } from './paced.js'
-import {
-  ChatCompletionWriter,
-  chatMessages,
-  includeUsage,
-  textLines,
-  maxTokens,
-  numberField,
-  openAiErrorBody,
-  stopList,
-  type FinishReason,
-  type Usage
-} from './openai.js'
+import { ChatCompletionWriter, includeUsage, openAiErrorBody } from './openai.js'
+import { fromOllamaChat, toOllamaChat } from './dialect/ollama.js'
 import type { RunnerDescription, RunnerPath } from './runner.js'
 
 /** One model in Ollama's `/api/tags`. */
@@ -160,55 +151,4 @@ export class OllamaRunner extends BaseRunner {
       body: fromOllamaChat(res.body, writer, streaming, includeUsage(body))
     }
   }
-}
-
-/** OpenAI chat request -> Ollama `/api/chat` request (always streamed from Ollama). */
-export function toOllamaChat (ollamaModel: string, body: Record<string, unknown>): Record<string, unknown> {
-  const options: Record<string, unknown> = {}
-  const limit = maxTokens(body)
-  if (limit != null) options['num_predict'] = limit
-  for (const [from, to] of [['temperature', 'temperature'], ['top_p', 'top_p'], ['seed', 'seed'], ['frequency_penalty', 'frequency_penalty'], ['presence_penalty', 'presence_penalty']] as const) {
-    const v = numberField(body, from)
-    if (v != null) options[to] = v
-  }
-  const stop = stopList(body)
-  if (stop.length > 0) options['stop'] = stop
-  const req: Record<string, unknown> = { model: ollamaModel, messages: chatMessages(body), stream: true, options }
-  const format = body['response_format'] as { type?: unknown } | undefined
-  if (format?.type === 'json_object') req['format'] = 'json'
-  return req
-}
-
-interface OllamaChatLine {
-  message?: { role?: string, content?: string }
-  done?: boolean
-  done_reason?: string
-  prompt_eval_count?: number
-  eval_count?: number
-  error?: string
-}
-
-/** Ollama NDJSON chat stream -> OpenAI SSE chunks (streaming) or one `chat.completion`. */
-export async function * fromOllamaChat (source: AsyncIterable<Uint8Array>, writer: ChatCompletionWriter, streaming: boolean, wantUsage: boolean): AsyncGenerator<Uint8Array> {
-  let text = ''
-  for await (const raw of textLines(source)) {
-    const line = raw.trim()
-    if (line === '') continue
-    const msg = JSON.parse(line) as OllamaChatLine
-    if (msg.error != null) throw new LlmeshError('RUNNER_FAILED', `Ollama: ${msg.error}`)
-    const piece = msg.message?.content ?? ''
-    if (piece !== '') {
-      text += piece
-      if (streaming) yield writer.delta(piece)
-    }
-    if (msg.done === true) {
-      const prompt = msg.prompt_eval_count ?? 0
-      const completion = msg.eval_count ?? 0
-      const usage: Usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion }
-      const reason: FinishReason = msg.done_reason === 'length' ? 'length' : 'stop'
-      yield streaming ? writer.finish(reason, wantUsage ? usage : undefined) : writer.completion(text, reason, usage)
-      return
-    }
-  }
-  throw new LlmeshError('RUNNER_FAILED', 'Ollama ended the response before it was done')
 }

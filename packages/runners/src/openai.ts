@@ -187,21 +187,3 @@ export class ChunkQueue implements AsyncIterable<Uint8Array> {
     }
   }
 }
-
-/**
- * The lines of a streamed text body (SSE, NDJSON), without their line ends, decoded as UTF-8
- * across chunk boundaries. A last line without a line end is not yielded: both formats end
- * every event with one.
- */
-export async function * textLines (source: AsyncIterable<Uint8Array>): AsyncGenerator<string> {
-  const decoder = new TextDecoder()
-  let buf = ''
-  for await (const bytes of source) {
-    buf += decoder.decode(bytes, { stream: true })
-    let nl: number
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      yield buf.slice(0, nl)
-      buf = buf.slice(nl + 1)
-    }
-  }
-}

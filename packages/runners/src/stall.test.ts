@@ -2,8 +2,6 @@ import { describe, expect, it } from 'vitest'
 import { LlmeshError } from '@llmesh/protocol'
 import { backoffDelay } from './backoff.js'
 import { parsePrometheus } from './llama-server.js'
-import { fromOllamaChat } from './ollama.js'
-import { ChatCompletionWriter } from './openai.js'
 import { watchStalls } from './stall.js'
 
 async function * chunks (delaysMs: number[], signal?: AbortSignal): AsyncGenerator<number> {
@@ -80,30 +78,5 @@ describe('llama-server /metrics', () => {
     expect(parsePrometheus('# HELP x y\n# TYPE x counter\nllamacpp:prompt_tokens_total 42\nllamacpp:requests_processing 1\nfoo{a="b"} 2.5\n')).toEqual({
       'llamacpp:prompt_tokens_total': 42, 'llamacpp:requests_processing': 1, 'foo{a="b"}': 2.5
     })
-  })
-})
-
-describe('Ollama NDJSON -> OpenAI', () => {
-  const enc = new TextEncoder()
-  async function * ndjson (parts: string[]): AsyncGenerator<Uint8Array> { for (const p of parts) yield enc.encode(p) }
-
-  it('handles lines split across chunks and ends with [DONE]', async () => {
-    const lines = [
-      '{"message":{"role":"assistant","content":"He"},"done":false}\n{"message":{"role":"assis',
-      'tant","content":"y"},"done":false}\n',
-      '{"message":{"role":"assistant","content":""},"done":true,"done_reason":"length","prompt_eval_count":3,"eval_count":2}\n'
-    ]
-    let out = ''
-    for await (const c of fromOllamaChat(ndjson(lines), new ChatCompletionWriter('m'), true, false)) out += new TextDecoder().decode(c)
-    const events = out.split('\n\n').filter((e) => e !== '')
-    expect(events.at(-1)).toBe('data: [DONE]')
-    const parsed = events.slice(0, -1).map((e) => JSON.parse(e.slice(6)) as { choices: Array<{ delta: { content?: string }, finish_reason: string | null }> })
-    expect(parsed.map((p) => p.choices[0]?.delta.content ?? '').join('')).toBe('Hey')
-    expect(parsed.at(-1)?.choices[0]?.finish_reason).toBe('length')
-  })
-
-  it('turns an error line into RUNNER_FAILED', async () => {
-    const it = fromOllamaChat(ndjson(['{"error":"model crashed"}\n']), new ChatCompletionWriter('m'), true, false)
-    await expect(it.next()).rejects.toMatchObject({ code: 'RUNNER_FAILED', message: 'Ollama: model crashed' })
   })
 })

@@ -1,20 +1,21 @@
 import { EventEmitter } from 'node:events'
 import { describe, expect, it } from 'vitest'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { Agent } from './agent.js'
-import type { DispatchRequest } from './router.js'
-import { routeRequest } from './http.js'
+import type { DispatchRequest } from '../router.js'
+import type { AgentPort } from './port.js'
+import { routeRequest, type ApiContext } from './request.js'
 
-/** An agent whose infer() hands back what it was asked to route. */
-function fakeAgent (strategy: string): Agent {
-  return { config: { strategy, queue: { deadlineMs: 60_000 } }, infer: async (req: DispatchRequest) => req, trackRequest: () => () => {} } as unknown as Agent
+/** A port whose infer() hands back what it was asked to route. */
+function fakeContext (strategy: string): ApiContext {
+  const port = { infer: async (req: DispatchRequest) => req, trackRequest: () => () => {} } as unknown as AgentPort
+  return { port, strategy, deadlineMs: 60_000, writeStallMs: 30_000 } as ApiContext
 }
 
 async function routed (strategy: string, header?: string): Promise<{ req: DispatchRequest, keyed: number }> {
   let keyed = 0
   const req = { id: 'r1', headers: header != null ? { 'x-llmesh-strategy': header } : {} } as unknown as FastifyRequest
   const reply = { raw: Object.assign(new EventEmitter(), { writableFinished: false }) } as unknown as FastifyReply
-  const out = await routeRequest(fakeAgent(strategy), req, reply, {
+  const out = await routeRequest(fakeContext(strategy), req, reply, {
     path: '/v1/chat/completions', model: 'm', body: {}, prefix: () => { keyed++; return 'k1' }
   }) as unknown as DispatchRequest
   return { req: out, keyed }

@@ -2,12 +2,11 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import Fastify, { type FastifyRequest } from 'fastify'
+import type { FastifyRequest } from 'fastify'
 import { LlmeshError } from '@llmesh/protocol'
-import { checkApiKey, checkHostAndOrigin, isLoopbackHost, parseHostHeader } from './api-guards.js'
+import { checkApiKey, checkHostAndOrigin, parseHostHeader } from './guards.js'
+import { isLoopbackHost } from '../loopback.js'
 import { ApiKeyStore, addApiKey, apiKeysPath } from './api-keys.js'
-import { headerValue, routeHeaders } from './http.js'
-import type { RoutedResponse } from './router.js'
 
 const request = (url: string, headers: Record<string, string>): FastifyRequest => ({ url, headers }) as unknown as FastifyRequest
 
@@ -80,31 +79,5 @@ describe('API key check', () => {
     try { await checkApiKey(request('/v1/models', { authorization: 'Bearer x' }), keys, true) } catch (err) { message = (err as Error).message }
     expect(message).toMatch(/no API key exists: create one with llmesh apikey add/)
     expect(await asyncCodeOf(checkApiKey(request('/health', {}), keys, true))).toBeUndefined()
-  })
-})
-
-describe('route headers carry peer strings safely', () => {
-  it('percent-encodes controls and non-ASCII, cuts long values, keeps plain ids as they are', () => {
-    expect(headerValue('12D3KooWabc-0-llama-tiny', 256)).toBe('12D3KooWabc-0-llama-tiny')
-    expect(headerValue('r\r\nset-cookie: a=b', 256)).toBe('r%0D%0Aset-cookie: a=b')
-    expect(headerValue('ünï→\ud800%', 256)).toBe('%C3%BCn%C3%AF%E2%86%92%EF%BF%BD%25')
-    expect(headerValue('x'.repeat(1000), 256)).toHaveLength(256)
-  })
-
-  it('a runner id with CR/LF or non-latin1 neither crashes the reply nor adds a header', async () => {
-    const app = Fastify()
-    const routed = (runnerId: string, peerId: string): RoutedResponse => ({
-      status: 200, contentType: 'application/json', body: [], attempts: 1,
-      target: { peerId, runnerId, local: false, reasons: ['performance', `tried ${peerId}: connect\r\nx-evil: 1`] }
-    })
-    app.get('/r', async (_req, reply) => await routeHeaders(reply, routed('run\r\nx-injected: yes\u2028', 'peer\u4e2d\u0000')).send({ ok: true }))
-    const res = await app.inject({ method: 'GET', url: '/r' })
-    expect(res.statusCode).toBe(200)
-    expect(res.headers['x-injected']).toBeUndefined()
-    expect(res.headers['x-evil']).toBeUndefined()
-    expect(res.headers['x-llmesh-runner']).toBe('run%0D%0Ax-injected: yes%E2%80%A8')
-    expect(res.headers['x-llmesh-node']).toBe('peer%E4%B8%AD%00')
-    expect(String(res.headers['x-llmesh-route'])).toContain('connect%0D%0Ax-evil: 1')
-    await app.close()
   })
 })

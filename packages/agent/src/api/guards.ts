@@ -1,20 +1,10 @@
-import { isIP } from 'node:net'
 import type { IncomingMessage } from 'node:http'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { LlmeshError } from '@llmesh/protocol'
-import type { ApiKeyStore } from './api-keys.js'
-import { OVERSIZE_DRAIN_BYTES } from './constants.js'
-import { assertJsonDepth } from './json-depth.js'
-
-/** Whether a host name or address is this machine's loopback (localhost, 127.0.0.0/8, ::1). */
-export function isLoopbackHost (host: string): boolean {
-  const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1')
-  if (h === 'localhost' || h.endsWith('.localhost')) return true
-  const v = isIP(h)
-  if (v === 4) return h.startsWith('127.')
-  if (v === 6) return h === '::1' || /^(0{1,4}:){7}0{0,3}1$/.test(h) || /^::ffff:127\./.test(h)
-  return false
-}
+import type { ApiKeys } from './port.js'
+import { OVERSIZE_DRAIN_BYTES } from '../constants.js'
+import { assertJsonDepth } from '../json-depth.js'
+import { isLoopbackHost } from '../loopback.js'
 
 /** Splits a Host header (`name`, `name:port`, `[v6]:port`) into its name and port; undefined when it does not parse. */
 export function parseHostHeader (value: string, defaultPort = 80): { host: string, port: number } | undefined {
@@ -32,7 +22,7 @@ export interface ApiGuardOptions {
   port: () => number | undefined
   /** further Host names a loopback API answers (e.g. a local reverse proxy's) */
   allowedHosts: readonly string[]
-  keys: ApiKeyStore
+  keys: ApiKeys
 }
 
 /**
@@ -71,7 +61,7 @@ export function checkHostAndOrigin (req: FastifyRequest, opts: ApiGuardOptions):
  * `/health` stays open (liveness probes carry no key; it tells only that the agent is up and
  * its peer id, which every peer of the mesh knows anyway).
  */
-export async function checkApiKey (req: FastifyRequest, keys: ApiKeyStore, required: boolean): Promise<void> {
+export async function checkApiKey (req: FastifyRequest, keys: ApiKeys, required: boolean): Promise<void> {
   if (req.url === '/health' || req.url.startsWith('/health?')) return
   const haveKeys = await keys.hasKeys()
   if (!required && !haveKeys) return

@@ -3,7 +3,7 @@ import { mkdir, open, readFile, stat, unlink } from 'node:fs/promises'
 import { writeFileDurable } from '@llmesh/mesh'
 import { dirname, join } from 'node:path'
 import { z } from 'zod'
-import { API_KEYS_RECHECK_MS } from './constants.js'
+import { API_KEYS_RECHECK_MS } from '../constants.js'
 
 /** File in the data dir that holds the API keys' hashes (never the keys). */
 export const API_KEYS_FILE = 'apikeys.json'

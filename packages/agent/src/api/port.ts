@@ -1,0 +1,60 @@
+import type { Abort, NodeRecord, PeerMetrics } from '@llmesh/protocol'
+import type { RunnerDescription } from '@llmesh/runners'
+import type { DispatchRequest, RoutedResponse } from '../router.js'
+import type { AdmissionCounters } from '../serving.js'
+
+/**
+ * What the HTTP API needs from the agent, and nothing more: the API's routes see the agent only
+ * through this port (the Agent implements it), so the API can be built and tested without one.
+ */
+export interface AgentPort {
+  /** this agent's peer id (`/health`) */
+  readonly peerId: string
+  /**
+   * Routes one request through the mesh; resolves with the target's response once its first
+   * chunk is in.
+   */
+  infer: (req: DispatchRequest) => Promise<RoutedResponse>
+  /**
+   * Registers a request in flight, so that stopping the agent can end it; returns the function
+   * that forgets it (called when the request is done).
+   */
+  trackRequest: (abort: Abort) => () => void
+  /** the converged view of the mesh (`/mesh/view`, the models the APIs list) */
+  view: () => MeshView
+  /** counters of the mesh layer (`/mesh/stats`) */
+  meshStats: () => Record<string, unknown>
+  /** this host's runners with their process details (`/admin/runners`) */
+  localRunners: () => RunnerDescription[]
+  /** admission counters per local runner (`/admin/runners`, `/admin/admission`) */
+  admission: () => AdmissionCounters[]
+  /** the API keys a request's bearer token is checked against */
+  readonly apiKeys: ApiKeys
+}
+
+/** The API keys as the guard asks them (see ApiKeyStore). */
+export interface ApiKeys {
+  /** whether any key exists */
+  hasKeys: () => Promise<boolean>
+  /** whether `presented` is one of the keys */
+  verify: (presented: string) => Promise<boolean>
+}
+
+/** One node of the view: its record, with this agent's link to it and its membership. */
+export interface ViewNode extends NodeRecord {
+  self: boolean
+  connected: boolean
+  /** membership state as this agent sees it; 'unknown' before the first heartbeat */
+  state: 'alive' | 'suspect' | 'dead' | 'left' | 'unknown'
+  /** ms since the last heartbeat; null when none was heard */
+  heartbeatAgeMs: number | null
+  metrics: PeerMetrics | null
+}
+
+/** What `GET /mesh/view` answers. */
+export interface MeshView {
+  self: string
+  /** how this agent's connections are protected: mode, and the cluster key's fingerprint */
+  trust: { mode: 'home' | 'lab' | 'open', keyId?: string }
+  nodes: ViewNode[]
+}

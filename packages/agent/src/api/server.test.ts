@@ -1,0 +1,117 @@
+import { describe, expect, it } from 'vitest'
+import pino from 'pino'
+import type { DispatchRequest, RoutedResponse } from '../router.js'
+import { QueueFullError } from '@llmesh/protocol'
+import type { AgentPort, MeshView } from './port.js'
+import { buildHttpServer, type HttpApiInit } from './server.js'
+
+const enc = new TextEncoder()
+
+const init: HttpApiInit = {
+  // off loopback: no Host check, and every request needs a key (the port's keys take 'k')
+  host: '0.0.0.0',
+  allowedHosts: [],
+  bodyLimit: 1024 * 1024,
+  requestTimeoutMs: 60_000,
+  headersTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 72_000,
+  maxConnections: 100,
+  strategy: 'performance',
+  deadlineMs: 120_000,
+  writeStallMs: 30_000
+}
+const auth = { authorization: 'Bearer k' }
+
+const view: MeshView = { self: 'p1', trust: { mode: 'home' }, nodes: [] }
+
+/** A port that answers every request with `answer` and records what it was asked. */
+function fakePort (answer: (req: DispatchRequest) => RoutedResponse): AgentPort & { asked: DispatchRequest[], inFlight: number } {
+  const port = {
+    peerId: 'p1',
+    asked: [] as DispatchRequest[],
+    inFlight: 0,
+    infer: async (req: DispatchRequest) => { port.asked.push(req); return answer(req) },
+    trackRequest: () => { port.inFlight++; return () => { port.inFlight-- } },
+    view: () => view,
+    meshStats: () => ({ peers: 0 }),
+    localRunners: () => [],
+    admission: () => [],
+    apiKeys: { hasKeys: async () => true, verify: async (k: string) => k === 'k' }
+  }
+  return port
+}
+
+async function * bytes (parts: string[]): AsyncGenerator<Uint8Array> { for (const p of parts) yield enc.encode(p) }
+
+const sse = (parts: string[]): RoutedResponse => ({
+  status: 200, contentType: 'text/event-stream', body: bytes(parts), attempts: 1, target: { peerId: 'p1', runnerId: 'r1', local: true, reasons: ['strategy=round-robin'] }
+})
+
+const SSE_ANSWER = [
+  'data: {"choices":[{"delta":{"role":"assistant","content":"Hi"}}]}\n\n',
+  'data: {"choices":[{"delta":{"content":"!"},"finish_reason":"stop"}]}\n\n',
+  'data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":2}}\n\n',
+  'data: [DONE]\n\n'
+]
+
+describe('the HTTP API over a port (no agent)', () => {
+  it('routes an OpenAI chat completion with the llmesh headers and streams the answer back with the route headers', async () => {
+    const port = fakePort(() => sse(SSE_ANSWER))
+    const app = buildHttpServer(init, port, pino({ level: 'silent' }))
+    const before = Date.now()
+    const res = await app.inject({
+      method: 'POST',
+      url: '/v1/chat/completions',
+      headers: { ...auth, 'x-llmesh-strategy': 'round-robin', 'x-llmesh-priority': '7', 'x-llmesh-deadline-ms': '5000' },
+      payload: { model: 'tiny', stream: true, max_tokens: 3, messages: [{ role: 'user', content: 'hi' }] }
+    })
+    expect(res.statusCode).toBe(200)
+    expect(res.headers['content-type']).toBe('text/event-stream')
+    expect(res.headers['x-llmesh-node']).toBe('p1')
+    expect(res.headers['x-llmesh-runner']).toBe('r1')
+    expect(res.headers['x-llmesh-route']).toBe('strategy=round-robin')
+    expect(res.body).toBe(SSE_ANSWER.join(''))
+    const asked = port.asked[0]!
+    expect(asked).toMatchObject({ path: '/v1/chat/completions', model: 'tiny', strategy: 'round-robin', priority: 7, expectedTokens: 3 })
+    expect(asked.deadline).toBeGreaterThanOrEqual(before + 5000)
+    expect(asked.deadline).toBeLessThan(before + 60_000)
+    expect(port.inFlight).toBe(0)
+    await app.close()
+  })
+
+  it('answers an Ollama chat as NDJSON, translated from the OpenAI stream the mesh sent', async () => {
+    const port = fakePort(() => sse(SSE_ANSWER))
+    const app = buildHttpServer(init, port, pino({ level: 'silent' }))
+    const res = await app.inject({ method: 'POST', url: '/api/chat', headers: auth, payload: { model: 'tiny', messages: [{ role: 'user', content: 'hi' }], options: { num_predict: 3 } } })
+    expect(res.statusCode).toBe(200)
+    expect(res.headers['content-type']).toBe('application/x-ndjson')
+    const lines = res.body.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+    expect(lines.map((l) => (l['message'] as { content: string }).content)).toEqual(['Hi', '!', ''])
+    expect(lines.at(-1)).toMatchObject({ done: true, done_reason: 'stop', prompt_eval_count: 4, eval_count: 2 })
+    expect(port.asked[0]).toMatchObject({ path: '/v1/chat/completions', expectedTokens: 3, body: { stream: true, stream_options: { include_usage: true }, max_tokens: 3 } })
+    await app.close()
+  })
+
+  it('answers errors in each dialect\'s shape: bad header 400, full queue 429 with Retry-After, no key 401, unknown route 404', async () => {
+    const port = fakePort(() => { throw new QueueFullError('the queue is full', 2.2) })
+    const app = buildHttpServer(init, port, pino({ level: 'silent' }))
+    const chat = { model: 'tiny', messages: [{ role: 'user', content: 'hi' }] }
+    const bad = await app.inject({ method: 'POST', url: '/v1/chat/completions', headers: { ...auth, 'x-llmesh-strategy': 'fastest-please' }, payload: chat })
+    expect(bad.statusCode).toBe(400)
+    expect(bad.json()).toMatchObject({ error: { type: 'invalid_request_error', code: 'invalid_request', message: expect.stringMatching(/unknown routing strategy/) } })
+    const full = await app.inject({ method: 'POST', url: '/v1/chat/completions', headers: auth, payload: chat })
+    expect(full.statusCode).toBe(429)
+    expect(full.headers['retry-after']).toBe('3')
+    const fullOllama = await app.inject({ method: 'POST', url: '/api/chat', headers: auth, payload: chat })
+    expect(fullOllama.statusCode).toBe(429)
+    expect(fullOllama.json()).toEqual({ error: 'the queue is full' })
+    const noKey = await app.inject({ method: 'GET', url: '/v1/models' })
+    expect(noKey.statusCode).toBe(401)
+    expect(noKey.headers['www-authenticate']).toBe('Bearer realm="llmesh"')
+    expect((await app.inject({ method: 'GET', url: '/api/nope', headers: auth })).json()).toEqual({ error: 'no route GET /api/nope' })
+    expect((await app.inject({ method: 'GET', url: '/v1/nope', headers: auth })).json()).toMatchObject({ error: { code: 'invalid_request' } })
+    expect((await app.inject({ method: 'GET', url: '/health' })).json()).toEqual({ ok: true, peerId: 'p1' })
+    expect(port.inFlight).toBe(0)
+    await app.close()
+  })
+})
