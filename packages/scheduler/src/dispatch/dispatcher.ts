@@ -40,7 +40,11 @@ export class Dispatcher {
     this.busyReportTtlMs = init.busyReportTtlMs ?? BUSY_REPORT_TTL_MS
   }
 
-  /** Ranks the hosts for `request` on one view, with everything this router knows besides. */
+  /**
+   * Ranks the hosts for `request` on one view, with everything this router knows besides: the
+   * one place the dispatch asks which host (where a user-supplied policy, view in and ranking
+   * out, would plug in).
+   */
   rank (request: RouteRequest, view: DispatchView): RankResult {
     const { now } = view
     const r = rank({
