@@ -1,22 +1,24 @@
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type InferPath, type PeerMetrics, type UnsignedNodeRecord } from '@llmesh/protocol'
+import { INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type PeerMetrics, type UnsignedNodeRecord } from '@llmesh/protocol'
 import { Abort } from '@llmesh/kit'
 import type { ClusterDoc } from '@llmesh/state'
-import { Mesh, checkPrivateFile, ensurePrivateDir, loadOrCreateKey, peerIdOfKey, recordSigner, recordVerifier, removeStaleTempFiles, serveInfer } from '@llmesh/mesh'
-import { DEFAULT_PRIORITY, type RankedTarget, type ReportingPeer } from '@llmesh/scheduler'
-import { DEFAULT_FIRST_TOKEN_TIMEOUT_MS, DEFAULT_NON_STREAM_TIMEOUT_MS, RunnerManager, formatPidFile, isRunning, readPidFile, reapRunners, selfStamp, type ProcessStamp, type Runner, type RunnerDescription, type RunnerResponse } from '@llmesh/runners'
+import { Mesh, checkPrivateFile, ensurePrivateDir, loadOrCreateKey, peerIdOfKey, recordSigner, recordVerifier, removeStaleTempFiles } from '@llmesh/mesh'
+import type { DispatchView, ReportingPeer } from '@llmesh/scheduler'
+import { RunnerManager, formatPidFile, isRunning, readPidFile, reapRunners, selfStamp, type ProcessStamp, type RunnerDescription } from '@llmesh/runners'
 import { findLlamaServer } from './binaries.js'
 import { ConfigError, type AgentConfig } from './config.js'
 import { ApiKeyStore, apiKeysPath, buildHttpServer, type AgentPort, type MeshView, type ViewNode } from './api/index.js'
-import { Router, type DispatchRequest, type ForwardOptions, type Forwarded, type RoutedResponse } from './router.js'
-import { LocalServing, QueueFullError, type AdmissionCounters } from './serving.js'
+import { Router, type DispatchRequest, type RoutedResponse } from './router.js'
+import { LocalForwarder, PeerForwarder } from './forwarders.js'
+import { inferServer } from './infer-server.js'
+import { systemClock } from './system-clock.js'
+import { LocalServing, type AdmissionCounters } from './serving.js'
 import { AGENT_VERSION, SHUTDOWN_FORCE_MS, SNAPSHOT_INTERVAL_MS } from './constants.js'
 import { DurableFile, openClusterDoc } from './persist.js'
 import { resolveClusterTrust, type ClusterTrust } from './cluster-trust.js'
 import { isLoopbackHost } from './loopback.js'
-import { assertJsonDepth } from './json-depth.js'
 
 /** What `agent.json` in the data dir says about a running agent; the CLI reads it. */
 export interface AgentInfo {
@@ -45,7 +47,6 @@ export class Agent implements AgentPort {
   private router?: Router
   /** admission and served-request figures of this host's runners (local and forwarded requests) */
   private serving?: LocalServing
-  private servedSeq = 0
   private readonly startedAt = Date.now()
   private snapshotTimer?: NodeJS.Timeout
   private apiAddress = ''
@@ -170,55 +171,29 @@ export class Agent implements AgentPort {
       inferLimits: { writeStallMs: config.limits.writeStallMs }
     })
     await this.mesh.start()
-    const mesh = this.mesh
+    const local = new LocalForwarder({ serving: this.serving, runners: this.manager })
     this.router = new Router({
-      selfPeerId: () => this._peerId,
-      nodes: () => this.doc?.records() ?? [],
-      members: () => this.reportingPeers(),
-      reachable: () => this.reachable(),
-      forward: async (target, opts) => await this.forward(target, opts),
+      view: { dispatchView: (now) => this.dispatchView(now) },
+      local,
+      remote: new PeerForwarder({
+        mesh: this.mesh,
+        limits: config.limits,
+        ...(config.firstTokenTimeoutMs != null ? { firstTokenTimeoutMs: config.firstTokenTimeoutMs } : {}),
+        clock: systemClock
+      }),
       defaultStrategy: config.strategy,
       logger: this.log.child({ component: 'router' }),
+      clock: systemClock,
       onClaimsChange: () => { this.mesh?.nudge() }
     })
-    await mesh.handle(INFER_PROTOCOL, async (stream, remotePeer) => {
-      const guard = { peer: remotePeer, limits: mesh.inferLimits }
-      await serveInfer(stream, async (request, reply) => {
-        this.log.debug({ reqId: request.id, peer: remotePeer, model: request.model }, 'serving forwarded request')
-        // a peer's request nested too deep is refused as the client's error before anything recurses
-        assertJsonDepth(request.body)
-        const runner = this.localRunnerFor(request.model, request.runnerId)
-        // the requester going away or this agent stopping ends the work (an error frame then)
-        const abort = new Abort()
-        const onGone = (): void => { abort.abort(reply.signal.reason) }
-        reply.signal.addEventListener('abort', onGone)
-        const untrack = this.trackRequest(abort)
-        try {
-          let res: RunnerResponse
-          try {
-            res = await this.serveLocal(runner, request.path, request.body, {
-              id: `${remotePeer.slice(-8)}:${request.id}`,
-              priority: request.priority ?? DEFAULT_PRIORITY,
-              mayQueue: request.mayQueue === true,
-              // a peer may ask for less queueing than this host allows, never for more
-              deadline: Date.now() + Math.min(request.deadlineMs ?? config.queue.deadlineMs, config.queue.deadlineMs),
-              signal: abort.signal
-            })
-          } catch (err) {
-            // a full queue answers 429 with its Retry-After in the body: an error frame has no room for it
-            if (!(err instanceof QueueFullError)) throw err
-            await reply.head({ status: 429, contentType: 'application/json', runnerId: runner.id })
-            await reply.data(new TextEncoder().encode(JSON.stringify({ error: { message: err.message, type: err.type, code: 'queue_full' }, retry_after_sec: err.retryAfterSec })))
-            return
-          }
-          await reply.head({ status: res.status, contentType: res.contentType, runnerId: runner.id })
-          for await (const chunk of res.body) await reply.data(chunk)
-        } finally {
-          untrack()
-          reply.signal.removeEventListener('abort', onGone)
-        }
-      }, guard)
-    })
+    await this.mesh.handle(INFER_PROTOCOL, inferServer({
+      local,
+      limits: this.mesh.inferLimits,
+      queueDeadlineMs: config.queue.deadlineMs,
+      track: (abort) => this.trackRequest(abort),
+      logger: this.log,
+      clock: systemClock
+    }))
 
     this.http = buildHttpServer({
       ...config.api, strategy: config.strategy, deadlineMs: config.queue.deadlineMs, writeStallMs: config.limits.writeStallMs
@@ -291,6 +266,11 @@ export class Agent implements AgentPort {
 
   /** The numbers this agent gossips in each heartbeat. */
   private localMetrics (): PeerMetrics {
+    return { ...this.servingMetrics(), claims: this.router?.claims.toRecord() ?? {} }
+  }
+
+  /** What this host's runners serve now: the heartbeat's figures but the router's claims. */
+  private servingMetrics (): Omit<PeerMetrics, 'claims'> {
     const slotsTotal = this.readySlots()
     const admission = this.serving?.snapshot() ?? { slotsBusy: 0, queueDepth: 0 }
     const served = this.serving?.figures() ?? { tokensPerSec: 0, latencyMs: 0, successRate: 1 }
@@ -302,16 +282,19 @@ export class Agent implements AgentPort {
       latencyMs: served.latencyMs,
       successRate: served.successRate,
       ...(served.latencyDev != null ? { latencyDev: served.latencyDev } : {}),
-      ...(served.tokensPerSecDev != null ? { tokensPerSecDev: served.tokensPerSecDev } : {}),
-      claims: this.router?.claims.toRecord() ?? {}
+      ...(served.tokensPerSecDev != null ? { tokensPerSecDev: served.tokensPerSecDev } : {})
     }
   }
 
-  /** Every peer membership knows, and this host with its metrics as of now: `targetMetrics()`'s input. */
-  private reportingPeers (): ReportingPeer[] {
+  /**
+   * The mesh as the router ranks it, once per round: every record, every peer membership knows
+   * and this host with its figures as of `now` (its claims are the router's own), and the peers
+   * a request may be sent to.
+   */
+  private dispatchView (now: number): DispatchView {
     const peers: ReportingPeer[] = [...(this.mesh?.members() ?? [])]
-    peers.push({ peerId: this._peerId, state: 'alive', lastHeardAt: Date.now(), metrics: this.localMetrics() })
-    return peers
+    peers.push({ peerId: this._peerId, state: 'alive', lastHeardAt: now, metrics: this.servingMetrics() })
+    return { now, selfPeerId: this._peerId, nodes: this.doc?.records() ?? [], peers, reachable: this.reachable() }
   }
 
   private lastSignature = ''
@@ -380,12 +363,6 @@ export class Agent implements AgentPort {
     return (this.manager?.runners() ?? []).map((r) => r.describe())
   }
 
-  private localRunnerFor (model: string, preferred?: string): Runner {
-    const runner = this.manager?.find(model, preferred)
-    if (runner == null) throw new LlmeshError('NO_CAPACITY', `no ready runner for '${model}' on this host`)
-    return runner
-  }
-
   /**
    * Routes one request through the converged view (scheduler `rank()`, failover, queueing when
    * every host is busy) and returns the target's response stream once its first chunk is in.
@@ -393,45 +370,6 @@ export class Agent implements AgentPort {
   async infer (req: DispatchRequest): Promise<RoutedResponse> {
     if (this.router == null) throw new LlmeshError('NO_CAPACITY', 'the agent is not started')
     return await this.router.dispatch(req)
-  }
-
-  /** One attempt on one target: the local runners, or a peer's over `/llmesh/infer/1`. */
-  private async forward (target: RankedTarget, opts: ForwardOptions): Promise<Forwarded> {
-    if (target.peerId === this._peerId) {
-      const runner = this.localRunnerFor(opts.model, target.runnerId)
-      const res = await this.serveLocal(runner, opts.path, opts.body, {
-        id: `self:${opts.id}:${++this.servedSeq}`, priority: opts.priority, mayQueue: opts.mayQueue, deadline: opts.deadline, signal: opts.signal
-      })
-      return { ...res, runnerId: runner.id }
-    }
-    const remote = await this.mesh!.infer(target.peerId, {
-      id: opts.id,
-      path: opts.path,
-      model: opts.model,
-      runnerId: target.runnerId,
-      body: opts.body,
-      priority: opts.priority,
-      mayQueue: opts.mayQueue,
-      deadlineMs: Math.max(0, Math.round(opts.deadline - Date.now()))
-    }, opts.signal, this.peerTimeouts(opts))
-    return { status: remote.head.status, contentType: remote.head.contentType, runnerId: remote.head.runnerId, body: remote.body }
-  }
-
-  /**
-   * How long this agent waits on a peer for one forwarded request: silence bounds from
-   * `limits`, and for the first token what an honest host may take (its queue wait when the
-   * request may queue, then its runner's own first-token bound), plus one silence bound.
-   */
-  private peerTimeouts (opts: ForwardOptions): { headMs: number, gapMs: number, firstTokenMs: number } {
-    const { limits } = this.config
-    const runnerFirst = opts.body['stream'] === true ? this.config.firstTokenTimeoutMs ?? DEFAULT_FIRST_TOKEN_TIMEOUT_MS : DEFAULT_NON_STREAM_TIMEOUT_MS
-    const queueWait = opts.mayQueue ? Math.max(0, opts.deadline - Date.now()) : 0
-    return { headMs: limits.headTimeoutMs, gapMs: limits.frameGapMs, firstTokenMs: queueWait + runnerFirst + limits.headTimeoutMs }
-  }
-
-  /** Runs a request on a local runner once admission gives it a slot (see LocalServing). */
-  private async serveLocal (runner: Runner, path: InferPath, body: Record<string, unknown>, opts: Parameters<LocalServing['serve']>[3]): Promise<RunnerResponse> {
-    return await this.serving!.serve(runner, path, body, opts)
   }
 
   /** Admission counters per local runner (peaks included), for `GET /admin/admission`. */

@@ -5,13 +5,6 @@ export const AGENT_VERSION = '0.1.0'
 export const SNAPSHOT_INTERVAL_MS = 5000
 
 /**
- * How long a router counts a host as its "busy" answer described it (full, with that queue),
- * unless a heartbeat of that host comes first: twice the heartbeat period, so a late heartbeat
- * does not leave the host looking full. @default 1000 ms
- */
-export const BUSY_REPORT_TTL_MS = 1000
-
-/**
  * After a stop's grace (`shutdownGraceMs`) ended the requests in flight with an error event,
  * connections still open this much later are cut: long enough for the error event to be
  * written, short enough that a client not reading cannot hold the stop. @default 1000 ms

@@ -1,19 +1,9 @@
 import type { Logger } from 'pino'
-import { BusyError, LlmeshError, type AdmissionSnapshot, type InferPath, type Signal } from '@llmesh/protocol'
+import { BusyError, LlmeshError, QueueFullError, type AdmissionSnapshot, type InferPath, type Signal } from '@llmesh/protocol'
 import { Admission, PeerStats, type Failure } from '@llmesh/scheduler'
 import type { Runner, RunnerResponse } from '@llmesh/runners'
 import { tap } from './iter.js'
 import { failureOf, TokenRateScanner } from './outcomes.js'
-
-/** A request refused because the target's queue is full: HTTP 429 with Retry-After. */
-export class QueueFullError extends LlmeshError {
-  readonly retryAfterSec: number
-
-  constructor (message: string, retryAfterSec: number) {
-    super('QUEUE_FULL', message)
-    this.retryAfterSec = retryAfterSec
-  }
-}
 
 /** How one request asks for a slot on this host. */
 export interface ServeOptions {

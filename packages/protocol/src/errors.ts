@@ -85,3 +85,17 @@ export class BusyError extends LlmeshError {
     this.admission = admission
   }
 }
+
+/**
+ * QUEUE_FULL: the target's admission queue is full. Carries when to come back, seconds: the HTTP
+ * layer answers 429 with it as Retry-After, and a peer's ERROR frame carries it as
+ * `retryAfterSec`.
+ */
+export class QueueFullError extends LlmeshError {
+  readonly retryAfterSec: number
+
+  constructor (message: string, retryAfterSec: number) {
+    super('QUEUE_FULL', message)
+    this.retryAfterSec = retryAfterSec
+  }
+}

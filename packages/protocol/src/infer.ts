@@ -82,7 +82,9 @@ export const InferErrorSchema = z.object({
     slotsBusy: z.number().int().nonnegative(),
     slotsTotal: z.number().int().nonnegative(),
     queueDepth: z.number().int().nonnegative()
-  }).optional()
+  }).optional(),
+  /** with QUEUE_FULL: the target's Retry-After, seconds (see QueueFullError) */
+  retryAfterSec: z.number().nonnegative().max(3600).optional()
 })
 export type InferError = z.infer<typeof InferErrorSchema>
 
