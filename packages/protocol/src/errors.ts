@@ -1,3 +1,5 @@
+import type { AdmissionSnapshot } from './admission.js'
+
 /**
  * Every error llmesh raises on purpose carries a stable `code`. Callers match on the code,
  * never on the message. ONLY APPEND TO THE CATALOGUE: codes cross the wire between peers.
@@ -63,13 +65,6 @@ export function toLlmeshError (err: unknown, fallback: ErrorCode = 'INTERNAL'): 
   if (err instanceof LlmeshError) return err
   const message = err instanceof Error ? err.message : String(err)
   return new LlmeshError(fallback, message, { cause: err })
-}
-
-/** A host's admission figures at one moment: what a "busy" answer tells the router about it. */
-export interface AdmissionSnapshot {
-  slotsBusy: number
-  slotsTotal: number
-  queueDepth: number
 }
 
 /**

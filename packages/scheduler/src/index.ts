@@ -31,7 +31,7 @@ export { performanceScore, priorsOf, speedOf, type PerformanceInit, type Perform
 export { prefixKey, PROMPT_PREFIX_CHARS, type ChatMessageLike } from './prefix-key.js'
 export { rendezvousOrder } from './rendezvous.js'
 export { fnv1a64, unitHash } from './hash.js'
-export { Claims, targetMetrics, overlayReport, type ReportingPeer, type AdmissionReport } from './claims.js'
+export { Claims, targetMetrics, overlayReport, type ReportingPeer } from './claims.js'
 export { PriorityQueue, type PriorityQueueInit, type QueueEntry, type EnqueueResult, type Expired } from './priority-queue.js'
 export { Admission, type AdmissionInit, type AdmitRequest, type AdmitResult, type AdmissionEvents } from './admission.js'
 export { CircuitBreaker, CircuitBreakers, type CircuitBreakerInit } from './circuit-breaker.js'
