@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type PeerMetrics, type UnsignedNodeRecord } from '@llmesh/protocol'
+import { INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type Components, type PeerMetrics, type UnsignedNodeRecord } from '@llmesh/protocol'
 import { Abort } from '@llmesh/kit'
 import type { ClusterDoc } from '@llmesh/state'
 import { Mesh, checkPrivateFile, ensurePrivateDir, loadOrCreateKey, peerIdOfKey, recordSigner, recordVerifier, removeStaleTempFiles } from '@llmesh/mesh'
@@ -40,6 +40,8 @@ export type { RoutedResponse }
 export class Agent implements AgentPort {
   readonly config: Readonly<AgentConfig>
   readonly log: Logger
+  /** time, randomness and the logger, built once here and passed to every part of the request path */
+  private readonly components: Components
   private mesh?: Mesh
   private doc?: ClusterDoc
   private http?: FastifyInstance
@@ -47,7 +49,7 @@ export class Agent implements AgentPort {
   private router?: Router
   /** admission and served-request figures of this host's runners (local and forwarded requests) */
   private serving?: LocalServing
-  private readonly startedAt = Date.now()
+  private readonly startedAt: number
   private snapshotTimer?: NodeJS.Timeout
   private apiAddress = ''
   private _peerId = ''
@@ -65,9 +67,12 @@ export class Agent implements AgentPort {
   /** the API keys (hashes) of the data dir, re-read when the file changes */
   readonly apiKeys: ApiKeyStore
 
-  constructor (config: Readonly<AgentConfig>, logger: Logger) {
+  /** `components` replaces the system clock or Math.random (tests) */
+  constructor (config: Readonly<AgentConfig>, logger: Logger, components: Partial<Pick<Components, 'clock' | 'random'>> = {}) {
     this.config = config
     this.log = logger
+    this.components = { clock: components.clock ?? systemClock, random: components.random ?? Math.random, logger }
+    this.startedAt = this.components.clock.now()
     this.files = {
       snapshot: new DurableFile(join(config.dataDir, 'cluster.snapshot')),
       info: new DurableFile(join(config.dataDir, 'agent.json')),
@@ -142,7 +147,8 @@ export class Agent implements AgentPort {
       onProcesses: (runners) => { this.saveFile(this.files.pids, () => this.pidFile(runners)) },
       ...(config.firstTokenTimeoutMs != null ? { firstTokenTimeoutMs: config.firstTokenTimeoutMs } : {})
     })
-    this.serving = new LocalServing({ logger: this.log, queueCapacity: config.queue.capacity, slotsTotal: () => this.readySlots() })
+    const { clock, random } = this.components
+    this.serving = new LocalServing({ logger: this.log, clock, queueCapacity: config.queue.capacity, slotsTotal: () => this.readySlots() })
     // the catalog is read before anything is published: a bad model path is a start error
     await this.manager.start()
     // runners flip busy/ready with every request, which the record does not show: publish only
@@ -162,6 +168,8 @@ export class Agent implements AgentPort {
       bootstrap: config.p2p.bootstrap,
       doc: this.doc,
       logger: this.log,
+      clock,
+      random,
       mdns: { enabled: config.p2p.mdns, intervalMs: config.p2p.mdnsIntervalMs },
       heartbeatIntervalMs: config.p2p.heartbeatIntervalMs,
       timings: config.membership,
@@ -179,11 +187,12 @@ export class Agent implements AgentPort {
         mesh: this.mesh,
         limits: config.limits,
         ...(config.firstTokenTimeoutMs != null ? { firstTokenTimeoutMs: config.firstTokenTimeoutMs } : {}),
-        clock: systemClock
+        clock
       }),
       defaultStrategy: config.strategy,
       logger: this.log.child({ component: 'router' }),
-      clock: systemClock,
+      clock,
+      random,
       onClaimsChange: () => { this.mesh?.nudge() }
     })
     await this.mesh.handle(INFER_PROTOCOL, inferServer({
@@ -192,11 +201,11 @@ export class Agent implements AgentPort {
       queueDeadlineMs: config.queue.deadlineMs,
       track: (abort) => this.trackRequest(abort),
       logger: this.log,
-      clock: systemClock
+      clock
     }))
 
     this.http = buildHttpServer({
-      ...config.api, strategy: config.strategy, deadlineMs: config.queue.deadlineMs, writeStallMs: config.limits.writeStallMs
+      ...config.api, strategy: config.strategy, deadlineMs: config.queue.deadlineMs, writeStallMs: config.limits.writeStallMs, clock
     }, this, this.log)
     this.apiAddress = await listen(this.http, config.api.host, config.api.port)
     this.publishSelf()
@@ -253,7 +262,7 @@ export class Agent implements AgentPort {
         return info.state === 'busy' ? { ...info, state: 'ready' as const } : info
       }),
       startedAt: this.startedAt,
-      updatedAt: Date.now()
+      updatedAt: this.components.clock.now()
     }
   }
 
@@ -271,12 +280,11 @@ export class Agent implements AgentPort {
 
   /** What this host's runners serve now: the heartbeat's figures but the router's claims. */
   private servingMetrics (): Omit<PeerMetrics, 'claims'> {
-    const slotsTotal = this.readySlots()
-    const admission = this.serving?.snapshot() ?? { slotsBusy: 0, queueDepth: 0 }
+    const admission = this.serving?.snapshot() ?? { slotsBusy: 0, slotsTotal: this.readySlots(), queueDepth: 0 }
     const served = this.serving?.figures() ?? { tokensPerSec: 0, latencyMs: 0, successRate: 1 }
     return {
       slotsBusy: admission.slotsBusy,
-      slotsTotal,
+      slotsTotal: admission.slotsTotal,
       queueDepth: admission.queueDepth,
       tokensPerSec: served.tokensPerSec,
       latencyMs: served.latencyMs,
@@ -316,7 +324,7 @@ export class Agent implements AgentPort {
    */
   view (): MeshView {
     const connected = new Set(this.mesh?.connectedPeers() ?? [])
-    const now = Date.now()
+    const now = this.components.clock.now()
     const nodes = (this.doc?.records() ?? []).map((n): ViewNode => {
       const self = n.peerId === this._peerId
       const member = self ? undefined : this.mesh?.membership.get(n.peerId)

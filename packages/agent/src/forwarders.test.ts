@@ -82,7 +82,7 @@ describe('LocalForwarder', () => {
   }
 
   function local (r: Runner | undefined, clock: FakeClock, queueCapacity = 4): { f: LocalForwarder, serving: LocalServing } {
-    const serving = new LocalServing({ logger: pino({ level: 'silent' }), queueCapacity, now: clock.now })
+    const serving = new LocalServing({ logger: pino({ level: 'silent' }), clock, queueCapacity })
     return { f: new LocalForwarder({ serving, runners: { find: (model) => model === 'm' ? r : undefined } }), serving }
   }
 

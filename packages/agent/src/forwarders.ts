@@ -43,8 +43,8 @@ export interface Forwarder {
 export interface LocalForwarderInit {
   /** admission and served-request figures of this host's runners */
   serving: LocalServing
-  /** this host's runners (RunnerManager) */
-  runners: { find: (model: string, preferred?: string) => Runner | undefined }
+  /** this host's runners (RunnerManager); `load` ranks a model's runners, here by their admission */
+  runners: { find: (model: string, preferred?: string, load?: (runner: Runner) => number) => Runner | undefined }
 }
 
 /** This host's runners, behind their admission (see LocalServing). */
@@ -72,7 +72,7 @@ export class LocalForwarder implements Forwarder {
    * preferred) once admission gives it a slot; the head is passed on whatever its status.
    */
   async serve (model: string, runnerId: string | undefined, path: InferPath, body: Record<string, unknown>, opts: ServeOptions): Promise<Forwarded> {
-    const runner = this.runners.find(model, runnerId)
+    const runner = this.runners.find(model, runnerId, this.serving.load)
     if (runner == null) throw new LlmeshError('NO_CAPACITY', `no ready runner for '${model}' on this host`)
     const res = await this.serving.serve(runner, path, body, opts)
     return { ...res, runnerId: runner.id }

@@ -1,5 +1,4 @@
-import type { Logger } from 'pino'
-import type { Clock } from '@llmesh/protocol'
+import type { Clock, Logger } from '@llmesh/protocol'
 import { Abort } from '@llmesh/kit'
 import { serveInfer, type InferLimits, type StreamHandler } from '@llmesh/mesh'
 import { DEFAULT_PRIORITY } from '@llmesh/scheduler'

@@ -1,5 +1,4 @@
-import type { Logger } from 'pino'
-import { BusyError, LlmeshError, QueueFullError, toLlmeshError, type Clock, type InferPath, type Signal } from '@llmesh/protocol'
+import { BusyError, LlmeshError, QueueFullError, toLlmeshError, type Clock, type InferPath, type Logger, type Signal } from '@llmesh/protocol'
 import {
   Dispatch, Dispatcher, type AttemptFailure, type Claims, type DispatchView, type Failure, type PeerHealth, type RetryBudget, type Strategy
 } from '@llmesh/scheduler'

@@ -1,6 +1,5 @@
 import type { PrivateKey, Stream } from '@libp2p/interface'
-import type { Logger } from 'pino'
-import { INFER_PROTOCOL, type Clock, type InferRequest, type PeerMetrics, type Signal } from '@llmesh/protocol'
+import { INFER_PROTOCOL, type Clock, type InferRequest, type Logger, type PeerMetrics, type Signal } from '@llmesh/protocol'
 import type { ClusterDoc } from '@llmesh/state'
 import { HEARTBEAT_INTERVAL_MS, LEAVE_TIMEOUT_MS } from './constants.js'
 import { systemClock } from './clock.js'

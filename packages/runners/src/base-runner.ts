@@ -97,8 +97,9 @@ export class PermanentRunnerError extends LlmeshError {
  * - a failure while started (`fail`: process exit, failed health checks, repeated stalls, a
  *   failed launch) sets 'failed', shuts the runner down and restarts it after an exponential
  *   backoff with jitter, capped; being ready for RESTART_RESET_AFTER_MS resets the backoff;
- * - `infer` counts requests in flight (busy when they fill the slots) and wraps the response
- *   body with stall detection.
+ * - `infer` counts the requests open upstream (state 'busy' when they fill the slots: a report,
+ *   for `describe()` and logs; admission is the agent's) and wraps the response body with stall
+ *   detection.
  */
 export abstract class BaseRunner implements Runner {
   readonly id: string
