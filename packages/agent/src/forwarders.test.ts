@@ -97,6 +97,16 @@ describe('LocalForwarder', () => {
     await expect(f.forward({ peerId: 'self', runnerId: 'x' }, opts(clock, { model: 'other' }))).rejects.toMatchObject({ code: 'NO_CAPACITY' })
   })
 
+  it('reads the body\'s token rate on its way through admission and hands it on with the answer', async () => {
+    const clock = new FakeClock()
+    const { f, serving } = local(runner(() => ({ status: 200, contentType: 'application/json', body: chunks('{"ok":true,', '"timings":{"predicted_per_second":77}}') })), clock)
+    const res = await f.forward({ peerId: 'self', runnerId: 'r0' }, opts(clock))
+    expect(res.rate?.tokensPerSec).toBeUndefined()
+    await text(res.body)
+    expect(res.rate?.tokensPerSec).toBe(77)
+    expect(serving.figures().tokensPerSec).toBe(77)
+  })
+
   it('gives a runner\'s 5xx as RUNNER_FAILED to the router and frees the slot; serve() passes it on as it is', async () => {
     const clock = new FakeClock()
     const { f, serving } = local(runner(() => ({ status: 503, contentType: 'application/json', body: chunks('{"error":"loading"}') })), clock)

@@ -29,6 +29,12 @@ export interface Forwarded {
   contentType: string
   runnerId: string
   body: AsyncIterable<Uint8Array>
+  /**
+   * The token rate read from `body` on its way here, when this process already scans it (the
+   * local runners, for the host's served figures): the router reads it instead of scanning
+   * the same bytes again. Unset from a peer.
+   */
+  rate?: { readonly tokensPerSec: number | undefined }
 }
 
 /**

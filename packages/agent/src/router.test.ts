@@ -80,6 +80,19 @@ describe('Router', () => {
     expect(r.claims.toRecord()).toEqual({})
   })
 
+  it('takes the token rate a forwarder already read from the stream, and reads it itself otherwise', async () => {
+    const clock = new FakeClock()
+    const timed = (rate?: { tokensPerSec: number }) => (): Forwarded => ({
+      status: 200, contentType: 'application/json', runnerId: 'r', body: chunks('{"ok":true,', '"timings":{"predicted_per_second":99}}'), ...(rate != null ? { rate } : {})
+    })
+    const scanned = router(['a'], { a: timed({ tokensPerSec: 42 }) }, [], clock)
+    await dispatch(scanned)
+    expect(scanned.health.stats.get('a', clock.now())?.tokensPerSecEwma).toBe(42)
+    const own = router(['a'], { a: timed() }, [], clock)
+    await dispatch(own)
+    expect(own.health.stats.get('a', clock.now())?.tokensPerSecEwma).toBe(99)
+  })
+
   it('queues when every host answered busy', async () => {
     const calls: Array<{ peer: string, mayQueue: boolean }> = []
     const r = router(['a', 'b'], {

@@ -140,16 +140,22 @@ export class Router {
         contentType: res.contentType,
         target: { peerId: t.peerId, runnerId: res.runnerId, local: t.local, reasons: done.reasons },
         attempts: done.attempts,
-        body: this.observe(t.peerId, first, it, res.status, firstMs, signal, release)
+        body: this.observe(t.peerId, first, it, res, firstMs, signal, release)
       }
     }
   }
 
-  /** The committed stream: reports its outcome (latency, tokens/s, or how it failed) at its end, then releases the claim. */
-  private observe (peerId: string, first: IteratorResult<Uint8Array>, it: AsyncIterator<Uint8Array>, status: number, firstMs: number, signal: Signal, release: () => void): AsyncIterableIterator<Uint8Array> {
-    const rate = new TokenRateScanner()
+  /**
+   * The committed stream: reports its outcome (latency, tokens/s, or how it failed) at its end,
+   * then releases the claim. The token rate is scanned here only when the forwarder did not
+   * (a peer's stream); a local runner's body was scanned once on its way through admission.
+   */
+  private observe (peerId: string, first: IteratorResult<Uint8Array>, it: AsyncIterator<Uint8Array>, res: Forwarded, firstMs: number, signal: Signal, release: () => void): AsyncIterableIterator<Uint8Array> {
+    const { status } = res
+    const own = res.rate == null ? new TokenRateScanner() : undefined
+    const rate = res.rate ?? own!
     return tap(it, {
-      chunk: (chunk) => { rate.scan(chunk) },
+      chunk: own != null ? (chunk) => { own.scan(chunk) } : undefined,
       complete: () => {
         if (status < 400) this.health.report(peerId, { ok: true, firstTokenMs: firstMs, ...(rate.tokensPerSec != null ? { tokensPerSec: rate.tokensPerSec } : {}) }, this.c.clock.now())
       },

@@ -145,8 +145,9 @@ export class LocalServing {
   /**
    * Runs one request on a local runner once it holds a slot; the slot is freed when the body
    * ends in any way. Throws BUSY, QUEUE_FULL or DEADLINE_EXCEEDED before the runner is asked.
+   * The body is scanned for its token rate once, here; `rate` holds it for whoever else wants it.
    */
-  async serve (runner: Runner, path: InferPath, body: Record<string, unknown>, opts: ServeOptions): Promise<RunnerResponse> {
+  async serve (runner: Runner, path: InferPath, body: Record<string, unknown>, opts: ServeOptions): Promise<RunnerResponse & { rate: TokenRateScanner }> {
     const e = this.entry(runner)
     await this.acquire(e, opts)
     let released = false
@@ -181,7 +182,7 @@ export class LocalServing {
       },
       done: release
     })
-    return { ...res, body: observed }
+    return { ...res, body: observed, rate }
   }
 
   private record (failure: Failure): void {
