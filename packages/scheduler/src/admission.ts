@@ -78,14 +78,6 @@ export class Admission<T> {
     return { slotsBusy: this.busy, slotsTotal: this.total, queueDepth: this.queue.size }
   }
 
-  holds (id: string): boolean {
-    return this.holders.has(id)
-  }
-
-  isQueued (id: string): boolean {
-    return this.queue.has(id)
-  }
-
   acquire (req: AdmitRequest<T>, now: number): AdmitResult {
     if (this.holders.has(req.id) || this.queue.has(req.id)) return { kind: 'rejected', reason: 'duplicate' }
     if (req.deadline != null && req.deadline <= now) return { kind: 'rejected', reason: 'expired' }

@@ -6,8 +6,8 @@
  * I/O, no timers, no clock reads: every function that depends on time takes `now` (ms), every
  * choice by chance takes `random()`. The agent carries the decisions out.
  *
- * One request through an entry agent: the agent parses strategy and priority
- * (`parseStrategy`, `parsePriority`, 400 when invalid) and the prefix key (`prefixKey`), then
+ * One request through an entry agent: the agent's HTTP layer reads strategy and priority from
+ * the request headers (400 when invalid) and the prefix key (`prefixKey`), then
  * runs a `Dispatch` (dispatch/): `start(request, view)` and `next(outcome, view)` answer try a
  * target / wait / fail, and done once a target took the request; the agent forwards, sleeps or
  * throws, and takes a fresh view of the mesh for each round. The rules (failover, queueing when
@@ -19,7 +19,7 @@
  */
 
 export {
-  STRATEGIES, DEFAULT_STRATEGY, isStrategy, parseStrategy, parsePriority, clampPriority, type Strategy
+  STRATEGIES, DEFAULT_STRATEGY, isStrategy, clampPriority, type Strategy
 } from './strategy.js'
 export type {
   TargetMetrics, ClusterView, RouteRequest, CircuitState, RoundRobinState, RankInput, LoadEstimate, RankedTarget,
