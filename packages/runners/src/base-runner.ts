@@ -1,6 +1,5 @@
 import type { Pool } from 'undici'
-import type { Logger } from 'pino'
-import { LlmeshError, type RunnerInfo, type RunnerState, type Signal } from '@llmesh/protocol'
+import { LlmeshError, type Logger, type RunnerInfo, type RunnerState, type Signal } from '@llmesh/protocol'
 import { Abort } from '@llmesh/kit'
 import { backoffDelay, type BackoffOptions } from './backoff.js'
 import {

@@ -1,6 +1,5 @@
-import type { Logger } from 'pino'
 import type { Llama } from 'node-llama-cpp'
-import { LlmeshError, type Hardware, type ModelInfo, type Signal } from '@llmesh/protocol'
+import { LlmeshError, type Hardware, type Logger, type ModelInfo, type Signal } from '@llmesh/protocol'
 import type { RunnerCommonInit } from './base-runner.js'
 import { describeModel, scanModelDir, scanOllamaStore, type LocalModel } from './catalog.js'
 import { DEFAULT_OLLAMA_REFRESH_MS, DEFAULT_OLLAMA_URL } from './constants.js'
