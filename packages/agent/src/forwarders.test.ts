@@ -107,6 +107,26 @@ describe('LocalForwarder', () => {
     expect(serving.figures().tokensPerSec).toBe(77)
   })
 
+  it('has the runners ranked by their admission: busy and queued per slot', async () => {
+    const clock = new FakeClock()
+    let release!: () => void
+    const held = new Promise<void>((resolve) => { release = resolve })
+    async function * slow (): AsyncGenerator<Uint8Array> { await held; yield new Uint8Array(1) }
+    const r = runner(() => ({ status: 200, contentType: 'text/plain', body: slow() }))
+    const serving = new LocalServing({ logger: pino({ level: 'silent' }), clock, queueCapacity: 4 })
+    let load: ((runner: Runner) => number) | undefined
+    const f = new LocalForwarder({ serving, runners: { find: (_model, _preferred, l) => { load = l; return r } } })
+    const first = await f.forward({ peerId: 'self', runnerId: 'r0' }, opts(clock))
+    expect(load?.(r)).toBe(1)
+    const queued = f.forward({ peerId: 'self', runnerId: 'r0' }, opts(clock, { mayQueue: true }))
+    await Promise.resolve()
+    expect(load?.(r)).toBe(2)
+    release()
+    await text(first.body)
+    await text((await queued).body)
+    expect(load?.(r)).toBe(0)
+  })
+
   it('gives a runner\'s 5xx as RUNNER_FAILED to the router and frees the slot; serve() passes it on as it is', async () => {
     const clock = new FakeClock()
     const { f, serving } = local(runner(() => ({ status: 503, contentType: 'application/json', body: chunks('{"error":"loading"}') })), clock)
