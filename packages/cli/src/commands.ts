@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { request } from 'undici'
 import { parseConfig, type AgentConfig, type AgentConfigInput, type AgentInfo } from '@llmesh/agent'
 import type { MeshView } from '@llmesh/agent'
+import type { AdmissionSnapshot } from '@llmesh/protocol'
 import { decodeJoinToken, storeJoinedKey } from './join-token.js'
 import { terminalSafe } from './terminal.js'
 
@@ -95,7 +96,7 @@ export interface StatusRow {
   state: string
   heartbeatAgeMs: number | null
   /** busy / total slots and queued requests, from the host's last heartbeat */
-  load: { slotsBusy: number, slotsTotal: number, queueDepth: number } | null
+  load: AdmissionSnapshot | null
   api: string
   models: string[]
   runners: Array<{ id: string, model: string, state: string, slots: number }>
