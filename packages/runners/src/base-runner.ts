@@ -1,5 +1,6 @@
 import type { Pool } from 'undici'
-import { LlmeshError, type Logger, type RunnerInfo, type RunnerState, type Signal } from '@llmesh/protocol'
+import type { Logger } from '@llmesh/protocol'
+import { LlmeshError, type RunnerInfo, type RunnerState, type Signal } from '@llmesh/protocol'
 import { Abort } from '@llmesh/kit'
 import { backoffDelay, type BackoffOptions } from './backoff.js'
 import {
