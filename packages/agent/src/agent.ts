@@ -13,7 +13,7 @@ import { ApiKeyStore, apiKeysPath, buildHttpServer, type AgentPort, type MeshVie
 import { Router, type DispatchRequest, type RoutedResponse } from './router.js'
 import { LocalForwarder, PeerForwarder } from './forwarders.js'
 import { inferServer } from './infer-server.js'
-import { systemClock } from './system-clock.js'
+import { systemClock } from '@llmesh/kit'
 import { LocalServing, type AdmissionCounters } from './serving.js'
 import { AGENT_VERSION, SHUTDOWN_FORCE_MS, SNAPSHOT_INTERVAL_MS } from './constants.js'
 import { DurableFile, openClusterDoc } from './persist.js'

@@ -4,7 +4,7 @@ import { backoffCap } from '@llmesh/scheduler'
 import {
   BOOTSTRAP_REDIAL_MS, DIAL_TIEBREAK_MS, FIRST_DIAL_TIMEOUT_MS, RECONNECT_DIAL_TIMEOUT_MS, RECONNECT_INTERVAL_MS, RECONNECT_MAX_BACKOFF_MS, RECONNECT_TICK_MS
 } from './constants.js'
-import { Timers } from './clock.js'
+import { Timers } from '@llmesh/kit'
 import type { Membership } from './membership.js'
 import { guarded, type MeshStats } from './stats.js'
 import type { DialTarget, Transport } from './transport.js'
