@@ -1,6 +1,9 @@
 /** Version of the agent, published in every NodeRecord. */
 export const AGENT_VERSION = '0.1.0'
 
+/** The file in the data dir that says how to reach the running agent (AgentInfo); the CLI reads it. */
+export const AGENT_INFO_FILE = 'agent.json'
+
 /** How often the cluster document is saved to the data dir, so a restart starts warm. @default 5000 ms */
 export const SNAPSHOT_INTERVAL_MS = 5000
 
