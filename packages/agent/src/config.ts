@@ -133,7 +133,8 @@ export const AgentConfigSchema = z.strictObject({
    * evaluating the prompt, generating a non-streaming answer), so silence means a peer that does
    * not answer. Its first token is awaited at most the request's queue deadline (when it may
    * queue) + `firstTokenTimeoutMs` (streaming; 600000 ms for a whole non-streaming answer) +
-   * `headTimeoutMs`.
+   * `headTimeoutMs`. `headTimeoutMs` (@default 10000 ms), `frameGapMs` (@default 10000 ms),
+   * `writeStallMs` (@default 30000 ms): see the mesh's PeerLimitsConfigSchema.
    */
   limits: PeerLimitsConfigSchema,
   /**
