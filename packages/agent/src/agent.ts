@@ -13,9 +13,9 @@ import { ApiKeyStore, apiKeysPath, buildHttpServer, type AgentPort, type MeshVie
 import { Router, type DispatchRequest, type RoutedResponse } from './router.js'
 import { LocalForwarder, PeerForwarder } from './forwarders.js'
 import { inferServer } from './infer-server.js'
-import { systemClock } from './system-clock.js'
+import { systemClock } from '@llmesh/kit'
 import { LocalServing, type AdmissionCounters } from './serving.js'
-import { AGENT_VERSION, SHUTDOWN_FORCE_MS, SNAPSHOT_INTERVAL_MS } from './constants.js'
+import { AGENT_INFO_FILE, AGENT_VERSION, DEFAULT_API_HOST, SHUTDOWN_FORCE_MS, SNAPSHOT_INTERVAL_MS } from './constants.js'
 import { DurableFile, openClusterDoc } from './persist.js'
 import { resolveClusterTrust, type ClusterTrust } from './cluster-trust.js'
 import { isLoopbackHost } from './loopback.js'
@@ -75,7 +75,7 @@ export class Agent implements AgentPort {
     this.startedAt = this.components.clock.now()
     this.files = {
       snapshot: new DurableFile(join(config.dataDir, 'cluster.snapshot')),
-      info: new DurableFile(join(config.dataDir, 'agent.json')),
+      info: new DurableFile(join(config.dataDir, AGENT_INFO_FILE)),
       pids: new DurableFile(join(config.dataDir, 'runners.pid'))
     }
     this.apiKeys = new ApiKeyStore(apiKeysPath(config.dataDir), {
@@ -102,7 +102,7 @@ export class Agent implements AgentPort {
     }
     await this.apiKeys.load()
     if (!isLoopbackHost(config.api.host) && this.apiKeys.size === 0) {
-      throw new LlmeshError('UNAUTHORIZED', `the API would listen on ${config.api.host}, off loopback, and no API key exists: create one with 'llmesh apikey add --data-dir ${config.dataDir}', or keep the API on 127.0.0.1`)
+      throw new LlmeshError('UNAUTHORIZED', `the API would listen on ${config.api.host}, off loopback, and no API key exists: create one with 'llmesh apikey add --data-dir ${config.dataDir}', or keep the API on ${DEFAULT_API_HOST}`)
     }
     const privateKey = await loadOrCreateKey(join(config.dataDir, 'peer.key'))
     this._peerId = peerIdOfKey(privateKey)

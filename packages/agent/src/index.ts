@@ -1,7 +1,7 @@
 export { Agent, type AgentInfo, type RoutedResponse } from './agent.js'
 export type { AgentPort, MeshView, ViewNode } from './api/index.js'
 export { parseConfig, AgentConfigSchema, ConfigError, DEFAULT_API_PORT, DEFAULT_P2P_PORT, type AgentConfig, type AgentConfigInput } from './config.js'
-export { AGENT_VERSION, STOP_HARD_LIMIT_MS } from './constants.js'
+export { AGENT_INFO_FILE, AGENT_VERSION, API_KEYS_RECHECK_MS, DEFAULT_API_HOST, STOP_HARD_LIMIT_MS } from './constants.js'
 export { Router, type RouterComponents, type DispatchRequest, type DispatchViewSource, type RoutedTarget } from './router.js'
 export { LocalForwarder, PeerForwarder, type Forwarder, type ForwardTarget, type ForwardOptions, type Forwarded } from './forwarders.js'
 export { LocalServing, type ServeOptions, type AdmissionCounters } from './serving.js'
@@ -10,3 +10,6 @@ export { CLUSTER_KEY_BYTES, formatClusterKey, newClusterKey, parseClusterKey, wr
 export { DurableFile, openClusterDoc } from './persist.js'
 export { checkPrivateFile, ensurePrivateDir, writeFileDurable, UnsafeFileError } from '@llmesh/mesh'
 export { addApiKey, listApiKeys, revokeApiKey, ApiKeyError, ApiKeyStore, API_KEYS_FILE, type ApiKeyInfo } from './api/index.js'
+/** the defaults of options the CLI prints in its help, owned by the scheduler and the runners */
+export { DEFAULT_STRATEGY, STRATEGIES } from '@llmesh/scheduler'
+export { DEFAULT_OLLAMA_URL } from '@llmesh/runners'
