@@ -23,7 +23,7 @@
 //      what trust costs).
 // Usage: npx tsc -b && node scripts/bench-request.mjs [--n 1000] [--concurrency 8] [--burst 2] [--sections 0,1,2,3,4] [--runner-threads 1] [--rounds 50] [--warmup 12000] [--stream-warmup 60] [--baseline DIR [--baseline-trust same|none] --sections 5]
 // (--burst is per entry agent; 2 x 3 entries = the 6 slots of the 3 hosts: routing decides whether they collide)
-import '../packages/protocol/dist/polyfill.js'
+import '../packages/kit/dist/polyfill.js'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import { availableParallelism, tmpdir } from 'node:os'
