@@ -10,7 +10,7 @@
 //             makes it (mesh.infer, which reuses idle streams to the peer)
 // and both infer variants with C concurrent requesters, in requests/s.
 // Usage: npx tsc -b && node scripts/bench-hop.mjs [--n 2000] [--concurrency 32] [--only tcp,echo,long,infer]
-import '../packages/protocol/dist/polyfill.js'
+import '../packages/kit/dist/polyfill.js'
 import { fork } from 'node:child_process'
 import { createServer, connect } from 'node:net'
 import { mkdtemp, rm } from 'node:fs/promises'

@@ -57,7 +57,7 @@ async function sees (i: number, j: number): Promise<boolean> {
  */
 async function strangerDial (i: number, addr: string, keyFile?: string): Promise<string> {
   const fixtures = join(packageDir('@llmesh/fixtures', 'dist'), 'dist', 'index.js')
-  const polyfill = join(packageDir('@llmesh/protocol', 'dist'), 'dist', 'polyfill.js')
+  const polyfill = join(packageDir('@llmesh/kit', 'dist'), 'dist', 'polyfill.js')
   const script = `
     await import(${JSON.stringify(polyfill)})
     const { readFile } = await import('node:fs/promises')

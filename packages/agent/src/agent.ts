@@ -1,22 +1,24 @@
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type InferPath, type PeerMetrics, type UnsignedNodeRecord } from '@llmesh/protocol'
+import { INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type Components, type PeerMetrics, type UnsignedNodeRecord } from '@llmesh/protocol'
 import { Abort } from '@llmesh/kit'
 import type { ClusterDoc } from '@llmesh/state'
-import { Mesh, checkPrivateFile, ensurePrivateDir, loadOrCreateKey, peerIdOfKey, recordSigner, recordVerifier, removeStaleTempFiles, serveInfer } from '@llmesh/mesh'
-import { DEFAULT_PRIORITY, type RankedTarget, type ReportingPeer } from '@llmesh/scheduler'
-import { DEFAULT_FIRST_TOKEN_TIMEOUT_MS, DEFAULT_NON_STREAM_TIMEOUT_MS, RunnerManager, formatPidFile, isRunning, readPidFile, reapRunners, selfStamp, type ProcessStamp, type Runner, type RunnerDescription, type RunnerResponse } from '@llmesh/runners'
+import { Mesh, checkPrivateFile, ensurePrivateDir, loadOrCreateKey, peerIdOfKey, recordSigner, recordVerifier, removeStaleTempFiles } from '@llmesh/mesh'
+import type { DispatchView, ReportingPeer } from '@llmesh/scheduler'
+import { RunnerManager, formatPidFile, isRunning, readPidFile, reapRunners, selfStamp, type ProcessStamp, type RunnerDescription } from '@llmesh/runners'
 import { findLlamaServer } from './binaries.js'
 import { ConfigError, type AgentConfig } from './config.js'
 import { ApiKeyStore, apiKeysPath, buildHttpServer, type AgentPort, type MeshView, type ViewNode } from './api/index.js'
-import { Router, type DispatchRequest, type ForwardOptions, type Forwarded, type RoutedResponse } from './router.js'
-import { LocalServing, QueueFullError, type AdmissionCounters } from './serving.js'
-import { AGENT_VERSION, SHUTDOWN_FORCE_MS, SNAPSHOT_INTERVAL_MS } from './constants.js'
+import { Router, type DispatchRequest, type RoutedResponse } from './router.js'
+import { LocalForwarder, PeerForwarder } from './forwarders.js'
+import { inferServer } from './infer-server.js'
+import { systemClock } from '@llmesh/kit'
+import { LocalServing, type AdmissionCounters } from './serving.js'
+import { AGENT_INFO_FILE, AGENT_VERSION, DEFAULT_API_HOST, SHUTDOWN_FORCE_MS, SNAPSHOT_INTERVAL_MS } from './constants.js'
 import { DurableFile, openClusterDoc } from './persist.js'
 import { resolveClusterTrust, type ClusterTrust } from './cluster-trust.js'
 import { isLoopbackHost } from './loopback.js'
-import { assertJsonDepth } from './json-depth.js'
 
 /** What `agent.json` in the data dir says about a running agent; the CLI reads it. */
 export interface AgentInfo {
@@ -38,6 +40,8 @@ export type { RoutedResponse }
 export class Agent implements AgentPort {
   readonly config: Readonly<AgentConfig>
   readonly log: Logger
+  /** time, randomness and the logger, built once here and passed to every part of the request path */
+  private readonly components: Components
   private mesh?: Mesh
   private doc?: ClusterDoc
   private http?: FastifyInstance
@@ -45,8 +49,7 @@ export class Agent implements AgentPort {
   private router?: Router
   /** admission and served-request figures of this host's runners (local and forwarded requests) */
   private serving?: LocalServing
-  private servedSeq = 0
-  private readonly startedAt = Date.now()
+  private readonly startedAt: number
   private snapshotTimer?: NodeJS.Timeout
   private apiAddress = ''
   private _peerId = ''
@@ -64,12 +67,15 @@ export class Agent implements AgentPort {
   /** the API keys (hashes) of the data dir, re-read when the file changes */
   readonly apiKeys: ApiKeyStore
 
-  constructor (config: Readonly<AgentConfig>, logger: Logger) {
+  /** `components` replaces the system clock or Math.random (tests) */
+  constructor (config: Readonly<AgentConfig>, logger: Logger, components: Partial<Pick<Components, 'clock' | 'random'>> = {}) {
     this.config = config
     this.log = logger
+    this.components = { clock: components.clock ?? systemClock, random: components.random ?? Math.random, logger }
+    this.startedAt = this.components.clock.now()
     this.files = {
       snapshot: new DurableFile(join(config.dataDir, 'cluster.snapshot')),
-      info: new DurableFile(join(config.dataDir, 'agent.json')),
+      info: new DurableFile(join(config.dataDir, AGENT_INFO_FILE)),
       pids: new DurableFile(join(config.dataDir, 'runners.pid'))
     }
     this.apiKeys = new ApiKeyStore(apiKeysPath(config.dataDir), {
@@ -96,7 +102,7 @@ export class Agent implements AgentPort {
     }
     await this.apiKeys.load()
     if (!isLoopbackHost(config.api.host) && this.apiKeys.size === 0) {
-      throw new LlmeshError('UNAUTHORIZED', `the API would listen on ${config.api.host}, off loopback, and no API key exists: create one with 'llmesh apikey add --data-dir ${config.dataDir}', or keep the API on 127.0.0.1`)
+      throw new LlmeshError('UNAUTHORIZED', `the API would listen on ${config.api.host}, off loopback, and no API key exists: create one with 'llmesh apikey add --data-dir ${config.dataDir}', or keep the API on ${DEFAULT_API_HOST}`)
     }
     const privateKey = await loadOrCreateKey(join(config.dataDir, 'peer.key'))
     this._peerId = peerIdOfKey(privateKey)
@@ -141,7 +147,8 @@ export class Agent implements AgentPort {
       onProcesses: (runners) => { this.saveFile(this.files.pids, () => this.pidFile(runners)) },
       ...(config.firstTokenTimeoutMs != null ? { firstTokenTimeoutMs: config.firstTokenTimeoutMs } : {})
     })
-    this.serving = new LocalServing({ logger: this.log, queueCapacity: config.queue.capacity, slotsTotal: () => this.readySlots() })
+    const { clock, random } = this.components
+    this.serving = new LocalServing({ logger: this.log, clock, queueCapacity: config.queue.capacity, slotsTotal: () => this.readySlots() })
     // the catalog is read before anything is published: a bad model path is a start error
     await this.manager.start()
     // runners flip busy/ready with every request, which the record does not show: publish only
@@ -161,6 +168,8 @@ export class Agent implements AgentPort {
       bootstrap: config.p2p.bootstrap,
       doc: this.doc,
       logger: this.log,
+      clock,
+      random,
       mdns: { enabled: config.p2p.mdns, intervalMs: config.p2p.mdnsIntervalMs },
       heartbeatIntervalMs: config.p2p.heartbeatIntervalMs,
       timings: config.membership,
@@ -170,58 +179,33 @@ export class Agent implements AgentPort {
       inferLimits: { writeStallMs: config.limits.writeStallMs }
     })
     await this.mesh.start()
-    const mesh = this.mesh
+    const local = new LocalForwarder({ serving: this.serving, runners: this.manager })
     this.router = new Router({
-      selfPeerId: () => this._peerId,
-      nodes: () => this.doc?.records() ?? [],
-      members: () => this.reportingPeers(),
-      reachable: () => this.reachable(),
-      forward: async (target, opts) => await this.forward(target, opts),
+      view: { dispatchView: (now) => this.dispatchView(now) },
+      local,
+      remote: new PeerForwarder({
+        mesh: this.mesh,
+        limits: config.limits,
+        ...(config.firstTokenTimeoutMs != null ? { firstTokenTimeoutMs: config.firstTokenTimeoutMs } : {}),
+        clock
+      }),
       defaultStrategy: config.strategy,
       logger: this.log.child({ component: 'router' }),
+      clock,
+      random,
       onClaimsChange: () => { this.mesh?.nudge() }
     })
-    await mesh.handle(INFER_PROTOCOL, async (stream, remotePeer) => {
-      const guard = { peer: remotePeer, limits: mesh.inferLimits }
-      await serveInfer(stream, async (request, reply) => {
-        this.log.debug({ reqId: request.id, peer: remotePeer, model: request.model }, 'serving forwarded request')
-        // a peer's request nested too deep is refused as the client's error before anything recurses
-        assertJsonDepth(request.body)
-        const runner = this.localRunnerFor(request.model, request.runnerId)
-        // the requester going away or this agent stopping ends the work (an error frame then)
-        const abort = new Abort()
-        const onGone = (): void => { abort.abort(reply.signal.reason) }
-        reply.signal.addEventListener('abort', onGone)
-        const untrack = this.trackRequest(abort)
-        try {
-          let res: RunnerResponse
-          try {
-            res = await this.serveLocal(runner, request.path, request.body, {
-              id: `${remotePeer.slice(-8)}:${request.id}`,
-              priority: request.priority ?? DEFAULT_PRIORITY,
-              mayQueue: request.mayQueue === true,
-              // a peer may ask for less queueing than this host allows, never for more
-              deadline: Date.now() + Math.min(request.deadlineMs ?? config.queue.deadlineMs, config.queue.deadlineMs),
-              signal: abort.signal
-            })
-          } catch (err) {
-            // a full queue answers 429 with its Retry-After in the body: an error frame has no room for it
-            if (!(err instanceof QueueFullError)) throw err
-            await reply.head({ status: 429, contentType: 'application/json', runnerId: runner.id })
-            await reply.data(new TextEncoder().encode(JSON.stringify({ error: { message: err.message, type: err.type, code: 'queue_full' }, retry_after_sec: err.retryAfterSec })))
-            return
-          }
-          await reply.head({ status: res.status, contentType: res.contentType, runnerId: runner.id })
-          for await (const chunk of res.body) await reply.data(chunk)
-        } finally {
-          untrack()
-          reply.signal.removeEventListener('abort', onGone)
-        }
-      }, guard)
-    })
+    await this.mesh.handle(INFER_PROTOCOL, inferServer({
+      local,
+      limits: this.mesh.inferLimits,
+      queueDeadlineMs: config.queue.deadlineMs,
+      track: (abort) => this.trackRequest(abort),
+      logger: this.log,
+      clock
+    }))
 
     this.http = buildHttpServer({
-      ...config.api, strategy: config.strategy, deadlineMs: config.queue.deadlineMs, writeStallMs: config.limits.writeStallMs
+      ...config.api, strategy: config.strategy, deadlineMs: config.queue.deadlineMs, writeStallMs: config.limits.writeStallMs, clock
     }, this, this.log)
     this.apiAddress = await listen(this.http, config.api.host, config.api.port)
     this.publishSelf()
@@ -278,7 +262,7 @@ export class Agent implements AgentPort {
         return info.state === 'busy' ? { ...info, state: 'ready' as const } : info
       }),
       startedAt: this.startedAt,
-      updatedAt: Date.now()
+      updatedAt: this.components.clock.now()
     }
   }
 
@@ -291,27 +275,34 @@ export class Agent implements AgentPort {
 
   /** The numbers this agent gossips in each heartbeat. */
   private localMetrics (): PeerMetrics {
-    const slotsTotal = this.readySlots()
-    const admission = this.serving?.snapshot() ?? { slotsBusy: 0, queueDepth: 0 }
+    return { ...this.servingMetrics(), claims: this.router?.claims.toRecord() ?? {} }
+  }
+
+  /** What this host's runners serve now: the heartbeat's figures but the router's claims. */
+  private servingMetrics (): Omit<PeerMetrics, 'claims'> {
+    const admission = this.serving?.snapshot() ?? { slotsBusy: 0, slotsTotal: this.readySlots(), queueDepth: 0 }
     const served = this.serving?.figures() ?? { tokensPerSec: 0, latencyMs: 0, successRate: 1 }
     return {
       slotsBusy: admission.slotsBusy,
-      slotsTotal,
+      slotsTotal: admission.slotsTotal,
       queueDepth: admission.queueDepth,
       tokensPerSec: served.tokensPerSec,
       latencyMs: served.latencyMs,
       successRate: served.successRate,
       ...(served.latencyDev != null ? { latencyDev: served.latencyDev } : {}),
-      ...(served.tokensPerSecDev != null ? { tokensPerSecDev: served.tokensPerSecDev } : {}),
-      claims: this.router?.claims.toRecord() ?? {}
+      ...(served.tokensPerSecDev != null ? { tokensPerSecDev: served.tokensPerSecDev } : {})
     }
   }
 
-  /** Every peer membership knows, and this host with its metrics as of now: `targetMetrics()`'s input. */
-  private reportingPeers (): ReportingPeer[] {
+  /**
+   * The mesh as the router ranks it, once per round: every record, every peer membership knows
+   * and this host with its figures as of `now` (its claims are the router's own), and the peers
+   * a request may be sent to.
+   */
+  private dispatchView (now: number): DispatchView {
     const peers: ReportingPeer[] = [...(this.mesh?.members() ?? [])]
-    peers.push({ peerId: this._peerId, state: 'alive', lastHeardAt: Date.now(), metrics: this.localMetrics() })
-    return peers
+    peers.push({ peerId: this._peerId, state: 'alive', lastHeardAt: now, metrics: this.servingMetrics() })
+    return { now, selfPeerId: this._peerId, nodes: this.doc?.records() ?? [], peers, reachable: this.reachable() }
   }
 
   private lastSignature = ''
@@ -333,7 +324,7 @@ export class Agent implements AgentPort {
    */
   view (): MeshView {
     const connected = new Set(this.mesh?.connectedPeers() ?? [])
-    const now = Date.now()
+    const now = this.components.clock.now()
     const nodes = (this.doc?.records() ?? []).map((n): ViewNode => {
       const self = n.peerId === this._peerId
       const member = self ? undefined : this.mesh?.membership.get(n.peerId)
@@ -380,12 +371,6 @@ export class Agent implements AgentPort {
     return (this.manager?.runners() ?? []).map((r) => r.describe())
   }
 
-  private localRunnerFor (model: string, preferred?: string): Runner {
-    const runner = this.manager?.find(model, preferred)
-    if (runner == null) throw new LlmeshError('NO_CAPACITY', `no ready runner for '${model}' on this host`)
-    return runner
-  }
-
   /**
    * Routes one request through the converged view (scheduler `rank()`, failover, queueing when
    * every host is busy) and returns the target's response stream once its first chunk is in.
@@ -393,45 +378,6 @@ export class Agent implements AgentPort {
   async infer (req: DispatchRequest): Promise<RoutedResponse> {
     if (this.router == null) throw new LlmeshError('NO_CAPACITY', 'the agent is not started')
     return await this.router.dispatch(req)
-  }
-
-  /** One attempt on one target: the local runners, or a peer's over `/llmesh/infer/1`. */
-  private async forward (target: RankedTarget, opts: ForwardOptions): Promise<Forwarded> {
-    if (target.peerId === this._peerId) {
-      const runner = this.localRunnerFor(opts.model, target.runnerId)
-      const res = await this.serveLocal(runner, opts.path, opts.body, {
-        id: `self:${opts.id}:${++this.servedSeq}`, priority: opts.priority, mayQueue: opts.mayQueue, deadline: opts.deadline, signal: opts.signal
-      })
-      return { ...res, runnerId: runner.id }
-    }
-    const remote = await this.mesh!.infer(target.peerId, {
-      id: opts.id,
-      path: opts.path,
-      model: opts.model,
-      runnerId: target.runnerId,
-      body: opts.body,
-      priority: opts.priority,
-      mayQueue: opts.mayQueue,
-      deadlineMs: Math.max(0, Math.round(opts.deadline - Date.now()))
-    }, opts.signal, this.peerTimeouts(opts))
-    return { status: remote.head.status, contentType: remote.head.contentType, runnerId: remote.head.runnerId, body: remote.body }
-  }
-
-  /**
-   * How long this agent waits on a peer for one forwarded request: silence bounds from
-   * `limits`, and for the first token what an honest host may take (its queue wait when the
-   * request may queue, then its runner's own first-token bound), plus one silence bound.
-   */
-  private peerTimeouts (opts: ForwardOptions): { headMs: number, gapMs: number, firstTokenMs: number } {
-    const { limits } = this.config
-    const runnerFirst = opts.body['stream'] === true ? this.config.firstTokenTimeoutMs ?? DEFAULT_FIRST_TOKEN_TIMEOUT_MS : DEFAULT_NON_STREAM_TIMEOUT_MS
-    const queueWait = opts.mayQueue ? Math.max(0, opts.deadline - Date.now()) : 0
-    return { headMs: limits.headTimeoutMs, gapMs: limits.frameGapMs, firstTokenMs: queueWait + runnerFirst + limits.headTimeoutMs }
-  }
-
-  /** Runs a request on a local runner once admission gives it a slot (see LocalServing). */
-  private async serveLocal (runner: Runner, path: InferPath, body: Record<string, unknown>, opts: Parameters<LocalServing['serve']>[3]): Promise<RunnerResponse> {
-    return await this.serving!.serve(runner, path, body, opts)
   }
 
   /** Admission counters per local runner (peaks included), for `GET /admin/admission`. */

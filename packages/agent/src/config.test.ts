@@ -1,10 +1,13 @@
 import { describe, expect, it } from 'vitest'
 import { ErrorCodes, LlmeshError, MAX_RUNNER_SLOTS } from '@llmesh/protocol'
-import { HEARTBEAT_INTERVAL_MS, LAN_TIMINGS, MDNS_INTERVAL_MS } from '@llmesh/mesh'
+import {
+  DEFAULT_P2P_PORT, HEARTBEAT_INTERVAL_MS, LAN_TIMINGS, MDNS_INTERVAL_MS, MIN_ANNOUNCED_INTERVAL_MS, PEER_FRAME_GAP_MS, PEER_HEAD_TIMEOUT_MS,
+  WRITE_STALL_MS
+} from '@llmesh/mesh'
 import { DEFAULT_STRATEGY, QUEUE_CAPACITY, QUEUE_DEADLINE_MS } from '@llmesh/scheduler'
 import { DEFAULT_CTX_SIZE, DEFAULT_OLLAMA_URL, DEFAULT_SLOTS, DEFAULT_STALL_TIMEOUT_MS } from '@llmesh/runners'
 import { ConfigError, parseConfig } from './config.js'
-import { SHUTDOWN_GRACE_MS, WRITE_STALL_MS } from './constants.js'
+import { SHUTDOWN_GRACE_MS } from './constants.js'
 
 describe('api config', () => {
   it('has loopback, bounded defaults for the HTTP API', () => {
@@ -37,9 +40,30 @@ describe('agent config', () => {
     expect(c.llamaServer).toEqual({ slots: DEFAULT_SLOTS, ctxSize: DEFAULT_CTX_SIZE, extraArgs: [] })
     expect(c.ollama).toEqual({ url: DEFAULT_OLLAMA_URL })
     expect(c.stallTimeoutMs).toBe(DEFAULT_STALL_TIMEOUT_MS)
-    expect(c.limits.writeStallMs).toBe(WRITE_STALL_MS)
+    expect(c.limits).toEqual({ headTimeoutMs: PEER_HEAD_TIMEOUT_MS, frameGapMs: PEER_FRAME_GAP_MS, writeStallMs: WRITE_STALL_MS })
+    expect(c.p2p.listen).toEqual([`/ip4/0.0.0.0/tcp/${DEFAULT_P2P_PORT}`])
     expect(c.shutdownGraceMs).toBe(SHUTDOWN_GRACE_MS)
     expect(() => parseConfig({ llamaServer: { slots: MAX_RUNNER_SLOTS + 1 } })).toThrow(/llamaServer.slots/)
+  })
+
+  it('says which option of the mesh\'s part is bad, one line each, as the agent\'s own', () => {
+    expect(parseConfig({ p2p: { heartbeatIntervalMs: MIN_ANNOUNCED_INTERVAL_MS } }).p2p.heartbeatIntervalMs).toBe(MIN_ANNOUNCED_INTERVAL_MS)
+    const message = (input: unknown): string => {
+      try { parseConfig(input) } catch (e) { return (e as Error).message }
+      return 'valid'
+    }
+    expect(message({ p2p: { heartbeatIntervalMs: 10, bogus: 1 }, membership: { suspectAfterMs: 9000 }, limits: { headTimeoutMs: 1 } })).toBe([
+      'invalid llmesh config:',
+      '  p2p.heartbeatIntervalMs: Too small: expected number to be >=50',
+      '  p2p: Unrecognized key: "bogus"',
+      '  membership: needs suspectAfterMs < deadAfterMs < pruneAfterMs',
+      '  limits.headTimeoutMs: Too small: expected number to be >=100'
+    ].join('\n'))
+    expect(message({ limits: { writeStallMs: 4_000_000 }, p2p: { mdns: 'yes' } })).toBe([
+      'invalid llmesh config:',
+      '  p2p.mdns: Invalid input: expected boolean, received string',
+      '  limits.writeStallMs: Too big: expected number to be <=3600000'
+    ].join('\n'))
   })
 
   it('is frozen all the way down', () => {

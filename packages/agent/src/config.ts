@@ -2,21 +2,18 @@ import { hostname, homedir } from 'node:os'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { LlmeshError } from '@llmesh/protocol'
-import { HEARTBEAT_INTERVAL_MS, LAN_TIMINGS, MDNS_INTERVAL_MS } from '@llmesh/mesh'
+import { MembershipConfigSchema, P2pConfigSchema, PeerLimitsConfigSchema } from '@llmesh/mesh'
 import { QueueConfigSchema, StrategyConfigSchema } from '@llmesh/scheduler'
 import {
   FirstTokenTimeoutMsSchema, LlamaServerConfigSchema, MlxConfigSchema, ModelEntrySchema, OllamaConfigSchema, StallTimeoutMsSchema
 } from '@llmesh/runners'
 import {
   API_BODY_LIMIT_BYTES, API_HEADERS_TIMEOUT_MS, API_KEEP_ALIVE_TIMEOUT_MS, API_MAX_CONNECTIONS, API_REQUEST_TIMEOUT_MS,
-  DEFAULT_API_HOST, DEFAULT_CLUSTER_ID, DEFAULT_LOG_LEVEL, PEER_FRAME_GAP_MS, PEER_HEAD_TIMEOUT_MS, SHUTDOWN_GRACE_MS,
-  WRITE_STALL_MS
+  DEFAULT_API_HOST, DEFAULT_API_PORT, DEFAULT_CLUSTER_ID, DEFAULT_LOG_LEVEL, SHUTDOWN_GRACE_MS
 } from './constants.js'
 
-/** Default HTTP API port: next to Ollama's 11434, so switching a client over is one digit. */
-export const DEFAULT_API_PORT = 11435
-/** Default libp2p TCP port. */
-export const DEFAULT_P2P_PORT = 4778
+export { DEFAULT_API_PORT } from './constants.js'
+export { DEFAULT_P2P_PORT } from '@llmesh/mesh'
 
 function defaultDataDir (): string {
   const xdg = process.env['XDG_DATA_HOME']
@@ -24,11 +21,11 @@ function defaultDataDir (): string {
 }
 
 /**
- * The agent's configuration: its own options, composed with the schemas (and so the named
- * defaults) of the packages that own the rest: `@llmesh/runners` (models, llamaServer, ollama,
- * mlx, stall and first-token timeouts), `@llmesh/scheduler` (strategy, queue) and the mesh's
- * named constants (heartbeat and mDNS periods, LAN membership timings). Validated once by
- * `parseConfig`.
+ * The agent's configuration: its own options (name, cluster, data dir, api, shutdown, log
+ * level), composed with the schemas (and so the named defaults) of the packages that own the
+ * rest: `@llmesh/mesh` (p2p, membership, limits), `@llmesh/runners` (models, llamaServer,
+ * ollama, mlx, stall and first-token timeouts) and `@llmesh/scheduler` (strategy, queue).
+ * Validated once by `parseConfig`.
  */
 export const AgentConfigSchema = z.strictObject({
   /** human name of this host in `llmesh status`. @default the host name */
@@ -82,33 +79,20 @@ export const AgentConfigSchema = z.strictObject({
     /** most client connections at once; further ones are closed as they come. @default 1024 */
     maxConnections: z.number().int().positive().default(API_MAX_CONNECTIONS)
   }).prefault({}).refine((a) => a.headersTimeoutMs <= a.requestTimeoutMs, { message: 'needs headersTimeoutMs <= requestTimeoutMs' }),
-  p2p: z.strictObject({
-    /** libp2p listen multiaddrs. @default /ip4/0.0.0.0/tcp/4778 */
-    listen: z.array(z.string()).default([`/ip4/0.0.0.0/tcp/${DEFAULT_P2P_PORT}`]),
-    /** peers dialled at start and re-dialled while unconnected (multiaddrs, ideally with /p2p/<id>) */
-    bootstrap: z.array(z.string()).default([]),
-    /** find peers of the same cluster on the LAN by multicast DNS. @default true */
-    mdns: z.boolean().default(true),
-    /** mDNS query period (a new agent asks at start anyway; known peers are redialled every second). @default 30000 ms */
-    mdnsIntervalMs: z.number().int().min(100).default(MDNS_INTERVAL_MS),
-    /** heartbeat period on the metrics topic. @default 500 ms */
-    heartbeatIntervalMs: z.number().int().min(50).default(HEARTBEAT_INTERVAL_MS)
-  }).prefault({}),
+  /**
+   * the libp2p node: `listen` multiaddrs (@default /ip4/0.0.0.0/tcp/4778), `bootstrap` peers
+   * dialled at start and re-dialled while unconnected (@default []), `mdns` discovery on the LAN
+   * (@default true) and its query period `mdnsIntervalMs` (@default 30000 ms), and the
+   * `heartbeatIntervalMs` (@default 500 ms, at least 50)
+   */
+  p2p: P2pConfigSchema,
   /**
    * Failure detection (LAN defaults). A host silent for suspectAfterMs is suspect (still
    * routable if connected), for deadAfterMs dead (not routed to), and its entry is pruned after
-   * pruneAfterMs. deadAfterMs is the longest link flap that evicts nobody.
+   * pruneAfterMs. deadAfterMs is the longest link flap that evicts nobody. @default 1500,
+   * 4000 and 600000 ms
    */
-  membership: z.strictObject({
-    /** @default 1500 ms (three missed heartbeats) */
-    suspectAfterMs: z.number().int().positive().default(LAN_TIMINGS.suspectAfterMs),
-    /** @default 4000 ms */
-    deadAfterMs: z.number().int().positive().default(LAN_TIMINGS.deadAfterMs),
-    /** @default 600000 ms (10 min) */
-    pruneAfterMs: z.number().int().positive().default(LAN_TIMINGS.pruneAfterMs)
-  }).prefault({}).refine((m) => m.suspectAfterMs < m.deadAfterMs && m.deadAfterMs < m.pruneAfterMs, {
-    message: 'needs suspectAfterMs < deadAfterMs < pruneAfterMs'
-  }),
+  membership: MembershipConfigSchema,
   /** GGUF models this host serves, each by one runner (llama-server, else embedded llama.cpp) */
   models: z.array(ModelEntrySchema).default([]),
   /** folders scanned for GGUF files: listed in the catalog (names, sizes, metadata), started on first use */
@@ -149,26 +133,10 @@ export const AgentConfigSchema = z.strictObject({
    * evaluating the prompt, generating a non-streaming answer), so silence means a peer that does
    * not answer. Its first token is awaited at most the request's queue deadline (when it may
    * queue) + `firstTokenTimeoutMs` (streaming; 600000 ms for a whole non-streaming answer) +
-   * `headTimeoutMs`.
+   * `headTimeoutMs`. `headTimeoutMs` (@default 10000 ms), `frameGapMs` (@default 10000 ms),
+   * `writeStallMs` (@default 30000 ms): see the mesh's PeerLimitsConfigSchema.
    */
-  limits: z.strictObject({
-    /**
-     * a peer that sends nothing (no head, no keepalive) this long after a request went to it is
-     * taken for silent: the request fails over to the next host. @default 10000 ms
-     */
-    headTimeoutMs: z.number().int().min(100).max(600_000).default(PEER_HEAD_TIMEOUT_MS),
-    /**
-     * once a peer answers, the longest silence between its frames (keepalives count) and inside
-     * a frame: before the first token the request fails over, after it the stream ends with a
-     * STALLED error. @default 10000 ms
-     */
-    frameGapMs: z.number().int().min(100).max(600_000).default(PEER_FRAME_GAP_MS),
-    /**
-     * a client (HTTP, or a peer this host serves) that reads nothing for this long loses its
-     * stream: it ends with a STALLED error and the runner's slot is freed. @default 30000 ms
-     */
-    writeStallMs: z.number().int().min(100).max(3_600_000).default(WRITE_STALL_MS)
-  }).prefault({}),
+  limits: PeerLimitsConfigSchema,
   /**
    * the llama-server runners: `binary` (@default $LLMESH_LLAMA_SERVER, else `llama-server` on
    * PATH, else the embedded llama.cpp), `slots` per runner (@default 2), `ctxSize` tokens per

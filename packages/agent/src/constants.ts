@@ -1,15 +1,11 @@
 /** Version of the agent, published in every NodeRecord. */
 export const AGENT_VERSION = '0.1.0'
 
+/** The file in the data dir that says how to reach the running agent (AgentInfo); the CLI reads it. */
+export const AGENT_INFO_FILE = 'agent.json'
+
 /** How often the cluster document is saved to the data dir, so a restart starts warm. @default 5000 ms */
 export const SNAPSHOT_INTERVAL_MS = 5000
-
-/**
- * How long a router counts a host as its "busy" answer described it (full, with that queue),
- * unless a heartbeat of that host comes first: twice the heartbeat period, so a late heartbeat
- * does not leave the host looking full. @default 1000 ms
- */
-export const BUSY_REPORT_TTL_MS = 1000
 
 /**
  * After a stop's grace (`shutdownGraceMs`) ended the requests in flight with an error event,
@@ -59,10 +55,13 @@ export const API_TIMEOUT_CHECK_MS = 1000
 
 /**
  * A client that reads nothing of its stream for this long loses it (STALLED) and frees the
- * runner's slot; `limits.writeStallMs` in the config. @default 30000 ms
+ * runner's slot; `limits.writeStallMs` in the config. The mesh's: one bound for HTTP clients
+ * and for the peers this host serves.
  */
-export const WRITE_STALL_MS = 30_000
+export { WRITE_STALL_MS } from '@llmesh/mesh'
 
+/** Default HTTP API port (`api.port`): next to Ollama's 11434, so switching a client over is one digit. @default 11435 */
+export const DEFAULT_API_PORT = 11435
 /** Default HTTP API address: loopback, so nothing off this host reaches the API until asked to. @default 127.0.0.1 */
 export const DEFAULT_API_HOST = '127.0.0.1'
 /** Largest request body the API reads, bytes (`api.bodyLimit`). @default 8 MiB */
@@ -79,17 +78,6 @@ export const API_REQUEST_TIMEOUT_MS = 60_000
 export const API_KEEP_ALIVE_TIMEOUT_MS = 72_000
 /** Most client connections at once (`api.maxConnections`). @default 1024 */
 export const API_MAX_CONNECTIONS = 1024
-
-/**
- * A peer that sends nothing (no head, no keepalive) this long after a request went to it is
- * taken for silent and the request fails over (`limits.headTimeoutMs`). @default 10000 ms
- */
-export const PEER_HEAD_TIMEOUT_MS = 10_000
-/**
- * Once a peer answers, the longest silence between its frames (`limits.frameGapMs`).
- * @default 10000 ms
- */
-export const PEER_FRAME_GAP_MS = 10_000
 
 /** On SIGTERM, requests in flight get this long to finish (`shutdownGraceMs`). @default 5000 ms */
 export const SHUTDOWN_GRACE_MS = 5000

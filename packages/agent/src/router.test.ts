@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest'
 import { pino } from 'pino'
-import { BusyError, LlmeshError, type AdmissionSnapshot, type NodeRecord } from '@llmesh/protocol'
-import type { RankedTarget } from '@llmesh/scheduler'
-import { nodeRecord } from '@llmesh/testkit'
-import { Router, type ForwardOptions, type Forwarded } from './router.js'
-import { QueueFullError } from './serving.js'
+import { FakeClock, nodeRecord } from '@llmesh/testkit'
+import { BusyError, LlmeshError, QueueFullError, type AdmissionSnapshot, type NodeRecord, type Signal } from '@llmesh/protocol'
+import { Abort } from '@llmesh/kit'
+import type { ReportingPeer } from '@llmesh/scheduler'
+import type { ForwardOptions, ForwardTarget, Forwarded, Forwarder } from './forwarders.js'
+import { Router, type DispatchViewSource, type RouterComponents } from './router.js'
 
 const SELF = 'peer-self'
 
@@ -22,21 +23,32 @@ async function * failing (err: Error): AsyncGenerator<Uint8Array> {
 
 type Behaviour = (opts: ForwardOptions) => Forwarded | Error
 
-function router (peers: string[], behaviour: Record<string, Behaviour>, calls: Array<{ peer: string, mayQueue: boolean }>): Router {
+/** The agent's side of the view: the records of `nodes`, the peers membership knows, the reachable ones. */
+function viewOf (nodes: () => NodeRecord[], members: () => ReportingPeer[], reachable: () => ReadonlySet<string>): DispatchViewSource {
+  return { dispatchView: (now) => ({ now, selfPeerId: SELF, nodes: nodes(), peers: members(), reachable: reachable() }) }
+}
+
+/** One forwarder for the own host and the peers alike: the targets answer as `forward` says. */
+function forwarder (forward: (t: ForwardTarget, opts: ForwardOptions) => Promise<Forwarded>): Pick<RouterComponents, 'local' | 'remote'> {
+  const f: Forwarder = { forward }
+  return { local: f, remote: f }
+}
+
+const silent = pino({ level: 'silent' })
+
+function router (peers: string[], behaviour: Record<string, Behaviour>, calls: Array<{ peer: string, mayQueue: boolean }>, clock = new FakeClock()): Router {
   return new Router({
-    selfPeerId: () => SELF,
-    nodes: () => [node(SELF, 0), ...peers.map((p) => node(p))],
-    members: () => [],
-    reachable: () => new Set(peers),
-    forward: async (t: RankedTarget, opts: ForwardOptions) => {
+    view: viewOf(() => [node(SELF, 0), ...peers.map((p) => node(p))], () => [], () => new Set(peers)),
+    ...forwarder(async (t, opts) => {
       calls.push({ peer: t.peerId, mayQueue: opts.mayQueue })
       const r = behaviour[t.peerId]!(opts)
       if (r instanceof Error) throw r
       return r
-    },
+    }),
     defaultStrategy: 'round-robin',
-    logger: pino({ level: 'silent' }),
-    random: () => 0
+    logger: silent,
+    random: () => 0,
+    clock
   })
 }
 
@@ -68,6 +80,19 @@ describe('Router', () => {
     expect(r.claims.toRecord()).toEqual({})
   })
 
+  it('takes the token rate a forwarder already read from the stream, and reads it itself otherwise', async () => {
+    const clock = new FakeClock()
+    const timed = (rate?: { tokensPerSec: number }) => (): Forwarded => ({
+      status: 200, contentType: 'application/json', runnerId: 'r', body: chunks('{"ok":true,', '"timings":{"predicted_per_second":99}}'), ...(rate != null ? { rate } : {})
+    })
+    const scanned = router(['a'], { a: timed({ tokensPerSec: 42 }) }, [], clock)
+    await dispatch(scanned)
+    expect(scanned.health.stats.get('a', clock.now())?.tokensPerSecEwma).toBe(42)
+    const own = router(['a'], { a: timed() }, [], clock)
+    await dispatch(own)
+    expect(own.health.stats.get('a', clock.now())?.tokensPerSecEwma).toBe(99)
+  })
+
   it('queues when every host answered busy', async () => {
     const calls: Array<{ peer: string, mayQueue: boolean }> = []
     const r = router(['a', 'b'], {
@@ -83,36 +108,38 @@ describe('Router', () => {
   })
 
   it('answers QUEUE_FULL with the smallest Retry-After when every queue is full', async () => {
-    const r = router(['a', 'b'], {
-      a: (o) => o.mayQueue ? new QueueFullError('full', 7) : new LlmeshError('BUSY', 'full'),
-      b: (o) => o.mayQueue ? { status: 429, contentType: 'application/json', runnerId: 'r', body: chunks('{"error":{"message":"queue full"},"retry_after_sec":3}') } : new LlmeshError('BUSY', 'full')
-    }, [])
-    const err = await dispatch(r).then(() => undefined, (e: unknown) => e)
-    expect(err).toBeInstanceOf(QueueFullError)
-    expect((err as QueueFullError).retryAfterSec).toBe(3)
+    for (const [first, second] of [[7, 3], [3, 7]] as const) {
+      const r = router(['a', 'b'], {
+        a: (o) => o.mayQueue ? new QueueFullError('full', first) : new LlmeshError('BUSY', 'full'),
+        b: (o) => o.mayQueue ? new QueueFullError('queue full', second) : new LlmeshError('BUSY', 'full')
+      }, [])
+      const err = await dispatch(r).then(() => undefined, (e: unknown) => e)
+      expect(err).toBeInstanceOf(QueueFullError)
+      expect((err as QueueFullError).retryAfterSec).toBe(3)
+    }
   })
 
   it('counts a host full as its busy answer described it, until its next heartbeat', async () => {
     const calls: string[] = []
-    let clock = 10_000
-    let heardAt = clock - 100
+    const clock = new FakeClock()
+    let heardAt = clock.now() - 100
     let aFull = true
     let report: AdmissionSnapshot | undefined = { slotsBusy: 2, slotsTotal: 2, queueDepth: 0 }
     const r = new Router({
-      selfPeerId: () => SELF,
-      nodes: () => [node(SELF, 0), node('a'), node('b')],
-      // as the last heartbeats said: a idle, b half busy, so a comes first
-      members: () => [{ peerId: 'a', slotsBusy: 0 }, { peerId: 'b', slotsBusy: 1 }].map(({ peerId, slotsBusy }) => ({ peerId, state: 'alive', lastHeardAt: heardAt, metrics: { slotsBusy, slotsTotal: 2, queueDepth: 0 } })),
-      reachable: () => new Set(['a', 'b']),
-      forward: async (t: RankedTarget) => {
+      view: viewOf(
+        () => [node(SELF, 0), node('a'), node('b')],
+        // as the last heartbeats said: a idle, b half busy, so a comes first
+        () => [{ peerId: 'a', slotsBusy: 0 }, { peerId: 'b', slotsBusy: 1 }].map(({ peerId, slotsBusy }) => ({ peerId, state: 'alive', lastHeardAt: heardAt, metrics: { slotsBusy, slotsTotal: 2, queueDepth: 0 } })),
+        () => new Set(['a', 'b'])),
+      ...forwarder(async (t) => {
         calls.push(t.peerId)
         if (t.peerId === 'a' && aFull) throw new BusyError('full', report)
         return ok()
-      },
+      }),
       defaultStrategy: 'least-loaded',
-      logger: pino({ level: 'silent' }),
+      logger: silent,
       random: () => 0,
-      now: () => clock
+      clock
     })
     const next = async (): Promise<string[]> => {
       calls.length = 0
@@ -121,21 +148,21 @@ describe('Router', () => {
     }
     expect(await next()).toEqual(['a', 'b'])
     // the busy answer said a is full: straight to b, no second busy answer
-    clock += 50
+    await clock.advance(50)
     expect(await next()).toEqual(['b'])
     // a heartbeat of a newer than the answer: a is first again
     aFull = false
-    heardAt = clock + 1
-    clock += 50
+    heardAt = clock.now() + 1
+    await clock.advance(50)
     expect(await next()).toEqual(['a'])
     // without a heartbeat, the answer counts for BUSY_REPORT_TTL_MS only
     aFull = true
     expect(await next()).toEqual(['a', 'b'])
-    clock += 1001
+    await clock.advance(1001)
     expect(await next()).toEqual(['a', 'b'])
     // an answer without figures (an older peer) teaches nothing
     report = undefined
-    clock += 1001
+    await clock.advance(1001)
     expect(await next()).toEqual(['a', 'b'])
     expect(await next()).toEqual(['a', 'b'])
   })
@@ -146,20 +173,22 @@ describe('Router', () => {
       // every host full; a (the first choice: least loaded as the heartbeats say) reports
       // `firstQueue` waiting in its busy answer, b and c none
       const figures: Record<string, AdmissionSnapshot> = { a: { slotsBusy: 2, slotsTotal: 2, queueDepth: firstQueue }, b: { slotsBusy: 2, slotsTotal: 2, queueDepth: 0 }, c: { slotsBusy: 2, slotsTotal: 2, queueDepth: 0 } }
+      const clock = new FakeClock()
       const r = new Router({
-        selfPeerId: () => SELF,
-        nodes: () => [node(SELF, 0), node('a'), node('b'), node('c')],
-        members: () => [{ peerId: 'a', busy: 0 }, { peerId: 'b', busy: 1 }, { peerId: 'c', busy: 1 }].map(({ peerId, busy }) => ({ peerId, state: 'alive', lastHeardAt: Date.now() - 100, metrics: { slotsBusy: busy, slotsTotal: 2, queueDepth: 0 } })),
-        reachable: () => new Set(['a', 'b', 'c']),
-        forward: async (t: RankedTarget, opts: ForwardOptions) => {
+        view: viewOf(
+          () => [node(SELF, 0), node('a'), node('b'), node('c')],
+          () => [{ peerId: 'a', busy: 0 }, { peerId: 'b', busy: 1 }, { peerId: 'c', busy: 1 }].map(({ peerId, busy }) => ({ peerId, state: 'alive', lastHeardAt: clock.now() - 100, metrics: { slotsBusy: busy, slotsTotal: 2, queueDepth: 0 } })),
+          () => new Set(['a', 'b', 'c'])),
+        ...forwarder(async (t, opts) => {
           calls.push({ peer: t.peerId, mayQueue: opts.mayQueue })
           if (firstFails && t.peerId === 'a') throw new LlmeshError('PEER_UNREACHABLE', 'gone')
           if (!opts.mayQueue) throw new BusyError('full', figures[t.peerId])
           return ok()
-        },
+        }),
         defaultStrategy: 'least-loaded',
-        logger: pino({ level: 'silent' }),
-        random: () => 0
+        logger: silent,
+        random: () => 0,
+        clock
       })
       const res = await r.dispatch({ id: 'q', path: '/v1/chat/completions', model: 'm', body: {}, priority: 5, deadline: Date.now() + 10_000, signal: new AbortController().signal })
       for await (const _ of res.body) { /* drain */ }
@@ -190,6 +219,96 @@ describe('Router', () => {
     expect(r2.claims.get('a')).toBe(1)
     for await (const _ of res.body) { /* drain */ }
     expect(r2.claims.get('a')).toBe(0)
+  })
+})
+
+describe('Router, the executor', () => {
+  const request = (signal: Signal = new AbortController().signal): Parameters<Router['dispatch']>[0] =>
+    ({ id: 'q', path: '/v1/chat/completions', model: 'm', body: {}, priority: 5, deadline: Date.now() + 10_000, signal })
+
+  it('sends to the own host through the local forwarder and to peers through the remote one', async () => {
+    const seen: string[] = []
+    const answer = (via: string) => async (t: ForwardTarget): Promise<Forwarded> => {
+      seen.push(`${via}:${t.peerId}`)
+      if (t.peerId === SELF) throw new LlmeshError('BUSY', 'full')
+      return ok()
+    }
+    // round-robin from the start of the peer ids: the own host first, then z
+    const r = new Router({
+      view: viewOf(() => [node(SELF), node('z')], () => [], () => new Set(['z'])),
+      local: { forward: answer('local') },
+      remote: { forward: answer('remote') },
+      defaultStrategy: 'round-robin',
+      logger: silent,
+      random: () => 0,
+      clock: new FakeClock()
+    })
+    const res = await r.dispatch(request())
+    for await (const _ of res.body) { /* drain */ }
+    expect(seen).toEqual([`local:${SELF}`, 'remote:z'])
+    expect(res.target).toMatchObject({ peerId: 'z', local: false })
+  })
+
+  it('waits a host failure\'s backoff on its clock before the next host, and an abort ends the wait', async () => {
+    for (const abortMidWait of [false, true]) {
+      const clock = new FakeClock()
+      const calls: Array<{ peer: string, mayQueue: boolean }> = []
+      const r = new Router({
+        view: viewOf(() => [node(SELF, 0), node('a'), node('b')], () => [], () => new Set(['a', 'b'])),
+        ...forwarder(async (t) => {
+          calls.push({ peer: t.peerId, mayQueue: false })
+          if (t.peerId === 'a') throw new LlmeshError('PEER_UNREACHABLE', 'gone')
+          return ok()
+        }),
+        defaultStrategy: 'round-robin',
+        logger: silent,
+        // the backoff after the first failure: half its 50 ms cap
+        random: () => 0.5,
+        clock
+      })
+      const abort = new Abort()
+      let settled: unknown
+      const done = r.dispatch(request(abort.signal)).then((res) => res, (err: unknown) => err)
+      void done.then((x) => { settled = x })
+      // a has failed and the backoff's timer is set
+      await clock.advance(0)
+      expect(clock.pending).toBe(1)
+      await clock.advance(24)
+      expect(calls.map((c) => c.peer)).toEqual(['a'])
+      expect(settled).toBeUndefined()
+      if (abortMidWait) {
+        const reason = new LlmeshError('INVALID_REQUEST', 'client gone')
+        abort.abort(reason)
+        expect(await done).toBe(reason)
+        expect(calls.map((c) => c.peer)).toEqual(['a'])
+      } else {
+        await clock.advance(1)
+        const res = await done as Awaited<ReturnType<Router['dispatch']>>
+        for await (const _ of res.body) { /* drain */ }
+        expect(calls.map((c) => c.peer)).toEqual(['a', 'b'])
+        expect(res.target.reasons).toContain('tried a: connect')
+      }
+      expect(r.claims.toRecord()).toEqual({})
+    }
+  })
+
+  it('ends a request aborted while forwarding with the client\'s reason, held against no host', async () => {
+    const abort = new Abort()
+    const reason = new LlmeshError('INVALID_REQUEST', 'client gone')
+    const r = new Router({
+      view: viewOf(() => [node(SELF, 0), node('a'), node('b')], () => [], () => new Set(['a', 'b'])),
+      ...forwarder(async () => {
+        abort.abort(reason)
+        throw new LlmeshError('PEER_UNREACHABLE', 'stream aborted')
+      }),
+      defaultStrategy: 'round-robin',
+      logger: silent,
+      random: () => 0,
+      clock: new FakeClock()
+    })
+    await expect(r.dispatch(request(abort.signal))).rejects.toBe(reason)
+    expect(r.claims.toRecord()).toEqual({})
+    expect(r.health.circuits(Date.now()).size).toBe(0)
   })
 })
 

@@ -1,19 +1,8 @@
-import type { Logger } from 'pino'
-import { BusyError, LlmeshError, type AdmissionSnapshot, type InferPath, type Signal } from '@llmesh/protocol'
+import { BusyError, LlmeshError, QueueFullError, type AdmissionSnapshot, type Clock, type InferPath, type Logger, type Signal, type TimerHandle } from '@llmesh/protocol'
 import { Admission, PeerStats, type Failure } from '@llmesh/scheduler'
 import type { Runner, RunnerResponse } from '@llmesh/runners'
 import { tap } from './iter.js'
 import { failureOf, TokenRateScanner } from './outcomes.js'
-
-/** A request refused because the target's queue is full: HTTP 429 with Retry-After. */
-export class QueueFullError extends LlmeshError {
-  readonly retryAfterSec: number
-
-  constructor (message: string, retryAfterSec: number) {
-    super('QUEUE_FULL', message)
-    this.retryAfterSec = retryAfterSec
-  }
-}
 
 /** How one request asks for a slot on this host. */
 export interface ServeOptions {
@@ -23,30 +12,30 @@ export interface ServeOptions {
   priority: number
   /** wait in the queue when no slot is free; otherwise BUSY at once */
   mayQueue: boolean
-  /** clock time (Date.now) after which a queued request is dropped */
+  /** time on the serving clock after which a queued request is dropped, ms */
   deadline: number
   signal: Signal
 }
 
 export interface LocalServingInit {
   logger: Logger
+  /** the agent's clock: queue deadlines, their timer, served-request timings */
+  clock: Clock
   /** requests waiting per runner beyond its slots */
   queueCapacity: number
-  /** the host's slots as its heartbeats report them (every ready runner's), for "busy" answers */
+  /** the host's slots as its heartbeats report them (every ready runner's) */
   slotsTotal?: () => number
-  /** @default Date.now */
-  now?: () => number
 }
 
 interface Waiter { resolve: () => void, reject: (err: unknown) => void }
 
-/** Admission counters of one runner, for the admin API and the tests. */
-export interface AdmissionCounters {
+/**
+ * What LocalServing counts about one runner's admission over time, beside its Admission (which
+ * alone counts what is busy and queued now).
+ */
+interface History {
   runnerId: string
   model: string
-  slots: number
-  busy: number
-  queueDepth: number
   /** most requests ever running at once on this runner */
   peakBusy: number
   /** most requests ever queued at once */
@@ -58,7 +47,14 @@ export interface AdmissionCounters {
   expired: number
 }
 
-interface Entry { admission: Admission<Waiter>, counters: AdmissionCounters }
+/** Admission counters of one runner, for `GET /admin/admission` and the tests: its Admission's figures now and its history. */
+export interface AdmissionCounters extends History {
+  slots: number
+  busy: number
+  queueDepth: number
+}
+
+interface Entry { admission: Admission<Waiter>, counters: History }
 
 /** Key of the own host in the served-request statistics. */
 const SELF = 'self'
@@ -74,15 +70,15 @@ const SELF = 'self'
 export class LocalServing {
   private readonly entries = new Map<string, Entry>()
   private readonly log: Logger
-  private readonly now: () => number
+  private readonly clock: Clock
   private readonly capacity: number
   private readonly slotsTotal: (() => number) | undefined
-  private timer?: NodeJS.Timeout
+  private timer?: TimerHandle
   readonly stats = new PeerStats()
 
   constructor (init: LocalServingInit) {
     this.log = init.logger
-    this.now = init.now ?? Date.now
+    this.clock = init.clock
     this.capacity = init.queueCapacity
     this.slotsTotal = init.slotsTotal
   }
@@ -93,31 +89,40 @@ export class LocalServing {
     if (e == null) {
       e = {
         admission: new Admission<Waiter>({ slots, capacity: this.capacity }),
-        counters: { runnerId: runner.id, model: runner.model, slots, busy: 0, queueDepth: 0, peakBusy: 0, peakQueue: 0, granted: 0, queued: 0, busyAnswers: 0, rejected: 0, expired: 0 }
+        counters: { runnerId: runner.id, model: runner.model, peakBusy: 0, peakQueue: 0, granted: 0, queued: 0, busyAnswers: 0, rejected: 0, expired: 0 }
       }
       this.entries.set(runner.id, e)
     } else if (e.admission.slots !== slots) {
-      this.settle(e, e.admission.setSlots(slots, this.now()))
+      this.settle(e, e.admission.setSlots(slots, this.clock.now()))
     }
     return e
   }
 
-  /** Busy slots, total slots and queue depth over every runner: what the heartbeat says. */
-  snapshot (): { slotsBusy: number, queueDepth: number } {
+  /**
+   * The host's admission figures, summed over its runners' Admissions: what the heartbeat says.
+   * Total slots are the ready runners' (`slotsTotal`); a "busy" answer (`answeringBusy`) says
+   * at least the slots admission serves, so that the figures it carries never read over-full.
+   */
+  snapshot (answeringBusy = false): AdmissionSnapshot {
     let slotsBusy = 0
     let queueDepth = 0
+    let served = 0
     for (const { admission } of this.entries.values()) {
       slotsBusy += admission.busy
       queueDepth += admission.queueDepth
+      served += admission.slots
     }
-    return { slotsBusy, queueDepth }
+    const ready = this.slotsTotal?.()
+    return { slotsBusy, slotsTotal: answeringBusy ? Math.max(served, ready ?? 0) : ready ?? served, queueDepth }
   }
 
-  /** The host's admission figures over every runner, as a "busy" answer carries them. */
-  admissionSnapshot (): AdmissionSnapshot {
-    let served = 0
-    for (const { admission } of this.entries.values()) served += admission.slots
-    return { ...this.snapshot(), slotsTotal: Math.max(served, this.slotsTotal?.() ?? 0) }
+  /**
+   * How loaded a runner is by its admission, (busy + queued) / slots: which runner of a model
+   * takes a request the router sent to none in particular (RunnerManager.find).
+   */
+  readonly load = (runner: Runner): number => {
+    const a = this.entries.get(runner.id)?.admission
+    return a == null ? 0 : (a.busy + a.queueDepth) / Math.max(1, a.slots)
   }
 
   /** Per runner counters, for `GET /admin/admission`. */
@@ -127,7 +132,7 @@ export class LocalServing {
 
   /** Served-request figures for the heartbeat. */
   figures (): { tokensPerSec: number, latencyMs: number, successRate: number, tokensPerSecDev?: number, latencyDev?: number } {
-    const s = this.stats.get(SELF, this.now())
+    const s = this.stats.get(SELF, this.clock.now())
     return {
       tokensPerSec: s?.tokensPerSecEwma ?? 0,
       latencyMs: s?.latencyMsEwma ?? 0,
@@ -140,18 +145,18 @@ export class LocalServing {
   /**
    * Runs one request on a local runner once it holds a slot; the slot is freed when the body
    * ends in any way. Throws BUSY, QUEUE_FULL or DEADLINE_EXCEEDED before the runner is asked.
+   * The body is scanned for its token rate once, here; `rate` holds it for whoever else wants it.
    */
-  async serve (runner: Runner, path: InferPath, body: Record<string, unknown>, opts: ServeOptions): Promise<RunnerResponse> {
+  async serve (runner: Runner, path: InferPath, body: Record<string, unknown>, opts: ServeOptions): Promise<RunnerResponse & { rate: TokenRateScanner }> {
     const e = this.entry(runner)
     await this.acquire(e, opts)
     let released = false
     const release = (): void => {
       if (released) return
       released = true
-      e.counters.busy = e.admission.busy
-      this.settle(e, e.admission.release(opts.id, this.now()))
+      this.settle(e, e.admission.release(opts.id, this.clock.now()))
     }
-    const started = this.now()
+    const started = this.clock.now()
     let res: RunnerResponse
     try {
       res = await runner.infer(path, body, opts.signal)
@@ -165,11 +170,11 @@ export class LocalServing {
     let firstMs: number | undefined
     const observed = tap(res.body, {
       chunk: (chunk) => {
-        firstMs ??= this.now() - started
+        firstMs ??= this.clock.now() - started
         rate.scan(chunk)
       },
       complete: () => {
-        if (res.status < 400) this.stats.record(SELF, { ok: true, ...(firstMs != null ? { firstTokenMs: firstMs } : {}), ...(rate.tokensPerSec != null ? { tokensPerSec: rate.tokensPerSec } : {}) }, this.now())
+        if (res.status < 400) this.stats.record(SELF, { ok: true, ...(firstMs != null ? { firstTokenMs: firstMs } : {}), ...(rate.tokensPerSec != null ? { tokensPerSec: rate.tokensPerSec } : {}) }, this.clock.now())
       },
       fail: (err) => {
         this.record(failureOf(err, opts.signal))
@@ -177,11 +182,11 @@ export class LocalServing {
       },
       done: release
     })
-    return { ...res, body: observed }
+    return { ...res, body: observed, rate }
   }
 
   private record (failure: Failure): void {
-    this.stats.record(SELF, { ok: false, failure }, this.now())
+    this.stats.record(SELF, { ok: false, failure }, this.clock.now())
   }
 
   private async acquire (e: Entry, opts: ServeOptions): Promise<void> {
@@ -189,7 +194,7 @@ export class LocalServing {
     const { admission, counters } = e
     let waiter: Waiter | undefined
     const waiting = new Promise<void>((resolve, reject) => { waiter = { resolve, reject } })
-    const r = admission.acquire({ id: opts.id, priority: opts.priority, deadline: opts.deadline, mayQueue: opts.mayQueue, value: waiter! }, this.now())
+    const r = admission.acquire({ id: opts.id, priority: opts.priority, deadline: opts.deadline, mayQueue: opts.mayQueue, value: waiter! }, this.clock.now())
     switch (r.kind) {
       case 'granted':
         counters.granted++
@@ -197,7 +202,7 @@ export class LocalServing {
         return
       case 'busy':
         counters.busyAnswers++
-        throw new BusyError(`every slot of runner ${counters.runnerId} is busy (${admission.busy}/${admission.slots})`, this.admissionSnapshot())
+        throw new BusyError(`every slot of runner ${counters.runnerId} is busy (${admission.busy}/${admission.slots})`, this.snapshot(true))
       case 'rejected':
         counters.rejected++
         if (r.reason === 'full') throw new QueueFullError(`the queue of runner ${counters.runnerId} is full (${admission.queueDepth} waiting); retry after ${r.retryAfterSec} s`, r.retryAfterSec)
@@ -210,7 +215,7 @@ export class LocalServing {
     this.peak(e)
     this.arm()
     const onAbort = (): void => {
-      this.settle(e, admission.cancel(opts.id, this.now()))
+      this.settle(e, admission.cancel(opts.id, this.clock.now()))
       waiter!.reject(opts.signal.reason)
     }
     opts.signal.addEventListener('abort', onAbort, { once: true })
@@ -243,25 +248,24 @@ export class LocalServing {
 
   /** One timer at the earliest queued deadline, over every runner. */
   private arm (): void {
-    clearTimeout(this.timer)
+    this.clock.clearTimeout(this.timer)
     let next: number | undefined
     for (const { admission } of this.entries.values()) {
       const d = admission.nextDeadline()
       if (d != null && (next == null || d < next)) next = d
     }
     if (next == null) return
-    this.timer = setTimeout(() => {
-      const now = this.now()
+    this.timer = this.clock.setTimeout(() => {
+      const now = this.clock.now()
       for (const e of this.entries.values()) {
         const expired = e.admission.expire(now)
         if (expired.length > 0) this.settle(e, { granted: [], expired })
       }
       this.arm()
-    }, Math.max(0, next - this.now()) + 5)
-    this.timer.unref()
+    }, Math.max(0, next - this.clock.now()) + 5)
   }
 
   stop (): void {
-    clearTimeout(this.timer)
+    this.clock.clearTimeout(this.timer)
   }
 }

@@ -1,8 +1,9 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { request } from 'undici'
-import { parseConfig, type AgentConfig, type AgentConfigInput, type AgentInfo } from '@llmesh/agent'
+import { AGENT_INFO_FILE, parseConfig, type AgentConfig, type AgentConfigInput, type AgentInfo } from '@llmesh/agent'
 import type { MeshView } from '@llmesh/agent'
+import type { AdmissionSnapshot } from '@llmesh/protocol'
 import { decodeJoinToken, storeJoinedKey } from './join-token.js'
 import { terminalSafe } from './terminal.js'
 
@@ -95,7 +96,7 @@ export interface StatusRow {
   state: string
   heartbeatAgeMs: number | null
   /** busy / total slots and queued requests, from the host's last heartbeat */
-  load: { slotsBusy: number, slotsTotal: number, queueDepth: number } | null
+  load: AdmissionSnapshot | null
   api: string
   models: string[]
   runners: Array<{ id: string, model: string, state: string, slots: number }>
@@ -114,7 +115,7 @@ export async function resolveApi (api: string | undefined, dataDir: string | und
   if (api != null) return api.replace(/\/+$/, '')
   const dir = dataDir ?? parseConfig({}).dataDir
   try {
-    const info = JSON.parse(await readFile(join(dir, 'agent.json'), 'utf8')) as AgentInfo
+    const info = JSON.parse(await readFile(join(dir, AGENT_INFO_FILE), 'utf8')) as AgentInfo
     return info.api
   } catch {
     throw new Error(`no running agent found in ${dir} (start one with 'llmesh up', or pass --api http://host:port)`)

@@ -1,7 +1,7 @@
 import { mkdir, readFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import {
-  CLUSTER_KEY_BYTES, CLUSTER_KEY_FILE, formatClusterKey, isLoopbackAddr, keyId, newClusterKey, parseClusterKey, parseConfig, writeFileExclusive, type AgentInfo
+  AGENT_INFO_FILE, CLUSTER_KEY_BYTES, CLUSTER_KEY_FILE, formatClusterKey, isLoopbackAddr, keyId, newClusterKey, parseClusterKey, parseConfig, writeFileExclusive, type AgentInfo
 } from '@llmesh/agent'
 
 /** Prefix of a join token; the version lets a later format be told apart. */
@@ -80,7 +80,7 @@ export async function invite (opts: { dataDir?: string, clusterKeyFile?: string 
   }
   let info: AgentInfo
   try {
-    info = JSON.parse(await readFile(join(dataDir, 'agent.json'), 'utf8')) as AgentInfo
+    info = JSON.parse(await readFile(join(dataDir, AGENT_INFO_FILE), 'utf8')) as AgentInfo
   } catch {
     throw new Error(`no running agent found in ${dataDir}: start it with 'llmesh up' first (the token carries its addresses)`)
   }

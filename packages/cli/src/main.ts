@@ -1,11 +1,34 @@
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { pino } from 'pino'
-import { Agent, STOP_HARD_LIMIT_MS, parseConfig } from '@llmesh/agent'
+import {
+  AGENT_INFO_FILE, API_KEYS_RECHECK_MS, Agent, CLUSTER_KEY_FILE, DEFAULT_API_HOST, DEFAULT_API_PORT, DEFAULT_OLLAMA_URL, DEFAULT_STRATEGY,
+  STRATEGIES, STOP_HARD_LIMIT_MS, parseConfig
+} from '@llmesh/agent'
 import { formatStatus, resolveApi, resolveUpConfig, status, type UpFlags } from './commands.js'
 import { invite, keygen } from './join-token.js'
 import { apikeyAdd, apikeyList, apikeyRevoke, formatApiKeyAdded, formatApiKeys } from './apikey.js'
 import { terminalSafeJson } from './terminal.js'
+
+/** `items` joined by ", ", wrapped at 98 columns, lines after the first indented to `indent`. */
+function wrapList (items: readonly string[], indent: number, first: number): string {
+  const lines: string[] = []
+  let line = ''
+  for (const [i, item] of items.entries()) {
+    const word = i < items.length - 1 ? `${item},` : item
+    const width = lines.length === 0 ? first : indent
+    if (line !== '' && width + line.length + 1 + word.length > 98) {
+      lines.push(line)
+      line = word
+    } else {
+      line = line === '' ? word : `${line} ${word}`
+    }
+  }
+  lines.push(line)
+  return lines.join(`\n${' '.repeat(indent)}`)
+}
+
+const STRATEGY_LIST = wrapList(STRATEGIES.map((s) => s === DEFAULT_STRATEGY ? `${s} (default)` : s), 34, 43)
 
 const USAGE = `usage: llmesh <command> [options]
 
@@ -14,22 +37,21 @@ commands:
              --config FILE        JSON config (flags below override it)
              --name NAME          host name shown in status
              --cluster ID         cluster id (agents join only their own cluster)
-             --data-dir DIR       peer key, snapshot, agent.json
-             --api-host HOST      HTTP API address (default 127.0.0.1)
-             --api-port PORT      HTTP API port (default 11435, 0 = any free port)
+             --data-dir DIR       peer key, snapshot, ${AGENT_INFO_FILE}
+             --api-host HOST      HTTP API address (default ${DEFAULT_API_HOST})
+             --api-port PORT      HTTP API port (default ${DEFAULT_API_PORT}, 0 = any free port)
              --listen MULTIADDR   libp2p listen address (repeatable)
              --bootstrap MULTIADDR  peer to join (repeatable)
              --no-mdns            no multicast discovery (bootstrap addresses only)
              --model [NAME=]PATH  GGUF model to serve (repeatable)
              --model-dir DIR      folder of GGUF files for the catalog (repeatable)
-             --ollama URL         adopt the Ollama server at URL (e.g. http://127.0.0.1:11434)
+             --ollama URL         adopt the Ollama server at URL (e.g. ${DEFAULT_OLLAMA_URL})
              --llama-server BIN   llama-server binary (default: on PATH, else embedded llama.cpp)
              --slots N            parallel slots per runner
              --threads N          CPU threads per llama-server (default: llama-server's)
-             --strategy NAME      routing: performance (default), least-loaded, round-robin,
-                                  fastest, random, prefix-affinity
+             --strategy NAME      routing: ${STRATEGY_LIST}
              --log-level LEVEL    fatal|error|warn|info|debug|trace|silent
-             --cluster-key FILE   the cluster key (default: DATA_DIR/cluster.key, created on
+             --cluster-key FILE   the cluster key (default: DATA_DIR/${CLUSTER_KEY_FILE}, created on
                                   first start when listening off loopback)
              --join TOKEN         join a cluster: stores its key, dials its host ('llmesh invite')
              --open-mesh          listen off loopback without a key (anyone on the LAN may join)
@@ -38,7 +60,7 @@ commands:
              --cluster-key FILE   the key, when not in the data dir
              --json               machine-readable output
   keygen   write a new cluster key (mode 0600) to distribute yourself
-             --out FILE           where (default: DATA_DIR/cluster.key); never overwrites
+             --out FILE           where (default: DATA_DIR/${CLUSTER_KEY_FILE}); never overwrites
              --data-dir DIR
              --json               machine-readable output
   status   show the mesh as an agent sees it (API key, if needed: $LLMESH_API_KEY)
@@ -48,7 +70,7 @@ commands:
   apikey   API keys of the agent of --data-dir (needed when the API is off loopback)
            apikey add [--name N]  make a key and print it (once: only its hash is kept)
            apikey list            names, ids, creation times (never a key)
-           apikey revoke ID|NAME  remove a key (a running agent drops it within 1 s)
+           apikey revoke ID|NAME  remove a key (a running agent drops it within ${API_KEYS_RECHECK_MS / 1000} s)
              --data-dir DIR  --json
 `
 
@@ -169,7 +191,7 @@ async function keygenCommand (args: string[]): Promise<number> {
     strict: true,
     options: { out: { type: 'string' }, 'data-dir': { type: 'string' }, json: { type: 'boolean' } }
   })
-  const out = values.out ?? join(values['data-dir'] ?? parseConfig({}).dataDir, 'cluster.key')
+  const out = values.out ?? join(values['data-dir'] ?? parseConfig({}).dataDir, CLUSTER_KEY_FILE)
   const result = await keygen(out)
   process.stdout.write(values.json === true
     ? `${JSON.stringify(result, null, 2)}\n`

@@ -1,8 +1,10 @@
 /**
- * Runtime mechanics shared by runners, mesh and agent: the request path's abort source and the
- * stream pipeline of a token stream (paced read, coalescing write with backpressure). The
- * contracts they serve (types, schemas, error codes) live in `@llmesh/protocol`; this package
- * adds only code that runs. `@llmesh/kit/polyfill` is imported first by every entry point.
+ * Runtime mechanics shared by runners, mesh and agent: the request path's abort source, the
+ * process clock (and timers a part cancels in one call), the one backoff (runner restarts,
+ * dispatch retries, redials) and the stream pipeline of a token stream (paced read, coalescing
+ * write with backpressure). The contracts they serve (types, schemas, error codes) live in
+ * `@llmesh/protocol`; this package adds only code that runs. `@llmesh/kit/polyfill` is imported
+ * first by every entry point.
  *
  * The stream pipeline, as each layer composes it:
  * - runners read a runner's answer with a `PacedReader` (undici's dispatch controller is its
@@ -14,7 +16,9 @@
  * Each sink's `drained()` is bounded by `drainedWithin` (the write-stall bound).
  */
 export { Abort, abortSignalOf } from './abort.js'
+export { BACKOFF_FACTOR, backoffCap, backoffDelay, type BackoffInit, type Jitter } from './backoff.js'
 export { MAX_BATCH_BYTES, MAX_UNREAD_BYTES, STREAM_COALESCE_MS } from './constants.js'
+export { systemClock, Timers, TimeoutError } from './clock.js'
 export { streamClock } from './stream/clock.js'
 export { AT_ONCE, Coalescer, type CoalescerInit } from './stream/coalescer.js'
 export { PacedReader, type PacedReaderInit, type PausableSource } from './stream/paced-reader.js'

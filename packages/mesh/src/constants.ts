@@ -193,3 +193,19 @@ export const WRITE_STALL_MS = 30_000
  * one is raised to this. @default 100 ms
  */
 export const MIN_KEEPALIVE_MS = 100
+
+/** Default libp2p TCP port (`p2p.listen`: /ip4/0.0.0.0/tcp/DEFAULT_P2P_PORT). @default 4778 */
+export const DEFAULT_P2P_PORT = 4778
+
+/**
+ * A peer that sends nothing (no head, no keepalive) this long after a request went to it is
+ * taken for silent and the request fails over (`limits.headTimeoutMs`; InferTimeouts.headMs).
+ * @default 10000 ms
+ */
+export const PEER_HEAD_TIMEOUT_MS = 10_000
+
+/**
+ * Once a peer answers, the longest silence between its frames, keepalives included
+ * (`limits.frameGapMs`; InferTimeouts.gapMs). @default 10000 ms
+ */
+export const PEER_FRAME_GAP_MS = 10_000

@@ -1,10 +1,10 @@
 import type { Clock, Logger } from '@llmesh/protocol'
 import type { ClusterDoc } from '@llmesh/state'
-import { backoffCap } from '@llmesh/scheduler'
+import { backoffDelay } from '@llmesh/kit'
 import {
   BOOTSTRAP_REDIAL_MS, DIAL_TIEBREAK_MS, FIRST_DIAL_TIMEOUT_MS, RECONNECT_DIAL_TIMEOUT_MS, RECONNECT_INTERVAL_MS, RECONNECT_MAX_BACKOFF_MS, RECONNECT_TICK_MS
 } from './constants.js'
-import { Timers } from './clock.js'
+import { Timers } from '@llmesh/kit'
 import type { Membership } from './membership.js'
 import { guarded, type MeshStats } from './stats.js'
 import type { DialTarget, Transport } from './transport.js'
@@ -21,12 +21,12 @@ export interface DialerInit {
 
 /**
  * The delay before redial or probe number `failures` of one peer (counted from the start of the
- * failed attempt): the scheduler's exponential backoff cap, min(RECONNECT_MAX_BACKOFF_MS,
+ * failed attempt): the one backoff (`@llmesh/kit`), min(RECONNECT_MAX_BACKOFF_MS,
  * RECONNECT_INTERVAL_MS x 2^(failures-1)), without jitter: redials are per peer pair, there is
- * no crowd to spread. The one backoff of the mesh.
+ * no crowd to spread.
  */
 export function redialDelay (failures: number): number {
-  return backoffCap(failures, { baseMs: RECONNECT_INTERVAL_MS, maxMs: RECONNECT_MAX_BACKOFF_MS })
+  return backoffDelay(failures, { baseMs: RECONNECT_INTERVAL_MS, maxMs: RECONNECT_MAX_BACKOFF_MS, jitter: 'none' })
 }
 
 interface Redial { at: number, failures: number, pending: boolean }

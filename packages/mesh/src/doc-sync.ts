@@ -2,7 +2,7 @@ import { SYNC_PROTOCOL, stateTopic, type Logger } from '@llmesh/protocol'
 import type { Clock } from '@llmesh/protocol'
 import type { ClusterDoc } from '@llmesh/state'
 import { ANTI_ENTROPY_INTERVAL_MS, MAX_SYNC_MESSAGE_BYTES, SYNC_TIMEOUT_MS } from './constants.js'
-import { Timers } from './clock.js'
+import { Timers } from '@llmesh/kit'
 import { guarded, type MeshStats } from './stats.js'
 import type { Channel, Transport } from './transport.js'
 

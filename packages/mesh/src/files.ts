@@ -40,22 +40,14 @@ export class UnsafeFileError extends Error {
  * Trade-off: two fsyncs per write cost milliseconds on a disk; callers write seconds apart.
  */
 export async function writeFileDurable (file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
-  const dir = dirname(file)
-  const tmp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`)
-  const fh = await open(tmp, 'wx', mode)
+  const tmp = await writeTemp(file, data, mode)
   try {
-    try {
-      await fh.writeFile(data)
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
     await rename(tmp, file)
   } catch (err) {
     await unlink(tmp).catch(() => {})
     throw err
   }
-  await syncDir(dir)
+  await syncDir(dirname(file))
 }
 
 /**
@@ -66,21 +58,32 @@ export async function writeFileDurable (file: string, data: string | Uint8Array,
  * starting at that instant read an empty cluster key.
  */
 export async function writeFileExclusive (file: string, data: string | Uint8Array, mode = 0o600): Promise<void> {
-  const dir = dirname(file)
-  const tmp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`)
-  const fh = await open(tmp, 'wx', mode)
+  const tmp = await writeTemp(file, data, mode)
   try {
-    try {
-      await fh.writeFile(data)
-      await fh.sync()
-    } finally {
-      await fh.close()
-    }
     await link(tmp, file)
   } finally {
     await unlink(tmp).catch(() => {})
   }
-  await syncDir(dir)
+  await syncDir(dirname(file))
+}
+
+/**
+ * Writes `data` to a new temp file beside `file` (a unique name: two writers never share one),
+ * synced to disk, and returns its path; nothing is left behind when the write fails.
+ */
+async function writeTemp (file: string, data: string | Uint8Array, mode: number): Promise<string> {
+  const tmp = join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`)
+  const fh = await open(tmp, 'wx', mode)
+  try {
+    await fh.writeFile(data)
+    await fh.sync()
+  } catch (err) {
+    await fh.close().catch(() => {})
+    await unlink(tmp).catch(() => {})
+    throw err
+  }
+  await fh.close()
+  return tmp
 }
 
 /** Names of writeFileDurable's temp files: `.<name>.<pid>.<12 hex>.tmp`. */

@@ -1,7 +1,7 @@
 import { HeartbeatSchema, MAX_HEARTBEAT_BYTES, METRICS_PROTOCOL, type Clock, type Heartbeat, type Logger, type PeerMetrics } from '@llmesh/protocol'
 import type { ClusterDoc } from '@llmesh/state'
 import { HEARTBEAT_INTERVAL_MS, MAX_HEARTBEATS_IN_PER_SEC, MAX_HEARTBEATS_PER_SEC, MEMBER_WATCH_MS, NUDGE_MS, SYNC_TIMEOUT_MS } from './constants.js'
-import { Timers } from './clock.js'
+import { Timers } from '@llmesh/kit'
 import { HeartbeatRate, clampHeartbeat } from './heartbeat-bounds.js'
 import { LAN_TIMINGS, Membership, type MembershipTimings } from './membership.js'
 import { guarded, type MeshStats } from './stats.js'

@@ -4,6 +4,9 @@ export { loadOrCreateKey, peerIdOfKey } from './identity.js'
 export { checkPrivateFile, ensurePrivateDir, removeStaleTempFiles, writeFileDurable, writeFileExclusive, UnsafeFileError } from './files.js'
 export * from './constants.js'
 export {
+  P2pConfigSchema, MembershipConfigSchema, PeerLimitsConfigSchema, type P2pConfig, type MembershipConfig, type PeerLimitsConfig
+} from './config.js'
+export {
   InferLimits, InferRefusals, InferStreams, requestInfer, serveInfer,
   type InferLimitsInit, type InferRefusal, type InferReply, type InferResponse, type InferTimeouts, type ServeInferGuard
 } from './infer-stream.js'
@@ -12,7 +15,7 @@ export { CLUSTER_KEY_BYTES, connectionSecret, formatClusterKey, mdnsServiceTag, 
 export { recordSigner, recordVerifier } from './record-trust.js'
 export { MemoryHub, MemoryTransport } from './memory-transport.js'
 export type { Channel, ChannelOptions, ConnectionInfo, DialTarget, Transport, TransportEvents } from './transport.js'
-export { Libp2pTransport, type Libp2pTransportInit } from './libp2p-transport.js'
+export { Libp2pTransport, type Libp2pTransportInit, type MdnsInit } from './libp2p-transport.js'
 export { DocSync, type DocSyncInit } from './doc-sync.js'
 export { Heartbeats, type HeartbeatsInit } from './heartbeats.js'
 export { Dialer, redialDelay, type DialerInit } from './dialer.js'

@@ -4,7 +4,7 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { lpStream } from '@libp2p/utils'
 import type { Stream } from '@libp2p/interface'
 import { pino } from 'pino'
-import { BusyError, FrameKind, INFER_PROTOCOL, LlmeshError, encodeFrame, type InferRequest } from '@llmesh/protocol'
+import { BusyError, FrameKind, INFER_PROTOCOL, LlmeshError, QueueFullError, encodeFrame, type InferRequest } from '@llmesh/protocol'
 import { Abort } from '@llmesh/kit'
 import { ClusterDoc } from '@llmesh/state'
 import { recordSigner, recordVerifier } from './record-trust.js'
@@ -66,6 +66,7 @@ async function pair (onRequest: (request: InferRequest, reply: InferReply) => Pr
 const echo = async (request: InferRequest, reply: InferReply): Promise<void> => {
   if (request.model === 'missing') throw new LlmeshError('MODEL_NOT_FOUND', 'no such model here')
   if (request.model === 'full') throw new BusyError('all slots busy', request.id === 'figures' ? { slotsBusy: 4, slotsTotal: 4, queueDepth: 2 } : undefined)
+  if (request.model === 'queue') throw new QueueFullError('the queue is full', 7)
   await reply.head({ status: 200, contentType: 'text/plain', runnerId: 'r1' })
   await reply.data(enc(`${request.model}:`))
   await reply.data(enc(request.id))
@@ -93,6 +94,13 @@ describe('/llmesh/infer/1 stream reuse', () => {
     const bare = await b.infer(a.peerId, req('full', 'plain')).then(() => undefined, (e: unknown) => e)
     expect(bare).toBeInstanceOf(BusyError)
     expect((bare as BusyError).admission).toBeUndefined()
+  })
+
+  it('carries a full queue\'s Retry-After to the requester', async () => {
+    const { a, b } = await pair(echo)
+    const err = await b.infer(a.peerId, req('queue')).then(() => undefined, (e: unknown) => e)
+    expect(err).toBeInstanceOf(QueueFullError)
+    expect(err).toMatchObject({ code: 'QUEUE_FULL', message: 'the queue is full', retryAfterSec: 7 })
   })
 
   it('opens a stream per concurrent request and keeps them for later ones', async () => {

@@ -1,6 +1,6 @@
 import type { Stream } from '@libp2p/interface'
 import {
-  BusyError, FrameKind, InferErrorSchema, InferHeadSchema, InferRequestSchema, LlmeshError, MAX_INFER_REQUEST_BYTES,
+  BusyError, FrameKind, InferErrorSchema, InferHeadSchema, InferRequestSchema, LlmeshError, MAX_INFER_REQUEST_BYTES, QueueFullError,
   decodeFrame, encodeFrame, parseFramePayload, toLlmeshError,
   type InferHead, type InferRequest, type Signal
 } from '@llmesh/protocol'
@@ -731,7 +731,7 @@ async function serveOne (
       finished = true
       keepalive?.stop()
       const e = toLlmeshError(err)
-      await out.write(FrameKind.ERROR, { code: e.code, message: e.message, keepAlive: true, ...(e instanceof BusyError && e.admission != null ? { admission: e.admission } : {}) }, true)
+      await out.write(FrameKind.ERROR, { code: e.code, message: e.message, keepAlive: true, ...(e instanceof BusyError && e.admission != null ? { admission: e.admission } : e instanceof QueueFullError ? { retryAfterSec: e.retryAfterSec } : {}) }, true)
     }
   }
   try {
@@ -801,6 +801,7 @@ async function readFrame (lp: FramedStream): Promise<{ kind: number, payload: Ui
 function peerError (payload: Uint8Array): { error: LlmeshError, keepAlive: boolean } {
   const e = parseFramePayload(InferErrorSchema, payload)
   if (e == null) return { error: new LlmeshError('PROTOCOL_ERROR', 'peer sent a malformed error'), keepAlive: false }
-  const error = e.code === 'BUSY' ? new BusyError(e.message, e.admission) : new LlmeshError(e.code, e.message)
+  // (a QUEUE_FULL without a Retry-After says one second, as an older peer's 429 without one did)
+  const error = e.code === 'BUSY' ? new BusyError(e.message, e.admission) : e.code === 'QUEUE_FULL' ? new QueueFullError(e.message, e.retryAfterSec ?? 1) : new LlmeshError(e.code, e.message)
   return { error, keepAlive: e.keepAlive === true }
 }

@@ -15,14 +15,24 @@ import { MAX_STREAM_WINDOW_BYTES, framed } from './wire.js'
 import { noiseOneWritePerMessage, yamuxWindowUpdates, type PatchLog } from './patches.js'
 import type { Channel, ConnectionInfo, DialTarget, Transport, TransportEvents } from './transport.js'
 
+/**
+ * Multicast DNS discovery on the LAN, under a service name hashed from the connection secret.
+ * Never enable it where multicast must not leave the machine (tests on loopback).
+ */
+export interface MdnsInit {
+  enabled: boolean
+  /** query period. @default MDNS_INTERVAL_MS */
+  intervalMs?: number
+}
+
 export interface Libp2pTransportInit {
   clusterId: string
   /** the cluster key (lab mode); without one the connection secret is derived from clusterId */
   clusterKey?: Uint8Array
   privateKey: PrivateKey
   listen: string[]
-  /** multicast DNS discovery (see MeshInit.mdns) */
-  mdns?: { enabled: boolean, intervalMs?: number }
+  /** multicast DNS discovery. @default off */
+  mdns?: MdnsInit
   /** where the library patches report a version they do not know */
   log?: PatchLog
 }

@@ -1,4 +1,5 @@
 import type { Heartbeat, PeerMetrics } from '@llmesh/protocol'
+import { HEARTBEAT_INTERVAL_MS } from './constants.js'
 
 /**
  * Member states. ONLY APPEND TO THIS LIST.
@@ -64,7 +65,7 @@ export class Membership {
   private readonly baseIntervalMs: number
 
   /** `baseIntervalMs`: the heartbeat period the timings are written for. */
-  constructor (timings: MembershipTimings, now: () => number, baseIntervalMs = 500) {
+  constructor (timings: MembershipTimings, now: () => number, baseIntervalMs = HEARTBEAT_INTERVAL_MS) {
     if (!(timings.suspectAfterMs > 0 && timings.deadAfterMs > timings.suspectAfterMs && timings.pruneAfterMs > timings.deadAfterMs)) {
       throw new Error('membership timings must satisfy 0 < suspectAfterMs < deadAfterMs < pruneAfterMs')
     }

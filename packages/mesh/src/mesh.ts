@@ -1,15 +1,14 @@
 import type { PrivateKey, Stream } from '@libp2p/interface'
-import type { Logger } from 'pino'
-import { INFER_PROTOCOL, type Clock, type InferRequest, type PeerMetrics, type Signal } from '@llmesh/protocol'
+import { INFER_PROTOCOL, type Clock, type InferRequest, type Logger, type PeerMetrics, type Signal } from '@llmesh/protocol'
 import type { ClusterDoc } from '@llmesh/state'
 import { HEARTBEAT_INTERVAL_MS, LEAVE_TIMEOUT_MS } from './constants.js'
-import { systemClock } from './clock.js'
+import { systemClock } from '@llmesh/kit'
 import { DocSync } from './doc-sync.js'
 import { Dialer } from './dialer.js'
 import { Heartbeats } from './heartbeats.js'
 import { InferChannel, type StreamHandler } from './infer.js'
 import type { InferLimits, InferLimitsInit, InferResponse, InferTimeouts } from './infer-stream.js'
-import { Libp2pTransport } from './libp2p-transport.js'
+import { Libp2pTransport, type MdnsInit } from './libp2p-transport.js'
 import type { Member, Membership, MembershipTimings } from './membership.js'
 import { Pruner } from './pruner.js'
 import { newMeshStats, type MeshStats } from './stats.js'
@@ -35,11 +34,8 @@ export interface MeshInit {
   bootstrap?: string[]
   doc: ClusterDoc
   logger: Logger
-  /**
-   * Multicast DNS discovery on the LAN, under a service name hashed from the connection secret. Never enable it where multicast
-   * must not leave the machine (tests on loopback). @default { enabled: true, intervalMs: 1000 }
-   */
-  mdns?: { enabled: boolean, intervalMs?: number }
+  /** multicast DNS discovery (see MdnsInit). @default off */
+  mdns?: MdnsInit
   /** heartbeat period on the metrics topic. @default HEARTBEAT_INTERVAL_MS */
   heartbeatIntervalMs?: number
   /** @default LAN_TIMINGS */

@@ -227,7 +227,7 @@ describe('a part alone', () => {
 })
 
 describe('Dialer over the memory transport', () => {
-  it('uses one backoff: the scheduler\'s cap with the redial constants', () => {
+  it('uses the one backoff (kit\'s), capped, without jitter, with the redial constants', () => {
     expect(redialDelay(1)).toBe(Math.min(RECONNECT_MAX_BACKOFF_MS, RECONNECT_INTERVAL_MS))
     for (let n = 1; n < 40; n++) {
       expect(redialDelay(n)).toBe(Math.min(RECONNECT_MAX_BACKOFF_MS, RECONNECT_INTERVAL_MS * 2 ** (n - 1)))

@@ -1,7 +1,7 @@
 import type { Clock, Logger } from '@llmesh/protocol'
 import { pruneRule, type ClusterDoc, type PruneRule } from '@llmesh/state'
 import { PRUNE_CHECK_INTERVAL_MS, RECORD_REFRESH_FRACTION } from './constants.js'
-import { Timers } from './clock.js'
+import { Timers } from '@llmesh/kit'
 import { LAN_TIMINGS, type Membership, type MembershipTimings } from './membership.js'
 import { guarded, type MeshStats } from './stats.js'
 import type { Transport } from './transport.js'

@@ -1,3 +1,5 @@
+import type { AdmissionSnapshot } from './admission.js'
+
 /**
  * Every error llmesh raises on purpose carries a stable `code`. Callers match on the code,
  * never on the message. ONLY APPEND TO THE CATALOGUE: codes cross the wire between peers.
@@ -65,13 +67,6 @@ export function toLlmeshError (err: unknown, fallback: ErrorCode = 'INTERNAL'): 
   return new LlmeshError(fallback, message, { cause: err })
 }
 
-/** A host's admission figures at one moment: what a "busy" answer tells the router about it. */
-export interface AdmissionSnapshot {
-  slotsBusy: number
-  slotsTotal: number
-  queueDepth: number
-}
-
 /**
  * BUSY: every slot of the target is taken and the request may not queue there. Carries the
  * target's admission figures when it knows them, so the router counts that host full until
@@ -83,5 +78,19 @@ export class BusyError extends LlmeshError {
   constructor (message: string, admission?: AdmissionSnapshot) {
     super('BUSY', message)
     this.admission = admission
+  }
+}
+
+/**
+ * QUEUE_FULL: the target's admission queue is full. Carries when to come back, seconds: the HTTP
+ * layer answers 429 with it as Retry-After, and a peer's ERROR frame carries it as
+ * `retryAfterSec`.
+ */
+export class QueueFullError extends LlmeshError {
+  readonly retryAfterSec: number
+
+  constructor (message: string, retryAfterSec: number) {
+    super('QUEUE_FULL', message)
+    this.retryAfterSec = retryAfterSec
   }
 }

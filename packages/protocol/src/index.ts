@@ -1,5 +1,6 @@
 export * from './constants.js'
 export * from './errors.js'
+export * from './admission.js'
 export * from './records.js'
 export * from './infer.js'
 export * from './metrics.js'

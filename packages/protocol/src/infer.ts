@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { ErrorCodes, type ErrorCode } from './errors.js'
+import type { AdmissionSnapshot } from './admission.js'
 
 /**
  * `/llmesh/infer/1` frames. Each frame is length-prefixed on the stream; its first byte is the
@@ -78,11 +79,13 @@ export const InferErrorSchema = z.object({
   keepAlive: z.boolean().optional(),
   // --- optional, appended ---
   /** with BUSY: the target's admission figures (see BusyError) */
-  admission: z.object({
+  admission: (z.object({
     slotsBusy: z.number().int().nonnegative(),
     slotsTotal: z.number().int().nonnegative(),
     queueDepth: z.number().int().nonnegative()
-  }).optional()
+  }) satisfies z.ZodType<AdmissionSnapshot>).optional(),
+  /** with QUEUE_FULL: the target's Retry-After, seconds (see QueueFullError) */
+  retryAfterSec: z.number().nonnegative().max(3600).optional()
 })
 export type InferError = z.infer<typeof InferErrorSchema>
 

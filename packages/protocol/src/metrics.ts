@@ -6,6 +6,7 @@ import { z } from 'zod'
  * peer, ordered by (incarnation, seq), and they expire on their own.
  */
 export const PeerMetricsSchema = z.object({
+  // --- the host's AdmissionSnapshot ---
   /** requests being served by this host's runners now */
   slotsBusy: z.number().int().nonnegative().default(0),
   /** parallel slots of this host's ready runners */

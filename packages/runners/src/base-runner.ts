@@ -1,14 +1,17 @@
 import type { Pool } from 'undici'
-import type { Logger } from 'pino'
+import type { Logger } from '@llmesh/protocol'
 import { LlmeshError, type RunnerInfo, type RunnerState, type Signal } from '@llmesh/protocol'
-import { Abort } from '@llmesh/kit'
-import { backoffDelay, type BackoffOptions } from './backoff.js'
+import { Abort, backoffDelay } from '@llmesh/kit'
 import {
   DEFAULT_FIRST_TOKEN_TIMEOUT_MS,
   DEFAULT_HEALTH_FAILURES,
   DEFAULT_HEALTH_INTERVAL_MS,
   DEFAULT_HEALTH_TIMEOUT_MS,
   DEFAULT_NON_STREAM_TIMEOUT_MS,
+  DEFAULT_RESTART_FACTOR,
+  DEFAULT_RESTART_JITTER,
+  DEFAULT_RESTART_MAX_DELAY_MS,
+  DEFAULT_RESTART_MIN_DELAY_MS,
   DEFAULT_SLOTS,
   DEFAULT_STALL_TIMEOUT_MS,
   DEFAULT_STALLS_BEFORE_UNHEALTHY,
@@ -26,6 +29,31 @@ import type {
 import { requestPaced, requestWhole } from './paced.js'
 import type { SpawnOptions } from './process.js'
 import { watchStalls } from './stall.js'
+
+/** A runner's restart delays: the one backoff of `@llmesh/kit` with a fractional jitter. */
+export interface RestartBackoffInit {
+  /** first delay, ms. @default DEFAULT_RESTART_MIN_DELAY_MS (500 ms) */
+  minDelayMs?: number
+  /** cap, ms. @default DEFAULT_RESTART_MAX_DELAY_MS (60000 ms) */
+  maxDelayMs?: number
+  /** growth per attempt. @default DEFAULT_RESTART_FACTOR (2) */
+  factor?: number
+  /** fraction of random spread, delay x (1 ± jitter). @default DEFAULT_RESTART_JITTER (0.2) */
+  jitter?: number
+}
+
+/**
+ * Delay before restart number `attempt` (0-based), ms:
+ * `min(maxDelayMs, minDelayMs x factor^attempt) x (1 + jitter x (2 random() - 1))`, rounded.
+ */
+export function restartDelay (attempt: number, init: RestartBackoffInit = {}, random?: () => number): number {
+  return backoffDelay(Math.max(0, attempt) + 1, {
+    baseMs: init.minDelayMs ?? DEFAULT_RESTART_MIN_DELAY_MS,
+    maxMs: init.maxDelayMs ?? DEFAULT_RESTART_MAX_DELAY_MS,
+    factor: init.factor ?? DEFAULT_RESTART_FACTOR,
+    jitter: init.jitter ?? DEFAULT_RESTART_JITTER
+  }, random)
+}
 
 /** Options every runner takes: identity, stall detection, health checks, restart policy. */
 export interface RunnerCommonInit {
@@ -48,7 +76,7 @@ export interface RunnerCommonInit {
   /** consecutive failed health checks that count as a crash. @default 3 */
   healthFailures?: number
   /** restart delays; `false` disables restarting (a failed runner stays failed). */
-  restart?: BackoffOptions | false
+  restart?: RestartBackoffInit | false
   /** random source of the restart jitter (tests inject one). @default Math.random */
   random?: () => number
   /** how runner processes are spawned (parent-death signal) and who hears of them (pid file) */
@@ -97,8 +125,9 @@ export class PermanentRunnerError extends LlmeshError {
  * - a failure while started (`fail`: process exit, failed health checks, repeated stalls, a
  *   failed launch) sets 'failed', shuts the runner down and restarts it after an exponential
  *   backoff with jitter, capped; being ready for RESTART_RESET_AFTER_MS resets the backoff;
- * - `infer` counts requests in flight (busy when they fill the slots) and wraps the response
- *   body with stall detection.
+ * - `infer` counts the requests open upstream (state 'busy' when they fill the slots: a report,
+ *   for `describe()` and logs; admission is the agent's) and wraps the response body with stall
+ *   detection.
  */
 export abstract class BaseRunner implements Runner {
   readonly id: string
@@ -235,7 +264,7 @@ export abstract class BaseRunner implements Runner {
     void (async () => {
       await this.shutdown().catch((err: unknown) => { this.log.warn({ err: (err as Error).message }, 'shutdown after failure') })
       if (permanent || this.common.restart === false || !this.isCurrent(gen)) return
-      const delay = backoffDelay(this.attempt++, this.common.restart ?? {}, this.common.random)
+      const delay = restartDelay(this.attempt++, this.common.restart ?? {}, this.common.random)
       this.log.info({ delayMs: delay, attempt: this.attempt }, 'restarting runner')
       this.restartTimer = setTimeout(() => {
         if (!this.isCurrent(gen)) return

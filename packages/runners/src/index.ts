@@ -15,7 +15,7 @@
  * This package knows nothing about peers.
  */
 export type { Runner, RunnerPath, RunnerResponse, RunnerHealth, RunnerCapacity, RunnerDescription, RunnerStateListener } from './runner.js'
-export { BaseRunner, PermanentRunnerError, type RunnerCommonInit, type UpstreamResponse } from './base-runner.js'
+export { BaseRunner, PermanentRunnerError, restartDelay, type RestartBackoffInit, type RunnerCommonInit, type UpstreamResponse } from './base-runner.js'
 export { LlamaServerRunner, parsePrometheus, DEFAULT_SLOTS, DEFAULT_CTX_SIZE, DEFAULT_START_TIMEOUT_MS, STOP_GRACE_MS, type LlamaServerInit } from './llama-server.js'
 export { RpcServerRunner, RPC_SERVER_MODEL, type RpcServerInit } from './rpc-server.js'
 export { EmbeddedRunner, loadLlama, type EmbeddedInit, type EmbeddedLlamaOptions } from './embedded.js'
@@ -44,7 +44,6 @@ export { probeHardware, probeGpus, parseNvidiaSmi, parseRocmSmi, parseSystemProf
 export { freePort } from './port.js'
 export { RunnerProcess, type SpawnOptions, type ExitInfo } from './process.js'
 export { parentDeathPrefix, processStartTime, readPidFile, formatPidFile, reapRunners, selfStamp, isRunning, type RunnerPidEntry, type ProcessStamp, type PidFileContent } from './pid-file.js'
-export { backoffDelay, type BackoffOptions } from './backoff.js'
 export { watchStalls, type StallWatchOptions } from './stall.js'
 export { ChatCompletionWriter } from './openai.js'
 export * from './constants.js'

@@ -1,6 +1,5 @@
-import type { Logger } from 'pino'
 import type { Llama } from 'node-llama-cpp'
-import { LlmeshError, type Hardware, type ModelInfo, type Signal } from '@llmesh/protocol'
+import { LlmeshError, type Hardware, type Logger, type ModelInfo, type Signal } from '@llmesh/protocol'
 import type { RunnerCommonInit } from './base-runner.js'
 import { describeModel, scanModelDir, scanOllamaStore, type LocalModel } from './catalog.js'
 import { DEFAULT_OLLAMA_REFRESH_MS, DEFAULT_OLLAMA_URL } from './constants.js'
@@ -323,15 +322,16 @@ export class RunnerManager {
 
   /**
    * The runner to send a request for `model` to: `preferred` when it serves the model and is
-   * ready or busy, else a ready runner with the fewest requests in flight, else a busy one
-   * (it queues). Undefined when none can take requests now.
+   * ready or busy, else the least loaded that is. `load` is the caller's measure: the agent's
+   * admission (busy and queued per slot); by default the requests in flight on each runner per
+   * slot, where a full runner (busy) comes after every one with a free slot. Undefined when none
+   * can take requests now.
    */
-  find (model: string, preferred?: string): Runner | undefined {
+  find (model: string, preferred?: string, load: (runner: Runner) => number = inflightLoad): Runner | undefined {
     const p = preferred != null ? this.map.get(preferred) : undefined
     if (p != null && p.model === model && (p.state === 'ready' || p.state === 'busy')) return p
     const candidates = [...this.map.values()].filter((r) => r.model === model && r.kind !== 'rpc-server' && (r.state === 'ready' || r.state === 'busy'))
-    const load = (r: Runner): number => r.describe().inflight / Math.max(1, r.info().slots)
-    candidates.sort((a, b) => (a.state === b.state ? 0 : a.state === 'ready' ? -1 : 1) || load(a) - load(b))
+    candidates.sort((a, b) => load(a) - load(b))
     return candidates[0]
   }
 
@@ -418,4 +418,9 @@ export class RunnerManager {
       }
     }
   }
+}
+
+/** Requests in flight on a runner per slot (1 or more: every slot has one, the runner is busy). */
+function inflightLoad (r: Runner): number {
+  return r.describe().inflight / Math.max(1, r.info().slots)
 }

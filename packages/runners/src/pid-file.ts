@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process'
 import { access, constants, readFile } from 'node:fs/promises'
 import { delimiter, join } from 'node:path'
-import type { Logger } from 'pino'
+import type { Logger } from '@llmesh/protocol'
 import { REAP_GRACE_MS, REAP_POLL_MS } from './constants.js'
 
 /**

@@ -26,13 +26,17 @@ export interface RunnerHealth {
   detail?: string
 }
 
-/** How many requests a runner can take now. */
+/**
+ * How many requests a runner has, as it reports them (tests, logs). Not admission: which
+ * requests get a slot is decided and counted once, by the agent's LocalServing (the scheduler's
+ * Admission per runner).
+ */
 export interface RunnerCapacity {
   /** parallel slots the runner has */
   slots: number
-  /** slots processing a request now (runner's own view where it has one, else llmesh's count) */
+  /** slots processing a request now (runner's own view where it has one, else its requests in flight) */
   busy: number
-  /** requests llmesh has in flight on this runner (may exceed slots: the runner queues them) */
+  /** requests open on this runner (may exceed slots: the runner queues them) */
   inflight: number
 }
 
@@ -56,7 +60,9 @@ export type RunnerStateListener = (state: RunnerState, info: RunnerInfo) => void
  * Life cycle: `start()` brings it to 'ready' (through 'starting' / 'loading'); while started, a
  * crash (process exit, failed health checks, repeated stalls) sets 'failed' and the runner
  * restarts itself with capped exponential backoff; `stop()` ends it for good ('stopped').
- * 'busy' means every slot has a request (more are queued by the runner, not refused).
+ * 'busy' means every slot has a request (more are queued by the runner, not refused): the
+ * runner's report of itself. Admission is not the runner's (see RunnerCapacity), and the
+ * published record shows a busy runner as ready.
  */
 export interface Runner {
   readonly id: string

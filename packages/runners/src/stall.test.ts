@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { LlmeshError } from '@llmesh/protocol'
-import { backoffDelay } from './backoff.js'
+import { mulberry32 } from '@llmesh/testkit'
+import { restartDelay } from './base-runner.js'
 import { parsePrometheus } from './llama-server.js'
 import { watchStalls } from './stall.js'
 
@@ -83,9 +84,19 @@ describe('stall watch', () => {
 describe('restart backoff', () => {
   it('grows exponentially, is capped, and jitters around the base', () => {
     const mid = (): number => 0.5
-    expect([0, 1, 2, 3, 10].map((a) => backoffDelay(a, { minDelayMs: 100, maxDelayMs: 1000, factor: 2 }, mid))).toEqual([100, 200, 400, 800, 1000])
-    expect(backoffDelay(0, { minDelayMs: 100, jitter: 0.2 }, () => 0)).toBe(80)
-    expect(backoffDelay(0, { minDelayMs: 100, jitter: 0.2 }, () => 1)).toBe(120)
+    expect([0, 1, 2, 3, 10].map((a) => restartDelay(a, { minDelayMs: 100, maxDelayMs: 1000, factor: 2 }, mid))).toEqual([100, 200, 400, 800, 1000])
+    expect(restartDelay(0, { minDelayMs: 100, jitter: 0.2 }, () => 0)).toBe(80)
+    expect(restartDelay(0, { minDelayMs: 100, jitter: 0.2 }, () => 1)).toBe(120)
+  })
+
+  it('keeps the delays of the backoff it had before the one in @llmesh/kit (same seeded sequence)', () => {
+    // recorded from the runners' own backoffDelay before it was replaced by kit's
+    const random = mulberry32(17)
+    expect(Array.from({ length: 12 }, (_, a) => restartDelay(a, {}, random)))
+      .toEqual([535, 877, 2025, 3465, 6681, 17669, 29211, 61115, 54162, 64401, 67118, 55319])
+    const other = mulberry32(17)
+    expect(Array.from({ length: 8 }, (_, a) => restartDelay(a, { minDelayMs: 100, maxDelayMs: 1000, factor: 3, jitter: 0.5 }, other)))
+      .toEqual([118, 208, 928, 665, 588, 1261, 782, 1046])
   })
 })
 

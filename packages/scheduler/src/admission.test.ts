@@ -21,8 +21,9 @@ describe('Admission', () => {
     a.acquire({ id: 'high', priority: 9, mayQueue: true, value: 'high' }, 1)
     const ev = a.release('run', 10)
     expect(ev.granted.map((e) => e.value)).toEqual(['high'])
-    expect(a.holds('high')).toBe(true)
-    expect(a.isQueued('low')).toBe(true)
+    // 'high' holds the slot, 'low' still waits (its id is in use)
+    expect(a.snapshot()).toEqual({ slotsBusy: 1, slotsTotal: 1, queueDepth: 1 })
+    expect(a.acquire({ id: 'low', value: 'low' }, 10)).toEqual({ kind: 'rejected', reason: 'duplicate' })
     // a newcomer does not jump the queue when a slot frees: the queue is served first
     expect(a.release('high', 20).granted.map((e) => e.id)).toEqual(['low'])
   })

@@ -1,3 +1,4 @@
+import type { AdmissionSnapshot } from '@llmesh/protocol'
 import { DEFAULT_PRIORITY } from './constants.js'
 import { PriorityQueue, type Expired, type PriorityQueueInit, type QueueEntry } from './priority-queue.js'
 
@@ -54,7 +55,8 @@ export interface AdmissionEvents<T> {
  *     timer at admission.nextDeadline(): for (const x of admission.expire(now())) x.entry.value.reject(...)
  *
  * The busy count never goes negative and never exceeds the slots by a grant: only ids that
- * hold a slot can release one, and each only once.
+ * hold a slot can release one, and each only once. It is the host's one count of busy slots:
+ * runners do not keep one for admission, and the agent reads this one.
  */
 export class Admission<T> {
   private readonly queue: PriorityQueue<T>
@@ -71,17 +73,9 @@ export class Admission<T> {
   get queueDepth (): number { return this.queue.size }
   get free (): number { return Math.max(0, this.total - this.holders.size) }
 
-  /** What the host reports in its heartbeat. */
-  snapshot (): { slotsBusy: number, slotsTotal: number, queueDepth: number } {
+  /** Its figures as the heartbeat and a BUSY answer carry them. */
+  snapshot (): AdmissionSnapshot {
     return { slotsBusy: this.busy, slotsTotal: this.total, queueDepth: this.queue.size }
-  }
-
-  holds (id: string): boolean {
-    return this.holders.has(id)
-  }
-
-  isQueued (id: string): boolean {
-    return this.queue.has(id)
   }
 
   acquire (req: AdmitRequest<T>, now: number): AdmitResult {

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { mulberry32 } from '@llmesh/testkit'
 import { backoff, backoffCap } from './backoff.js'
 
 describe('backoff', () => {
@@ -24,5 +25,12 @@ describe('backoff', () => {
     const ds = Array.from({ length: 1000 }, () => backoff(5, rnd))
     expect(Math.min(...ds)).toBeLessThan(80)
     expect(Math.max(...ds)).toBeGreaterThan(720)
+  })
+
+  it('keeps the delays it had before it became a use of the one backoff in @llmesh/kit (same seeded sequence)', () => {
+    // recorded from the scheduler's own backoff before it was replaced by kit's
+    const random = mulberry32(17)
+    expect(Array.from({ length: 12 }, (_, a) => backoff(a + 1, random))).toEqual([33, 19, 106, 66, 70, 1217, 564, 1092, 513, 1366, 1593, 609])
+    expect(Array.from({ length: 8 }, (_, a) => backoffCap(a))).toEqual([50, 50, 100, 200, 400, 800, 1600, 2000])
   })
 })

@@ -3,7 +3,8 @@ import { mulberry32, nodeRecord } from '@llmesh/testkit'
 import type { NodeRecord } from '@llmesh/protocol'
 import type { TargetMetrics } from './cluster-view.js'
 import { Admission } from './admission.js'
-import { Claims, overlayReport, targetMetrics, type AdmissionReport, type ReportingPeer } from './claims.js'
+import { Claims, type ReportingPeer } from './claims.js'
+import { Dispatch, Dispatcher, type DispatchAction } from './dispatch/index.js'
 import { rank, type RankTuning } from './rank.js'
 import type { Strategy } from './strategy.js'
 
@@ -14,11 +15,13 @@ import type { Strategy } from './strategy.js'
  * as published at the end of the previous tick; the hosts' own heartbeats are slower than the
  * burst, so every router has their reports from just before it (h1 and h2 each serving one
  * request from outside llmesh, which no router claims). Targets run `Admission` (2 slots + a
- * queue); a router follows the documented protocol: first choice, next on "busy" (whose
- * answer carries the target's admission snapshot, which the router remembers), queue when
- * every host is full, next on "queue full", 429 when none is left. Baselines: routers that
- * see no claims of other routers ('own-only'), and routers that see neither claims nor
- * anything but the stale reports ('none', the uncoordinated routers of the seed).
+ * queue); each router runs the real dispatch machine (`Dispatch`, with its own `Dispatcher`):
+ * first choice, next on "busy" (whose answer carries the target's admission snapshot, which
+ * the router remembers), queue when every host is full (at its first choice), next on "queue
+ * full", 429 when none is left. Baselines: routers that see no claims of other routers
+ * ('own-only'), and routers that see neither claims nor anything but the stale reports
+ * ('none', the uncoordinated routers of the seed: no claims of their own, and busy answers
+ * without figures).
  */
 
 const HOSTS = ['h0', 'h1', 'h2']
@@ -51,11 +54,10 @@ function simulate (mode: Mode, seed: number, strategy: Strategy = 'performance')
   hosts.get('h1')!.acquire({ id: 'external', value: null }, now)
   hosts.get('h2')!.acquire({ id: 'external', value: null }, now)
   const reports = new Map(HOSTS.map((h) => [h, { ...hosts.get(h)!.snapshot(), tokensPerSec: 20, latencyMs: 200 }]))
-  const claims = new Map(HOSTS.map((h) => [h, new Claims()]))
-  // what each router learnt from "busy" answers, which carry the target's admission snapshot
-  const learnt = new Map(HOSTS.map((h) => [h, new Map<string, AdmissionReport>()]))
-  const cursors = new Map<string, ReadonlyMap<string, string>>()
-  let published = new Map(HOSTS.map((h) => [h, {} as Record<string, number>]))
+  // each router's memory: its claims, and what "busy" answers (which carry the target's
+  // admission snapshot) taught it
+  const routers = new Map(HOSTS.map((h) => [h, new Dispatcher({ random, defaultStrategy: strategy })]))
+  const published = new Map(HOSTS.map((h) => [h, {} as Record<string, number>]))
   const zero = (): Record<string, number> => Object.fromEntries(HOSTS.map((h) => [h, 0]))
   const out: SimResult = { accepted: zero(), firstChoice: zero(), forwards: zero(), busy: 0, queueFull: 0, rejected: 0, maxHeld: 0 }
 
@@ -65,47 +67,39 @@ function simulate (mode: Mode, seed: number, strategy: Strategy = 'performance')
       lastHeardAt: now,
       metrics: { ...reports.get(h)!, claims: mode === 'claims' ? published.get(h)! : {} }
     }))
-    let metrics = targetMetrics(peers, router)
-    if (mode !== 'none') for (const [peer, report] of learnt.get(router)!) metrics = overlayReport(metrics, peer, report, now)
-    const tried = new Set<string>()
-    let queue = false
+    const view = { now, selfPeerId: router, nodes, peers, reachable: new Set(HOSTS) }
+    const d = routers.get(router)!
+    const m = new Dispatch(d)
     let first = true
-    for (;;) {
-      const r = rank({
-        view: { nodes, metrics },
-        request: { model: 'tiny', exclude: tried, strategy },
-        selfPeerId: router,
-        reachable: new Set(HOSTS),
-        inflight: mode === 'none' ? new Map() : claims.get(router)!.inflight,
-        random,
-        now,
-        roundRobin: cursors.get(router) ?? new Map()
-      })
-      cursors.set(router, r.roundRobin)
-      if (!r.ok) {
-        if (!queue) { queue = true; tried.clear(); continue }
+    for (let action: DispatchAction = m.start({ model: 'tiny' }, view); ;) {
+      if (action.kind === 'fail') {
         out.rejected++
         return
       }
-      const target = r.targets[0]!.peerId
+      if (action.kind === 'wait') throw new Error('no host fails here: nothing to back off from')
+      const target = action.target.peerId
       if (first) out.firstChoice[target]!++
       first = false
-      tried.add(target)
       out.forwards[target]!++
       const host = hosts.get(target)!
-      const res = host.acquire({ id, mayQueue: queue || r.allFull, value: null }, now)
+      const res = host.acquire({ id, mayQueue: action.mayQueue, value: null }, now)
       out.maxHeld = Math.max(out.maxHeld, host.busy + host.queueDepth)
       expect(host.busy + host.queueDepth).toBeLessThanOrEqual(SLOTS + QUEUE)
       if (res.kind === 'granted' || res.kind === 'queued') {
-        claims.get(router)!.claim(target)
+        if (mode !== 'none') d.claims.claim(target)
+        m.next({ kind: 'served' })
         out.accepted[target]!++
         return
       }
       if (res.kind === 'busy') {
         out.busy++
-        learnt.get(router)!.set(target, host.snapshot())
+        action = m.next({ kind: 'failed', failure: 'busy', code: 'BUSY', message: 'busy', ...(mode !== 'none' ? { admission: host.snapshot() } : {}) }, view)
+      } else if (res.kind === 'rejected' && res.reason === 'full') {
+        out.queueFull++
+        action = m.next({ kind: 'failed', failure: 'queue-full', code: 'QUEUE_FULL', message: 'queue full', retryAfterSec: res.retryAfterSec }, view)
+      } else {
+        throw new Error(`unexpected admission answer ${res.kind}`)
       }
-      else out.queueFull++
     }
   }
 
@@ -118,7 +112,7 @@ function simulate (mode: Mode, seed: number, strategy: Strategy = 'performance')
     for (const router of order) dispatch(router, `${router}-${tick}`)
     // routers publish their claims as they change (one tick late here); the hosts' own
     // heartbeats are slower than the whole burst, so their reports stay as they were
-    published = new Map(HOSTS.map((h) => [h, claims.get(h)!.toRecord()]))
+    for (const h of HOSTS) published.set(h, routers.get(h)!.claims.toRecord())
   }
   return out
 }

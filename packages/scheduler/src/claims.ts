@@ -1,3 +1,4 @@
+import type { AdmissionSnapshot } from '@llmesh/protocol'
 import type { TargetMetrics } from './cluster-view.js'
 import { nonNegative } from './load.js'
 
@@ -49,10 +50,7 @@ export interface ReportingPeer {
   state?: string
   /** local clock time of its last heartbeat, ms */
   lastHeardAt?: number
-  metrics: {
-    slotsBusy?: number
-    slotsTotal?: number
-    queueDepth?: number
+  metrics: Partial<AdmissionSnapshot> & {
     /** 0 = no samples */
     tokensPerSec?: number
     /** 0 = no samples */
@@ -106,19 +104,12 @@ export function targetMetrics (peers: Iterable<ReportingPeer>, selfPeerId: strin
   return out
 }
 
-/** A host's admission figures, as its heartbeat or a "busy" answer carries them. */
-export interface AdmissionReport {
-  slotsBusy: number
-  slotsTotal: number
-  queueDepth: number
-}
-
 /**
  * Lays a fresher report of one host over the metrics map, e.g. the admission snapshot a target
  * sends with its "busy" answer: the router then knows that host is full until the next
  * heartbeat, instead of finding out again with every request. Returns a new map.
  */
-export function overlayReport (metrics: ReadonlyMap<string, TargetMetrics>, peerId: string, report: AdmissionReport, now: number): Map<string, TargetMetrics> {
+export function overlayReport (metrics: ReadonlyMap<string, TargetMetrics>, peerId: string, report: AdmissionSnapshot, now: number): Map<string, TargetMetrics> {
   const out = new Map(metrics)
   out.set(peerId, {
     ...metrics.get(peerId),

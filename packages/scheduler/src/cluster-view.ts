@@ -1,4 +1,4 @@
-import type { NodeRecord } from '@llmesh/protocol'
+import type { AdmissionSnapshot, NodeRecord } from '@llmesh/protocol'
 import type { Strategy } from './strategy.js'
 
 /**
@@ -9,15 +9,10 @@ import type { Strategy } from './strategy.js'
 /**
  * What this router knows about one target host's load and speed, from the host's heartbeats
  * (metrics topic) and the other routers' claims. Every field may be missing: missing means
- * unknown, never zero load. Negative or non-finite numbers are treated as missing.
+ * unknown, never zero load. Negative or non-finite numbers are treated as missing. The
+ * admission figures are the host's own report.
  */
-export interface TargetMetrics {
-  /** requests the host's runners are serving now, as the host reported */
-  slotsBusy?: number
-  /** parallel slots of the host's ready runners, as the host reported */
-  slotsTotal?: number
-  /** requests waiting in the host's admission queue, as the host reported */
-  queueDepth?: number
+export interface TargetMetrics extends Partial<AdmissionSnapshot> {
   /** per-request decode speed, tokens/s, EWMA; 0 = no samples yet */
   tokensPerSecEwma?: number
   /** time to first token, ms, EWMA; 0 = no samples yet */

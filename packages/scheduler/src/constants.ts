@@ -226,6 +226,25 @@ export const RETRY_BUDGET_WINDOW_MS = 10_000
 export const RETRY_BUDGET_MIN_RETRIES = 10
 
 // ---------------------------------------------------------------------------------------------
+// Dispatch (see dispatch/)
+
+/**
+ * Most rounds one request's dispatch takes in all (targets asked, switches to queueing, hosts
+ * skipped for a probe already out), whatever the retry decisions say: a guard against a loop,
+ * never reached by the rules themselves.
+ * @default 32 rounds
+ */
+export const MAX_DISPATCHES = 32
+
+/**
+ * How long a router counts a host as its "busy" answer described it (full, with that queue),
+ * unless a heartbeat of that host comes first: twice the heartbeat period, so a late heartbeat
+ * does not leave the host looking full.
+ * @default 1000 ms
+ */
+export const BUSY_REPORT_TTL_MS = 1000
+
+// ---------------------------------------------------------------------------------------------
 // Outcome statistics
 
 /**

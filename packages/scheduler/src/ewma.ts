@@ -125,10 +125,6 @@ export class PeerStats {
     return [...this.peers.keys()]
   }
 
-  forget (peerId: string): void {
-    this.peers.delete(peerId)
-  }
-
   private successAt (e: PeerEntry, now: number): number | undefined {
     if (e.success == null) return undefined
     const dt = Math.max(0, now - e.lastAt)

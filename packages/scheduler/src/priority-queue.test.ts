@@ -28,7 +28,13 @@ describe('PriorityQueue', () => {
       if (q.dequeue(now).entry!.id === 'low') served = now
     }
     expect(served).toBe(20_000)
-    expect(q.effectivePriority({ id: 'x', priority: 0, enqueuedAt: 0, value: null }, 20_000)).toBe(10)
+    // 0.5 points a second: after 20 s a priority-0 request is worth a fresh priority 10
+    for (const [waited, first] of [[19_000, 'fresh'], [21_000, 'old']] as const) {
+      const aged = new PriorityQueue<null>({ agingPerSec: 0.5 })
+      aged.enqueue({ id: 'old', priority: 0, value: null }, 0)
+      aged.enqueue({ id: 'fresh', priority: 10, value: null }, waited)
+      expect(aged.dequeue(waited).entry!.id).toBe(first)
+    }
   })
 
   it('keeps the order right on epoch-sized clocks', () => {

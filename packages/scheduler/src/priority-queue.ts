@@ -95,10 +95,6 @@ export class PriorityQueue<T> {
     return this.index.has(id)
   }
 
-  effectivePriority (entry: QueueEntry<T>, now: number): number {
-    return entry.priority + this.agingPerMs * Math.max(0, now - entry.enqueuedAt)
-  }
-
   /** Queues an item at `now`; refuses it when full, expired or already queued. */
   enqueue (item: { id: string, priority: number, deadline?: number, value: T }, now: number): EnqueueResult {
     if (this.index.has(item.id)) return { ok: false, reason: 'duplicate' }
@@ -130,11 +126,6 @@ export class PriorityQueue<T> {
       return { entry: top, expired }
     }
     return { entry: undefined, expired }
-  }
-
-  /** The next entry `dequeue` would return, expiry aside; nothing changes. */
-  peek (): QueueEntry<T> | undefined {
-    return this.heap[0]?.entry
   }
 
   /** Removes an entry (its client went away); undefined when it is not queued. */

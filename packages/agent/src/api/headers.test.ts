@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import Fastify from 'fastify'
 import type { IncomingHttpHeaders } from 'node:http'
+import { LlmeshError } from '@llmesh/protocol'
+import { STRATEGIES } from '@llmesh/scheduler'
 import type { RoutedResponse } from '../router.js'
 import { headerValue, MAX_DEADLINE_MS, requestDeadlineMs, requestPriority, requestStrategy, routeHeaders } from './headers.js'
 
@@ -17,6 +19,12 @@ describe('x-llmesh-* request headers', () => {
     expect(requestStrategy(h({ 'x-llmesh-strategy': '  ' }), 'fastest')).toBe('fastest')
     expect(requestStrategy(h({ 'x-llmesh-strategy': ' Least-Loaded ' }), 'performance')).toBe('least-loaded')
     expect(requestStrategy(h({ 'x-llmesh-strategy': ['random'] }), 'performance')).toBe('random')
+    for (const s of STRATEGIES) expect(requestStrategy(h({ 'x-llmesh-strategy': ` ${s.toUpperCase()} ` }), 'performance')).toBe(s)
+    let err: unknown
+    try { requestStrategy(h({ 'x-llmesh-strategy': 'fastest-please' }), 'performance') } catch (e) { err = e }
+    expect(err).toBeInstanceOf(LlmeshError)
+    expect((err as LlmeshError).status).toBe(400)
+    expect((err as LlmeshError).message).toBe("unknown routing strategy 'fastest-please'; valid strategies: performance, least-loaded, round-robin, fastest, random, prefix-affinity")
     const bad = codeAndMessage(() => requestStrategy(h({ 'x-llmesh-strategy': 'fastest-please' }), 'performance'))
     expect(bad.code).toBe('INVALID_REQUEST')
     expect(bad.message).toMatch(/unknown routing strategy 'fastest-please'; valid strategies: performance, least-loaded/)
@@ -28,7 +36,7 @@ describe('x-llmesh-* request headers', () => {
     expect(requestPriority(h({ 'x-llmesh-priority': '' }))).toBe(5)
     expect(requestPriority(h({ 'x-llmesh-priority': ' 10 ' }))).toBe(10)
     expect(requestPriority(h({ 'x-llmesh-priority': '0' }))).toBe(0)
-    for (const bad of ['11', '-1', '2.5', 'high']) {
+    for (const bad of ['11', '-1', '2.5', 'high', 'NaN']) {
       expect(codeAndMessage(() => requestPriority(h({ 'x-llmesh-priority': bad }))), bad).toMatchObject({ code: 'INVALID_REQUEST', message: expect.stringMatching(/integer from 0 to 10/) })
     }
     expect(codeAndMessage(() => requestPriority(h({ 'x-llmesh-priority': ['1', '2'] }))).message).toMatch(/more than once/)

@@ -8,7 +8,7 @@ import { routeRequest, type ApiContext } from './request.js'
 /** A port whose infer() hands back what it was asked to route. */
 function fakeContext (strategy: string): ApiContext {
   const port = { infer: async (req: DispatchRequest) => req, trackRequest: () => () => {} } as unknown as AgentPort
-  return { port, strategy, deadlineMs: 60_000, writeStallMs: 30_000 } as ApiContext
+  return { port, strategy, deadlineMs: 60_000, writeStallMs: 30_000, clock: { now: Date.now } } as ApiContext
 }
 
 async function routed (strategy: string, header?: string): Promise<{ req: DispatchRequest, keyed: number }> {

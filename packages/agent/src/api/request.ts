@@ -4,7 +4,7 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { z } from 'zod'
-import { LlmeshError, type InferPath } from '@llmesh/protocol'
+import { LlmeshError, type Clock, type InferPath } from '@llmesh/protocol'
 import { Abort } from '@llmesh/kit'
 import type { Strategy } from '@llmesh/scheduler'
 import type { RoutedResponse } from '../router.js'
@@ -20,6 +20,8 @@ export interface ApiContext {
   deadlineMs: number
   /** a client that reads nothing this long has its stream ended, ms */
   writeStallMs: number
+  /** the agent's clock, on which the router and admission check the request's deadline */
+  clock: Pick<Clock, 'now'>
 }
 
 /** Validates a request body with zod: one clear message naming the field. */
@@ -69,7 +71,7 @@ export async function routeRequest (ctx: ApiContext, req: FastifyRequest, reply:
     priority,
     ...(prefix != null ? { prefixKey: prefix } : {}),
     ...(api.expectedTokens != null ? { expectedTokens: api.expectedTokens } : {}),
-    deadline: Date.now() + deadlineMs,
+    deadline: ctx.clock.now() + deadlineMs,
     signal: controller.signal
   })
 }

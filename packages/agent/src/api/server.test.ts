@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import pino from 'pino'
 import type { DispatchRequest, RoutedResponse } from '../router.js'
-import { QueueFullError } from '../serving.js'
+import { QueueFullError } from '@llmesh/protocol'
 import type { AgentPort, MeshView } from './port.js'
 import { buildHttpServer, type HttpApiInit } from './server.js'
 

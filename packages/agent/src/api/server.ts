@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { LlmeshError } from '@llmesh/protocol'
+import { LlmeshError, type Clock } from '@llmesh/protocol'
+import { systemClock } from '@llmesh/kit'
 import type { Strategy } from '@llmesh/scheduler'
 import { API_TIMEOUT_CHECK_MS } from '../constants.js'
 import { errorBody, httpError } from './errors.js'
@@ -37,6 +38,8 @@ export interface HttpApiInit {
   deadlineMs: number
   /** a client that reads nothing this long has its stream ended, ms */
   writeStallMs: number
+  /** the agent's clock: request deadlines are set on it. @default the system clock */
+  clock?: Pick<Clock, 'now'>
 }
 
 /**
@@ -91,7 +94,7 @@ export function buildHttpServer (init: HttpApiInit, port: AgentPort, logger: Log
     void reply.status(404).send(errorBody(req.url, e))
   })
 
-  const ctx: ApiContext = { port, strategy: init.strategy, deadlineMs: init.deadlineMs, writeStallMs: init.writeStallMs }
+  const ctx: ApiContext = { port, strategy: init.strategy, deadlineMs: init.deadlineMs, writeStallMs: init.writeStallMs, clock: init.clock ?? systemClock }
   registerMeshApi(app, port)
   registerOpenAiApi(app, ctx)
   registerOllamaApi(app, ctx)
