@@ -53,13 +53,6 @@ export const OVERSIZE_DRAIN_BYTES = 128 * 1024 * 1024
  */
 export const API_TIMEOUT_CHECK_MS = 1000
 
-/**
- * A client that reads nothing of its stream for this long loses it (STALLED) and frees the
- * runner's slot; `limits.writeStallMs` in the config. The mesh's: one bound for HTTP clients
- * and for the peers this host serves.
- */
-export { WRITE_STALL_MS } from '@llmesh/mesh'
-
 /** Default HTTP API port (`api.port`): next to Ollama's 11434, so switching a client over is one digit. @default 11435 */
 export const DEFAULT_API_PORT = 11435
 /** Default HTTP API address: loopback, so nothing off this host reaches the API until asked to. @default 127.0.0.1 */
