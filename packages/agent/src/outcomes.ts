@@ -17,7 +17,9 @@ const FAILURE_OF_CODE: Record<ErrorCode, Failure> = {
   STALLED: 'stall',
   UNAUTHORIZED: 'client-error',
   FORBIDDEN: 'client-error',
-  INVALID_CONFIG: 'server-error'
+  INVALID_CONFIG: 'server-error',
+  // the target could not make room (its own figures are fresher than the view): try the next
+  INSUFFICIENT_MEMORY: 'server-error'
 }
 
 /** The scheduler's failure kind of an error (an aborted request is 'aborted' whatever it threw). */

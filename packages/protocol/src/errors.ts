@@ -37,7 +37,12 @@ export const ErrorCodes = {
    * the agent's configuration (file, flags, or a data dir another agent holds) is invalid; raised
    * at start and printed by `llmesh up`, never an HTTP answer (hence a plain 500 should it reach one)
    */
-  INVALID_CONFIG: { status: 500, type: 'server_error' }
+  INVALID_CONFIG: { status: 500, type: 'server_error' },
+  /**
+   * the model fits on no host that has it (weights + KV cache against each host's model memory);
+   * the message gives both figures. `loadAnyway` (config) or `x-llmesh-load-anyway: 1` overrides
+   */
+  INSUFFICIENT_MEMORY: { status: 507, type: 'server_error' }
 } as const satisfies Record<string, { status: number, type: string }>
 
 export type ErrorCode = keyof typeof ErrorCodes

@@ -25,7 +25,14 @@ export const PeerMetricsSchema = z.object({
   /** how far single requests' time to first token lies from latencyMs, ms (EW standard deviation) */
   latencyDev: z.number().nonnegative().optional(),
   /** same for tokensPerSec */
-  tokensPerSecDev: z.number().nonnegative().optional()
+  tokensPerSecDev: z.number().nonnegative().optional(),
+  /** admission per model served here (demand-driven replicas read it), at most MAX_METRICS_MODELS */
+  models: z.array(z.object({
+    model: z.string().min(1).max(256),
+    slots: z.number().int().nonnegative(),
+    busy: z.number().int().nonnegative(),
+    queue: z.number().int().nonnegative()
+  })).max(64).optional()
 })
 export type PeerMetrics = z.infer<typeof PeerMetricsSchema>
 
@@ -42,6 +49,9 @@ export const HeartbeatSchema = z.object({
   metrics: PeerMetricsSchema
 })
 export type Heartbeat = z.infer<typeof HeartbeatSchema>
+
+/** Most models a heartbeat reports admission for. */
+export const MAX_METRICS_MODELS = 64
 
 /** Largest heartbeat accepted, bytes. */
 export const MAX_HEARTBEAT_BYTES = 64 * 1024

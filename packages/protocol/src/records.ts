@@ -70,7 +70,9 @@ export const RunnerInfoSchema = z.object({
   /** why it last failed, one line */
   lastError: z.string().max(512).optional(),
   /** rpc-server only: host:port on the mesh-private address that coordinators pass to `--rpc` */
-  endpoint: z.string().max(256).optional()
+  endpoint: z.string().max(256).optional(),
+  /** while loading: share of the weights loaded, 0..1, when the runner reports it */
+  progress: z.number().min(0).max(1).optional()
 })
 export type RunnerInfo = z.infer<typeof RunnerInfoSchema>
 export type RunnerState = RunnerInfo['state']
@@ -88,7 +90,13 @@ export const HardwareSchema = z.object({
     memTotalBytes: z.number().nonnegative().max(MAX_RECORD_BYTES_FIGURE),
     /** free VRAM at probe time, bytes, when the tool reports it */
     memFreeBytes: z.number().nonnegative().max(MAX_RECORD_BYTES_FIGURE).optional()
-  })).max(64).optional()
+  })).max(64).optional(),
+  /**
+   * memory this host gives to the models it runs, bytes: the config's `placement.memoryBytes`,
+   * else the GPUs' total VRAM, else a share of RAM (see the agent's config). Placement plans
+   * against it; absent on older peers (then memBytes counts)
+   */
+  modelMemBytes: z.number().nonnegative().max(MAX_RECORD_BYTES_FIGURE).optional()
 })
 export type Hardware = z.infer<typeof HardwareSchema>
 
