@@ -1,15 +1,16 @@
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { INFER_PROTOCOL, LlmeshError, PROTOCOL_VERSION, type Components, type PeerMetrics, type UnsignedNodeRecord } from '@llmesh/protocol'
+import { INFER_PROTOCOL, LlmeshError, MAX_METRICS_MODELS, PROTOCOL_VERSION, type Components, type EffectivePin, type PeerMetrics, type UnsignedNodeRecord } from '@llmesh/protocol'
 import { Abort } from '@llmesh/kit'
 import type { ClusterDoc } from '@llmesh/state'
 import { Mesh, checkPrivateFile, ensurePrivateDir, loadOrCreateKey, peerIdOfKey, recordSigner, recordVerifier, removeStaleTempFiles } from '@llmesh/mesh'
-import type { DispatchView, ReportingPeer } from '@llmesh/scheduler'
+import type { DispatchView, PlacementView, ReportingPeer } from '@llmesh/scheduler'
 import { RunnerManager, formatPidFile, isRunning, readPidFile, reapRunners, selfStamp, type ProcessStamp, type RunnerDescription } from '@llmesh/runners'
 import { findLlamaServer } from './binaries.js'
 import { ConfigError, type AgentConfig } from './config.js'
-import { ApiKeyStore, apiKeysPath, buildHttpServer, type AgentPort, type MeshView, type ViewNode } from './api/index.js'
+import { ApiKeyStore, apiKeysPath, buildHttpServer, type AgentPort, type MeshView, type ViewNode, type ViewPlacement } from './api/index.js'
+import { Placements } from './placement.js'
 import { Router, type DispatchRequest, type RoutedResponse } from './router.js'
 import { LocalForwarder, PeerForwarder } from './forwarders.js'
 import { inferServer } from './infer-server.js'
@@ -49,6 +50,8 @@ export class Agent implements AgentPort {
   private router?: Router
   /** admission and served-request figures of this host's runners (local and forwarded requests) */
   private serving?: LocalServing
+  /** which models this host runs: starts, evictions, pins, replicas, its placements entry */
+  private placements?: Placements
   private readonly startedAt: number
   private snapshotTimer?: NodeJS.Timeout
   private apiAddress = ''
@@ -151,6 +154,21 @@ export class Agent implements AgentPort {
     this.serving = new LocalServing({ logger: this.log, clock, queueCapacity: config.queue.capacity, slotsTotal: () => this.readySlots() })
     // the catalog is read before anything is published: a bad model path is a start error
     await this.manager.start()
+    const manager = this.manager
+    this.placements = new Placements({
+      config: config.placement,
+      ctxSize: config.llamaServer.ctxSize,
+      manager,
+      serving: this.serving,
+      doc: this.doc,
+      selfPeerId: this._peerId,
+      // the models named at start (`--model`) are kept here like pins
+      configured: new Set(manager.runners().filter((r) => r.kind === 'llama-server' || r.kind === 'embedded').map((r) => r.model)),
+      view: () => this.placementView(this.components.clock.now()),
+      peers: () => this.dispatchView(this.components.clock.now()).peers,
+      clock,
+      logger: this.log
+    })
     // runners flip busy/ready with every request, which the record does not show: publish only
     // when what the record shows changed (a runner ready, failed, added; the catalog)
     this.manager.onChange(() => {
@@ -179,7 +197,9 @@ export class Agent implements AgentPort {
       inferLimits: { writeStallMs: config.limits.writeStallMs }
     })
     await this.mesh.start()
-    const local = new LocalForwarder({ serving: this.serving, runners: this.manager })
+    const placements = this.placements
+    const local = new LocalForwarder({ serving: this.serving, runners: placements })
+    placements.start()
     this.router = new Router({
       view: { dispatchView: (now) => this.dispatchView(now) },
       local,
@@ -205,7 +225,7 @@ export class Agent implements AgentPort {
     }))
 
     this.http = buildHttpServer({
-      ...config.api, strategy: config.strategy, deadlineMs: config.queue.deadlineMs, writeStallMs: config.limits.writeStallMs, clock
+      ...config.api, strategy: config.strategy, deadlineMs: config.queue.deadlineMs, writeStallMs: config.limits.writeStallMs, clock, loadAnyway: config.placement.loadAnyway
     }, this, this.log)
     this.apiAddress = await listen(this.http, config.api.host, config.api.port)
     this.publishSelf()
@@ -254,7 +274,9 @@ export class Agent implements AgentPort {
       protocol: PROTOCOL_VERSION,
       addrs: this.mesh?.addrs() ?? [],
       api: this.apiAddress,
-      hardware: this.manager?.hardware() ?? { cpus: 0, memBytes: 0, platform: process.platform, arch: process.arch },
+      hardware: this.manager != null
+        ? { ...this.manager.hardware(), ...(this.placements != null ? { modelMemBytes: this.placements.budget() } : {}) }
+        : { cpus: 0, memBytes: 0, platform: process.platform, arch: process.arch },
       models: this.manager?.models() ?? [],
       // busy/ready flips with every request: the record says "serving", the heartbeats say how busy
       runners: (this.manager?.runners() ?? []).map((r) => {
@@ -282,7 +304,9 @@ export class Agent implements AgentPort {
   private servingMetrics (): Omit<PeerMetrics, 'claims'> {
     const admission = this.serving?.snapshot() ?? { slotsBusy: 0, slotsTotal: this.readySlots(), queueDepth: 0 }
     const served = this.serving?.figures() ?? { tokensPerSec: 0, latencyMs: 0, successRate: 1 }
+    const models = this.serving?.modelFigures(MAX_METRICS_MODELS) ?? []
     return {
+      ...(models.length > 0 ? { models } : {}),
       slotsBusy: admission.slotsBusy,
       slotsTotal: admission.slotsTotal,
       queueDepth: admission.queueDepth,
@@ -302,7 +326,38 @@ export class Agent implements AgentPort {
   private dispatchView (now: number): DispatchView {
     const peers: ReportingPeer[] = [...(this.mesh?.members() ?? [])]
     peers.push({ peerId: this._peerId, state: 'alive', lastHeardAt: now, metrics: this.servingMetrics() })
-    return { now, selfPeerId: this._peerId, nodes: this.doc?.records() ?? [], peers, reachable: this.reachable() }
+    return {
+      now,
+      selfPeerId: this._peerId,
+      nodes: this.doc?.records() ?? [],
+      peers,
+      reachable: this.reachable(),
+      placements: this.doc?.placements() ?? new Map(),
+      pins: this.placements?.effectivePins() ?? []
+    }
+  }
+
+  /** The mesh as placement decides on it (which host starts a model, where replicas go). */
+  private placementView (now: number): PlacementView {
+    const v = this.dispatchView(now)
+    return { selfPeerId: v.selfPeerId, nodes: v.nodes, placements: v.placements ?? new Map(), pins: v.pins ?? [], reachable: v.reachable }
+  }
+
+  /** The pins in effect over the mesh. */
+  pins (): EffectivePin[] {
+    return this.placements?.effectivePins() ?? []
+  }
+
+  /** Pins or unpins a model on a host named by peer id or node name (anywhere when absent). */
+  setPin (model: string, host: string | undefined, pinned: boolean): EffectivePin[] {
+    if (this.placements == null) throw new LlmeshError('NO_CAPACITY', 'the agent is not started')
+    let peerId: string | undefined
+    if (host != null) {
+      const records = this.doc?.records() ?? []
+      peerId = records.find((n) => n.peerId === host)?.peerId ?? records.find((n) => n.name === host)?.peerId
+      if (peerId == null) throw new LlmeshError('INVALID_REQUEST', `no host '${host.slice(0, 128)}' in the mesh (give a peer id or a node name of llmesh status)`)
+    }
+    return this.placements.setPin(model, peerId, pinned)
   }
 
   private lastSignature = ''
@@ -337,7 +392,9 @@ export class Agent implements AgentPort {
         metrics: self ? this.localMetrics() : member?.metrics ?? null
       }
     })
-    return { self: this._peerId, trust: this.trustInfo(), nodes }
+    const placements: ViewPlacement[] = []
+    for (const [peerId, entry] of this.doc?.placements() ?? []) for (const p of entry.placements) placements.push({ peerId, ...p })
+    return { self: this._peerId, trust: this.trustInfo(), nodes, placements, pins: this.pins() }
   }
 
   /** Counters of the mesh layer, for `GET /mesh/stats` and the benchmarks. */
@@ -432,6 +489,7 @@ export class Agent implements AgentPort {
     await this.starting?.catch(() => {})
     clearInterval(this.snapshotTimer)
     this.serving?.stop()
+    this.placements?.stop()
     await this.mesh?.leave()
     // no new requests from here; those in flight get the grace, then an error
     const closing = this.http?.close()

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { LlmeshError } from '@llmesh/protocol'
 import { MembershipConfigSchema, P2pConfigSchema, PeerLimitsConfigSchema } from '@llmesh/mesh'
-import { QueueConfigSchema, StrategyConfigSchema } from '@llmesh/scheduler'
+import { PlacementConfigSchema, QueueConfigSchema, StrategyConfigSchema } from '@llmesh/scheduler'
 import {
   FirstTokenTimeoutMsSchema, LlamaServerConfigSchema, MlxConfigSchema, ModelEntrySchema, OllamaConfigSchema, StallTimeoutMsSchema
 } from '@llmesh/runners'
@@ -137,6 +137,18 @@ export const AgentConfigSchema = z.strictObject({
    * `writeStallMs` (@default 30000 ms): see the mesh's PeerLimitsConfigSchema.
    */
   limits: PeerLimitsConfigSchema,
+  /**
+   * Models on demand: which models this host runs is the mesh's decision (a request for a model
+   * no host runs starts it on the best host that has the file). `memoryBytes`: memory this host
+   * gives to models (@default the GPUs' VRAM, else `memoryShare` 0.75 of RAM); a model that does
+   * not fit evicts the least recently used unpinned one, or is answered 507 with the figures
+   * unless `loadAnyway` (@default false; per request `x-llmesh-load-anyway: 1`). `pins`:
+   * `[{ model, host? }]` kept loaded, never evicted (host: a peer id, `*` for anywhere; @default
+   * this host). `idleUnloadMs` (@default 0: off), `scaleUpAfterMs` (@default 10000),
+   * `scaleDownAfterMs` (@default 300000), `evictDrainMs` (@default 30000): see the scheduler's
+   * PlacementConfigSchema.
+   */
+  placement: PlacementConfigSchema,
   /**
    * the llama-server runners: `binary` (@default $LLMESH_LLAMA_SERVER, else `llama-server` on
    * PATH, else the embedded llama.cpp), `slots` per runner (@default 2), `ctxSize` tokens per

@@ -79,3 +79,15 @@ export const SHUTDOWN_GRACE_MS = 5000
 export const DEFAULT_CLUSTER_ID = 'default'
 /** @default "info" */
 export const DEFAULT_LOG_LEVEL = 'info'
+
+/**
+ * How often a host reconsiders placement (pins to start, replicas to add, idle replicas to stop),
+ * ms. Short enough that a sustained queue is seen within a few heartbeats; each round is a few
+ * pure functions over the view. @default 500 ms
+ */
+export const PLACEMENT_RECONCILE_MS = 500
+/**
+ * Load progress is published in steps of this share: every step rewrites the placements entry,
+ * which every peer receives. @default 0.1 (ten writes per load at most)
+ */
+export const PROGRESS_STEP = 0.1

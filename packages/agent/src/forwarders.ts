@@ -8,6 +8,8 @@ export interface ForwardTarget {
   peerId: string
   /** the runner the router chose; the target may use another of the same model */
   runnerId: string
+  /** the model is not ready there yet: the target starts it, or waits for its start */
+  cold?: boolean
 }
 
 /** What the router asks one target to do. */
@@ -18,9 +20,11 @@ export interface ForwardOptions {
   body: Record<string, unknown>
   priority: number
   mayQueue: boolean
-  /** clock time after which the request may no longer wait for a slot */
+  /** clock time after which the request may no longer wait for a slot (or for its model to load) */
   deadline: number
   signal: Signal
+  /** start the model even where it does not fit the host's model memory */
+  loadAnyway?: boolean
 }
 
 /** A target's answer, before anything went to the client. */
@@ -49,8 +53,15 @@ export interface Forwarder {
 export interface LocalForwarderInit {
   /** admission and served-request figures of this host's runners */
   serving: LocalServing
-  /** this host's runners (RunnerManager); `load` ranks a model's runners, here by their admission */
-  runners: { find: (model: string, preferred?: string, load?: (runner: Runner) => number) => Runner | undefined }
+  /**
+   * this host's runners as placement sees them: `find` the ready runner of a model (`load` ranks
+   * them, here by their admission), `has` a model on disk, `ensure` it started (see Placements)
+   */
+  runners: {
+    find: (model: string, preferred: string | undefined, load: (runner: Runner) => number) => Runner | undefined
+    has: (model: string) => boolean
+    ensure: (model: string, opts: { signal: Signal, deadline: number, loadAnyway: boolean, reason: 'request' }) => Promise<void>
+  }
 }
 
 /** This host's runners, behind their admission (see LocalServing). */
@@ -67,7 +78,7 @@ export class LocalForwarder implements Forwarder {
 
   async forward (target: ForwardTarget, opts: ForwardOptions): Promise<Forwarded> {
     const res = await this.serve(opts.model, target.runnerId, opts.path, opts.body, {
-      id: `self:${opts.id}:${++this.seq}`, priority: opts.priority, mayQueue: opts.mayQueue, deadline: opts.deadline, signal: opts.signal
+      id: `self:${opts.id}:${++this.seq}`, priority: opts.priority, mayQueue: opts.mayQueue, deadline: opts.deadline, signal: opts.signal, loadAnyway: opts.loadAnyway === true
     })
     if (isErrorHead(res.status)) throw await statusError(res.status, res.body)
     return res
@@ -75,10 +86,16 @@ export class LocalForwarder implements Forwarder {
 
   /**
    * Runs one request, this router's or a peer's, on a ready runner of `model` here (`runnerId`
-   * preferred) once admission gives it a slot; the head is passed on whatever its status.
+   * preferred) once admission gives it a slot; the head is passed on whatever its status. A
+   * model this host has on disk but does not run yet is started first (or its start in progress
+   * joined): the wait counts against the request's deadline.
    */
-  async serve (model: string, runnerId: string | undefined, path: InferPath, body: Record<string, unknown>, opts: ServeOptions): Promise<Forwarded> {
-    const runner = this.runners.find(model, runnerId, this.serving.load)
+  async serve (model: string, runnerId: string | undefined, path: InferPath, body: Record<string, unknown>, opts: ServeOptions & { loadAnyway?: boolean }): Promise<Forwarded> {
+    let runner = this.runners.find(model, runnerId, this.serving.load)
+    if (runner == null && this.runners.has(model)) {
+      await this.runners.ensure(model, { signal: opts.signal, deadline: opts.deadline, loadAnyway: opts.loadAnyway === true, reason: 'request' })
+      runner = this.runners.find(model, undefined, this.serving.load)
+    }
     if (runner == null) throw new LlmeshError('NO_CAPACITY', `no ready runner for '${model}' on this host`)
     const res = await this.serving.serve(runner, path, body, opts)
     return { ...res, runnerId: runner.id }
@@ -113,8 +130,9 @@ export class PeerForwarder implements Forwarder {
       priority: opts.priority,
       mayQueue: opts.mayQueue,
       // relative: peers' clocks differ
-      deadlineMs: Math.max(0, Math.round(opts.deadline - this.c.clock.now()))
-    }, opts.signal, this.timeouts(opts))
+      deadlineMs: Math.max(0, Math.round(opts.deadline - this.c.clock.now())),
+      ...(opts.loadAnyway === true ? { loadAnyway: true } : {})
+    }, opts.signal, this.timeouts(opts, target.cold === true))
     if (isErrorHead(remote.head.status)) throw await statusError(remote.head.status, remote.body)
     return { status: remote.head.status, contentType: remote.head.contentType, runnerId: remote.head.runnerId, body: remote.body }
   }
@@ -122,12 +140,13 @@ export class PeerForwarder implements Forwarder {
   /**
    * How long this agent waits on a peer for one forwarded request: silence bounds from
    * `limits`, and for the first token what an honest host may take (its queue wait when the
-   * request may queue, then its runner's own first-token bound), plus one silence bound.
+   * request may queue or its model has to load first, then its runner's own first-token
+   * bound), plus one silence bound.
    */
-  private timeouts (opts: ForwardOptions): InferTimeouts {
+  private timeouts (opts: ForwardOptions, cold: boolean): InferTimeouts {
     const { limits } = this.c
     const runnerFirst = opts.body['stream'] === true ? this.c.firstTokenTimeoutMs ?? DEFAULT_FIRST_TOKEN_TIMEOUT_MS : DEFAULT_NON_STREAM_TIMEOUT_MS
-    const queueWait = opts.mayQueue ? Math.max(0, opts.deadline - this.c.clock.now()) : 0
+    const queueWait = opts.mayQueue || cold ? Math.max(0, opts.deadline - this.c.clock.now()) : 0
     return { headMs: limits.headTimeoutMs, gapMs: limits.frameGapMs, firstTokenMs: queueWait + runnerFirst + limits.headTimeoutMs }
   }
 }

@@ -43,7 +43,8 @@ export function inferServer (init: InferServerInit): StreamHandler {
           mayQueue: request.mayQueue === true,
           // a peer may ask for less queueing than this host allows, never for more
           deadline: clock.now() + Math.min(request.deadlineMs ?? queueDeadlineMs, queueDeadlineMs),
-          signal: abort.signal
+          signal: abort.signal,
+          loadAnyway: request.loadAnyway === true
         })
         await reply.head({ status: res.status, contentType: res.contentType, runnerId: res.runnerId })
         for await (const chunk of res.body) await reply.data(chunk)

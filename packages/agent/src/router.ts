@@ -21,6 +21,8 @@ export interface DispatchRequest {
   /** clock time (the router's clock) after which the request may no longer wait for a slot */
   deadline: number
   signal: Signal
+  /** start the model even where it does not fit a host's model memory */
+  loadAnyway?: boolean
 }
 
 export interface RoutedTarget {
@@ -117,7 +119,7 @@ export class Router {
       let it: AsyncIterator<Uint8Array>
       let first: IteratorResult<Uint8Array>
       try {
-        res = await (t.local ? this.c.local : this.c.remote).forward(t, { id: req.id, path: req.path, model: req.model, body: req.body, priority: req.priority, mayQueue: action.mayQueue, deadline: req.deadline, signal })
+        res = await (t.local ? this.c.local : this.c.remote).forward(t, { id: req.id, path: req.path, model: req.model, body: req.body, priority: req.priority, mayQueue: action.mayQueue, deadline: req.deadline, signal, ...(req.loadAnyway === true ? { loadAnyway: true } : {}) })
         it = res.body[Symbol.asyncIterator]()
         // nothing goes to the client before the first chunk: until then a failure can move on
         first = await it.next()

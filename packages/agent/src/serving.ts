@@ -45,6 +45,8 @@ interface History {
   busyAnswers: number
   rejected: number
   expired: number
+  /** clock time this runner last took or finished a request (0: never): least recently used goes first */
+  lastUsedAt: number
 }
 
 /** Admission counters of one runner, for `GET /admin/admission` and the tests: its Admission's figures now and its history. */
@@ -89,7 +91,7 @@ export class LocalServing {
     if (e == null) {
       e = {
         admission: new Admission<Waiter>({ slots, capacity: this.capacity }),
-        counters: { runnerId: runner.id, model: runner.model, peakBusy: 0, peakQueue: 0, granted: 0, queued: 0, busyAnswers: 0, rejected: 0, expired: 0 }
+        counters: { runnerId: runner.id, model: runner.model, peakBusy: 0, peakQueue: 0, granted: 0, queued: 0, busyAnswers: 0, rejected: 0, expired: 0, lastUsedAt: 0 }
       }
       this.entries.set(runner.id, e)
     } else if (e.admission.slots !== slots) {
@@ -125,6 +127,38 @@ export class LocalServing {
     return a == null ? 0 : (a.busy + a.queueDepth) / Math.max(1, a.slots)
   }
 
+  /** Requests a runner serves or queues now (0 for a runner admission never saw). */
+  inflight (runnerId: string): number {
+    const a = this.entries.get(runnerId)?.admission
+    return a == null ? 0 : a.busy + a.queueDepth
+  }
+
+  /** Clock time a runner last took or finished a request; 0 when it never did. */
+  lastUsedAt (runnerId: string): number {
+    return this.entries.get(runnerId)?.counters.lastUsedAt ?? 0
+  }
+
+  /** Forgets a runner that was stopped (its admission is empty: it was drained first). */
+  forget (runnerId: string): void {
+    this.entries.delete(runnerId)
+  }
+
+  /**
+   * Admission per model over this host's runners, for the heartbeat (demand-driven replicas
+   * read it): at most `max` models, the busiest first.
+   */
+  modelFigures (max: number): Array<{ model: string, slots: number, busy: number, queue: number }> {
+    const by = new Map<string, { model: string, slots: number, busy: number, queue: number }>()
+    for (const { admission, counters } of this.entries.values()) {
+      const m = by.get(counters.model) ?? { model: counters.model, slots: 0, busy: 0, queue: 0 }
+      m.slots += admission.slots
+      m.busy += admission.busy
+      m.queue += admission.queueDepth
+      by.set(counters.model, m)
+    }
+    return [...by.values()].sort((a, b) => (b.busy + b.queue) - (a.busy + a.queue)).slice(0, max)
+  }
+
   /** Per runner counters, for `GET /admin/admission`. */
   counters (): AdmissionCounters[] {
     return [...this.entries.values()].map(({ admission, counters }) => ({ ...counters, slots: admission.slots, busy: admission.busy, queueDepth: admission.queueDepth }))
@@ -149,11 +183,13 @@ export class LocalServing {
    */
   async serve (runner: Runner, path: InferPath, body: Record<string, unknown>, opts: ServeOptions): Promise<RunnerResponse & { rate: TokenRateScanner }> {
     const e = this.entry(runner)
+    e.counters.lastUsedAt = this.clock.now()
     await this.acquire(e, opts)
     let released = false
     const release = (): void => {
       if (released) return
       released = true
+      e.counters.lastUsedAt = this.clock.now()
       this.settle(e, e.admission.release(opts.id, this.clock.now()))
     }
     const started = this.clock.now()

@@ -36,11 +36,35 @@ describe('llmesh status table', () => {
       nodes: [
         { name: 'a', peerId: '12D3KooWaaaaaaaaaaaa', self: true, connected: true, state: 'alive', heartbeatAgeMs: 0, load: { slotsBusy: 0, slotsTotal: 0, queueDepth: 0 }, api: '127.0.0.1:11435', models: [], runners: [] },
         { name: 'b', peerId: '12D3KooWbbbbbbbbbbbb', self: false, connected: false, state: 'suspect', heartbeatAgeMs: 2100, load: { slotsBusy: 2, slotsTotal: 4, queueDepth: 3 }, api: '127.0.0.1:11436', models: ['tiny'], runners: [{ id: 'r', model: 'tiny', state: 'ready', slots: 4 }] }
-      ]
+      ],
+      placements: [],
+      pins: []
     }
     const lines = formatStatus(data).split('\n')
+    expect(lines).toHaveLength(4)
     expect(lines[0]).toBe('mesh seen from http://127.0.0.1:11435 (lab, key 0123456789ab): 2 node(s)')
     expect(lines[1]?.split(/\s{2,}/)).toEqual(['NAME', 'PEER', 'STATE', 'LINK', 'HEARD', 'SLOTS', 'QUEUE', 'API', 'MODELS', 'RUNNERS'])
     expect(lines[3]?.split(/\s{2,}/)).toEqual(['b', '…bbbbbbbbbb', 'suspect', 'unreachable', '2.1s ago', '2/4', '3', '127.0.0.1:11436', 'tiny', 'tiny:ready'])
+  })
+
+  it('lists placements with load progress or the first line of a failure, and the pins', () => {
+    const data: StatusData = {
+      via: 'http://127.0.0.1:11435',
+      self: 'p-self',
+      trust: { mode: 'home' },
+      nodes: [],
+      placements: [
+        { model: 'big', host: 'a', state: 'loading', reason: 'request', progress: 0.4 },
+        { model: 'broken', host: 'b', state: 'failed', reason: 'pin', error: 'exited with code 1\nerror: bad magic' }
+      ],
+      pins: [{ model: 'broken', host: 'b' }, { model: 'big', host: '*' }]
+    }
+    const text = formatStatus(data)
+    const lines = text.split('\n')
+    const at = lines.indexOf('placements:')
+    expect(lines[at + 1]?.split(/\s{2,}/)).toEqual(['MODEL', 'HOST', 'STATE', 'WHY', 'DETAIL'])
+    expect(lines[at + 2]?.split(/\s{2,}/)).toEqual(['big', 'a', 'loading', 'request', '40%'])
+    expect(lines[at + 3]?.split(/\s{2,}/)).toEqual(['broken', 'b', 'failed', 'pin', 'exited with code 1'])
+    expect(lines.at(-1)).toBe('pins: broken@b, big@*')
   })
 })

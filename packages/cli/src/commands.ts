@@ -108,6 +108,10 @@ export interface StatusData {
   /** how the asked agent's connections are protected (home, lab, open) and its key's fingerprint */
   trust: MeshView['trust']
   nodes: StatusRow[]
+  /** where models run or load, by host name: state, why, load progress (0..1), failure */
+  placements: Array<{ model: string, host: string, state: string, reason: string, progress?: number, error?: string }>
+  /** pins in effect, by host name ('*': anywhere) */
+  pins: Array<{ model: string, host: string }>
 }
 
 /** Finds the agent to ask: --api wins, else the agent.json of the data dir. */
@@ -136,7 +140,17 @@ export async function status (api: string, apiKey?: string): Promise<StatusData>
   }
   if (res.statusCode !== 200) throw new Error(`agent at ${api} answered ${res.statusCode}`)
   const view = await res.body.json() as MeshView
+  const nameOf = (peerId: string): string => view.nodes.find((n) => n.peerId === peerId)?.name ?? `…${peerId.slice(-10)}`
   return {
+    placements: (view.placements ?? []).map((p) => ({
+      model: p.model,
+      host: nameOf(p.peerId),
+      state: p.state,
+      reason: p.reason,
+      ...(p.progress != null ? { progress: p.progress } : {}),
+      ...(p.error != null ? { error: p.error } : {})
+    })).sort((a, b) => a.model.localeCompare(b.model) || a.host.localeCompare(b.host)),
+    pins: (view.pins ?? []).map((p) => ({ model: p.model, host: p.host != null ? nameOf(p.host) : '*' })),
     via: api,
     self: view.self,
     trust: view.trust,
@@ -178,9 +192,24 @@ export function formatStatus (data: StatusData): string {
       n.runners.map((r) => `${r.model}:${r.state}`).join(',') || '-'
     ])
   }
+  const lines = table(rows).split('\n')
+  const trust = data.trust == null ? '' : ` (${terminalSafe(`${data.trust.mode}${data.trust.keyId != null ? `, key ${data.trust.keyId}` : ''}`)})`
+  let out = `mesh seen from ${terminalSafe(data.via)}${trust}: ${data.nodes.length} node(s)\n${lines.join('\n')}`
+  if (data.placements.length > 0) {
+    const prow = [['MODEL', 'HOST', 'STATE', 'WHY', 'DETAIL']]
+    for (const p of data.placements) {
+      const detail = p.state === 'loading' && p.progress != null ? `${Math.round(p.progress * 100)}%` : p.error != null ? p.error.split('\n')[0]! : '-'
+      prow.push([p.model, p.host, p.state, p.reason, detail])
+    }
+    out += `\n\nplacements:\n${table(prow)}`
+  }
+  if (data.pins.length > 0) out += `\n\npins: ${data.pins.map((p) => terminalSafe(`${p.model}@${p.host}`)).join(', ')}`
+  return out
+}
+
+/** Rows as plain columns, two blanks apart, every cell through terminalSafe. */
+function table (rows: string[][]): string {
   const safe = rows.map((r) => r.map(terminalSafe))
   const widths = safe[0]!.map((_, i) => Math.max(...safe.map((r) => (r[i] ?? '').length)))
-  const lines = safe.map((r) => r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd())
-  const trust = data.trust == null ? '' : ` (${terminalSafe(`${data.trust.mode}${data.trust.keyId != null ? `, key ${data.trust.keyId}` : ''}`)})`
-  return `mesh seen from ${terminalSafe(data.via)}${trust}: ${data.nodes.length} node(s)\n${lines.join('\n')}`
+  return safe.map((r) => r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n')
 }

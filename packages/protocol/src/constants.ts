@@ -35,6 +35,8 @@ export const HEADER_STRATEGY = 'x-llmesh-strategy'
 export const HEADER_PRIORITY = 'x-llmesh-priority'
 /** longest time the request may wait for a slot, ms from its arrival; expired = 504 */
 export const HEADER_DEADLINE = 'x-llmesh-deadline-ms'
+/** request: start the model even where it does not fit the host's model memory (1/true) */
+export const HEADER_LOAD_ANYWAY = 'x-llmesh-load-anyway'
 
 /** llmesh protocol version carried in every NodeRecord. */
 export const PROTOCOL_VERSION = 1

@@ -58,7 +58,9 @@ export const InferRequestSchema = z.object({
    * Send a KEEPALIVE frame whenever the answer has sent nothing for this many ms, so the
    * requester can tell a working peer from a silent one. Unset: no keepalives (older requesters).
    */
-  keepaliveMs: z.number().int().positive().max(3600 * 1000).optional()
+  keepaliveMs: z.number().int().positive().max(3600 * 1000).optional(),
+  /** start the model here even when it does not fit this host's model memory (x-llmesh-load-anyway) */
+  loadAnyway: z.boolean().optional()
 })
 export type InferRequest = z.infer<typeof InferRequestSchema>
 

@@ -5,7 +5,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyReply } from 'fastify'
-import { HEADER_DEADLINE, HEADER_NODE, HEADER_PRIORITY, HEADER_ROUTE, HEADER_RUNNER, HEADER_STRATEGY, LlmeshError } from '@llmesh/protocol'
+import { HEADER_DEADLINE, HEADER_LOAD_ANYWAY, HEADER_NODE, HEADER_PRIORITY, HEADER_ROUTE, HEADER_RUNNER, HEADER_STRATEGY, LlmeshError } from '@llmesh/protocol'
 import { DEFAULT_PRIORITY, MAX_PRIORITY, MIN_PRIORITY, STRATEGIES, isStrategy, type Strategy } from '@llmesh/scheduler'
 import type { RoutedResponse } from '../router.js'
 
@@ -58,6 +58,21 @@ export function requestDeadlineMs (headers: IncomingHttpHeaders, fallback: numbe
     throw new LlmeshError('INVALID_REQUEST', `${HEADER_DEADLINE} must be a whole number of ms from 1 to ${MAX_DEADLINE_MS}, got '${value.slice(0, 32)}'`)
   }
   return n
+}
+
+/**
+ * `x-llmesh-load-anyway`: start the model even on a host whose model memory it does not fit
+ * (`1`/`true`, `0`/`false`; case and blanks ignored); absent or empty gives `fallback` (the
+ * config's `placement.loadAnyway`).
+ */
+export function requestLoadAnyway (headers: IncomingHttpHeaders, fallback: boolean): boolean {
+  const value = single(headers[HEADER_LOAD_ANYWAY], HEADER_LOAD_ANYWAY)
+  if (value == null) return fallback
+  const v = value.trim().toLowerCase()
+  if (v === '') return fallback
+  if (v === '1' || v === 'true') return true
+  if (v === '0' || v === 'false') return false
+  throw new LlmeshError('INVALID_REQUEST', `${HEADER_LOAD_ANYWAY} must be 1, true, 0 or false, got '${value.slice(0, 32)}'`)
 }
 
 /** Sets the route headers every routed response carries: `x-llmesh-node`, `-runner`, `-route`. */

@@ -1,4 +1,4 @@
-import type { NodeRecord, PeerMetrics } from '@llmesh/protocol'
+import type { EffectivePin, NodeRecord, PeerMetrics, Placement } from '@llmesh/protocol'
 import type { Abort } from '@llmesh/kit'
 import type { RunnerDescription } from '@llmesh/runners'
 import type { DispatchRequest, RoutedResponse } from '../router.js'
@@ -31,6 +31,13 @@ export interface AgentPort {
   admission: () => AdmissionCounters[]
   /** the API keys a request's bearer token is checked against */
   readonly apiKeys: ApiKeys
+  /**
+   * Pins (`pinned`) or unpins `model` on `host` (a peer id or a node name of the view; anywhere
+   * when absent); answers the pins in effect. INVALID_REQUEST for a host the view does not know.
+   */
+  setPin: (model: string, host: string | undefined, pinned: boolean) => EffectivePin[]
+  /** the pins in effect over the whole mesh */
+  pins: () => EffectivePin[]
 }
 
 /** The API keys as the guard asks them (see ApiKeyStore). */
@@ -58,4 +65,14 @@ export interface MeshView {
   /** how this agent's connections are protected: mode, and the cluster key's fingerprint */
   trust: { mode: 'home' | 'lab' | 'open', keyId?: string }
   nodes: ViewNode[]
+  /** every host's placements (the models it decided to run, their state and load progress) */
+  placements: ViewPlacement[]
+  /** the pins in effect (`host` absent: anywhere) */
+  pins: EffectivePin[]
+}
+
+/** One placement of the view: the host's entry, flattened. */
+export interface ViewPlacement extends Placement {
+  /** the host that carries it out */
+  peerId: string
 }

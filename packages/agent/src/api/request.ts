@@ -8,7 +8,7 @@ import { LlmeshError, type Clock, type InferPath } from '@llmesh/protocol'
 import { Abort } from '@llmesh/kit'
 import type { Strategy } from '@llmesh/scheduler'
 import type { RoutedResponse } from '../router.js'
-import { requestDeadlineMs, requestPriority, requestStrategy } from './headers.js'
+import { requestDeadlineMs, requestLoadAnyway, requestPriority, requestStrategy } from './headers.js'
 import type { AgentPort } from './port.js'
 
 /** What the routes work with: the agent's port and the request defaults, fixed when the server is built. */
@@ -22,6 +22,8 @@ export interface ApiContext {
   writeStallMs: number
   /** the agent's clock, on which the router and admission check the request's deadline */
   clock: Pick<Clock, 'now'>
+  /** start models that do not fit a host's model memory when the request does not say (`placement.loadAnyway`) */
+  loadAnyway: boolean
 }
 
 /** Validates a request body with zod: one clear message naming the field. */
@@ -55,6 +57,7 @@ export async function routeRequest (ctx: ApiContext, req: FastifyRequest, reply:
   const strategy = requestStrategy(req.headers, ctx.strategy)
   const priority = requestPriority(req.headers)
   const deadlineMs = requestDeadlineMs(req.headers, ctx.deadlineMs)
+  const loadAnyway = requestLoadAnyway(req.headers, ctx.loadAnyway)
   const controller = new Abort()
   const untrack = ctx.port.trackRequest(controller)
   reply.raw.on('close', () => {
@@ -72,6 +75,7 @@ export async function routeRequest (ctx: ApiContext, req: FastifyRequest, reply:
     ...(prefix != null ? { prefixKey: prefix } : {}),
     ...(api.expectedTokens != null ? { expectedTokens: api.expectedTokens } : {}),
     deadline: ctx.clock.now() + deadlineMs,
+    ...(loadAnyway ? { loadAnyway } : {}),
     signal: controller.signal
   })
 }

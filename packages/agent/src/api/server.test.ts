@@ -22,7 +22,7 @@ const init: HttpApiInit = {
 }
 const auth = { authorization: 'Bearer k' }
 
-const view: MeshView = { self: 'p1', trust: { mode: 'home' }, nodes: [] }
+const view: MeshView = { self: 'p1', trust: { mode: 'home' }, nodes: [], placements: [], pins: [] }
 
 /** A port that answers every request with `answer` and records what it was asked. */
 function fakePort (answer: (req: DispatchRequest) => RoutedResponse): AgentPort & { asked: DispatchRequest[], inFlight: number } {
@@ -36,7 +36,9 @@ function fakePort (answer: (req: DispatchRequest) => RoutedResponse): AgentPort 
     meshStats: () => ({ peers: 0 }),
     localRunners: () => [],
     admission: () => [],
-    apiKeys: { hasKeys: async () => true, verify: async (k: string) => k === 'k' }
+    apiKeys: { hasKeys: async () => true, verify: async (k: string) => k === 'k' },
+    pins: () => [],
+    setPin: () => []
   }
   return port
 }

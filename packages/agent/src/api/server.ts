@@ -40,6 +40,8 @@ export interface HttpApiInit {
   writeStallMs: number
   /** the agent's clock: request deadlines are set on it. @default the system clock */
   clock?: Pick<Clock, 'now'>
+  /** start models that do not fit a host's model memory when the request does not say. @default false */
+  loadAnyway?: boolean
 }
 
 /**
@@ -94,7 +96,7 @@ export function buildHttpServer (init: HttpApiInit, port: AgentPort, logger: Log
     void reply.status(404).send(errorBody(req.url, e))
   })
 
-  const ctx: ApiContext = { port, strategy: init.strategy, deadlineMs: init.deadlineMs, writeStallMs: init.writeStallMs, clock: init.clock ?? systemClock }
+  const ctx: ApiContext = { port, strategy: init.strategy, deadlineMs: init.deadlineMs, writeStallMs: init.writeStallMs, clock: init.clock ?? systemClock, loadAnyway: init.loadAnyway ?? false }
   registerMeshApi(app, port)
   registerOpenAiApi(app, ctx)
   registerOllamaApi(app, ctx)

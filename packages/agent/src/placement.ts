@@ -1,0 +1,429 @@
+import {
+  LlmeshError, MAX_PLACEMENT_ERROR_CHARS, effectivePins, type Clock, type EffectivePin, type Logger, type Placement,
+  type PlacementReason, type Signal, type TimerHandle
+} from '@llmesh/protocol'
+import {
+  chooseEvictions, decideReplicas, footprintBytes, hostModelMemBytes, idleUnload, planCold, scaleDown,
+  type LocalRunnerUse, type PlacementConfig, type PlacementView, type ReplicaState, type ReportingPeer
+} from '@llmesh/scheduler'
+import type { Runner, RunnerManager } from '@llmesh/runners'
+import type { ClusterDoc } from '@llmesh/state'
+import type { LocalServing } from './serving.js'
+import { PLACEMENT_RECONCILE_MS, PROGRESS_STEP } from './constants.js'
+
+export interface PlacementsInit {
+  config: PlacementConfig
+  /** context per runner, tokens: the footprint of a model counts its KV cache */
+  ctxSize: number
+  manager: RunnerManager
+  serving: LocalServing
+  doc: ClusterDoc
+  selfPeerId: string
+  /** models started with the agent (`--model`): kept on this host like pins */
+  configured: ReadonlySet<string>
+  /** the mesh for placement decisions, as of now */
+  view: () => PlacementView
+  /** every peer membership knows, with its last metrics, and this host */
+  peers: () => readonly ReportingPeer[]
+  clock: Clock
+  logger: Logger
+}
+
+/** What one start asks for. */
+export interface EnsureOptions {
+  signal: Signal
+  /** clock time after which the caller stops waiting (the load goes on) */
+  deadline: number
+  /** start even when the model does not fit this host's model memory */
+  loadAnyway: boolean
+  reason: PlacementReason
+}
+
+const GiB = 1024 ** 3
+const gib = (n: number): string => (n / GiB).toFixed(2)
+
+/**
+ * This host's side of placement: it starts the models it is asked for (a request routed here
+ * for a model it has on disk, a pin, a replica the scheduler names it for), makes room by
+ * evicting the least recently used unpinned model (drained first, bounded), stops idle
+ * replicas, and writes what it runs into its own `placements` entry of the cluster document,
+ * with load progress and failures. Decisions are the scheduler's pure functions; one start per
+ * model at a time (concurrent callers share it), so requests racing for one cold model start
+ * one runner here, and every entry picks the same host for it (planCold is deterministic).
+ */
+export class Placements {
+  private readonly c: PlacementsInit
+  private readonly log: Logger
+  /** this host's placements by model: what its entry says */
+  private readonly own = new Map<string, Placement>()
+  /** starts in progress by model */
+  private readonly starts = new Map<string, Promise<Runner>>()
+  /** runners being drained for an eviction: not given new requests */
+  private readonly draining = new Set<string>()
+  private replicas: ReplicaState | undefined
+  private idleSince = new Map<string, number>()
+  private timer?: TimerHandle
+  private publishQueued = false
+  private stopped = false
+
+  constructor (init: PlacementsInit) {
+    this.c = init
+    this.log = init.logger.child({ component: 'placement' })
+  }
+
+  /** Model memory of this host, bytes: what its record publishes and its evictions count against. */
+  budget (): number {
+    return hostModelMemBytes(this.c.manager.hardware(), this.c.config)
+  }
+
+  /** Writes the config's pins and the configured models' placements, then reconciles periodically. */
+  start (): void {
+    const now = this.c.clock.now()
+    const pins = this.c.config.pins.map((p) => ({
+      model: p.model,
+      ...(p.host === '*' ? {} : { host: p.host ?? this.c.selfPeerId }),
+      pinned: true,
+      at: now
+    }))
+    if (pins.length > 0) this.writePins(pins)
+    this.c.manager.onChange(() => { this.sync() })
+    this.sync()
+    const tick = (): void => {
+      this.timer = this.c.clock.setTimeout(() => {
+        if (this.stopped) return
+        this.reconcile().catch((err: unknown) => { this.log.warn({ err: (err as Error).message }, 'placement round failed') }).finally(tick)
+      }, PLACEMENT_RECONCILE_MS)
+    }
+    tick()
+  }
+
+  stop (): void {
+    this.stopped = true
+    this.c.clock.clearTimeout(this.timer)
+  }
+
+  /** The ready runner of `model` here that takes the request (`preferred` when it can), skipping those being drained. */
+  find (model: string, preferred: string | undefined, load: (r: Runner) => number): Runner | undefined {
+    if (this.draining.size === 0) return this.c.manager.find(model, preferred, load)
+    const drainingLast = (r: Runner): number => this.draining.has(r.id) ? Infinity : load(r)
+    const r = this.c.manager.find(model, preferred != null && this.draining.has(preferred) ? undefined : preferred, drainingLast)
+    return r != null && this.draining.has(r.id) ? undefined : r
+  }
+
+  /** Whether this host has `model` on disk (its catalog), so a request for it may start it here. */
+  has (model: string): boolean {
+    return this.c.manager.catalogModel(model) != null
+  }
+
+  /**
+   * Makes `model` ready here: joins a start in progress, or starts it (making room first).
+   * Resolves when its runner is ready; the caller stops waiting at its deadline or abort
+   * (DEADLINE_EXCEEDED saying how far the load got), while the load goes on for later requests.
+   */
+  async ensure (model: string, opts: EnsureOptions): Promise<void> {
+    if (this.stopped) throw new LlmeshError('NO_CAPACITY', 'the agent is shutting down')
+    let start = this.starts.get(model)
+    if (start == null) {
+      start = this.load(model, opts.reason, opts.loadAnyway)
+      this.starts.set(model, start)
+      const forget = (): void => { if (this.starts.get(model) === start) this.starts.delete(model) }
+      start.then(forget, forget)
+    }
+    await this.bounded(model, start, opts)
+  }
+
+  private async bounded (model: string, start: Promise<Runner>, opts: EnsureOptions): Promise<void> {
+    const { clock } = this.c
+    if (opts.signal.aborted) throw opts.signal.reason
+    let timer: TimerHandle | undefined
+    let onAbort: (() => void) | undefined
+    try {
+      await Promise.race([
+        start,
+        new Promise<never>((_resolve, reject) => {
+          timer = clock.setTimeout(() => {
+            const p = this.own.get(model)
+            const how = p?.progress != null ? ` (${Math.round(p.progress * 100)}% loaded)` : ''
+            reject(new LlmeshError('DEADLINE_EXCEEDED', `the request's deadline passed while model '${model}' was loading${how}; it goes on loading`))
+          }, Math.max(0, opts.deadline - clock.now()))
+          onAbort = () => { reject(opts.signal.reason) }
+          opts.signal.addEventListener('abort', onAbort, { once: true })
+        })
+      ])
+    } finally {
+      clock.clearTimeout(timer)
+      if (onAbort != null) opts.signal.removeEventListener('abort', onAbort)
+    }
+  }
+
+  /** One start: room, then the runner, with the placement entry following each step. */
+  private async load (model: string, reason: PlacementReason, loadAnyway: boolean): Promise<Runner> {
+    const { manager } = this.c
+    const existing = manager.runners().find((r) => r.model === model && r.kind !== 'rpc-server' && r.state !== 'failed' && r.state !== 'stopped')
+    if (existing == null) {
+      const local = manager.catalogModel(model)
+      if (local == null) throw new LlmeshError('MODEL_NOT_FOUND', `no model '${model}' on this host`)
+      const need = footprintBytes(local.info, this.c.ctxSize)
+      if (!loadAnyway) await this.makeRoom(model, need)
+      this.set(model, { model, state: 'planned', reason, footprintBytes: need, since: this.c.clock.now() })
+    }
+    try {
+      const runner = await manager.ensure(model, {
+        onRunner: (r) => { this.update(model, { runnerId: r.id, state: 'loading' }) }
+      })
+      this.update(model, { runnerId: runner.id, state: 'ready' })
+      return runner
+    } catch (err) {
+      const e = err as Error
+      this.update(model, { state: 'failed', error: e.message.slice(0, MAX_PLACEMENT_ERROR_CHARS) })
+      throw err
+    }
+  }
+
+  /** Memory this host's models take now, bytes: its placements that are not failed. */
+  private used (): number {
+    let used = 0
+    for (const p of this.own.values()) if (p.state !== 'failed') used += p.footprintBytes ?? 0
+    return used
+  }
+
+  private pinnedHere (): Set<string> {
+    const pinned = new Set(this.c.configured)
+    for (const pin of this.effectivePins()) if (pin.host === this.c.selfPeerId) pinned.add(pin.model)
+    // a model pinned anywhere that runs only here is pinned here
+    const elsewhere = new Set<string>()
+    for (const [peer, entry] of this.c.doc.placements()) {
+      if (peer === this.c.selfPeerId) continue
+      for (const p of entry.placements) if (p.state === 'ready' || p.state === 'loading') elsewhere.add(p.model)
+    }
+    for (const pin of this.effectivePins()) if (pin.host == null && !elsewhere.has(pin.model)) pinned.add(pin.model)
+    return pinned
+  }
+
+  effectivePins (): EffectivePin[] {
+    return effectivePins(this.c.doc.pins().values())
+  }
+
+  /**
+   * Frees `need` bytes of model memory: the least recently used unpinned models go, idle ones
+   * before serving ones; a serving one takes no new requests and is stopped once its requests
+   * end (at most evictDrainMs, else the start fails and it keeps serving). INSUFFICIENT_MEMORY,
+   * with the figures, when the unpinned models together are not enough.
+   */
+  private async makeRoom (model: string, need: number): Promise<void> {
+    const budget = this.budget()
+    const free = Math.max(0, budget - this.used())
+    if (need <= free) return
+    const pinned = this.pinnedHere()
+    const uses: LocalRunnerUse[] = []
+    for (const p of this.own.values()) {
+      if (p.runnerId == null || p.state === 'failed' || p.model === model) continue
+      uses.push({
+        runnerId: p.runnerId,
+        model: p.model,
+        footprintBytes: p.footprintBytes ?? 0,
+        lastUsedAt: this.c.serving.lastUsedAt(p.runnerId),
+        inflight: this.c.serving.inflight(p.runnerId),
+        pinned: pinned.has(p.model)
+      })
+    }
+    const choice = chooseEvictions(uses, need, free)
+    if (!choice.ok) {
+      const kept = uses.filter((u) => u.pinned).map((u) => u.model)
+      throw new LlmeshError('INSUFFICIENT_MEMORY', `model '${model}' needs ${gib(need)} GiB; this host has ${gib(free)} GiB free of ${gib(budget)} GiB` +
+        `${kept.length > 0 ? ` and keeps ${kept.join(', ')} (pinned)` : ''} (set loadAnyway or x-llmesh-load-anyway: 1 to load it anyway)`)
+    }
+    for (const runnerId of choice.evict) await this.evict(runnerId)
+  }
+
+  /** Stops one runner after its requests end (bounded); its placement is gone once it stopped. */
+  async evict (runnerId: string): Promise<void> {
+    const p = [...this.own.values()].find((x) => x.runnerId === runnerId)
+    if (p == null) return
+    const { serving, clock, config } = this.c
+    this.draining.add(runnerId)
+    this.update(p.model, { state: 'evicting' })
+    try {
+      const until = clock.now() + config.evictDrainMs
+      while (serving.inflight(runnerId) > 0) {
+        if (clock.now() >= until) {
+          this.update(p.model, { state: 'ready' })
+          throw new LlmeshError('NO_CAPACITY', `model '${p.model}' still serves requests after ${config.evictDrainMs} ms: not evicted, so there is no room here`)
+        }
+        await new Promise<void>((resolve) => { clock.setTimeout(resolve, DRAIN_POLL_MS) })
+      }
+      this.log.info({ model: p.model, runner: runnerId }, 'evicting model')
+      await this.c.manager.stopRunner(runnerId)
+      serving.forget(runnerId)
+      this.own.delete(p.model)
+      this.publish()
+    } finally {
+      this.draining.delete(runnerId)
+    }
+  }
+
+  /** Follows the runners: a configured model's placement, load progress, ready, failed (with its stderr), gone. */
+  private sync (): void {
+    const now = this.c.clock.now()
+    const seen = new Set<string>()
+    for (const r of this.c.manager.runners()) {
+      if (r.kind === 'rpc-server') continue
+      seen.add(r.model)
+      let p = this.own.get(r.model)
+      if (p == null) {
+        const local = this.c.manager.catalogModel(r.model)
+        p = {
+          model: r.model,
+          state: 'loading',
+          reason: this.c.configured.has(r.model) ? 'config' : 'request',
+          runnerId: r.id,
+          ...(local != null ? { footprintBytes: footprintBytes(local.info, this.c.ctxSize) } : {}),
+          since: now
+        }
+        this.own.set(r.model, p)
+      }
+      if (p.state === 'evicting' || p.state === 'planned') continue
+      const info = r.info()
+      let next: Partial<Placement> = {}
+      if (r.state === 'ready' || r.state === 'busy') next = { state: 'ready', runnerId: r.id }
+      else if (r.state === 'starting' || r.state === 'loading') {
+        const progress = info.progress != null ? Math.floor(info.progress / PROGRESS_STEP) * PROGRESS_STEP : undefined
+        next = { state: 'loading', runnerId: r.id, ...(progress != null ? { progress } : {}) }
+      } else if (r.state === 'failed') {
+        const tail = r.describe().stderrTail
+        next = { state: 'failed', runnerId: r.id, error: `${info.lastError ?? 'failed'}${tail != null && tail !== '' ? `\n${tail}` : ''}`.slice(0, MAX_PLACEMENT_ERROR_CHARS) }
+      }
+      if (Object.keys(next).length > 0) this.update(r.model, next)
+    }
+    for (const [model, p] of this.own) {
+      if (!seen.has(model) && p.state !== 'planned' && !this.starts.has(model)) {
+        this.own.delete(model)
+        this.publish()
+      }
+    }
+  }
+
+  /**
+   * One round: start what pins and replica demand name this host for, stop idle replicas and
+   * (when idleUnloadMs is set) idle models. Each agent decides for itself from the same view, so
+   * only the named host acts.
+   */
+  private async reconcile (): Promise<void> {
+    const { clock, config, selfPeerId } = this.c
+    const now = clock.now()
+    const view = this.c.view()
+    const farFuture = now + config.evictDrainMs + 24 * 3600_000
+    const background = (model: string, reason: PlacementReason): void => {
+      if (this.starts.has(model) || !this.has(model)) return
+      this.ensure(model, { signal: NEVER_ABORTED, deadline: farFuture, loadAnyway: false, reason }).catch((err: unknown) => {
+        this.log.warn({ model, reason, err: (err as Error).message }, 'model not started')
+      })
+    }
+    // pins
+    const runsHere = new Set(this.c.manager.runners().filter((r) => r.state !== 'failed' && r.state !== 'stopped').map((r) => r.model))
+    for (const pin of this.effectivePins()) {
+      if (runsHere.has(pin.model)) continue
+      if (pin.host === selfPeerId) background(pin.model, 'pin')
+      else if (pin.host == null && !runsAnywhere(view, pin.model)) {
+        const plan = planCold(pin.model, view, { ctxSize: this.c.ctxSize })
+        if (plan.ok && plan.peerId === selfPeerId) background(pin.model, 'pin')
+      }
+    }
+    // replicas
+    const peers = this.c.peers()
+    const decision = decideReplicas({ view, peers, config, now, ctxSize: this.c.ctxSize }, this.replicas)
+    this.replicas = decision.state
+    for (const s of decision.start) if (s.peerId === selfPeerId) background(s.model, 'replica')
+    // scale down and idle unload: own runners only
+    const uses = this.localUses()
+    const stop = new Set<string>([
+      ...scaleDown({ view, peers, config, now, uses, placements: [...this.own.values()], idleSince: this.idleSince }),
+      ...(config.idleUnloadMs > 0 ? idleUnload({ config, now, uses, placements: [...this.own.values()] }) : [])
+    ])
+    for (const runnerId of stop) {
+      await this.evict(runnerId).catch((err: unknown) => { this.log.warn({ runner: runnerId, err: (err as Error).message }, 'idle model not stopped') })
+    }
+  }
+
+  private localUses (): LocalRunnerUse[] {
+    const pinned = this.pinnedHere()
+    const out: LocalRunnerUse[] = []
+    for (const p of this.own.values()) {
+      if (p.runnerId == null || p.state !== 'ready') continue
+      out.push({
+        runnerId: p.runnerId,
+        model: p.model,
+        footprintBytes: p.footprintBytes ?? 0,
+        lastUsedAt: this.c.serving.lastUsedAt(p.runnerId),
+        inflight: this.c.serving.inflight(p.runnerId),
+        pinned: pinned.has(p.model)
+      })
+    }
+    return out
+  }
+
+  /** Pins or unpins `model` (on `host`, a peer id; anywhere when absent): written into this agent's pins entry. */
+  setPin (model: string, host: string | undefined, pinned: boolean): EffectivePin[] {
+    this.writePins([{ model, ...(host != null ? { host } : {}), pinned, at: this.c.clock.now() }])
+    return this.effectivePins()
+  }
+
+  private writePins (changes: Array<{ model: string, host?: string, pinned: boolean, at: number }>): void {
+    const { doc, selfPeerId, clock } = this.c
+    const mine = doc.pins().get(selfPeerId)?.pins ?? []
+    const key = (p: { model: string, host?: string }): string => `${p.model}\u0000${p.host ?? ''}`
+    const next = new Map(mine.map((p) => [key(p), p]))
+    for (const ch of changes) next.set(key(ch), ch)
+    doc.setOwn('pins', { peerId: selfPeerId, pins: [...next.values()], updatedAt: clock.now() })
+  }
+
+  /** This host's placements, as its entry says. */
+  placements (): Placement[] {
+    return [...this.own.values()]
+  }
+
+  private set (model: string, p: Placement): void {
+    this.own.set(model, p)
+    this.publish()
+  }
+
+  private update (model: string, change: Partial<Placement>): void {
+    const p = this.own.get(model)
+    if (p == null) return
+    const next: Placement = { ...p, ...change }
+    if (next.state !== 'loading') delete next.progress
+    if (next.state !== 'failed') delete next.error
+    if (next.state !== p.state) next.since = this.c.clock.now()
+    if (JSON.stringify(next) === JSON.stringify(p)) return
+    this.own.set(model, next)
+    this.publish()
+  }
+
+  /** Writes this host's placements entry once per turn of the event loop, however many changed. */
+  private publish (): void {
+    if (this.publishQueued) return
+    this.publishQueued = true
+    queueMicrotask(() => {
+      this.publishQueued = false
+      if (this.stopped) return
+      this.c.doc.setOwn('placements', { peerId: this.c.selfPeerId, placements: [...this.own.values()], updatedAt: this.c.clock.now() })
+    })
+  }
+}
+
+/** Poll period while a runner drains before its eviction, ms. */
+const DRAIN_POLL_MS = 50
+
+const NEVER_ABORTED: Signal = new AbortController().signal
+
+function runsAnywhere (view: PlacementView, model: string): boolean {
+  for (const n of view.nodes) {
+    if (n.peerId !== view.selfPeerId && !view.reachable.has(n.peerId)) continue
+    if (n.runners.some((r) => r.model === model && r.state !== 'failed' && r.state !== 'stopped')) return true
+  }
+  for (const [peer, e] of view.placements) {
+    if (peer !== view.selfPeerId && !view.reachable.has(peer)) continue
+    if (e.placements.some((p) => p.model === model && (p.state === 'planned' || p.state === 'loading' || p.state === 'ready'))) return true
+  }
+  return false
+}
