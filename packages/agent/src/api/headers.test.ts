@@ -4,7 +4,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { LlmeshError } from '@llmesh/protocol'
 import { STRATEGIES } from '@llmesh/scheduler'
 import type { RoutedResponse } from '../router.js'
-import { headerValue, MAX_DEADLINE_MS, requestDeadlineMs, requestPriority, requestStrategy, routeHeaders } from './headers.js'
+import { headerValue, MAX_DEADLINE_MS, requestDeadlineMs, requestLoadAnyway, requestPriority, requestStrategy, routeHeaders } from './headers.js'
 
 function codeAndMessage (fn: () => unknown): { code?: string, message?: string } {
   try { fn() } catch (err) { return { code: (err as { code?: string }).code, message: (err as Error).message } }
@@ -50,6 +50,19 @@ describe('x-llmesh-* request headers', () => {
       expect(codeAndMessage(() => requestDeadlineMs(h({ 'x-llmesh-deadline-ms': bad }), 1)), bad).toMatchObject({ code: 'INVALID_REQUEST', message: expect.stringMatching(/x-llmesh-deadline-ms must be a whole number/) })
     }
     expect(codeAndMessage(() => requestDeadlineMs(h({ 'x-llmesh-deadline-ms': ['1', '2'] }), 1)).message).toMatch(/x-llmesh-deadline-ms given more than once/)
+  })
+
+  it('load-anyway: 1/true/0/false in any case, the config\'s value when absent or empty', () => {
+    expect(requestLoadAnyway(h({}), false)).toBe(false)
+    expect(requestLoadAnyway(h({}), true)).toBe(true)
+    expect(requestLoadAnyway(h({ 'x-llmesh-load-anyway': ' ' }), true)).toBe(true)
+    expect(requestLoadAnyway(h({ 'x-llmesh-load-anyway': '1' }), false)).toBe(true)
+    expect(requestLoadAnyway(h({ 'x-llmesh-load-anyway': 'TRUE' }), false)).toBe(true)
+    expect(requestLoadAnyway(h({ 'x-llmesh-load-anyway': '0' }), true)).toBe(false)
+    expect(requestLoadAnyway(h({ 'x-llmesh-load-anyway': 'false' }), true)).toBe(false)
+    for (const bad of ['yes', '2', 'on']) {
+      expect(codeAndMessage(() => requestLoadAnyway(h({ 'x-llmesh-load-anyway': bad }), false)), bad).toMatchObject({ code: 'INVALID_REQUEST', message: expect.stringMatching(/x-llmesh-load-anyway must be 1, true, 0 or false/) })
+    }
   })
 })
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import pino from 'pino'
 import type { DispatchRequest, RoutedResponse } from '../router.js'
-import { QueueFullError } from '@llmesh/protocol'
+import { LlmeshError, QueueFullError } from '@llmesh/protocol'
 import type { AgentPort, MeshView } from './port.js'
 import { buildHttpServer, type HttpApiInit } from './server.js'
 
@@ -25,7 +25,7 @@ const auth = { authorization: 'Bearer k' }
 const view: MeshView = { self: 'p1', trust: { mode: 'home' }, nodes: [], placements: [], pins: [] }
 
 /** A port that answers every request with `answer` and records what it was asked. */
-function fakePort (answer: (req: DispatchRequest) => RoutedResponse): AgentPort & { asked: DispatchRequest[], inFlight: number } {
+function fakePort (answer: (req: DispatchRequest) => RoutedResponse): AgentPort & { asked: DispatchRequest[], inFlight: number, pinCalls: Array<[string, string | undefined, boolean]> } {
   const port = {
     peerId: 'p1',
     asked: [] as DispatchRequest[],
@@ -37,8 +37,9 @@ function fakePort (answer: (req: DispatchRequest) => RoutedResponse): AgentPort 
     localRunners: () => [],
     admission: () => [],
     apiKeys: { hasKeys: async () => true, verify: async (k: string) => k === 'k' },
-    pins: () => [],
-    setPin: () => []
+    pinCalls: [] as Array<[string, string | undefined, boolean]>,
+    pins: () => port.pinCalls.filter(([, , pinned]) => pinned).map(([model, host]) => host != null ? { model, host } : { model }),
+    setPin: (model: string, host: string | undefined, pinned: boolean) => { port.pinCalls.push([model, host, pinned]); return port.pins() }
   }
   return port
 }
@@ -114,6 +115,37 @@ describe('the HTTP API over a port (no agent)', () => {
     expect((await app.inject({ method: 'GET', url: '/v1/nope', headers: auth })).json()).toMatchObject({ error: { code: 'invalid_request' } })
     expect((await app.inject({ method: 'GET', url: '/health' })).json()).toEqual({ ok: true, peerId: 'p1' })
     expect(port.inFlight).toBe(0)
+    await app.close()
+  })
+
+  it('passes x-llmesh-load-anyway on, and answers a model that fits nowhere 507 with its message', async () => {
+    const port = fakePort(() => { throw new LlmeshError('INSUFFICIENT_MEMORY', "model 'big' needs 12.40 GiB; the largest free host, 'a', has 7.93 GiB of 15.00 GiB") })
+    const app = buildHttpServer(init, port, pino({ level: 'silent' }))
+    const chat = { model: 'big', messages: [{ role: 'user', content: 'hi' }] }
+    const res = await app.inject({ method: 'POST', url: '/v1/chat/completions', headers: { ...auth, 'x-llmesh-load-anyway': '1' }, payload: chat })
+    expect(res.statusCode).toBe(507)
+    expect(res.json()).toMatchObject({ error: { type: 'server_error', code: 'insufficient_memory', message: expect.stringMatching(/needs 12\.40 GiB.*has 7\.93 GiB/) } })
+    expect(port.asked[0]).toMatchObject({ model: 'big', loadAnyway: true })
+    await app.inject({ method: 'POST', url: '/v1/chat/completions', headers: auth, payload: chat })
+    expect(port.asked[1]?.loadAnyway).toBeUndefined()
+    await app.close()
+  })
+
+  it('pins and unpins through /admin/pins, and refuses a malformed body', async () => {
+    const port = fakePort(() => sse(SSE_ANSWER))
+    const app = buildHttpServer(init, port, pino({ level: 'silent' }))
+    const pin = await app.inject({ method: 'POST', url: '/admin/pins', headers: auth, payload: { model: 'tiny', host: 'host-a' } })
+    expect(pin.statusCode).toBe(200)
+    expect(pin.json()).toEqual({ pins: [{ model: 'tiny', host: 'host-a' }] })
+    expect((await app.inject({ method: 'GET', url: '/admin/pins', headers: auth })).json()).toEqual({ pins: [{ model: 'tiny', host: 'host-a' }] })
+    const unpin = await app.inject({ method: 'DELETE', url: '/admin/pins', headers: auth, payload: { model: 'tiny' } })
+    expect(unpin.statusCode).toBe(200)
+    expect(port.pinCalls).toEqual([['tiny', 'host-a', true], ['tiny', undefined, false]])
+    const bad = await app.inject({ method: 'POST', url: '/admin/pins', headers: auth, payload: { model: '', extra: 1 } })
+    expect(bad.statusCode).toBe(400)
+    expect(bad.json()).toMatchObject({ error: { code: 'invalid_request' } })
+    expect((await app.inject({ method: 'POST', url: '/admin/pins', payload: { model: 'tiny' } })).statusCode).toBe(401)
+    expect(port.pinCalls).toHaveLength(2)
     await app.close()
   })
 })
