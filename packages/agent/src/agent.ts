@@ -9,7 +9,7 @@ import type { DispatchView, PlacementView, ReportingPeer } from '@llmesh/schedul
 import { RunnerManager, formatPidFile, isRunning, readPidFile, reapRunners, selfStamp, type ProcessStamp, type RunnerDescription } from '@llmesh/runners'
 import { findLlamaServer } from './binaries.js'
 import { ConfigError, type AgentConfig } from './config.js'
-import { ApiKeyStore, apiKeysPath, buildHttpServer, type AgentPort, type MeshView, type ViewNode, type ViewPlacement } from './api/index.js'
+import { ApiKeyStore, apiKeysPath, buildHttpServer, type AgentPort, type MeshView, type LocalPlacement, type ViewNode, type ViewPlacement } from './api/index.js'
 import { Placements } from './placement.js'
 import { Router, type DispatchRequest, type RoutedResponse } from './router.js'
 import { LocalForwarder, PeerForwarder } from './forwarders.js'
@@ -341,6 +341,11 @@ export class Agent implements AgentPort {
   private placementView (now: number): PlacementView {
     const v = this.dispatchView(now)
     return { selfPeerId: v.selfPeerId, nodes: v.nodes, placements: v.placements ?? new Map(), pins: v.pins ?? [], reachable: v.reachable }
+  }
+
+  /** This host's placements with the steps of their last start. */
+  localPlacements (): LocalPlacement[] {
+    return this.placements?.placements() ?? []
   }
 
   /** The pins in effect over the mesh. */

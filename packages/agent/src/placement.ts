@@ -8,6 +8,7 @@ import {
 } from '@llmesh/scheduler'
 import type { Runner, RunnerManager } from '@llmesh/runners'
 import type { ClusterDoc } from '@llmesh/state'
+import type { LocalPlacement, StartTimings } from './api/port.js'
 import type { LocalServing } from './serving.js'
 import { PLACEMENT_RECONCILE_MS, PROGRESS_STEP } from './constants.js'
 
@@ -60,6 +61,8 @@ export class Placements {
   private readonly starts = new Map<string, Promise<Runner>>()
   /** runners being drained for an eviction: not given new requests */
   private readonly draining = new Set<string>()
+  /** the last start of each model, step by step */
+  private readonly timings = new Map<string, StartTimings>()
   private replicas: ReplicaState | undefined
   private idleSince = new Map<string, number>()
   private timer?: TimerHandle
@@ -158,19 +161,26 @@ export class Placements {
 
   /** One start: room, then the runner, with the placement entry following each step. */
   private async load (model: string, reason: PlacementReason, loadAnyway: boolean): Promise<Runner> {
-    const { manager } = this.c
+    const { manager, clock } = this.c
+    const t: StartTimings = { askedAt: clock.now() }
+    this.timings.set(model, t)
     const existing = manager.runners().find((r) => r.model === model && r.kind !== 'rpc-server' && r.state !== 'failed' && r.state !== 'stopped')
     if (existing == null) {
       const local = manager.catalogModel(model)
       if (local == null) throw new LlmeshError('MODEL_NOT_FOUND', `no model '${model}' on this host`)
       const need = footprintBytes(local.info, this.c.ctxSize)
       if (!loadAnyway) await this.makeRoom(model, need)
-      this.set(model, { model, state: 'planned', reason, footprintBytes: need, since: this.c.clock.now() })
+      this.set(model, { model, state: 'planned', reason, footprintBytes: need, since: clock.now() })
     }
+    t.plannedAt = clock.now()
     try {
       const runner = await manager.ensure(model, {
-        onRunner: (r) => { this.update(model, { runnerId: r.id, state: 'loading' }) }
+        onRunner: (r) => {
+          t.spawnedAt = clock.now()
+          this.update(model, { runnerId: r.id, state: 'loading' })
+        }
       })
+      t.readyAt ??= clock.now()
       this.update(model, { runnerId: runner.id, state: 'ready' })
       return runner
     } catch (err) {
@@ -285,8 +295,14 @@ export class Placements {
       if (p.state === 'evicting' || p.state === 'planned') continue
       const info = r.info()
       let next: Partial<Placement> = {}
-      if (r.state === 'ready' || r.state === 'busy') next = { state: 'ready', runnerId: r.id }
+      if (r.state === 'ready' || r.state === 'busy') {
+        const t = this.timings.get(r.model)
+        if (t != null) t.readyAt ??= now
+        next = { state: 'ready', runnerId: r.id }
+      }
       else if (r.state === 'starting' || r.state === 'loading') {
+        const t = this.timings.get(r.model)
+        if (r.state === 'loading' && t != null && t.readyAt == null) t.loadingAt ??= now
         const progress = info.progress != null ? Math.floor(info.progress / PROGRESS_STEP) * PROGRESS_STEP : undefined
         next = { state: 'loading', runnerId: r.id, ...(progress != null ? { progress } : {}) }
       } else if (r.state === 'failed') {
@@ -377,9 +393,12 @@ export class Placements {
     doc.setOwn('pins', { peerId: selfPeerId, pins: [...next.values()], updatedAt: clock.now() })
   }
 
-  /** This host's placements, as its entry says. */
-  placements (): Placement[] {
-    return [...this.own.values()]
+  /** This host's placements, as its entry says, with the steps of each one's last start. */
+  placements (): LocalPlacement[] {
+    return [...this.own.values()].map((p) => {
+      const t = this.timings.get(p.model)
+      return t != null ? { ...p, timings: { ...t } } : p
+    })
   }
 
   private set (model: string, p: Placement): void {

@@ -14,5 +14,5 @@
  *   dialect codec, shared with the Ollama runner adapter
  */
 export { buildHttpServer, type HttpApiInit } from './server.js'
-export type { AgentPort, ApiKeys, MeshView, ViewNode, ViewPlacement } from './port.js'
+export type { AgentPort, ApiKeys, LocalPlacement, MeshView, StartTimings, ViewNode, ViewPlacement } from './port.js'
 export { ApiKeyStore, ApiKeyError, API_KEYS_FILE, addApiKey, apiKeysPath, listApiKeys, revokeApiKey, type ApiKeyInfo } from './api-keys.js'

@@ -11,7 +11,8 @@ const PinBodySchema = z.strictObject({
 
 /**
  * llmesh's own routes: `/health` (open to every client, see the key guard), `/mesh/view`,
- * `/mesh/stats`, `/admin/runners`, `/admin/admission`, `/admin/pins` (GET the pins in effect,
+ * `/mesh/stats`, `/admin/runners`, `/admin/admission`, `/admin/placements` (this host's, with the
+ * steps of each start), `/admin/pins` (GET the pins in effect,
  * POST `{model, host?}` to pin, DELETE the same to unpin).
  */
 export function registerMeshApi (app: FastifyInstance, port: AgentPort): void {
@@ -20,6 +21,7 @@ export function registerMeshApi (app: FastifyInstance, port: AgentPort): void {
   app.get('/mesh/stats', async () => port.meshStats())
   app.get('/admin/runners', async () => ({ runners: port.localRunners(), admission: port.admission() }))
   app.get('/admin/admission', async () => ({ admission: port.admission() }))
+  app.get('/admin/placements', async () => ({ placements: port.localPlacements() }))
   app.get('/admin/pins', async () => ({ pins: port.pins() }))
   app.post('/admin/pins', async (req) => {
     const body = parseBody(PinBodySchema, req.body)

@@ -38,7 +38,31 @@ export interface AgentPort {
   setPin: (model: string, host: string | undefined, pinned: boolean) => EffectivePin[]
   /** the pins in effect over the whole mesh */
   pins: () => EffectivePin[]
+  /** this host's placements with the steps of their last start (`/admin/placements`) */
+  localPlacements: () => LocalPlacement[]
 }
+
+/**
+ * When each step of this host's last start of a model happened, clock ms (local detail for
+ * `GET /admin/placements` and the cold-start benchmark; never published).
+ */
+export interface StartTimings {
+  /** the start was asked for (a request, a pin, a replica) */
+  askedAt: number
+  /** room was made (evictions done) and the runner asked for */
+  plannedAt?: number
+  /** the runner exists (its process is being spawned) */
+  spawnedAt?: number
+  /** the runner answers and loads the weights */
+  loadingAt?: number
+  readyAt?: number
+}
+
+/** A placement of this host, with its local detail. */
+export interface LocalPlacement extends Placement {
+  timings?: StartTimings
+}
+
 
 /** The API keys as the guard asks them (see ApiKeyStore). */
 export interface ApiKeys {
