@@ -47,3 +47,5 @@ export {
 } from './dispatch/index.js'
 export * from './constants.js'
 export { StrategyConfigSchema, QueueConfigSchema, type QueueConfig } from './config.js'
+export { PlacementConfigSchema, PinConfigSchema, type PlacementConfig } from './config.js'
+export * from './placement/index.js'
