@@ -22,6 +22,8 @@ export interface ColdPlanOptions {
   loadAnyway?: boolean
   /** context the model is planned for, tokens. @default DEFAULT_CTX_SIZE (4096) */
   ctxSize?: number
+  /** hosts not to plan on (a request's hosts already tried, open circuits). @default none */
+  exclude?: Iterable<string>
 }
 
 export type ColdPlan =
@@ -94,7 +96,8 @@ export function placementCandidates (model: string, view: PlacementView, ctxSize
  */
 export function planCold (model: string, view: PlacementView, opts: ColdPlanOptions = {}): ColdPlan {
   const ctxSize = opts.ctxSize ?? DEFAULT_CTX_SIZE
-  const hosts = placementCandidates(model, view, ctxSize)
+  const exclude = new Set(opts.exclude ?? [])
+  const hosts = placementCandidates(model, view, ctxSize, (n) => !exclude.has(n.peerId))
   const best = hosts[0]
   if (best == null) return { ok: false, code: 'MODEL_NOT_FOUND', message: `no reachable host has model '${model}'` }
   if (best.fit === 2 && opts.loadAnyway !== true) return insufficient(model, hosts, ctxSize)
