@@ -111,6 +111,10 @@ describe('planCold', () => {
     const c = host('c', 10 * need(m), [m])
     const placements = new Map([['b', entry('b', [{ model: 'x', state: 'planned', footprintBytes: need(m) + 1 }])]])
     expect(okPlan(planCold('m', view([a, b, c], { placements, reachable: new Set(['b']) }))).peerId).toBe('a')
+    // a host where the model failed comes after the others, and is still a host
+    const failed = new Map([['c', entry('c', [{ model: 'm', state: 'failed' }])]])
+    expect(okPlan(planCold('m', view([a, b, c], { placements: failed }))).peerId).not.toBe('c')
+    expect(okPlan(planCold('m', view([c], { placements: failed }))).peerId).toBe('c')
   })
 
   it('fails with the numbers when it fits nowhere', () => {

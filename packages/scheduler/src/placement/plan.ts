@@ -57,13 +57,16 @@ export interface PlacementCandidate {
   /** 0: fits in free memory; 1: fits after evicting unpinned models; 2: does not fit */
   fit: 0 | 1 | 2
   footprintBytes: number
+  /** the host's placement of the model failed (it may fail again) */
+  failed: boolean
 }
 
 /**
  * The hosts that could start `model`, best first: reachable hosts whose record lists it (by
  * name). Order: fits in free memory, then fits after evicting unpinned models, then the rest;
- * within a group more free memory first; equal free memory goes by the rendezvous order of
- * (model, host).
+ * within a group hosts where the model's placement failed last (the failure may be the
+ * host's, like a broken driver; it is still tried when no other host is left), then more
+ * free memory first; equal free memory goes by the rendezvous order of (model, host).
  *
  * Every figure compared comes from record and placement content (budgets, runners, planned
  * starts), never from heartbeats, and the last tie-break is a hash: so every entry that holds
@@ -83,10 +86,11 @@ export function placementCandidates (model: string, view: PlacementView, ctxSize
     const room = hostRoom(node, view, ctxSize)
     const need = footprint(info, ctxSize).totalBytes
     const fit = need <= room.free ? 0 : need <= room.free + room.evictable ? 1 : 2
-    hosts.push({ node, room, fit, footprintBytes: need })
+    const failed = (view.placements.get(node.peerId)?.placements ?? []).some((p) => p.model === model && p.state === 'failed')
+    hosts.push({ node, room, fit, footprintBytes: need, failed })
   }
   const tie = new Map(rendezvousOrder(model, hosts.map((h) => ({ peerId: h.node.peerId })), () => 1).map((h, i) => [h.peerId, i]))
-  return hosts.sort((a, b) => a.fit - b.fit || b.room.free - a.room.free || tie.get(a.node.peerId)! - tie.get(b.node.peerId)!)
+  return hosts.sort((a, b) => a.fit - b.fit || Number(a.failed) - Number(b.failed) || b.room.free - a.room.free || tie.get(a.node.peerId)! - tie.get(b.node.peerId)!)
 }
 
 /**
