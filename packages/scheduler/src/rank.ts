@@ -138,7 +138,7 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
       fresh: isFresh(metrics, input.now, staleMs),
       load: estimateLoad({ own, metrics, recordSlots, now: input.now, staleMs }),
       modelSlots: ready.reduce((n, r) => n + r.slots, 0) || (runner?.slots ?? 0),
-      notes: !warm && ready.length === 0 ? ['cold: loading'] : []
+      notes: loading != null || runner == null ? ['cold: loading'] : []
     })
   }
 
