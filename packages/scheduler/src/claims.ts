@@ -61,6 +61,8 @@ export interface ReportingPeer {
     vramFreeBytes?: number
     /** its in-flight requests as a router, per target peer id */
     claims?: Readonly<Record<string, number>>
+    /** admission per model it serves (PeerMetrics.models): demand-driven replicas read it */
+    models?: ReadonlyArray<{ model: string, slots: number, busy: number, queue: number }>
   }
 }
 

@@ -1,4 +1,4 @@
-import type { AdmissionSnapshot, NodeRecord } from '@llmesh/protocol'
+import type { AdmissionSnapshot, EffectivePin, NodeRecord, PlacementsEntry } from '@llmesh/protocol'
 import type { Strategy } from './strategy.js'
 
 /**
@@ -40,6 +40,13 @@ export interface ClusterView {
   nodes: readonly NodeRecord[]
   /** per peer id; a peer missing here is routed on its node record and this router's claims */
   metrics: ReadonlyMap<string, TargetMetrics>
+  /**
+   * the cluster document's placements section, per owner host: starts planned or loading
+   * there are waited for instead of starting another. @default none
+   */
+  placements?: ReadonlyMap<string, PlacementsEntry>
+  /** the pins in effect (`effectivePins()`): a cold start never evicts them. @default none */
+  pins?: readonly EffectivePin[]
 }
 
 export interface RouteRequest {
@@ -53,11 +60,16 @@ export interface RouteRequest {
   /** @default RankInput.defaultStrategy, else 'performance' */
   strategy?: Strategy
   /**
-   * Rank hosts whose runner for the model is registered but still starting or loading (cold),
-   * after every loaded host. Only useful once targets can wait for their runner.
+   * Also rank hosts whose runner for the model is registered but not ready (starting, loading,
+   * stopped) when some reachable host has it ready, after every loaded host. Without a ready
+   * host anywhere, hosts loading the model are ranked whatever this says (see rank()).
    * @default false
    */
   allowCold?: boolean
+  /** start the model where it does not fit in memory, if it has to be started (x-llmesh-load-anyway). @default false */
+  loadAnyway?: boolean
+  /** context a cold start is planned for, tokens. @default DEFAULT_CTX_SIZE (4096) */
+  ctxSize?: number
   /** output tokens expected (the request's max_tokens, if given). @default 256 */
   expectedTokens?: number
 }
@@ -108,7 +120,10 @@ export interface LoadEstimate {
 
 export interface RankedTarget {
   peerId: string
-  /** the runner to ask for; the target may use another of the same model */
+  /**
+   * the runner to ask for; the target may use another of the same model. Empty when the
+   * target has no runner of it yet: a planned start, or the cold start `coldStart` describes
+   */
   runnerId: string
   local: boolean
   /** the runner is still starting or loading */
@@ -118,6 +133,13 @@ export interface RankedTarget {
   load: LoadEstimate
   /** why, for the x-llmesh-route header and the debug log; prompts never appear */
   reasons: string[]
+  /** no host runs the model: this target was planned to start it (see planCold) */
+  coldStart?: {
+    /** what the model takes there, bytes */
+    footprintBytes: number
+    /** what the target has to evict first, bytes (0: it fits) */
+    evictBytes: number
+  }
 }
 
 /** A host that was not ranked, and why: for the debug log. */
@@ -143,8 +165,12 @@ export type RankResult =
   }
   | {
     ok: false
-    code: 'MODEL_NOT_FOUND' | 'NO_CAPACITY'
+    code: 'MODEL_NOT_FOUND' | 'NO_CAPACITY' | 'INSUFFICIENT_MEMORY'
     message: string
+    /** INSUFFICIENT_MEMORY: what the model needs, bytes */
+    needBytes?: number
+    /** INSUFFICIENT_MEMORY: the most room a host with the file could make, bytes */
+    largestFreeBytes?: number
     /** models the reachable mesh serves, sorted */
     available: string[]
     skipped: SkippedTarget[]

@@ -302,3 +302,77 @@ export const PERFORMANCE_TIE_BAND = 0.1
  * @default 0.5
  */
 export const PERFORMANCE_MAX_TIE_BAND = 0.5
+
+// ---------------------------------------------------------------------------------------------
+// Placement of whole models (see placement/)
+
+/**
+ * Share of a host's RAM its models may take when it has no GPU (or only unified memory) and
+ * its config sets no `placement.memoryBytes`. The rest stays for the OS, the agent and page
+ * cache; a larger share packs more models per host at the risk of swapping under load.
+ * @default 0.75
+ */
+export const PLACEMENT_MEMORY_SHARE = 0.75
+
+/**
+ * Unload a model idle this long, ms; 0 keeps idle models loaded until their memory is needed
+ * (eviction). Unloading early frees memory for other models but the next request pays a cold
+ * start.
+ * @default 0 (off)
+ */
+export const IDLE_UNLOAD_MS = 0
+
+/**
+ * A model's hosts together must have more requests waiting than slots for this long before
+ * one more host is started for it, ms. Shorter follows bursts faster but starts replicas that
+ * finish loading after the burst is over; a load takes seconds to minutes.
+ * @default 10000 ms
+ */
+export const SCALE_UP_AFTER_MS = 10_000
+
+/**
+ * A replica (a host started for demand) idle this long is stopped, ms, while another host's
+ * copy of the model is ready. Longer keeps memory busy; shorter risks stopping a replica the
+ * next burst needs again, and starting it costs a whole load.
+ * @default 300000 ms
+ */
+export const SCALE_DOWN_AFTER_MS = 300_000
+
+/**
+ * Longest a serving runner chosen for eviction may finish its requests before it is stopped,
+ * ms. Longer spares more running answers; the request waiting for the room waits as long.
+ * @default 30000 ms
+ */
+export const EVICT_DRAIN_MS = 30_000
+
+/**
+ * Context a model is planned with when the request or config gives none, tokens: its KV cache
+ * is sized for it. Larger plans conservatively (fewer models per host), smaller risks a runner
+ * that fails to allocate its cache.
+ * @default 4096 tokens
+ */
+export const DEFAULT_CTX_SIZE = 4096
+
+/**
+ * Memory a runner takes beside weights and KV cache, bytes: llama.cpp's compute buffers and
+ * the runtime. It grows with the batch size and the model's width; a fixed figure keeps plans
+ * comparable between hosts, at the cost of a small error either way on very small or very
+ * large models.
+ * @default 256 MiB
+ */
+export const RUNNER_OVERHEAD_BYTES = 256 * 1024 ** 2
+
+/**
+ * Bytes per element of the KV cache when it has to be estimated from the model's shape: f16,
+ * llama-server's default cache type.
+ * @default 2 bytes
+ */
+export const KV_ELEMENT_BYTES = 2
+
+/**
+ * KV cache per token of context as a share of the weights' bytes, when the model gives neither
+ * its KV size nor its layers and width. A guess: it overestimates small-context use of large
+ * models and underestimates very long contexts; the host's own load is the final check.
+ * @default 0.00003 (a 4096-token context then costs about an eighth of the weights)
+ */
+export const KV_SHARE_OF_WEIGHTS_PER_TOKEN = 0.00003

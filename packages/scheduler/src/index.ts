@@ -14,6 +14,11 @@
  * every host is busy, waiting at the first choice, retries) are the machine's; the router's
  * memory across requests (claims, health, retry budget) is its `Dispatcher`'s.
  *
+ * Models on demand (placement/): `planCold` names the one host that starts a model no host
+ * runs (rank() calls it), `chooseEvictions` the runners a host stops to make room,
+ * `decideReplicas` / `scaleDown` / `idleUnload` follow demand; each agent carries out what
+ * names itself.
+ *
  * On the target: `Admission` per host (slots = its runners' slots) decides granted / queued /
  * busy / rejected; its `snapshot()` goes into the heartbeat with `Claims.toRecord()`.
  */
@@ -47,3 +52,5 @@ export {
 } from './dispatch/index.js'
 export * from './constants.js'
 export { StrategyConfigSchema, QueueConfigSchema, type QueueConfig } from './config.js'
+export { PlacementConfigSchema, PinConfigSchema, type PlacementConfig } from './config.js'
+export * from './placement/index.js'

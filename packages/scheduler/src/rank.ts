@@ -1,8 +1,9 @@
-import type { NodeRecord, RunnerInfo } from '@llmesh/protocol'
+import type { NodeRecord, PlacementsEntry, RunnerInfo } from '@llmesh/protocol'
 import type { LoadEstimate, RankedTarget, RankInput, RankResult, RoundRobinState, SkippedTarget, TargetMetrics } from './cluster-view.js'
 import { AFFINITY_MAX_LOAD, DEFAULT_PRIORITY, METRICS_STALE_MS, PERFORMANCE_MAX_TIE_BAND, PERFORMANCE_TIE_BAND } from './constants.js'
 import { estimateLoad, isFresh, nonNegative } from './load.js'
 import { performanceScore, priorsOf, speedOf, type PerformanceInit } from './performance.js'
+import { planCold, type ColdPlan } from './placement/plan.js'
 import { rendezvousOrder } from './rendezvous.js'
 import { DEFAULT_STRATEGY, type Strategy } from './strategy.js'
 
@@ -30,6 +31,9 @@ interface Candidate {
   load: LoadEstimate
   /** slots of the model's ready runners in the node record: the rendezvous weight */
   modelSlots: number
+  /** why it is a candidate though it has no ready runner */
+  notes: string[]
+  coldStart?: RankedTarget['coldStart']
 }
 
 interface Scored {
@@ -44,6 +48,12 @@ interface Scored {
 const hasFreeSlot = (c: { cold: boolean, load: LoadEstimate }): boolean => !c.cold && c.load.freeSlots > 0
 const isReady = (r: RunnerInfo): boolean => r.state === 'ready' || r.state === 'busy'
 const isCold = (r: RunnerInfo): boolean => r.state === 'starting' || r.state === 'loading' || r.state === 'stopped'
+const isLoading = (r: RunnerInfo): boolean => r.state === 'starting' || r.state === 'loading'
+
+/** `peerId`'s placement of `model` that is planned or loading, if any */
+function pendingPlacement (placements: ReadonlyMap<string, PlacementsEntry> | undefined, peerId: string, model: string): { runnerId?: string } | undefined {
+  return placements?.get(peerId)?.placements.find((p) => p.model === model && (p.state === 'planned' || p.state === 'loading'))
+}
 
 /**
  * Ranks the hosts that can serve a request, best first, each with the reasons it is where it
@@ -54,6 +64,15 @@ const isCold = (r: RunnerInfo): boolean => r.state === 'starting' || r.state ===
  * circuit that is not open. One target per host: its ready runner of the model with the most
  * slots (the target may still pick another). Load is per host (its runners share its GPUs),
  * see load.ts.
+ *
+ * Models on demand: when no reachable host has a ready runner of the model (tried or not),
+ * the hosts starting it (a runner starting or loading, or a placement planned or loading)
+ * are the candidates, cold, with the reason 'cold: loading': requests wait for the start
+ * under way instead of starting another. When no reachable host is starting it either,
+ * `planCold` names ONE host with the file, the same at every entry that holds the same
+ * records (two entries asking at once start it once), and it is the only target, with the
+ * reasons 'cold-start' and the plan's; a model that fits nowhere answers INSUFFICIENT_MEMORY
+ * (unless `loadAnyway`). Hosts already tried or with an open circuit are left out of the plan.
  *
  * Every strategy then orders within two groups: hosts with a free slot (as far as this router
  * knows) come before hosts without one, and loaded runners before cold ones, so a router never
@@ -75,34 +94,42 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
   const candidates: Candidate[] = []
   const seen = new Set<string>()
   let servedAnywhere = false
+  const isReachable = (peerId: string): boolean => peerId === selfPeerId || input.reachable.has(peerId)
+  // a ready copy on a reachable host, tried or not: then nothing waits for a load or starts one
+  const warm = input.view.nodes.some((n) => isReachable(n.peerId) && n.runners.some((r) => r.model === request.model && isReady(r)))
+  const placements = input.view.placements
+  let loadingSomewhere = false
 
   for (const node of input.view.nodes) {
     if (seen.has(node.peerId)) continue
     seen.add(node.peerId)
     const local = node.peerId === selfPeerId
-    const reachable = local || input.reachable.has(node.peerId)
+    const reachable = isReachable(node.peerId)
     if (reachable) {
       for (const m of node.models) available.add(m.name)
       for (const r of node.runners) available.add(r.model)
     }
     const runners = node.runners.filter((r) => r.model === request.model)
-    if (runners.length === 0) continue
+    const planned = warm ? undefined : pendingPlacement(placements, node.peerId, request.model)
+    if (runners.length === 0 && planned == null) continue
     servedAnywhere = true
+    if (reachable && !warm && (planned != null || runners.some(isLoading))) loadingSomewhere = true
     const skip = (reason: SkippedTarget['reason']): void => { skipped.push({ peerId: node.peerId, reason }) }
     if (!reachable) { skip('unreachable'); continue }
     if (exclude.has(node.peerId)) { skip('excluded'); continue }
     const circuit = input.circuits?.get(node.peerId) ?? 'closed'
     if (circuit === 'open') { skip('circuit-open'); continue }
     const ready = runners.filter(isReady).sort((a, b) => b.slots - a.slots)
+    const loading = !warm && ready.length === 0 ? runners.find(isLoading) : undefined
     const cold = request.allowCold === true && ready.length === 0 ? runners.find(isCold) : undefined
-    const runner = ready[0] ?? cold
-    if (runner == null) { skip('not-ready'); continue }
+    const runner = ready[0] ?? loading ?? cold
+    if (runner == null && planned == null) { skip('not-ready'); continue }
     const metrics = input.view.metrics.get(node.peerId)
     const own = nonNegative(input.inflight.get(node.peerId))
-    const recordSlots = hostSlots(node) || runner.slots
+    const recordSlots = hostSlots(node) || (runner?.slots ?? 0)
     candidates.push({
       peerId: node.peerId,
-      runnerId: runner.id,
+      runnerId: runner?.id ?? planned?.runnerId ?? '',
       local,
       cold: ready.length === 0,
       halfOpen: circuit === 'half-open',
@@ -110,11 +137,37 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
       metrics,
       fresh: isFresh(metrics, input.now, staleMs),
       load: estimateLoad({ own, metrics, recordSlots, now: input.now, staleMs }),
-      modelSlots: ready.reduce((n, r) => n + r.slots, 0) || runner.slots
+      modelSlots: ready.reduce((n, r) => n + r.slots, 0) || (runner?.slots ?? 0),
+      notes: loading != null || runner == null ? ['cold: loading'] : []
     })
   }
 
   const rr: RoundRobinState = input.roundRobin ?? new Map()
+  if (candidates.length === 0 && !warm && !loadingSomewhere) {
+    const plan = planColdStart(input, exclude)
+    if (plan.ok) {
+      const node = input.view.nodes.find((n) => n.peerId === plan.peerId)!
+      const metrics = input.view.metrics.get(plan.peerId)
+      const own = nonNegative(input.inflight.get(plan.peerId))
+      candidates.push({
+        peerId: plan.peerId,
+        runnerId: '',
+        local: plan.peerId === selfPeerId,
+        cold: true,
+        halfOpen: input.circuits?.get(plan.peerId) === 'half-open',
+        own,
+        metrics,
+        fresh: isFresh(metrics, input.now, staleMs),
+        load: estimateLoad({ own, metrics, recordSlots: hostSlots(node), now: input.now, staleMs }),
+        modelSlots: 0,
+        notes: ['cold-start', ...plan.reasons],
+        coldStart: { footprintBytes: plan.footprintBytes, evictBytes: plan.evictBytes }
+      })
+    } else if (plan.code === 'INSUFFICIENT_MEMORY') {
+      const { code, message, needBytes, largestFreeBytes } = plan
+      return { ok: false, code, message, needBytes, largestFreeBytes, available: [...available].sort(), skipped, roundRobin: rr }
+    }
+  }
   if (candidates.length === 0) {
     return { ok: false, ...noCandidate(request.model, servedAnywhere, skipped), available: [...available].sort(), skipped, roundRobin: rr }
   }
@@ -222,9 +275,11 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
       ...(s.c.load.reported ? [`reported=${fmt(nonNegative(s.c.metrics?.slotsBusy))}+${fmt(nonNegative(s.c.metrics?.queueDepth))}q`] : []),
       s.c.local ? 'local' : 'remote',
       ...(s.c.cold ? ['cold'] : []),
+      ...s.c.notes,
       ...(s.c.halfOpen ? ['circuit=half-open'] : []),
       ...s.reasons
-    ]
+    ],
+    ...(s.c.coldStart != null ? { coldStart: s.c.coldStart } : {})
   }))
   const allFull = !targets.some(hasFreeSlot)
   const roundRobin = strategy === 'round-robin' ? new Map([...rr, [request.model, targets[0]!.peerId]]) : rr
@@ -267,6 +322,26 @@ function spreadKeys (nodes: readonly NodeRecord[], selfPeerId: string, model: st
   const ids = candidates.map((c) => c.peerId).sort(cmp)
   const m = ids.length
   return new Map(ids.map((id, i) => [id, (((i - offset) % m) + m) % m]))
+}
+
+/**
+ * planCold over the hosts this request may still go to: reachable, not tried, circuit not
+ * open. The pins and placements come from the view (none: nothing pinned or planned).
+ */
+function planColdStart (input: RankInput, exclude: ReadonlySet<string>): ColdPlan {
+  const { request } = input
+  const open = [...input.circuits ?? []].filter(([, state]) => state === 'open').map(([peerId]) => peerId)
+  return planCold(request.model, {
+    selfPeerId: input.selfPeerId,
+    nodes: input.view.nodes,
+    placements: input.view.placements ?? new Map(),
+    pins: input.view.pins ?? [],
+    reachable: input.reachable
+  }, {
+    exclude: [...exclude, ...open],
+    ...(request.loadAnyway != null ? { loadAnyway: request.loadAnyway } : {}),
+    ...(request.ctxSize != null ? { ctxSize: request.ctxSize } : {})
+  })
 }
 
 /** Slots of all ready runners of a node, whatever their model: they share its GPUs. */

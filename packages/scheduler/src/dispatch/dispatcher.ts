@@ -48,7 +48,12 @@ export class Dispatcher {
   rank (request: RouteRequest, view: DispatchView): RankResult {
     const { now } = view
     const r = rank({
-      view: { nodes: view.nodes, metrics: this.withBusyReports(this.health.metrics(targetMetrics(view.peers, view.selfPeerId), now), now) },
+      view: {
+        nodes: view.nodes,
+        metrics: this.withBusyReports(this.health.metrics(targetMetrics(view.peers, view.selfPeerId), now), now),
+        ...(view.placements != null ? { placements: view.placements } : {}),
+        ...(view.pins != null ? { pins: view.pins } : {})
+      },
       request,
       selfPeerId: view.selfPeerId,
       reachable: view.reachable,

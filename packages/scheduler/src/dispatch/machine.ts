@@ -13,7 +13,9 @@ import type { AttemptFailure, DispatchAction, DispatchSpec, DispatchView, DoneAc
  * best and fails over to the next while nothing reached the client: connect errors, error
  * frames, 5xx, BUSY, STALLED. When every host answered busy the request goes round again with
  * queueing allowed; when every queue is full it fails with QUEUE_FULL and the smallest
- * Retry-After. Host failures wait a backoff and draw on the retry budget. Pure but for the
+ * Retry-After. A model no host has ready goes to the hosts loading it, else to the one host
+ * rank() plans a cold start on; when it fits nowhere the request fails with
+ * INSUFFICIENT_MEMORY and the numbers. Host failures wait a backoff and draw on the retry budget. Pure but for the
  * router's memory it updates (health, budget, busy answers, round-robin): no clock, no I/O,
  * randomness from the dispatcher.
  */
@@ -54,7 +56,9 @@ export class Dispatch {
       ...(spec.strategy != null ? { strategy: spec.strategy } : {}),
       ...(spec.prefixKey != null ? { prefixKey: spec.prefixKey } : {}),
       ...(spec.expectedTokens != null ? { expectedTokens: spec.expectedTokens } : {}),
-      ...(spec.allowCold != null ? { allowCold: spec.allowCold } : {})
+      ...(spec.allowCold != null ? { allowCold: spec.allowCold } : {}),
+      ...(spec.loadAnyway != null ? { loadAnyway: spec.loadAnyway } : {}),
+      ...(spec.ctxSize != null ? { ctxSize: spec.ctxSize } : {})
     }
     this.d.budget.recordRequest(view.now)
     return this.step(view)
@@ -89,6 +93,8 @@ export class Dispatch {
           continue
         }
         if (this.lastError != null) return this.fail(this.lastError)
+        // the numbers say it all; the models listed would not help
+        if (r.code === 'INSUFFICIENT_MEMORY') return this.fail(r)
         const list = r.available.length > 0 ? r.available.join(', ') : 'none'
         return this.fail({ code: r.code, message: `${r.message}; models in the mesh: ${list}` })
       }

@@ -1,4 +1,4 @@
-import type { AdmissionSnapshot, ErrorCode, NodeRecord } from '@llmesh/protocol'
+import type { AdmissionSnapshot, EffectivePin, ErrorCode, NodeRecord, PlacementsEntry } from '@llmesh/protocol'
 import type { ReportingPeer } from '../claims.js'
 import type { RankedTarget, RouteRequest } from '../cluster-view.js'
 import type { Failure } from '../outcome.js'
@@ -26,6 +26,10 @@ export interface DispatchView {
   peers: readonly ReportingPeer[]
   /** peers a request may be sent to now (connected, alive or suspect); the own host needs no entry */
   reachable: ReadonlySet<string>
+  /** the cluster document's placements section, per owner host (see ClusterView.placements). @default none */
+  placements?: ReadonlyMap<string, PlacementsEntry>
+  /** the pins in effect (`effectivePins()`). @default none */
+  pins?: readonly EffectivePin[]
 }
 
 /**
