@@ -4,7 +4,7 @@ import {
 } from '@llmesh/protocol'
 import {
   chooseEvictions, decideReplicas, footprintBytes, hostModelMemBytes, idleUnload, planCold, scaleDown,
-  type LocalRunnerUse, type PlacementConfig, type PlacementView, type ReplicaState, type ReportingPeer
+  type IdleState, type LocalRunnerUse, type PlacementConfig, type PlacementView, type ReplicaState, type ReportingPeer
 } from '@llmesh/scheduler'
 import type { Runner, RunnerManager } from '@llmesh/runners'
 import type { ClusterDoc } from '@llmesh/state'
@@ -63,8 +63,8 @@ export class Placements {
   private readonly draining = new Set<string>()
   /** the last start of each model, step by step */
   private readonly timings = new Map<string, StartTimings>()
-  private replicas: ReplicaState | undefined
-  private idleSince = new Map<string, number>()
+  private replicas: ReplicaState = { pressureSince: new Map() }
+  private idle: IdleState = { idleSince: new Map() }
   private timer?: TimerHandle
   private publishQueued = false
   private stopped = false
@@ -345,37 +345,17 @@ export class Placements {
         if (plan.ok && plan.peerId === selfPeerId) background(pin.model, 'pin')
       }
     }
-    // replicas
-    const peers = this.c.peers()
-    const decision = decideReplicas({ view, peers, config, now, ctxSize: this.c.ctxSize }, this.replicas)
+    // replicas, and stopping idle ones (and, with idleUnloadMs, idle models): own runners only
+    const input = { view, peers: this.c.peers(), config, now, ctxSize: this.c.ctxSize }
+    const decision = decideReplicas(input, this.replicas)
     this.replicas = decision.state
     for (const s of decision.start) if (s.peerId === selfPeerId) background(s.model, 'replica')
-    // scale down and idle unload: own runners only
-    const uses = this.localUses()
-    const stop = new Set<string>([
-      ...scaleDown({ view, peers, config, now, uses, placements: [...this.own.values()], idleSince: this.idleSince }),
-      ...(config.idleUnloadMs > 0 ? idleUnload({ config, now, uses, placements: [...this.own.values()] }) : [])
-    ])
-    for (const runnerId of stop) {
+    const down = scaleDown(input, this.idle)
+    const unload = idleUnload(input, down.state)
+    this.idle = unload.state
+    for (const runnerId of new Set([...down.stop, ...unload.stop])) {
       await this.evict(runnerId).catch((err: unknown) => { this.log.warn({ runner: runnerId, err: (err as Error).message }, 'idle model not stopped') })
     }
-  }
-
-  private localUses (): LocalRunnerUse[] {
-    const pinned = this.pinnedHere()
-    const out: LocalRunnerUse[] = []
-    for (const p of this.own.values()) {
-      if (p.runnerId == null || p.state !== 'ready') continue
-      out.push({
-        runnerId: p.runnerId,
-        model: p.model,
-        footprintBytes: p.footprintBytes ?? 0,
-        lastUsedAt: this.c.serving.lastUsedAt(p.runnerId),
-        inflight: this.c.serving.inflight(p.runnerId),
-        pinned: pinned.has(p.model)
-      })
-    }
-    return out
   }
 
   /** Pins or unpins `model` (on `host`, a peer id; anywhere when absent): written into this agent's pins entry. */
