@@ -522,6 +522,9 @@ export class ClusterDoc {
       if (!(struct instanceof Y.Item)) continue // GC and Skip carry no content
       if (struct.parent != null && typeof struct.parent !== 'string') return 'nested'
       if (typeof struct.parent === 'string' && !(SECTIONS as readonly string[]).includes(struct.parent)) return 'nested'
+      // an item placed in a section but under no key sits in the map's list part: in no entry,
+      // so no view or bound would ever see it (only a forged update writes one)
+      if (typeof struct.parent === 'string' && struct.parentSub == null) return 'nested'
       if (struct.content instanceof Y.ContentType) return 'nested'
       let bytes = 0
       if (struct.content instanceof Y.ContentAny) {

@@ -250,6 +250,16 @@ describe('ClusterDoc: placements and pins', () => {
     expect(a.size().bytes).toBeLessThanOrEqual(MAX_DOC_BYTES)
   })
 
+  it('refuses items written in a section under no key (its list part, which no entry holds)', () => {
+    const c = newDoc('c')
+    for (const section of [NODES, PLACEMENTS, PINS]) {
+      const f = new Y.Doc()
+      f.getArray(section).push(['x'.repeat(1000)])
+      expect(c.applyRemote(Y.encodeStateAsUpdate(f))).toEqual({ applied: false, reason: 'nested' })
+    }
+    expect(c.snapshot()).toEqual(newDoc('d').snapshot())
+  })
+
   it('prunes a gone peer from every section, and takes a foreign delete in any section only where the rule allows deleting its node entry', () => {
     const a = newDoc('a')
     const b = newDoc('b')
