@@ -174,8 +174,9 @@ export class ClusterDoc {
   /**
    * Calls `fn` once after every transaction that changed the document, local or remote, with
    * the sections it touched; the views already show the change. Called synchronously at the end
-   * of the transaction: `fn` may read the views and write its own entries, and must not throw
-   * (an error it throws is rethrown outside the document's transaction).
+   * of the transaction: `fn` may read the views and write its own entries. It should not throw:
+   * an error it throws is not caught here but thrown again outside the transaction (an uncaught
+   * exception), since inside it Yjs would pass it on as if the update had failed.
    */
   onChange (fn: (sections: ReadonlySet<Section>) => void): () => void {
     this.changeListeners.add(fn)
@@ -193,7 +194,6 @@ export class ClusterDoc {
       try {
         fn(sections)
       } catch (err) {
-        // inside Yjs's cleanup a throw would surface as a refused update; report it outside
         queueMicrotask(() => { throw err })
       }
     }
