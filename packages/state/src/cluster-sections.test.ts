@@ -250,13 +250,23 @@ describe('ClusterDoc: placements and pins', () => {
     expect(a.size().bytes).toBeLessThanOrEqual(MAX_DOC_BYTES)
   })
 
-  it('refuses items written in a section under no key (its list part, which no entry holds)', () => {
+  it('refuses items outside a key of the three sections: another top-level name, a nested map, a section\'s list part', () => {
     const c = newDoc('c')
+    const other = new Y.Doc()
+    other.getMap('placements2').set('b', signedIn(PLACEMENTS, placements('b', ['m'])))
+    expect(c.applyRemote(Y.encodeStateAsUpdate(other))).toEqual({ applied: false, reason: 'nested' })
+    for (const section of [PLACEMENTS, PINS]) {
+      const nested = new Y.Doc()
+      nested.getMap(section).set('b', new Y.Map())
+      expect(c.applyRemote(Y.encodeStateAsUpdate(nested))).toEqual({ applied: false, reason: 'nested' })
+    }
+    // the list part of a section's map: no entry holds it, so no view or bound would see it
     for (const section of [NODES, PLACEMENTS, PINS]) {
       const f = new Y.Doc()
       f.getArray(section).push(['x'.repeat(1000)])
       expect(c.applyRemote(Y.encodeStateAsUpdate(f))).toEqual({ applied: false, reason: 'nested' })
     }
+    expect(c.rejected.get('nested')).toBe(6)
     expect(c.snapshot()).toEqual(newDoc('d').snapshot())
   })
 
