@@ -2,20 +2,21 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { PrivateKey, PublicKey } from '@libp2p/interface'
 import type { NodeRecord } from '@llmesh/protocol'
-import type { RecordSigner, RecordVerifier } from '@llmesh/state'
+import { NODES, type RecordSigner, type RecordVerifier, type Section, type SignedEntry } from '@llmesh/state'
 
 /** Ed25519 signatures are 64 bytes. */
 const ED25519_SIGNATURE_BYTES = 64
 
 /**
- * Checks NodeRecords against their owner's key, which an Ed25519 peer id carries itself: no
- * lookup, no trust in whoever relayed the record. A record passes when its peer id is an
- * Ed25519 peer id in its canonical text form, every address parses as a multiaddr ending in
- * `/p2p/<that id>`, and `sig` is that key's signature over the record's content.
+ * Checks the cluster document's entries against their owner's key, which an Ed25519 peer id
+ * carries itself: no lookup, no trust in whoever relayed the entry. An entry of any section
+ * passes when its peer id is an Ed25519 peer id in its canonical text form and `sig` is that
+ * key's signature over its content (which names the section); a node record's addresses must
+ * also each parse as a multiaddr ending in `/p2p/<that id>`.
  */
 export function recordVerifier (): RecordVerifier {
   return {
-    verify (record: NodeRecord, content: Uint8Array) {
+    verify (record: SignedEntry, content: Uint8Array, section: Section = NODES) {
       let key: PublicKey
       try {
         const id = peerIdFromString(record.peerId)
@@ -24,7 +25,10 @@ export function recordVerifier (): RecordVerifier {
       } catch {
         return 'bad-key'
       }
-      for (const addr of record.addrs) {
+      const addrs: unknown = section === NODES ? (record as Partial<NodeRecord>).addrs : []
+      if (!Array.isArray(addrs)) return 'bad-address'
+      for (const addr of addrs as unknown[]) {
+        if (typeof addr !== 'string') return 'bad-address'
         try {
           const last = multiaddr(addr).getComponents().at(-1)
           if (last?.name !== 'p2p' || last.value !== record.peerId) return 'bad-address'
@@ -43,7 +47,7 @@ export function recordVerifier (): RecordVerifier {
   }
 }
 
-/** Signs this agent's own record with its libp2p key (Ed25519: synchronous). */
+/** Signs this agent's own entries with its libp2p key (Ed25519: synchronous). */
 export function recordSigner (privateKey: PrivateKey): RecordSigner {
   if (privateKey.type !== 'Ed25519') throw new Error(`records are signed with an Ed25519 key, not ${privateKey.type}`)
   return {

@@ -1,11 +1,19 @@
 import * as Y from 'yjs'
-import { NodeRecordSchema, type NodeRecord, type UnsignedNodeRecord } from '@llmesh/protocol'
+import { NodeRecordSchema, PinsEntrySchema, PlacementsEntrySchema, type NodeRecord, type PinsEntry, type PlacementsEntry, type UnsignedNodeRecord } from '@llmesh/protocol'
 import { MAX_DOC_BYTES, MAX_ENTRIES, MAX_PENDING_BYTES, MAX_RECORD_BYTES, PER_CLIENT_BYTES, SELF_REWRITE_MIN_INTERVAL_MS } from './constants.js'
-import { recordContent, type InvalidReason, type RecordSigner, type RecordVerifier } from './record-trust.js'
+import {
+  NODES, PINS, PLACEMENTS, SECTIONS, entryContent,
+  type InvalidReason, type RecordSigner, type RecordVerifier, type Section, type SectionEntries, type SignedEntry, type UnsignedSectionEntries
+} from './record-trust.js'
 import { NEVER_PRUNE, type PruneRule } from './prune-rule.js'
 
-/** Name of the top-level Y.Map holding one NodeRecord per peer, keyed by peer id. */
-export const NODES = 'nodes'
+export { NODES }
+
+/** The sections besides `nodes`, written with `setOwn`. */
+export type OwnSection = typeof PLACEMENTS | typeof PINS
+
+/** Each section's schema: what an entry must be before its signature is checked. */
+const SCHEMAS = { nodes: NodeRecordSchema, placements: PlacementsEntrySchema, pins: PinsEntrySchema } as const
 
 /** Transaction origin of updates applied from the network; local writes use the default. */
 export const REMOTE_ORIGIN = Symbol('llmesh-remote')
@@ -46,7 +54,7 @@ export interface ClusterDocStats {
 }
 
 /** What a stored value was found to be, cached per Yjs item: an entry's item changes with every write. */
-type Verdict = { record: NodeRecord, bytes: number } | { invalid: InvalidReason, bytes: number }
+type Verdict = { entry: SignedEntry, bytes: number } | { invalid: InvalidReason, bytes: number }
 
 export type ApplyResult = { applied: true } | { applied: false, reason: RejectReason }
 
@@ -56,36 +64,52 @@ export interface ClusterDocEvents {
 }
 
 /**
- * The durable cluster state (Yjs). Each entry of `nodes` has ONE writer: the peer whose id is
- * the key, and it signs its record. Two lines of defence:
- * - the view (`records()`, `get()`) holds only records that pass the schema and the owner's
- *   signature, whatever path their bytes came by (gossip, sync, snapshot); a verdict is cached
- *   per stored item, so a document change costs one verification per changed entry;
+ * The durable cluster state (Yjs), in three sections (top-level maps): `nodes` (NodeRecord),
+ * `placements` (PlacementsEntry), `pins` (PinsEntry). Every entry of every section has ONE
+ * writer: the peer whose id is the key, and it signs the entry, over content that names the
+ * section (entryContent). Two lines of defence:
+ * - the views (`records()`, `get()`, `placements()`, `pins()`) hold only entries that pass their
+ *   section's schema and the owner's signature, whatever path their bytes came by (gossip, sync,
+ *   snapshot); a verdict is cached per stored item, so a document change costs one verification
+ *   per changed entry;
  * - remote updates are checked before they are applied: every item an update writes must
- *   belong to the sender's own entry (gossip), a Yjs client id may only ever write one entry
- *   (sync), values are plain JSON, and the document's hard bounds hold (constants.ts).
+ *   belong to the sender's own key (gossip), a Yjs client id may only ever write under one key
+ *   (sync), in whichever sections, values are plain JSON, and the document's hard bounds hold
+ *   over all sections together (constants.ts). A foreign delete in any section is accepted
+ *   where the pruning rule allows deleting that key's node entry.
  * A foreign delete or overwrite that slips through (sync carries other peers' writes, so it
- * cannot be attributed) is undone by the owner, which writes its entry again at once, and meanwhile
- * every other peer keeps showing the last valid record until the pruning rule allows its removal.
+ * cannot be attributed) is undone by the owner, which writes its entry again at once. Meanwhile
+ * every other peer keeps showing the last valid node record until the pruning rule allows its
+ * removal; a placements or pins entry is not kept that way: it leaves the view until its owner's
+ * rewrite arrives. The trade-off: those sections stay a plain function of the document (no view
+ * state to reason about), and a sync that forges them can blank a host's placements or a peer's
+ * pins for at most the owner's rewrite delay, which is rate-limited like every rewrite; readers
+ * that act on a vanished entry (a model no longer placed) must tolerate that.
  * Values are replaced whole on change, so Yjs garbage collects the previous value.
  */
 export class ClusterDoc {
   readonly doc: Y.Doc
   readonly peerId: string
   private readonly nodes: Y.Map<unknown>
-  /** which entry each Yjs client id writes; a client never writes two entries */
+  private readonly maps: Readonly<Record<Section, Y.Map<unknown>>>
+  /** the section of each top-level map */
+  private readonly sectionOf = new Map<unknown, Section>()
+  /** which key each Yjs client id writes under (in any section); a client never writes under two keys */
   private readonly clientKey = new Map<number, string>()
   private readonly listeners = new Set<(update: Uint8Array) => void>()
+  private readonly changeListeners = new Set<(sections: ReadonlySet<Section>) => void>()
   /** the view: verified records, rebuilt after every document update */
   private cache?: Map<string, NodeRecord>
+  /** the views of the other sections: verified entries, rebuilt after every document update */
+  private readonly views = new Map<OwnSection, Map<string, SignedEntry>>()
   /** keys whose view record is kept from before a delete or overwrite the pruning rule did not allow */
   private readonly kept = new Set<string>()
   private readonly verdicts = new WeakMap<object, Verdict>()
   private readonly verifier: RecordVerifier
   private readonly signer?: RecordSigner
   private readonly now: () => number
-  /** the value this peer last wrote under its key, and the record it signed */
-  private self?: { value: NodeRecord, unsigned: UnsignedNodeRecord }
+  /** per section, the value this peer last wrote under its key, and the entry it signed */
+  private readonly own = new Map<Section, { value: SignedEntry, unsigned: UnsignedSectionEntries[Section] }>()
   private rewriteAt = 0
   private rewriteTimer?: ReturnType<typeof setTimeout>
   private destroyed = false
@@ -107,14 +131,19 @@ export class ClusterDoc {
     this.now = opts.now ?? Date.now
     if (opts.pruneRule != null) this.bindPruneRule(opts.pruneRule)
     this.doc = new Y.Doc()
-    this.nodes = this.doc.getMap(NODES)
-    this.doc.on('update', (update: Uint8Array, origin: unknown) => {
+    this.maps = { nodes: this.doc.getMap(NODES), placements: this.doc.getMap(PLACEMENTS), pins: this.doc.getMap(PINS) }
+    this.nodes = this.maps.nodes
+    for (const section of SECTIONS) {
+      this.sectionOf.set(this.maps[section], section)
+      this.maps[section].observe((event, transaction) => {
+        if (transaction.origin === REMOTE_ORIGIN && event.keysChanged.has(this.peerId)) this.guardSelf()
+      })
+    }
+    this.doc.on('update', (update: Uint8Array, origin: unknown, _doc: Y.Doc, transaction: Y.Transaction) => {
       this.cache = undefined
-      if (origin === REMOTE_ORIGIN) return
-      for (const fn of this.listeners) fn(update)
-    })
-    this.nodes.observe((event, transaction) => {
-      if (transaction.origin === REMOTE_ORIGIN && event.keysChanged.has(this.peerId)) this.guardSelf()
+      this.views.clear()
+      if (origin !== REMOTE_ORIGIN) for (const fn of this.listeners) fn(update)
+      if (this.changeListeners.size > 0) this.changed(transaction)
     })
     if (snapshot != null) {
       const result = this.applyRemote(snapshot)
@@ -143,41 +172,93 @@ export class ClusterDoc {
   }
 
   /**
+   * Calls `fn` once after every transaction that changed the document, local or remote, with
+   * the sections it touched; the views already show the change. Called synchronously at the end
+   * of the transaction: `fn` may read the views and write its own entries. It should not throw:
+   * an error it throws is not caught here but thrown again outside the transaction (an uncaught
+   * exception), since inside it Yjs would pass it on as if the update had failed.
+   */
+  onChange (fn: (sections: ReadonlySet<Section>) => void): () => void {
+    this.changeListeners.add(fn)
+    return () => this.changeListeners.delete(fn)
+  }
+
+  private changed (transaction: Y.Transaction): void {
+    const sections = new Set<Section>()
+    for (const type of transaction.changed.keys()) {
+      const section = this.sectionOf.get(type)
+      if (section != null) sections.add(section)
+    }
+    if (sections.size === 0) return
+    for (const fn of this.changeListeners) {
+      try {
+        fn(sections)
+      } catch (err) {
+        queueMicrotask(() => { throw err })
+      }
+    }
+  }
+
+  /**
    * Signs and writes this peer's own record; a no-op when nothing but `updatedAt` would change,
    * unless `force` (the periodic refresh that keeps a live entry from being pruned). A record
    * past MAX_RECORD_BYTES is not written (every peer would refuse it) and false is returned.
    */
   setSelf (record: UnsignedNodeRecord, force = false): boolean {
-    if (record.peerId !== this.peerId) throw new Error('a peer writes only its own record')
+    return this.writeOwn(NODES, record, force)
+  }
+
+  /**
+   * Signs and writes this peer's own entry of `placements` or `pins`, like `setSelf`: a no-op
+   * when nothing but `updatedAt` would change; an entry past MAX_RECORD_BYTES is not written and
+   * false is returned; a foreign delete or overwrite of it is undone as for the node record.
+   */
+  setOwn<S extends OwnSection> (section: S, entry: UnsignedSectionEntries[S]): boolean {
+    if (section !== PLACEMENTS && section !== PINS) throw new Error(`not a section of own entries: ${String(section)}`)
+    return this.writeOwn(section, entry, false)
+  }
+
+  private writeOwn<S extends Section> (section: S, entry: UnsignedSectionEntries[S], force: boolean): boolean {
+    if (entry.peerId !== this.peerId) throw new Error('a peer writes only its own entries')
     if (this.signer == null) throw new Error('this cluster document has no signer')
-    const current = this.self?.value
-    if (!force && current != null && this.nodes.get(this.peerId) === current && sameRecord(current, record)) return false
-    const { sig: _sig, ...unsigned } = record as NodeRecord
-    const value: NodeRecord = { ...unsigned, sig: this.signer.sign(recordContent(unsigned)) }
+    const map = this.maps[section]
+    const current = this.own.get(section)?.value
+    if (!force && current != null && map.get(this.peerId) === current && sameEntry(current, entry)) return false
+    const { sig: _sig, ...unsigned } = entry as UnsignedSectionEntries[S] & { sig?: string }
+    const value = { ...unsigned, sig: this.signer.sign(entryContent(section, unsigned)) } as unknown as SignedEntry
     if (jsonBytes(value) > MAX_RECORD_BYTES) {
       this.rejected.set('record-too-large', (this.rejected.get('record-too-large') ?? 0) + 1)
       return false
     }
-    this.self = { value, unsigned }
-    this.nodes.set(this.peerId, value)
+    this.own.set(section, { value, unsigned: unsigned as UnsignedSectionEntries[S] })
+    map.set(this.peerId, value)
     this.clientKey.set(this.doc.clientID, this.peerId)
     return true
   }
 
+  /** Sections whose own entry no longer holds what this peer wrote. */
+  private lostOwn (): Section[] {
+    return [...this.own].filter(([section, { value }]) => this.maps[section].get(this.peerId) !== value).map(([section]) => section)
+  }
+
   /**
-   * Our entry changed in a remote transaction: unless it still holds what we wrote, someone
-   * deleted or replaced it. Write it again at once (a Yjs map keeps the item written last, and
-   * ours now references theirs, so it wins everywhere), at most once per
-   * SELF_REWRITE_MIN_INTERVAL_MS.
+   * One of our entries changed in a remote transaction: unless it still holds what we wrote,
+   * someone deleted or replaced it. Write it again at once (a Yjs map keeps the item written
+   * last, and ours now references theirs, so it wins everywhere), at most once per
+   * SELF_REWRITE_MIN_INTERVAL_MS for all sections together.
    */
   private guardSelf (): void {
-    if (this.self == null || this.rewriteTimer != null || this.nodes.get(this.peerId) === this.self.value) return
+    if (this.rewriteTimer != null || this.lostOwn().length === 0) return
     const run = (): void => {
       this.rewriteTimer = undefined
-      if (this.destroyed || this.self == null || this.nodes.get(this.peerId) === this.self.value) return
+      if (this.destroyed) return
+      const lost = this.lostOwn()
+      if (lost.length === 0) return
       this.rewriteAt = this.now()
-      this.stats.selfRewrites++
-      this.setSelf({ ...this.self.unsigned, updatedAt: this.now() }, true)
+      for (const section of lost) {
+        this.stats.selfRewrites++
+        this.writeOwn(section, { ...this.own.get(section)!.unsigned, updatedAt: this.now() }, true)
+      }
     }
     // not inside the observer: Yjs is still cleaning up the remote transaction
     this.rewriteTimer = setTimeout(run, Math.max(0, this.rewriteAt + SELF_REWRITE_MIN_INTERVAL_MS - this.now()))
@@ -197,8 +278,9 @@ export class ClusterDoc {
   }
 
   /**
-   * Deletes the entries of long-gone peers. Only the peer chosen by the pruning rule calls
-   * this; every receiver re-checks the rule (its PruneRule) before accepting.
+   * Deletes the entries of long-gone peers, in every section, and returns how many it deleted.
+   * Only the peer chosen by the pruning rule calls this; every receiver re-checks the rule (its
+   * PruneRule, over the key's node record) before accepting.
    */
   prune (peerIds: string[]): number {
     let n = 0
@@ -209,9 +291,11 @@ export class ClusterDoc {
         this.kept.delete(id)
         this.lastView.delete(id)
         this.cache = undefined
-        if (!this.nodes.has(id)) continue
-        this.nodes.delete(id)
-        n++
+        for (const section of SECTIONS) {
+          if (!this.maps[section].has(id)) continue
+          this.maps[section].delete(id)
+          n++
+        }
       }
     })
     return n
@@ -226,9 +310,34 @@ export class ClusterDoc {
     return this.validated().get(peerId)
   }
 
-  /** Keys of every entry in the document, verified or not. */
+  /** Verified placements entries by host peer id, own included (schema, key and the owner's signature). */
+  placements (): ReadonlyMap<string, PlacementsEntry> {
+    return this.view(PLACEMENTS) as ReadonlyMap<string, PlacementsEntry>
+  }
+
+  /** Verified pins entries by peer id, own included (schema, key and the owner's signature). */
+  pins (): ReadonlyMap<string, PinsEntry> {
+    return this.view(PINS) as ReadonlyMap<string, PinsEntry>
+  }
+
+  /** Keys of every entry in the document, in any section, verified or not. */
   keys (): string[] {
-    return [...this.nodes.keys()]
+    const keys = new Set<string>()
+    for (const section of SECTIONS) for (const key of this.maps[section].keys()) keys.add(key)
+    return [...keys]
+  }
+
+  /** The view of a section other than `nodes`, rebuilt once per document change from cached verdicts. */
+  private view (section: OwnSection): Map<string, SignedEntry> {
+    const cached = this.views.get(section)
+    if (cached != null) return cached
+    const out = new Map<string, SignedEntry>()
+    for (const [key, value] of this.maps[section].entries()) {
+      const verdict = this.verdict(section, key, value)
+      if ('entry' in verdict) out.set(key, verdict.entry)
+    }
+    this.views.set(section, out)
+    return out
   }
 
   /**
@@ -247,8 +356,8 @@ export class ClusterDoc {
     const before = this.lastView
     const out = new Map<string, NodeRecord>()
     for (const [key, value] of this.nodes.entries()) {
-      const verdict = this.verdict(key, value)
-      if ('record' in verdict) out.set(key, verdict.record)
+      const verdict = this.verdict(NODES, key, value)
+      if ('entry' in verdict) out.set(key, verdict.entry as NodeRecord)
     }
     for (const key of this.kept) if (!out.has(key) && before.has(key)) out.set(key, before.get(key)!)
     for (const key of this.kept) if (out.get(key) !== before.get(key)) this.kept.delete(key)
@@ -276,36 +385,38 @@ export class ClusterDoc {
   }
 
   /** What a stored value is, judged once per Yjs item and counted when invalid. */
-  private verdict (key: string, value: unknown): Verdict {
-    // keyed by the Yjs item that holds the value (one per write, whatever the value's type)
-    const item: object | undefined = this.nodes._map.get(key)
+  private verdict (section: Section, key: string, value: unknown): Verdict {
+    // keyed by the Yjs item that holds the value (one per write, whatever the value's type;
+    // an item sits in one section only)
+    const item: object | undefined = this.maps[section]._map.get(key)
     const cached = item != null ? this.verdicts.get(item) : undefined
     if (cached != null) return cached
-    const verdict = this.judge(key, value)
+    const verdict = this.judge(section, key, value)
     if (item != null) this.verdicts.set(item, verdict)
     if ('invalid' in verdict) this.stats.invalidRecords.set(verdict.invalid, (this.stats.invalidRecords.get(verdict.invalid) ?? 0) + 1)
     return verdict
   }
 
-  private judge (key: string, value: unknown): Verdict {
+  private judge (section: Section, key: string, value: unknown): Verdict {
     if (value == null || typeof value !== 'object' || Array.isArray(value)) return { invalid: 'schema', bytes: Math.max(0, jsonBytes(value)) }
     let content: Uint8Array
     try {
-      content = recordContent(value as Record<string, unknown>)
+      content = entryContent(section, value as Record<string, unknown>)
     } catch {
       return { invalid: 'schema', bytes: 0 }
     }
     const bytes = content.length
-    const parsed = NodeRecordSchema.safeParse(value)
+    const parsed = SCHEMAS[section].safeParse(value)
     if (!parsed.success) return { invalid: 'schema', bytes }
-    if (parsed.data.peerId !== key) return { invalid: 'key-mismatch', bytes }
+    const entry: SectionEntries[typeof section] = parsed.data
+    if (entry.peerId !== key) return { invalid: 'key-mismatch', bytes }
     let invalid: InvalidReason | undefined
     try {
-      invalid = this.verifier.verify(parsed.data, content)
+      invalid = this.verifier.verify(entry, content, section)
     } catch {
       invalid = 'bad-signature'
     }
-    return invalid != null ? { invalid, bytes } : { record: parsed.data, bytes }
+    return invalid != null ? { invalid, bytes } : { entry, bytes }
   }
 
   /**
@@ -348,11 +459,18 @@ export class ClusterDoc {
     this.stats.pendingDropped++
   }
 
-  /** The document's size as the bounds count it: live entries' JSON, a fixed cost per client, the parked backlog. */
+  /**
+   * The document's size as the bounds count it: live entries' JSON in every section, a fixed
+   * cost per client, the parked backlog.
+   */
   size (): { entries: number, bytes: number } {
     let bytes = this.doc.store.clients.size * PER_CLIENT_BYTES + pendingBytes(this.doc.store)
-    for (const [key, value] of this.nodes.entries()) bytes += this.verdict(key, value).bytes
-    return { entries: this.nodes.size, bytes }
+    let entries = 0
+    for (const section of SECTIONS) {
+      entries += this.maps[section].size
+      for (const [key, value] of this.maps[section].entries()) bytes += this.verdict(section, key, value).bytes
+    }
+    return { entries, bytes }
   }
 
   /** True when Yjs holds updates that wait for a missing one: time for a state-vector sync. */
@@ -377,6 +495,7 @@ export class ClusterDoc {
     this.destroyed = true
     clearTimeout(this.rewriteTimer)
     this.listeners.clear()
+    this.changeListeners.clear()
     this.doc.destroy()
   }
 
@@ -390,15 +509,22 @@ export class ClusterDoc {
     // keys of clients first seen in this very update
     const seen = new Map<number, string>()
     const keyOfClient = (client: number): string | undefined => this.clientKey.get(client) ?? seen.get(client)
-    /** largest value this update writes per key, and what it writes where the key is not known yet */
-    const written = new Map<string, number>()
+    /**
+     * largest value this update writes per section and key, and what it writes where the key
+     * or the section is not known yet
+     */
+    const written = new Map<Section, Map<string, number>>()
     let unkeyedBytes = 0
     const newClients = new Set<number>()
+    const sectionOf = this.sectionResolver(decoded.structs)
     for (const struct of decoded.structs) {
       if (!this.doc.store.clients.has(struct.id.client)) newClients.add(struct.id.client)
       if (!(struct instanceof Y.Item)) continue // GC and Skip carry no content
       if (struct.parent != null && typeof struct.parent !== 'string') return 'nested'
-      if (typeof struct.parent === 'string' && struct.parent !== NODES) return 'nested'
+      if (typeof struct.parent === 'string' && !(SECTIONS as readonly string[]).includes(struct.parent)) return 'nested'
+      // an item placed in a section but under no key sits in the map's list part: in no entry,
+      // so no view or bound would ever see it (only a forged update writes one)
+      if (typeof struct.parent === 'string' && struct.parentSub == null) return 'nested'
       if (struct.content instanceof Y.ContentType) return 'nested'
       let bytes = 0
       if (struct.content instanceof Y.ContentAny) {
@@ -424,7 +550,15 @@ export class ClusterDoc {
       if (bound != null && bound !== key) return 'client-key-mismatch'
       if (sender != null && key !== sender) return 'foreign-entry'
       seen.set(struct.id.client, key)
-      written.set(key, Math.max(written.get(key) ?? 0, bytes))
+      const section = sectionOf(struct)
+      if (section == null) {
+        // its neighbour is not here yet: Yjs parks it, and the parked backlog is counted
+        unkeyedBytes += bytes
+        continue
+      }
+      const inSection = written.get(section) ?? new Map<string, number>()
+      written.set(section, inSection)
+      inSection.set(key, Math.max(inSection.get(key) ?? 0, bytes))
     }
     if (sender != null) {
       // an update carries its whole delete set: only deletes of items still live here are news
@@ -438,19 +572,23 @@ export class ClusterDoc {
   }
 
   /**
-   * The hard bounds, projected: every entry the update writes takes its largest new value's
-   * size, entries it does not touch keep theirs. Deletes are not subtracted (the projection only
-   * errs towards refusing), and only growth past a bound is refused.
+   * The hard bounds over all sections together, projected: every entry the update writes takes
+   * its largest new value's size, entries it does not touch keep theirs. Deletes are not
+   * subtracted (the projection only errs towards refusing), and only growth past a bound is
+   * refused.
    */
-  private checkBounds (written: Map<string, number>, unkeyedBytes: number, newClients: number): RejectReason | undefined {
+  private checkBounds (written: Map<Section, Map<string, number>>, unkeyedBytes: number, newClients: number): RejectReason | undefined {
     const now = this.size()
     let entries = now.entries
     let bytes = now.bytes + unkeyedBytes + newClients * PER_CLIENT_BYTES
-    for (const [key, n] of written) {
-      const value: unknown = this.nodes.get(key)
-      if (value === undefined && !this.nodes.has(key)) entries++
-      else bytes -= this.verdict(key, value).bytes
-      bytes += n
+    for (const [section, inSection] of written) {
+      const map = this.maps[section]
+      for (const [key, n] of inSection) {
+        const value: unknown = map.get(key)
+        if (value === undefined && !map.has(key)) entries++
+        else bytes -= this.verdict(section, key, value).bytes
+        bytes += n
+      }
     }
     if (entries > MAX_ENTRIES && entries > now.entries) return 'too-many-entries'
     if (bytes > MAX_DOC_BYTES && bytes > now.bytes) return 'doc-too-large'
@@ -471,7 +609,63 @@ export class ClusterDoc {
     return false
   }
 
-  /** Records which entry every client id in the store has written. */
+  /**
+   * The section each item of an update lands in, as Yjs will place it: its parent when the
+   * update names one, else the section of its left neighbour (`origin`), else of its right one,
+   * whether that neighbour is in this document or in the same update. Undefined when neither is
+   * known yet (Yjs parks such an item). Follows chains of neighbours without recursion, each
+   * item once.
+   */
+  private sectionResolver (structs: Array<Y.Item | Y.GC | Y.Skip>): (item: Y.Item) => Section | undefined {
+    // this update's items by the ids a neighbour reference names: its first and its last clock
+    const byId = new Map<string, Y.Item>()
+    for (const struct of structs) {
+      if (!(struct instanceof Y.Item)) continue
+      byId.set(`${struct.id.client}:${struct.id.clock}`, struct)
+      byId.set(`${struct.id.client}:${struct.id.clock + struct.length - 1}`, struct)
+    }
+    const resolved = new Map<Y.Item, Section | undefined>()
+    const neighbour = (id: Y.ID | null): Y.Item | Section | undefined => {
+      if (id == null) return undefined
+      const inUpdate = byId.get(`${id.client}:${id.clock}`)
+      if (inUpdate != null) return inUpdate
+      const stored = this.storedItem(id)
+      return stored != null ? this.sectionOf.get(stored.parent) : undefined
+    }
+    return (item) => {
+      const path: Y.Item[] = []
+      let at: Y.Item | Section | undefined = item
+      while (at instanceof Y.Item) {
+        if (resolved.has(at)) {
+          at = resolved.get(at)
+          break
+        }
+        // a cycle of neighbours (only a forged update has one) resolves to nothing
+        resolved.set(at, undefined)
+        path.push(at)
+        if (typeof at.parent === 'string') {
+          at = (SECTIONS as readonly string[]).includes(at.parent) ? at.parent as Section : undefined
+          break
+        }
+        at = neighbour(at.origin) ?? neighbour(at.rightOrigin)
+      }
+      const section: Section | undefined = at
+      for (const p of path) resolved.set(p, section)
+      return section
+    }
+  }
+
+  /** The item of this document that holds `id`, if there is one. */
+  private storedItem (id: Y.ID): Y.Item | undefined {
+    const structs = this.doc.store.clients.get(id.client)
+    if (structs == null || structs.length === 0) return undefined
+    const last = structs[structs.length - 1]!
+    if (id.clock < structs[0]!.id.clock || id.clock >= last.id.clock + last.length) return undefined
+    const struct = structs[Y.findIndexSS(structs, id.clock)]
+    return struct instanceof Y.Item ? struct : undefined
+  }
+
+  /** Records which key every client id in the store has written under. */
   private indexClients (): void {
     for (const [client, structs] of this.doc.store.clients) {
       if (this.clientKey.has(client)) continue
@@ -485,7 +679,7 @@ export class ClusterDoc {
   }
 }
 
-function sameRecord (a: UnsignedNodeRecord, b: UnsignedNodeRecord): boolean {
+function sameEntry (a: UnsignedSectionEntries[Section], b: UnsignedSectionEntries[Section]): boolean {
   return JSON.stringify({ ...a, updatedAt: 0, sig: '' }) === JSON.stringify({ ...b, updatedAt: 0, sig: '' })
 }
 

@@ -10,10 +10,11 @@
  */
 
 /**
- * Most entries (hosts) in `nodes`. An update adding entries past it is refused.
- * @default 1024 entries
+ * Most entries in all sections together (`nodes`, `placements`, `pins`): 1024 hosts, each with
+ * an entry in every section. An update adding entries past it is refused.
+ * @default 3072 entries
  */
-export const MAX_ENTRIES = 1024
+export const MAX_ENTRIES = 3 * 1024
 
 /**
  * Largest value of one entry, as JSON text: about 500 models with full GGUF metadata. An owner's
@@ -23,8 +24,8 @@ export const MAX_ENTRIES = 1024
 export const MAX_RECORD_BYTES = 256 * 1024
 
 /**
- * Largest document: the JSON of every live entry plus PER_CLIENT_BYTES for every Yjs client id
- * it has seen. Kept well under the sync stream's frame (16 MiB), which must carry the whole
+ * Largest document: the JSON of every live entry of every section plus PER_CLIENT_BYTES for
+ * every Yjs client id it has seen. Kept well under the sync stream's frame (16 MiB), which must carry the whole
  * document to a host that joins. An update that would grow the document past it is refused;
  * one that shrinks or keeps it passes, so a document over the bound can still heal.
  * @default 8 MiB

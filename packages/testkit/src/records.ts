@@ -1,4 +1,4 @@
-import type { ModelInfo, NodeRecord, PeerMetrics, RunnerInfo, UnsignedNodeRecord } from '@llmesh/protocol'
+import type { ModelInfo, NodeRecord, PeerMetrics, Pin, Placement, RunnerInfo, UnsignedNodeRecord, UnsignedPinsEntry, UnsignedPlacementsEntry } from '@llmesh/protocol'
 
 /**
  * Records as tests need them: a valid value with plain figures, changed only where a test says
@@ -54,4 +54,19 @@ export function nodeRecord (peerId: string, init: RecordInit & { sig?: string } 
 /** A heartbeat's metrics: idle, no slots, nothing measured yet (the schema's defaults). */
 export function peerMetrics (over: Partial<PeerMetrics> = {}): PeerMetrics {
   return { slotsBusy: 0, slotsTotal: 0, queueDepth: 0, tokensPerSec: 0, latencyMs: 0, successRate: 1, claims: {}, ...over }
+}
+
+/** A placement of `model`: planned at 0 for a request, changed only where a test says so. */
+export function placement (model: string, over: Partial<Placement> = {}): Placement {
+  return { model, state: 'planned', reason: 'request', since: 0, ...over }
+}
+
+/** `peerId`'s placements entry before signing: the given placements, updated at `updatedAt`. */
+export function unsignedPlacementsEntry (peerId: string, placements: Placement[] = [], updatedAt = 0): UnsignedPlacementsEntry {
+  return { peerId, placements, updatedAt }
+}
+
+/** `peerId`'s pins entry before signing: the given pins (`pinned` true, `at` 0 unless said), updated at `updatedAt`. */
+export function unsignedPinsEntry (peerId: string, pins: Array<Partial<Pin> & { model: string }> = [], updatedAt = 0): UnsignedPinsEntry {
+  return { peerId, pins: pins.map((p) => ({ pinned: true, at: 0, ...p })), updatedAt }
 }
