@@ -88,9 +88,12 @@ export class Placements {
       pinned: true,
       at: now
     }))
-    if (pins.length > 0) this.writePins(pins)
+    // both entries are written at once, so that an old entry of this peer from before a restart
+    // is replaced (and guarded from then on)
+    this.writePins(pins)
     this.c.manager.onChange(() => { this.sync() })
     this.sync()
+    this.publish()
     const tick = (): void => {
       this.timer = this.c.clock.setTimeout(() => {
         if (this.stopped) return
