@@ -143,8 +143,8 @@ export const AgentConfigSchema = z.strictObject({
    * gives to models (@default the GPUs' VRAM, else `memoryShare` 0.75 of RAM); a model that does
    * not fit evicts the least recently used unpinned one, or is answered 507 with the figures
    * unless `loadAnyway` (@default false; per request `x-llmesh-load-anyway: 1`). `pins`:
-   * `[{ model, host? }]` kept loaded, never evicted (host: a peer id, `*` for anywhere; @default
-   * this host). `idleUnloadMs` (@default 0: off), `scaleUpAfterMs` (@default 10000),
+   * `[{ model, host? }]` kept loaded, never evicted (host: a peer id, or "self" for this host;
+   * absent: anywhere in the mesh). `idleUnloadMs` (@default 0: off), `scaleUpAfterMs` (@default 10000),
    * `scaleDownAfterMs` (@default 300000), `evictDrainMs` (@default 30000): see the scheduler's
    * PlacementConfigSchema.
    */

@@ -84,7 +84,7 @@ export class Placements {
     const now = this.c.clock.now()
     const pins = this.c.config.pins.map((p) => ({
       model: p.model,
-      ...(p.host === '*' ? {} : { host: p.host ?? this.c.selfPeerId }),
+      ...(p.host == null ? {} : { host: p.host === 'self' ? this.c.selfPeerId : p.host }),
       pinned: true,
       at: now
     }))

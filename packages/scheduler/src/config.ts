@@ -27,7 +27,7 @@ export type QueueConfig = z.infer<typeof QueueConfigSchema>
 /** One pin from the config: keep `model` loaded on `host` (a peer id), or anywhere in the mesh. */
 export const PinConfigSchema = z.strictObject({
   model: z.string().min(1).max(256),
-  /** peer id of the host that keeps it; absent = anywhere */
+  /** peer id of the host that keeps it, or "self" for the host whose config it is; absent = anywhere */
   host: z.string().min(1).max(128).optional()
 })
 
