@@ -256,11 +256,8 @@ export class Agent implements AgentPort {
       api: this.apiAddress,
       hardware: this.manager?.hardware() ?? { cpus: 0, memBytes: 0, platform: process.platform, arch: process.arch },
       models: this.manager?.models() ?? [],
-      // busy/ready flips with every request: the record says "serving", the heartbeats say how busy
-      runners: (this.manager?.runners() ?? []).map((r) => {
-        const info = r.info()
-        return info.state === 'busy' ? { ...info, state: 'ready' as const } : info
-      }),
+      // a runner is 'ready' while it serves: the record says "serving", the heartbeats say how busy
+      runners: (this.manager?.runners() ?? []).map((r) => r.info()),
       startedAt: this.startedAt,
       updatedAt: this.components.clock.now()
     }
@@ -269,7 +266,7 @@ export class Agent implements AgentPort {
   /** Slots of this host's ready runners. */
   private readySlots (): number {
     let slots = 0
-    for (const r of this.manager?.runners() ?? []) if (r.state === 'ready' || r.state === 'busy') slots += r.info().slots
+    for (const r of this.manager?.runners() ?? []) if (r.state === 'ready') slots += r.info().slots
     return slots
   }
 
@@ -309,7 +306,7 @@ export class Agent implements AgentPort {
 
   /** What the published record says about runners and models, as one comparable string. */
   private publishedSignature (): string {
-    const runners = (this.manager?.runners() ?? []).map((r) => `${r.id}:${r.state === 'busy' ? 'ready' : r.state}`)
+    const runners = (this.manager?.runners() ?? []).map((r) => `${r.id}:${r.state}`)
     const models = (this.manager?.models() ?? []).map((m) => m.name)
     return `${runners.join(',')}|${models.join(',')}`
   }

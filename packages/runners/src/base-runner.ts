@@ -121,13 +121,13 @@ export class PermanentRunnerError extends LlmeshError {
  * implements `launch` (bring it up, resolve when it serves), `shutdown` (idempotent), `check`
  * (one health probe) and `open` (one upstream request); this class does the rest:
  *
- * - states: stopped -> starting (-> loading) -> ready <-> busy; any -> failed -> starting ...
+ * - states: stopped -> starting (-> loading) -> ready; any -> failed -> starting ...
  * - a failure while started (`fail`: process exit, failed health checks, repeated stalls, a
  *   failed launch) sets 'failed', shuts the runner down and restarts it after an exponential
  *   backoff with jitter, capped; being ready for RESTART_RESET_AFTER_MS resets the backoff;
- * - `infer` counts the requests open upstream (state 'busy' when they fill the slots: a report,
- *   for `describe()` and logs; admission is the agent's) and wraps the response body with stall
- *   detection.
+ * - `infer` passes one request upstream and wraps the response body with stall detection. It
+ *   counts nothing: a runner stays 'ready' however many requests it has, admission (the agent's)
+ *   is the one count of busy and queued requests.
  */
 export abstract class BaseRunner implements Runner {
   readonly id: string
@@ -148,7 +148,6 @@ export abstract class BaseRunner implements Runner {
   private readyAt = 0
   private _restarts = 0
   private _lastError?: string
-  private _inflight = 0
   /** consecutive stalls, reset by a stream that completes */
   private _stalls = 0
 
@@ -162,7 +161,6 @@ export abstract class BaseRunner implements Runner {
   get slots (): number { return this.common.slots ?? DEFAULT_SLOTS }
   get restarts (): number { return this._restarts }
   get lastError (): string | undefined { return this._lastError }
-  get inflight (): number { return this._inflight }
 
   /** Bring the runner up: 'starting' (maybe 'loading') then 'ready'. */
   protected abstract launch (): Promise<void>
@@ -189,7 +187,7 @@ export abstract class BaseRunner implements Runner {
   }
 
   describe (): RunnerDescription {
-    return { ...this.info(), inflight: this._inflight, stalls: this._stalls, ...this.details() }
+    return { ...this.info(), stalls: this._stalls, ...this.details() }
   }
 
   onState (fn: RunnerStateListener): () => void {
@@ -244,7 +242,7 @@ export abstract class BaseRunner implements Runner {
     if (!this.isCurrent(gen)) return
     this.readyAt = Date.now()
     this._stalls = 0
-    this.setState(this.slots > 0 && this._inflight >= this.slots ? 'busy' : 'ready')
+    this.setState('ready')
     this.scheduleHealth(gen)
   }
 
@@ -290,7 +288,7 @@ export abstract class BaseRunner implements Runner {
     clearTimeout(this.healthTimer)
     this.healthTimer = setTimeout(() => {
       void this.healthTick(gen).finally(() => {
-        if (this.isCurrent(gen) && (this._state === 'ready' || this._state === 'busy')) this.scheduleHealth(gen)
+        if (this.isCurrent(gen) && this._state === 'ready') this.scheduleHealth(gen)
       })
     }, interval)
     this.healthTimer.unref()
@@ -301,7 +299,7 @@ export abstract class BaseRunner implements Runner {
     this.healthRunning = true
     try {
       const why = await this.check(this.common.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS).catch((err: unknown) => (err as Error).message)
-      if (!this.isCurrent(gen) || (this._state !== 'ready' && this._state !== 'busy')) return
+      if (!this.isCurrent(gen) || this._state !== 'ready') return
       if (why == null) {
         this.healthFails = 0
         return
@@ -316,7 +314,7 @@ export abstract class BaseRunner implements Runner {
   }
 
   async health (): Promise<RunnerHealth> {
-    if (this._state !== 'ready' && this._state !== 'busy') {
+    if (this._state !== 'ready') {
       return { ok: false, state: this._state, ...(this._lastError != null ? { detail: this._lastError } : {}) }
     }
     const why = await this.check(this.common.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS).catch((err: unknown) => (err as Error).message)
@@ -325,12 +323,7 @@ export abstract class BaseRunner implements Runner {
 
   async capacity (): Promise<RunnerCapacity> {
     const busy = await this.runnerBusy().catch(() => undefined)
-    return { slots: this.slots, busy: busy ?? Math.min(this._inflight, this.slots), inflight: this._inflight }
-  }
-
-  private updateBusy (): void {
-    if (this._state === 'ready' && this.slots > 0 && this._inflight >= this.slots) this.setState('busy')
-    else if (this._state === 'busy' && this._inflight < this.slots) this.setState('ready')
+    return { slots: this.slots, ...(busy != null ? { busy } : {}) }
   }
 
   private noteStall (): void {
@@ -350,12 +343,12 @@ export abstract class BaseRunner implements Runner {
   }
 
   /**
-   * Sends one request to the runner. Only a 'ready' or 'busy' runner takes requests (a busy
-   * one queues them); others answer NO_CAPACITY. Iterate the returned body to its end or break
-   * out of the loop: that releases the request's slot count.
+   * Sends one request to the runner. Only a 'ready' runner takes requests (more than its slots
+   * are queued by the runner, not refused); others answer NO_CAPACITY. Iterate the returned body
+   * to its end or break out of the loop: that ends the upstream request.
    */
   async infer (path: RunnerPath, body: Record<string, unknown>, signal?: Signal): Promise<RunnerResponse> {
-    if (this._state !== 'ready' && this._state !== 'busy') {
+    if (this._state !== 'ready') {
       throw new LlmeshError('NO_CAPACITY', `runner ${this.id} is ${this._state}${this._lastError != null ? ` (last error: ${this._lastError})` : ''}`)
     }
     const streaming = body['stream'] === true
@@ -365,16 +358,7 @@ export abstract class BaseRunner implements Runner {
     const onCallerAbort = (): void => { ac.abort(signal?.reason) }
     if (signal?.aborted === true) throw signal.reason
     signal?.addEventListener('abort', onCallerAbort, { once: true })
-    this._inflight++
-    this.updateBusy()
-    let released = false
-    const release = (): void => {
-      if (released) return
-      released = true
-      signal?.removeEventListener('abort', onCallerAbort)
-      this._inflight--
-      this.updateBusy()
-    }
+    const release = (): void => { signal?.removeEventListener('abort', onCallerAbort) }
 
     let headStalled = false
     const headTimer = setTimeout(() => {
@@ -425,7 +409,7 @@ export async function postToRunner (pool: Pool, path: string, body: Record<strin
 
 /**
  * A body already read whole, as the one-chunk stream a runner response is: `done` runs once
- * when it has been read or the reader stopped (the request's slot count is released then).
+ * when it has been read or the reader stopped (the caller's abort listener is removed then).
  */
 function settledBody (bytes: Uint8Array, done: () => void): AsyncIterableIterator<Uint8Array> {
   let sent = false

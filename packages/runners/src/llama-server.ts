@@ -161,7 +161,7 @@ export class LlamaServerRunner extends BaseRunner {
     return { status: res.statusCode, json }
   }
 
-  /** Slots busy now, from llama-server's `/slots` (llmesh's own count when /slots is off). */
+  /** Slots busy now, from llama-server's `/slots`; undefined when /slots is off or not answering. */
   protected override async runnerBusy (): Promise<number | undefined> {
     const { status, json } = await this.getJson<SlotState[]>('/slots')
     if (status !== 200 || !Array.isArray(json)) return undefined

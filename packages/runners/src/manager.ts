@@ -322,16 +322,15 @@ export class RunnerManager {
 
   /**
    * The runner to send a request for `model` to: `preferred` when it serves the model and is
-   * ready or busy, else the least loaded that is. `load` is the caller's measure: the agent's
-   * admission (busy and queued per slot); by default the requests in flight on each runner per
-   * slot, where a full runner (busy) comes after every one with a free slot. Undefined when none
-   * can take requests now.
+   * ready, else the ready one with the least `load`. The load is the caller's: the agent passes
+   * its admission's (busy and queued per slot), the one count of how busy a runner is; without
+   * one, the first ready runner. Undefined when none can take requests now.
    */
-  find (model: string, preferred?: string, load: (runner: Runner) => number = inflightLoad): Runner | undefined {
+  find (model: string, preferred?: string, load?: (runner: Runner) => number): Runner | undefined {
     const p = preferred != null ? this.map.get(preferred) : undefined
-    if (p != null && p.model === model && (p.state === 'ready' || p.state === 'busy')) return p
-    const candidates = [...this.map.values()].filter((r) => r.model === model && r.kind !== 'rpc-server' && (r.state === 'ready' || r.state === 'busy'))
-    candidates.sort((a, b) => load(a) - load(b))
+    if (p != null && p.model === model && p.state === 'ready') return p
+    const candidates = [...this.map.values()].filter((r) => r.model === model && r.kind !== 'rpc-server' && r.state === 'ready')
+    if (load != null) candidates.sort((a, b) => load(a) - load(b))
     return candidates[0]
   }
 
@@ -363,21 +362,21 @@ export class RunnerManager {
       this.add(runner)
       this.emit()
     }
-    if (runner.state !== 'ready' && runner.state !== 'busy') await runner.start()
+    if (runner.state !== 'ready') await runner.start()
     return runner
   }
 
   /**
-   * Resolves when every runner is ready or busy; rejects after `timeoutMs` naming the ones
+   * Resolves when every runner is ready; rejects after `timeoutMs` naming the ones
    * that are not.
    */
   async waitReady (timeoutMs = 60_000): Promise<void> {
-    const ok = (): boolean => [...this.map.values()].every((r) => r.state === 'ready' || r.state === 'busy')
+    const ok = (): boolean => [...this.map.values()].every((r) => r.state === 'ready')
     if (ok()) return
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         off()
-        reject(new LlmeshError('NO_CAPACITY', `runners not ready after ${timeoutMs} ms: ${[...this.map.values()].filter((r) => r.state !== 'ready' && r.state !== 'busy').map((r) => `${r.id} ${r.state}${r.info().lastError != null ? ` (${r.info().lastError})` : ''}`).join(', ')}`))
+        reject(new LlmeshError('NO_CAPACITY', `runners not ready after ${timeoutMs} ms: ${[...this.map.values()].filter((r) => r.state !== 'ready').map((r) => `${r.id} ${r.state}${r.info().lastError != null ? ` (${r.info().lastError})` : ''}`).join(', ')}`))
       }, timeoutMs)
       const off = this.onChange(() => {
         if (!ok()) return
@@ -418,9 +417,4 @@ export class RunnerManager {
       }
     }
   }
-}
-
-/** Requests in flight on a runner per slot (1 or more: every slot has one, the runner is busy). */
-function inflightLoad (r: Runner): number {
-  return r.describe().inflight / Math.max(1, r.info().slots)
 }
