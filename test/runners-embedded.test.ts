@@ -21,6 +21,24 @@ afterAll(async () => {
 })
 
 describe('embedded runner (node-llama-cpp)', () => {
+  it('publishes its load progress while loading, up to 1, and none once ready', async () => {
+    const r = new EmbeddedRunner({ id: 'progress', logger: silentLogger(), modelPath: model, modelName: 'tiny', slots: 1, ctxSize: 256, threads: 1, gpu: false })
+    const seen: Array<{ state: string, progress?: number }> = []
+    r.onState((state, info) => { seen.push({ state, ...(info.progress != null ? { progress: info.progress } : {}) }) })
+    try {
+      await r.start()
+      const progress = seen.filter((s) => s.progress != null).map((s) => s.progress!)
+      expect(progress.length).toBeGreaterThan(0)
+      expect(seen.filter((s) => s.progress != null).every((s) => s.state === 'loading')).toBe(true)
+      for (let i = 1; i < progress.length; i++) expect(progress[i]!).toBeGreaterThan(progress[i - 1]!)
+      expect(progress.at(-1)).toBe(1)
+      expect(seen.at(-1)).toEqual({ state: 'ready' })
+      expect(r.info().progress).toBeUndefined()
+    } finally {
+      await r.stop()
+    }
+  })
+
   it('is what the manager uses when no llama-server binary is configured', () => {
     const [r] = manager.runners()
     expect(r).toBeInstanceOf(EmbeddedRunner)

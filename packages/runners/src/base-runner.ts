@@ -6,6 +6,7 @@ import {
   DEFAULT_FIRST_TOKEN_TIMEOUT_MS,
   DEFAULT_HEALTH_FAILURES,
   DEFAULT_HEALTH_INTERVAL_MS,
+  DEFAULT_CRASH_LOOP_FAILURES,
   DEFAULT_HEALTH_TIMEOUT_MS,
   DEFAULT_NON_STREAM_TIMEOUT_MS,
   DEFAULT_RESTART_FACTOR,
@@ -15,6 +16,7 @@ import {
   DEFAULT_SLOTS,
   DEFAULT_STALL_TIMEOUT_MS,
   DEFAULT_STALLS_BEFORE_UNHEALTHY,
+  LOAD_PROGRESS_STEP,
   RESTART_RESET_AFTER_MS
 } from './constants.js'
 import type {
@@ -77,6 +79,11 @@ export interface RunnerCommonInit {
   healthFailures?: number
   /** restart delays; `false` disables restarting (a failed runner stays failed). */
   restart?: RestartBackoffInit | false
+  /**
+   * failures in a row (none after being ready for RESTART_RESET_AFTER_MS) after which the runner
+   * stops restarting and stays 'failed'. @default DEFAULT_CRASH_LOOP_FAILURES (5)
+   */
+  crashLoopFailures?: number
   /** random source of the restart jitter (tests inject one). @default Math.random */
   random?: () => number
   /** how runner processes are spawned (parent-death signal) and who hears of them (pid file) */
@@ -125,6 +132,10 @@ export class PermanentRunnerError extends LlmeshError {
  * - a failure while started (`fail`: process exit, failed health checks, repeated stalls, a
  *   failed launch) sets 'failed', shuts the runner down and restarts it after an exponential
  *   backoff with jitter, capped; being ready for RESTART_RESET_AFTER_MS resets the backoff;
+ *   `crashLoopFailures` failures in a row end the restarts: 'failed' for good, with the reason
+ *   in lastError and the adapter's last stderr lines in `describe().stderrTail`, until `start()`;
+ * - while 'loading', an adapter that can tell reports the share of the weights loaded
+ *   (`setProgress`), published in steps of LOAD_PROGRESS_STEP;
  * - `infer` passes one request upstream and wraps the response body with stall detection. It
  *   counts nothing: a runner stays 'ready' however many requests it has, admission (the agent's)
  *   is the one count of busy and queued requests.
@@ -148,6 +159,12 @@ export abstract class BaseRunner implements Runner {
   private readyAt = 0
   private _restarts = 0
   private _lastError?: string
+  /** share of the weights loaded, while 'loading' and the adapter reports it */
+  private _progress?: number
+  /** failed and not restarting (crash loop, permanent failure, restarts off) */
+  private _gaveUp = false
+  /** the adapter's stderr tail at the last failure */
+  private _stderrTail?: string
   /** consecutive stalls, reset by a stream that completes */
   private _stalls = 0
 
@@ -178,16 +195,24 @@ export abstract class BaseRunner implements Runner {
   protected extraInfo (): Partial<RunnerInfo> { return {} }
   /** Why a request was lost, beyond the socket error (e.g. "llama-server exited: signal SIGKILL"). */
   protected crashContext (): string | undefined { return undefined }
+  /** The runner process's last stderr lines, where there is a process (bounded: STDERR_TAIL_*). */
+  protected stderrTail (): string | undefined { return undefined }
 
   info (): RunnerInfo {
     const info: RunnerInfo = { id: this.id, kind: this.kind, model: this.model, state: this._state, slots: this.slots, ...this.extraInfo() }
     if (this._restarts > 0) info.restarts = this._restarts
     if (this._lastError != null) info.lastError = this._lastError.slice(0, 512)
+    if (this._state === 'loading' && this._progress != null) info.progress = this._progress
     return info
   }
 
   describe (): RunnerDescription {
-    return { ...this.info(), stalls: this._stalls, ...this.details() }
+    const d: RunnerDescription = { ...this.info(), stalls: this._stalls, ...this.details() }
+    if (this._state === 'failed') {
+      if (this._gaveUp) d.gaveUp = true
+      if (this._stderrTail != null && this._stderrTail !== '') d.stderrTail = this._stderrTail
+    }
+    return d
   }
 
   onState (fn: RunnerStateListener): () => void {
@@ -199,6 +224,27 @@ export abstract class BaseRunner implements Runner {
     if (state === this._state) return
     this.log.info({ from: this._state, to: state }, 'runner state')
     this._state = state
+    if (state !== 'loading') this._progress = undefined
+    this.notify()
+  }
+
+  /**
+   * The share of the weights loaded, 0..1, while starting or loading (it moves 'starting' to
+   * 'loading'). Listeners hear of it when it has grown by LOAD_PROGRESS_STEP since they last did,
+   * or reached 1: a load makes a bounded number of updates, however often the engine reports.
+   */
+  protected setProgress (fraction: number): void {
+    if (this._state !== 'starting' && this._state !== 'loading') return
+    const p = Math.min(1, Math.max(0, fraction))
+    const last = this._progress
+    if (last != null && p < last + LOAD_PROGRESS_STEP && !(p >= 1 && last < 1)) return
+    this._progress = p
+    if (this._state === 'starting') this.setState('loading')
+    else this.notify()
+  }
+
+  private notify (): void {
+    const state = this._state
     const info = this.info()
     for (const fn of this.listeners) {
       try {
@@ -221,8 +267,10 @@ export abstract class BaseRunner implements Runner {
    * runner then keeps restarting with backoff until `stop()` (unless the failure is permanent).
    */
   async start (): Promise<void> {
-    if (this.wanted && this.firstStart != null) return await this.firstStart
+    if (this.wanted && this.firstStart != null && !this._gaveUp) return await this.firstStart
+    clearTimeout(this.restartTimer)
     this.wanted = true
+    this._gaveUp = false
     this.attempt = 0
     this.firstStart = this.bringUp()
     return await this.firstStart
@@ -247,22 +295,28 @@ export abstract class BaseRunner implements Runner {
   }
 
   /**
-   * Marks the runner failed, shuts it down and, unless stopped or `permanent`, restarts it after
-   * a backoff. A runner already failed ignores further reports of the same failure.
+   * Marks the runner failed, shuts it down and, unless stopped, `permanent` or crash-looping
+   * (the crashLoopFailures-th failure in a row), restarts it after a backoff. A runner already
+   * failed ignores further reports of the same failure.
    */
   protected fail (reason: string, permanent = false): void {
     if (!this.wanted || this._state === 'failed' || this._state === 'stopped') return
-    this._lastError = reason.split('\n')[0]
-    this.log.error({ reason, permanent }, 'runner failed')
     clearTimeout(this.healthTimer)
     if (this.readyAt > 0 && Date.now() - this.readyAt >= RESTART_RESET_AFTER_MS) this.attempt = 0
     this.readyAt = 0
+    const limit = this.common.crashLoopFailures ?? DEFAULT_CRASH_LOOP_FAILURES
+    const crashLoop = !permanent && this.common.restart !== false && this.attempt + 1 >= limit
+    this._lastError = crashLoop ? `gave up after ${this.attempt + 1} failures in a row: ${reason.split('\n')[0]}` : reason.split('\n')[0]
+    this._gaveUp = permanent || crashLoop || this.common.restart === false
+    this._stderrTail = this.stderrTail()
+    this.log.error({ reason, permanent, crashLoop }, 'runner failed')
     const gen = this.generation
+    const backoff = this.common.restart
     this.setState('failed')
     void (async () => {
       await this.shutdown().catch((err: unknown) => { this.log.warn({ err: (err as Error).message }, 'shutdown after failure') })
-      if (permanent || this.common.restart === false || !this.isCurrent(gen)) return
-      const delay = restartDelay(this.attempt++, this.common.restart ?? {}, this.common.random)
+      if (this._gaveUp || backoff === false || !this.isCurrent(gen)) return
+      const delay = restartDelay(this.attempt++, backoff ?? {}, this.common.random)
       this.log.info({ delayMs: delay, attempt: this.attempt }, 'restarting runner')
       this.restartTimer = setTimeout(() => {
         if (!this.isCurrent(gen)) return
@@ -275,6 +329,7 @@ export abstract class BaseRunner implements Runner {
 
   async stop (): Promise<void> {
     this.wanted = false
+    this._gaveUp = false
     this.generation++
     this.firstStart = undefined
     clearTimeout(this.restartTimer)

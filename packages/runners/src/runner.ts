@@ -50,6 +50,16 @@ export interface RunnerDescription extends RunnerInfo {
   port?: number
   pid?: number
   stalls: number
+  /**
+   * failed for good: not restarting (crash loop, a failure restarting cannot fix, restarts off)
+   * until `start()` again
+   */
+  gaveUp?: true
+  /**
+   * while failed: the runner process's last stderr lines (at most STDERR_TAIL_LINES lines and
+   * STDERR_TAIL_CHARS characters), e.g. for the agent's placements entry; local, it holds paths
+   */
+  stderrTail?: string
 }
 
 /** Listener of state changes: the new state and the runner's published info. */
@@ -61,7 +71,10 @@ export type RunnerStateListener = (state: RunnerState, info: RunnerInfo) => void
  *
  * Life cycle: `start()` brings it to 'ready' (through 'starting' / 'loading'); while started, a
  * crash (process exit, failed health checks, repeated stalls) sets 'failed' and the runner
- * restarts itself with capped exponential backoff; `stop()` ends it for good ('stopped').
+ * restarts itself with capped exponential backoff; `stop()` ends it for good ('stopped'). A
+ * runner that keeps failing (DEFAULT_CRASH_LOOP_FAILURES failures in a row, none after being
+ * ready for RESTART_RESET_AFTER_MS) stops restarting: 'failed' with `describe().gaveUp`. While
+ * 'loading', `info().progress` is the share of the weights loaded where the engine tells.
  *
  * A runner is 'ready' for as long as it serves, however many requests it has: it never sets
  * 'busy' (the protocol keeps that state for peers of older versions; readers still accept it).
