@@ -4,7 +4,7 @@
  * llama-server: OpenAI JSON, or SSE `chat.completion.chunk`s ending with `data: [DONE]`.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { EmbeddedRunner, RunnerManager, readAll, silentLogger } from './runners-helpers.js'
+import { EmbeddedRunner, RunnerManager, readAll, silentLogger, waitFor } from './runners-helpers.js'
 
 const model = process.env['LLMESH_TEST_MODEL']!
 let manager: RunnerManager
@@ -21,6 +21,24 @@ afterAll(async () => {
 })
 
 describe('embedded runner (node-llama-cpp)', () => {
+  it('publishes its load progress while loading, up to 1, and none once ready', async () => {
+    const r = new EmbeddedRunner({ id: 'progress', logger: silentLogger(), modelPath: model, modelName: 'tiny', slots: 1, ctxSize: 256, threads: 1, gpu: false })
+    const seen: Array<{ state: string, progress?: number }> = []
+    r.onState((state, info) => { seen.push({ state, ...(info.progress != null ? { progress: info.progress } : {}) }) })
+    try {
+      await r.start()
+      const progress = seen.filter((s) => s.progress != null).map((s) => s.progress!)
+      expect(progress.length).toBeGreaterThan(0)
+      expect(seen.filter((s) => s.progress != null).every((s) => s.state === 'loading')).toBe(true)
+      for (let i = 1; i < progress.length; i++) expect(progress[i]!).toBeGreaterThan(progress[i - 1]!)
+      expect(progress.at(-1)).toBe(1)
+      expect(seen.at(-1)).toEqual({ state: 'ready' })
+      expect(r.info().progress).toBeUndefined()
+    } finally {
+      await r.stop()
+    }
+  })
+
   it('is what the manager uses when no llama-server binary is configured', () => {
     const [r] = manager.runners()
     expect(r).toBeInstanceOf(EmbeddedRunner)
@@ -51,14 +69,15 @@ describe('embedded runner (node-llama-cpp)', () => {
       expect(r.usage.completion_tokens).toBeGreaterThan(0)
     }
     expect(manager.runners()[0]!.state).toBe('ready')
-    expect((await manager.runners()[0]!.capacity()).inflight).toBe(0)
+    expect((await manager.runners()[0]!.capacity()).busy).toBe(0)
   })
 
   it('stops generating when the reader breaks out early', async () => {
     const res = await manager.infer('tiny', '/v1/chat/completions', { stream: true, max_tokens: 100_000, messages: [{ role: 'user', content: 'go on' }] })
     let n = 0
     for await (const _ of res.body) if (++n === 2) break
-    expect((await manager.runners()[0]!.capacity()).inflight).toBe(0)
+    // the generation ends once its abort reaches the native side
+    await waitFor('slot released', async () => (await manager.runners()[0]!.capacity()).busy === 0)
     // and the slot is usable again
     expect(await readAll(await manager.infer('tiny', '/v1/chat/completions', { stream: true, max_tokens: 2, messages: [{ role: 'user', content: 'x' }] }))).toContain('[DONE]')
   })

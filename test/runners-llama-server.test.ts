@@ -40,7 +40,7 @@ function chat (maxTokens: number, stream = true): Record<string, unknown> {
 }
 
 describe('llama-server runner', () => {
-  it('starts on an allocated port, serves concurrent requests up to its slots, and reports busy', async () => {
+  it('starts on an allocated port, serves concurrent requests up to its slots, and stays ready while they run', async () => {
     const r = track(new LlamaServerRunner({ id: 't-llama', binary: llamaServer, modelPath: model, modelName: 'tiny', slots: 2, ctxSize: 1024, logger, ...quick }))
     const states: string[] = []
     r.onState((s) => { states.push(s) })
@@ -50,17 +50,22 @@ describe('llama-server runner', () => {
     expect(states[0]).toBe('starting')
     expect((await r.health()).ok).toBe(true)
     expect(await (await fetch(`http://127.0.0.1:${r.port}/props`)).json()).toMatchObject({ total_slots: 2 })
+    expect(await r.capacity()).toEqual({ slots: 2, busy: 0 })
 
-    const [a, b] = await Promise.all([r.infer('/v1/chat/completions', chat(40)), r.infer('/v1/chat/completions', chat(40))])
-    expect(r.state).toBe('busy') // both slots have a request
-    expect((await r.capacity()).inflight).toBe(2)
-    const [ta, tb] = await Promise.all([readAll(a!), readAll(b!)])
+    // two endless streams, one token read from each: both slots are generating
+    const open = await Promise.all([0, 1].map(async () => (await r.infer('/v1/chat/completions', { ...chat(100_000), ignore_eos: true })).body[Symbol.asyncIterator]()))
+    for (const it of open) expect((await it.next()).done).toBe(false)
+    expect(await r.capacity()).toEqual({ slots: 2, busy: 2 }) // llama-server's own /slots
+    expect(r.state).toBe('ready') // the runner counts nothing: admission does
+    for (const it of open) await it.return?.()
+    await waitFor('slots released', async () => (await r.capacity()).busy === 0)
+
+    const [ta, tb] = await Promise.all([readAll(await r.infer('/v1/chat/completions', chat(40))), readAll(await r.infer('/v1/chat/completions', chat(40)))])
     for (const t of [ta, tb]) {
       expect(t.trim().endsWith('data: [DONE]')).toBe(true)
       expect(t).toContain('chat.completion.chunk')
     }
-    expect(r.state).toBe('ready')
-    expect(states).toContain('busy')
+    expect(states).not.toContain('busy')
     const metrics = await r.metrics()
     expect(metrics['llamacpp:tokens_predicted_total']).toBeGreaterThan(0)
     expect(r.info()).toMatchObject({ id: 't-llama', kind: 'llama-server', model: 'tiny', state: 'ready', slots: 2 })

@@ -278,11 +278,8 @@ export class Agent implements AgentPort {
         ? { ...this.manager.hardware(), ...(this.placements != null ? { modelMemBytes: this.placements.budget() } : {}) }
         : { cpus: 0, memBytes: 0, platform: process.platform, arch: process.arch },
       models: this.manager?.models() ?? [],
-      // busy/ready flips with every request: the record says "serving", the heartbeats say how busy
-      runners: (this.manager?.runners() ?? []).map((r) => {
-        const info = r.info()
-        return info.state === 'busy' ? { ...info, state: 'ready' as const } : info
-      }),
+      // a runner is 'ready' while it serves: the record says "serving", the heartbeats say how busy
+      runners: (this.manager?.runners() ?? []).map((r) => r.info()),
       startedAt: this.startedAt,
       updatedAt: this.components.clock.now()
     }
@@ -291,7 +288,7 @@ export class Agent implements AgentPort {
   /** Slots of this host's ready runners. */
   private readySlots (): number {
     let slots = 0
-    for (const r of this.manager?.runners() ?? []) if (r.state === 'ready' || r.state === 'busy') slots += r.info().slots
+    for (const r of this.manager?.runners() ?? []) if (r.state === 'ready') slots += r.info().slots
     return slots
   }
 
@@ -369,7 +366,7 @@ export class Agent implements AgentPort {
 
   /** What the published record says about runners and models, as one comparable string. */
   private publishedSignature (): string {
-    const runners = (this.manager?.runners() ?? []).map((r) => `${r.id}:${r.state === 'busy' ? 'ready' : r.state}`)
+    const runners = (this.manager?.runners() ?? []).map((r) => `${r.id}:${r.state}`)
     const models = (this.manager?.models() ?? []).map((m) => m.name)
     return `${runners.join(',')}|${models.join(',')}`
   }

@@ -2,6 +2,7 @@ import type { AbortOptions, Stream } from '@libp2p/interface'
 import { byteStream, InvalidDataLengthError, UnexpectedEOFError } from '@libp2p/utils'
 import * as varint from 'uint8-varint'
 import { Uint8ArrayList } from 'uint8arraylist'
+import { MAX_UNREAD_BYTES } from '@llmesh/kit'
 
 /** Bytes of the longest varint length prefix read (7 bits each: up to 2^56) */
 const MAX_PREFIX_BYTES = 8
@@ -17,10 +18,12 @@ export interface FramedStream {
  * Unread bytes on a stream above which its reader, when it is not waiting for a message, pauses
  * the stream: yamux then stops granting the sender window, the sender's writes wait, and what
  * a slow consumer has not read stays bounded instead of overflowing the read buffer (which
- * aborts the stream). Below RESUME_BELOW_BYTES it is resumed.
+ * aborts the stream). Below RESUME_BELOW_BYTES it is resumed. It is kit's MAX_UNREAD_BYTES, the
+ * one bound on how far any consumer of a stream may fall behind its source (a runner's token
+ * stream in PacedReader, a peer's frames here).
  */
-export const PAUSE_ABOVE_BYTES = 1024 * 1024
-const RESUME_BELOW_BYTES = 256 * 1024
+export const PAUSE_ABOVE_BYTES = MAX_UNREAD_BYTES
+const RESUME_BELOW_BYTES = PAUSE_ABOVE_BYTES / 4
 
 /**
  * Largest receive window of a yamux stream: what a sender may still have on its way after the
@@ -39,6 +42,12 @@ export const MAX_STREAM_WINDOW_BYTES = 1024 * 1024
  * prefix in one buffer. The byte stream (end of stream, close, read-buffer bound) is libp2p's.
  * A reader that falls behind pauses the stream (PAUSE_ABOVE_BYTES); one waiting for the rest of
  * a message never does, so a message up to maxDataLength always comes in whole.
+ *
+ * The read side is not kit's PacedReader, though both pause a source for a consumer that is
+ * behind: PacedReader also paces, holding the source paused until each coalescing window ends,
+ * which on this stream would delay every control frame (HEAD, END, ERROR) by up to a window;
+ * and it pauses whatever the consumer waits for, where a reader here waiting inside a message
+ * must not pause. The bound they share is one constant (PAUSE_ABOVE_BYTES).
  */
 export function framed (stream: Stream, opts: { maxDataLength: number }): FramedStream {
   // room for one whole message and its prefix, the unread bytes at which the stream pauses, and

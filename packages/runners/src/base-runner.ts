@@ -6,6 +6,7 @@ import {
   DEFAULT_FIRST_TOKEN_TIMEOUT_MS,
   DEFAULT_HEALTH_FAILURES,
   DEFAULT_HEALTH_INTERVAL_MS,
+  DEFAULT_CRASH_LOOP_FAILURES,
   DEFAULT_HEALTH_TIMEOUT_MS,
   DEFAULT_NON_STREAM_TIMEOUT_MS,
   DEFAULT_RESTART_FACTOR,
@@ -15,6 +16,7 @@ import {
   DEFAULT_SLOTS,
   DEFAULT_STALL_TIMEOUT_MS,
   DEFAULT_STALLS_BEFORE_UNHEALTHY,
+  LOAD_PROGRESS_STEP,
   RESTART_RESET_AFTER_MS
 } from './constants.js'
 import type {
@@ -77,6 +79,11 @@ export interface RunnerCommonInit {
   healthFailures?: number
   /** restart delays; `false` disables restarting (a failed runner stays failed). */
   restart?: RestartBackoffInit | false
+  /**
+   * failures in a row (none after being ready for RESTART_RESET_AFTER_MS) after which the runner
+   * stops restarting and stays 'failed'. @default DEFAULT_CRASH_LOOP_FAILURES (5)
+   */
+  crashLoopFailures?: number
   /** random source of the restart jitter (tests inject one). @default Math.random */
   random?: () => number
   /** how runner processes are spawned (parent-death signal) and who hears of them (pid file) */
@@ -121,13 +128,17 @@ export class PermanentRunnerError extends LlmeshError {
  * implements `launch` (bring it up, resolve when it serves), `shutdown` (idempotent), `check`
  * (one health probe) and `open` (one upstream request); this class does the rest:
  *
- * - states: stopped -> starting (-> loading) -> ready <-> busy; any -> failed -> starting ...
+ * - states: stopped -> starting (-> loading) -> ready; any -> failed -> starting ...
  * - a failure while started (`fail`: process exit, failed health checks, repeated stalls, a
  *   failed launch) sets 'failed', shuts the runner down and restarts it after an exponential
  *   backoff with jitter, capped; being ready for RESTART_RESET_AFTER_MS resets the backoff;
- * - `infer` counts the requests open upstream (state 'busy' when they fill the slots: a report,
- *   for `describe()` and logs; admission is the agent's) and wraps the response body with stall
- *   detection.
+ *   `crashLoopFailures` failures in a row end the restarts: 'failed' for good, with the reason
+ *   in lastError and the adapter's last stderr lines in `describe().stderrTail`, until `start()`;
+ * - while 'loading', an adapter that can tell reports the share of the weights loaded
+ *   (`setProgress`), published in steps of LOAD_PROGRESS_STEP;
+ * - `infer` passes one request upstream and wraps the response body with stall detection. It
+ *   counts nothing: a runner stays 'ready' however many requests it has, admission (the agent's)
+ *   is the one count of busy and queued requests.
  */
 export abstract class BaseRunner implements Runner {
   readonly id: string
@@ -148,7 +159,12 @@ export abstract class BaseRunner implements Runner {
   private readyAt = 0
   private _restarts = 0
   private _lastError?: string
-  private _inflight = 0
+  /** share of the weights loaded, while 'loading' and the adapter reports it */
+  private _progress?: number
+  /** failed and not restarting (crash loop, permanent failure, restarts off) */
+  private _gaveUp = false
+  /** the adapter's stderr tail at the last failure */
+  private _stderrTail?: string
   /** consecutive stalls, reset by a stream that completes */
   private _stalls = 0
 
@@ -162,7 +178,6 @@ export abstract class BaseRunner implements Runner {
   get slots (): number { return this.common.slots ?? DEFAULT_SLOTS }
   get restarts (): number { return this._restarts }
   get lastError (): string | undefined { return this._lastError }
-  get inflight (): number { return this._inflight }
 
   /** Bring the runner up: 'starting' (maybe 'loading') then 'ready'. */
   protected abstract launch (): Promise<void>
@@ -180,16 +195,24 @@ export abstract class BaseRunner implements Runner {
   protected extraInfo (): Partial<RunnerInfo> { return {} }
   /** Why a request was lost, beyond the socket error (e.g. "llama-server exited: signal SIGKILL"). */
   protected crashContext (): string | undefined { return undefined }
+  /** The runner process's last stderr lines, where there is a process (bounded: STDERR_TAIL_*). */
+  protected stderrTail (): string | undefined { return undefined }
 
   info (): RunnerInfo {
     const info: RunnerInfo = { id: this.id, kind: this.kind, model: this.model, state: this._state, slots: this.slots, ...this.extraInfo() }
     if (this._restarts > 0) info.restarts = this._restarts
     if (this._lastError != null) info.lastError = this._lastError.slice(0, 512)
+    if (this._state === 'loading' && this._progress != null) info.progress = this._progress
     return info
   }
 
   describe (): RunnerDescription {
-    return { ...this.info(), inflight: this._inflight, stalls: this._stalls, ...this.details() }
+    const d: RunnerDescription = { ...this.info(), stalls: this._stalls, ...this.details() }
+    if (this._state === 'failed') {
+      if (this._gaveUp) d.gaveUp = true
+      if (this._stderrTail != null && this._stderrTail !== '') d.stderrTail = this._stderrTail
+    }
+    return d
   }
 
   onState (fn: RunnerStateListener): () => void {
@@ -201,6 +224,27 @@ export abstract class BaseRunner implements Runner {
     if (state === this._state) return
     this.log.info({ from: this._state, to: state }, 'runner state')
     this._state = state
+    if (state !== 'loading') this._progress = undefined
+    this.notify()
+  }
+
+  /**
+   * The share of the weights loaded, 0..1, while starting or loading (it moves 'starting' to
+   * 'loading'). Listeners hear of it when it has grown by LOAD_PROGRESS_STEP since they last did,
+   * or reached 1: a load makes a bounded number of updates, however often the engine reports.
+   */
+  protected setProgress (fraction: number): void {
+    if (this._state !== 'starting' && this._state !== 'loading') return
+    const p = Math.min(1, Math.max(0, fraction))
+    const last = this._progress
+    if (last != null && p < last + LOAD_PROGRESS_STEP && !(p >= 1 && last < 1)) return
+    this._progress = p
+    if (this._state === 'starting') this.setState('loading')
+    else this.notify()
+  }
+
+  private notify (): void {
+    const state = this._state
     const info = this.info()
     for (const fn of this.listeners) {
       try {
@@ -223,8 +267,10 @@ export abstract class BaseRunner implements Runner {
    * runner then keeps restarting with backoff until `stop()` (unless the failure is permanent).
    */
   async start (): Promise<void> {
-    if (this.wanted && this.firstStart != null) return await this.firstStart
+    if (this.wanted && this.firstStart != null && !this._gaveUp) return await this.firstStart
+    clearTimeout(this.restartTimer)
     this.wanted = true
+    this._gaveUp = false
     this.attempt = 0
     this.firstStart = this.bringUp()
     return await this.firstStart
@@ -244,27 +290,33 @@ export abstract class BaseRunner implements Runner {
     if (!this.isCurrent(gen)) return
     this.readyAt = Date.now()
     this._stalls = 0
-    this.setState(this.slots > 0 && this._inflight >= this.slots ? 'busy' : 'ready')
+    this.setState('ready')
     this.scheduleHealth(gen)
   }
 
   /**
-   * Marks the runner failed, shuts it down and, unless stopped or `permanent`, restarts it after
-   * a backoff. A runner already failed ignores further reports of the same failure.
+   * Marks the runner failed, shuts it down and, unless stopped, `permanent` or crash-looping
+   * (the crashLoopFailures-th failure in a row), restarts it after a backoff. A runner already
+   * failed ignores further reports of the same failure.
    */
   protected fail (reason: string, permanent = false): void {
     if (!this.wanted || this._state === 'failed' || this._state === 'stopped') return
-    this._lastError = reason.split('\n')[0]
-    this.log.error({ reason, permanent }, 'runner failed')
     clearTimeout(this.healthTimer)
     if (this.readyAt > 0 && Date.now() - this.readyAt >= RESTART_RESET_AFTER_MS) this.attempt = 0
     this.readyAt = 0
+    const limit = this.common.crashLoopFailures ?? DEFAULT_CRASH_LOOP_FAILURES
+    const crashLoop = !permanent && this.common.restart !== false && this.attempt + 1 >= limit
+    this._lastError = crashLoop ? `gave up after ${this.attempt + 1} failures in a row: ${reason.split('\n')[0]}` : reason.split('\n')[0]
+    this._gaveUp = permanent || crashLoop || this.common.restart === false
+    this._stderrTail = this.stderrTail()
+    this.log.error({ reason, permanent, crashLoop }, 'runner failed')
     const gen = this.generation
+    const backoff = this.common.restart
     this.setState('failed')
     void (async () => {
       await this.shutdown().catch((err: unknown) => { this.log.warn({ err: (err as Error).message }, 'shutdown after failure') })
-      if (permanent || this.common.restart === false || !this.isCurrent(gen)) return
-      const delay = restartDelay(this.attempt++, this.common.restart ?? {}, this.common.random)
+      if (this._gaveUp || backoff === false || !this.isCurrent(gen)) return
+      const delay = restartDelay(this.attempt++, backoff ?? {}, this.common.random)
       this.log.info({ delayMs: delay, attempt: this.attempt }, 'restarting runner')
       this.restartTimer = setTimeout(() => {
         if (!this.isCurrent(gen)) return
@@ -277,6 +329,7 @@ export abstract class BaseRunner implements Runner {
 
   async stop (): Promise<void> {
     this.wanted = false
+    this._gaveUp = false
     this.generation++
     this.firstStart = undefined
     clearTimeout(this.restartTimer)
@@ -290,7 +343,7 @@ export abstract class BaseRunner implements Runner {
     clearTimeout(this.healthTimer)
     this.healthTimer = setTimeout(() => {
       void this.healthTick(gen).finally(() => {
-        if (this.isCurrent(gen) && (this._state === 'ready' || this._state === 'busy')) this.scheduleHealth(gen)
+        if (this.isCurrent(gen) && this._state === 'ready') this.scheduleHealth(gen)
       })
     }, interval)
     this.healthTimer.unref()
@@ -301,7 +354,7 @@ export abstract class BaseRunner implements Runner {
     this.healthRunning = true
     try {
       const why = await this.check(this.common.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS).catch((err: unknown) => (err as Error).message)
-      if (!this.isCurrent(gen) || (this._state !== 'ready' && this._state !== 'busy')) return
+      if (!this.isCurrent(gen) || this._state !== 'ready') return
       if (why == null) {
         this.healthFails = 0
         return
@@ -316,7 +369,7 @@ export abstract class BaseRunner implements Runner {
   }
 
   async health (): Promise<RunnerHealth> {
-    if (this._state !== 'ready' && this._state !== 'busy') {
+    if (this._state !== 'ready') {
       return { ok: false, state: this._state, ...(this._lastError != null ? { detail: this._lastError } : {}) }
     }
     const why = await this.check(this.common.healthTimeoutMs ?? DEFAULT_HEALTH_TIMEOUT_MS).catch((err: unknown) => (err as Error).message)
@@ -325,12 +378,7 @@ export abstract class BaseRunner implements Runner {
 
   async capacity (): Promise<RunnerCapacity> {
     const busy = await this.runnerBusy().catch(() => undefined)
-    return { slots: this.slots, busy: busy ?? Math.min(this._inflight, this.slots), inflight: this._inflight }
-  }
-
-  private updateBusy (): void {
-    if (this._state === 'ready' && this.slots > 0 && this._inflight >= this.slots) this.setState('busy')
-    else if (this._state === 'busy' && this._inflight < this.slots) this.setState('ready')
+    return { slots: this.slots, ...(busy != null ? { busy } : {}) }
   }
 
   private noteStall (): void {
@@ -350,12 +398,12 @@ export abstract class BaseRunner implements Runner {
   }
 
   /**
-   * Sends one request to the runner. Only a 'ready' or 'busy' runner takes requests (a busy
-   * one queues them); others answer NO_CAPACITY. Iterate the returned body to its end or break
-   * out of the loop: that releases the request's slot count.
+   * Sends one request to the runner. Only a 'ready' runner takes requests (more than its slots
+   * are queued by the runner, not refused); others answer NO_CAPACITY. Iterate the returned body
+   * to its end or break out of the loop: that ends the upstream request.
    */
   async infer (path: RunnerPath, body: Record<string, unknown>, signal?: Signal): Promise<RunnerResponse> {
-    if (this._state !== 'ready' && this._state !== 'busy') {
+    if (this._state !== 'ready') {
       throw new LlmeshError('NO_CAPACITY', `runner ${this.id} is ${this._state}${this._lastError != null ? ` (last error: ${this._lastError})` : ''}`)
     }
     const streaming = body['stream'] === true
@@ -365,16 +413,7 @@ export abstract class BaseRunner implements Runner {
     const onCallerAbort = (): void => { ac.abort(signal?.reason) }
     if (signal?.aborted === true) throw signal.reason
     signal?.addEventListener('abort', onCallerAbort, { once: true })
-    this._inflight++
-    this.updateBusy()
-    let released = false
-    const release = (): void => {
-      if (released) return
-      released = true
-      signal?.removeEventListener('abort', onCallerAbort)
-      this._inflight--
-      this.updateBusy()
-    }
+    const release = (): void => { signal?.removeEventListener('abort', onCallerAbort) }
 
     let headStalled = false
     const headTimer = setTimeout(() => {
@@ -425,7 +464,7 @@ export async function postToRunner (pool: Pool, path: string, body: Record<strin
 
 /**
  * A body already read whole, as the one-chunk stream a runner response is: `done` runs once
- * when it has been read or the reader stopped (the request's slot count is released then).
+ * when it has been read or the reader stopped (the caller's abort listener is removed then).
  */
 function settledBody (bytes: Uint8Array, done: () => void): AsyncIterableIterator<Uint8Array> {
   let sent = false

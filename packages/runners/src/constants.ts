@@ -66,8 +66,20 @@ export const DEFAULT_RESTART_MAX_DELAY_MS = 60_000
  * failed together (a GPU reset) do not restart in lockstep. @default 0.2
  */
 export const DEFAULT_RESTART_JITTER = 0.2
-/** A runner ready for this long has recovered: its next failure restarts at the minimum delay. @default 60000 ms */
+/**
+ * A runner ready for this long has recovered: its next failure restarts at the minimum delay and
+ * starts a new count towards CRASH_LOOP_FAILURES. @default 60000 ms
+ */
 export const RESTART_RESET_AFTER_MS = 60_000
+/**
+ * Failures in a row, none after RESTART_RESET_AFTER_MS of being ready, after which a runner stops
+ * restarting and stays 'failed' (its lastError and stderr tail say why): a model that cannot
+ * load (corrupt file, too little memory, a bad flag) fails the same way every time, and each try
+ * costs a load of its weights. Lower gives up sooner on a failure that would have passed (a GPU
+ * reset, a port taken); higher keeps a broken model loading for longer, the backoff between
+ * tries doubling up to DEFAULT_RESTART_MAX_DELAY_MS. @default 5
+ */
+export const DEFAULT_CRASH_LOOP_FAILURES = 5
 
 /** Ollama's default address. @default http://127.0.0.1:11434 */
 export const DEFAULT_OLLAMA_URL = 'http://127.0.0.1:11434'
@@ -83,7 +95,25 @@ export const DEFAULT_MLX_SLOTS = 1
 
 /** Bytes of a model file hashed into its digest, with the file size. @default 1 MiB */
 export const DIGEST_PREFIX_BYTES = 1024 * 1024
-/** Lines of a runner's stderr kept to explain a failure. @default 30 */
-export const STDERR_TAIL_LINES = 30
+/** Lines of a runner's stderr kept to explain a failure. @default 20 */
+export const STDERR_TAIL_LINES = 20
+/**
+ * Characters of stderr a failed runner hands over (`describe().stderrTail`), its last ones: the
+ * placements entry carries it to every peer, so it is bounded like the protocol's
+ * MAX_PLACEMENT_ERROR_CHARS. @default 2048
+ */
+export const STDERR_TAIL_CHARS = 2048
+/**
+ * Load progress is published in steps of at least this share of the weights (and at its end):
+ * each step is a state change the agent republishes, so a load costs at most 1 / step of them.
+ * @default 0.05
+ */
+export const LOAD_PROGRESS_STEP = 0.05
+/**
+ * Tries of a llama-server launch whose port was taken between its pick and the bind (the port is
+ * picked free, then released for the runner to bind): a new port each time, not counted as a
+ * failure. @default 3
+ */
+export const PORT_BIND_ATTEMPTS = 3
 /** Time one GPU probe tool (nvidia-smi, ...) may take before it counts as absent. @default 5000 ms */
 export const GPU_PROBE_TIMEOUT_MS = 5000

@@ -92,7 +92,8 @@ export class EmbeddedRunner extends BaseRunner {
     }
     const model = await this.llama.loadModel({
       modelPath: this.init.modelPath,
-      ...(this.init.gpuLayers != null ? { gpuLayers: this.init.gpuLayers } : {})
+      ...(this.init.gpuLayers != null ? { gpuLayers: this.init.gpuLayers } : {}),
+      onLoadProgress: (fraction: number) => { if (this.isCurrent(gen)) this.setProgress(fraction) }
     })
     this.llamaModel = model
     // node-llama-cpp sizes context per sequence; llama-server's -c is the total: match the latter

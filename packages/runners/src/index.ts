@@ -26,7 +26,7 @@ export {
   type OllamaOptions, type OllamaFormat, type OllamaChatRequest, type OllamaGenerateRequest, type OllamaShape, type OpenAiChunk, type DialectClock
 } from './dialect/ollama.js'
 export { MlxRunner, MLX_DEFAULT_MODEL, type MlxInit } from './mlx.js'
-export { RunnerManager, type RunnerManagerInit, type ModelSpec } from './manager.js'
+export { RunnerManager, type RunnerManagerInit, type ModelSpec, type EnsureOptions } from './manager.js'
 export {
   describeModel,
   modelNameFromPath,
@@ -41,7 +41,8 @@ export {
   type ScanOptions
 } from './catalog.js'
 export { probeHardware, probeGpus, parseNvidiaSmi, parseRocmSmi, parseSystemProfiler, runTool, type GpuInfo, type GpuProbeOptions, type ToolRunner } from './hardware.js'
-export { freePort } from './port.js'
+export { freePort, PortPicker } from './port.js'
+export { LoadDotsParser } from './load-progress.js'
 export { RunnerProcess, type SpawnOptions, type ExitInfo } from './process.js'
 export { parentDeathPrefix, processStartTime, readPidFile, formatPidFile, reapRunners, selfStamp, isRunning, type RunnerPidEntry, type ProcessStamp, type PidFileContent } from './pid-file.js'
 export { watchStalls, type StallWatchOptions } from './stall.js'

@@ -2,9 +2,10 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Pool } from 'undici'
 import { LlmeshError, type Signal } from '@llmesh/protocol'
 import { BaseRunner, PermanentRunnerError, postToRunner, type GgufRunnerInit, type UpstreamResponse } from './base-runner.js'
-import { DEFAULT_CTX_SIZE, DEFAULT_SLOTS, DEFAULT_START_TIMEOUT_MS, START_POLL_MS, STOP_GRACE_MS } from './constants.js'
+import { DEFAULT_CTX_SIZE, DEFAULT_SLOTS, DEFAULT_START_TIMEOUT_MS, PORT_BIND_ATTEMPTS, START_POLL_MS, STDERR_TAIL_LINES, STOP_GRACE_MS } from './constants.js'
+import { LoadDotsParser } from './load-progress.js'
 import { RUNNER_CONNECT } from './paced.js'
-import { freePort } from './port.js'
+import { PortPicker } from './port.js'
 import { RunnerProcess } from './process.js'
 import type { RunnerDescription, RunnerPath } from './runner.js'
 
@@ -22,15 +23,22 @@ export interface LlamaServerInit extends GgufRunnerInit {
   extraArgs?: string[]
   /** a model that is not healthy in this time fails the start. @default 300000 ms */
   startTimeoutMs?: number
+  /** where ports come from; share one among the runners of a host. @default a picker of its own */
+  ports?: PortPicker
 }
+
+/** What llama-server writes to stderr when its port is taken (the bind is retried on another). */
+const BIND_FAILED = /couldn't bind|address already in use/i
 
 /** One `/slots` entry of llama-server. */
 interface SlotState { id: number, is_processing: boolean }
 
 /**
  * One `llama-server` process serving one model on an allocated loopback port (never a fixed
- * one: two runners and the agent never clash). Started once and reused for every request of its
- * model; a crash (exit, failed /health) restarts it with backoff on a new port.
+ * one: two runners and the agent never clash; a port taken before llama-server binds it is
+ * swapped for another at once). Started once and reused for every request of its model; a crash
+ * (exit, failed /health) restarts it with backoff on a new port. While it loads, the load
+ * progress llama.cpp prints on stderr (where the build prints it) is the runner's progress.
  */
 export class LlamaServerRunner extends BaseRunner {
   readonly kind = 'llama-server' as const
@@ -39,11 +47,13 @@ export class LlamaServerRunner extends BaseRunner {
   private proc?: RunnerProcess
   private pool?: Pool
   private _port = 0
+  private readonly ports: PortPicker
 
   constructor (init: LlamaServerInit) {
     super(init)
     this.init = init
     this.model = init.modelName
+    this.ports = init.ports ?? new PortPicker()
   }
 
   get port (): number { return this._port }
@@ -72,29 +82,51 @@ export class LlamaServerRunner extends BaseRunner {
 
   protected async launch (): Promise<void> {
     const gen = this.currentGeneration
-    this._port = await freePort()
-    const args = this.args(this._port)
-    this.log.info({ binary: this.init.binary, port: this._port, slots: this.slots }, 'starting llama-server')
-    // stopped while the port was found: spawning now would leave a process nobody stops
-    if (!this.isCurrent(gen)) throw new LlmeshError('RUNNER_FAILED', 'llama-server start was cancelled')
-    const proc = new RunnerProcess(this.init.binary, args, this.common.spawn)
-    this.proc = proc
-    this.pool = new Pool(this.baseUrl, { connections: this.slots * 2 + 2, pipelining: 1, connect: RUNNER_CONNECT })
-    void proc.exited.then(() => {
-      if (this.proc !== proc) return
-      this.fail(`llama-server ${proc.describeExit()}${proc.exit?.error == null ? `:\n${proc.stderrTail()}` : ''}`, proc.exit?.error != null)
-    })
-    const exited = proc.exited.then((exit) => {
-      const why = `llama-server ${proc.describeExit()}`
-      if (exit.error != null) throw new PermanentRunnerError(`${why}: is ${this.init.binary} a llama-server binary?`, { cause: exit.error })
-      throw new LlmeshError('RUNNER_FAILED', `${why} while loading:\n${proc.stderrTail()}`)
-    })
-    exited.catch(() => {})
-    try {
-      await Promise.race([this.waitHealthy(gen), exited])
-    } finally {
-      // stopped or superseded while loading: this process is nobody's to stop but ours
-      if (!this.isCurrent(gen)) await proc.kill(STOP_GRACE_MS)
+    for (let attempt = 1; ; attempt++) {
+      const port = await this.ports.pick()
+      // stopped while the port was found: spawning now would leave a process nobody stops
+      if (!this.isCurrent(gen)) {
+        this.ports.release(port)
+        throw new LlmeshError('RUNNER_FAILED', 'llama-server start was cancelled')
+      }
+      this._port = port
+      this.log.info({ binary: this.init.binary, port, slots: this.slots }, 'starting llama-server')
+      const proc = new RunnerProcess(this.init.binary, this.args(port), this.common.spawn)
+      this.proc = proc
+      this.pool = new Pool(this.baseUrl, { connections: this.slots * 2 + 2, pipelining: 1, connect: RUNNER_CONNECT })
+      const dots = new LoadDotsParser((fraction) => { if (this.isCurrent(gen) && this.proc === proc) this.setProgress(fraction) })
+      const onStderr = (buf: Buffer): void => { dots.push(buf.toString('utf8')) }
+      proc.child.stderr?.on('data', onStderr)
+      const exited = proc.exited.then((exit) => {
+        const why = `llama-server ${proc.describeExit()}`
+        if (exit.error != null) throw new PermanentRunnerError(`${why}: is ${this.init.binary} a llama-server binary?`, { cause: exit.error })
+        throw new LlmeshError('RUNNER_FAILED', `${why} while loading:\n${proc.stderrTail()}`)
+      })
+      exited.catch(() => {})
+      try {
+        await Promise.race([this.waitHealthy(gen), exited])
+      } catch (err) {
+        // the port was taken between its pick and the bind: not the runner's failure, try another
+        if (this.isCurrent(gen) && !proc.alive && attempt < PORT_BIND_ATTEMPTS && BIND_FAILED.test(proc.stderrTail())) {
+          this.log.warn({ port, attempt }, 'llama-server could not bind its port; picking another')
+          const pool = this.pool
+          this.pool = undefined
+          await pool?.destroy().catch(() => {})
+          this.ports.release(port)
+          continue
+        }
+        throw err
+      } finally {
+        proc.child.stderr?.off('data', onStderr)
+        // stopped or superseded while loading: this process is nobody's to stop but ours
+        if (!this.isCurrent(gen)) await proc.kill(STOP_GRACE_MS)
+      }
+      // from ready on, an exit is a crash (before it, the start failed: bringUp reports that)
+      void proc.exited.then(() => {
+        if (this.proc !== proc) return
+        this.fail(`llama-server ${proc.describeExit()}${proc.exit?.error == null ? `:\n${proc.stderrTail()}` : ''}`, proc.exit?.error != null)
+      })
+      return
     }
   }
 
@@ -124,6 +156,11 @@ export class LlamaServerRunner extends BaseRunner {
     this.pool = undefined
     await proc?.kill(STOP_GRACE_MS)
     await pool?.destroy().catch(() => {})
+    if (this._port > 0 && proc != null && !proc.alive) this.ports.release(this._port)
+  }
+
+  protected override stderrTail (): string | undefined {
+    return this.proc?.stderrTail(STDERR_TAIL_LINES)
   }
 
   protected async check (timeoutMs: number): Promise<string | undefined> {
@@ -161,7 +198,7 @@ export class LlamaServerRunner extends BaseRunner {
     return { status: res.statusCode, json }
   }
 
-  /** Slots busy now, from llama-server's `/slots` (llmesh's own count when /slots is off). */
+  /** Slots busy now, from llama-server's `/slots`; undefined when /slots is off or not answering. */
   protected override async runnerBusy (): Promise<number | undefined> {
     const { status, json } = await this.getJson<SlotState[]>('/slots')
     if (status !== 200 || !Array.isArray(json)) return undefined

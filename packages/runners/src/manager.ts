@@ -10,6 +10,7 @@ import { MlxRunner } from './mlx.js'
 import { OllamaClient, OllamaRunner, ollamaTagToModelInfo, type OllamaTag } from './ollama.js'
 import { RpcServerRunner } from './rpc-server.js'
 import { parentDeathPrefix, processStartTime, type RunnerPidEntry } from './pid-file.js'
+import { PortPicker } from './port.js'
 import type { RunnerProcess, SpawnOptions } from './process.js'
 import type { Runner, RunnerPath, RunnerResponse } from './runner.js'
 
@@ -27,7 +28,15 @@ export interface ModelSpec {
 }
 
 /** Supervision settings handed to every runner as they are (see RunnerCommonInit). */
-type SupervisionInit = Pick<RunnerCommonInit, 'stallTimeoutMs' | 'firstTokenTimeoutMs' | 'nonStreamTimeoutMs' | 'stallsBeforeUnhealthy' | 'healthIntervalMs' | 'healthTimeoutMs' | 'healthFailures' | 'restart'>
+type SupervisionInit = Pick<RunnerCommonInit, 'stallTimeoutMs' | 'firstTokenTimeoutMs' | 'nonStreamTimeoutMs' | 'stallsBeforeUnhealthy' | 'healthIntervalMs' | 'healthTimeoutMs' | 'healthFailures' | 'restart' | 'crashLoopFailures'>
+
+/** Options of one `ensure` call. */
+export interface EnsureOptions {
+  /** stops this caller's wait (it rejects with the signal's reason); the load goes on for the others */
+  signal?: Signal
+  /** called once the model's runner exists (before it is ready), e.g. to publish it as loading */
+  onRunner?: (runner: Runner) => void
+}
 
 export interface RunnerManagerInit extends SupervisionInit {
   logger: Logger
@@ -71,13 +80,13 @@ export interface RunnerManagerInit extends SupervisionInit {
 const KNOWN_KEYS = new Set<string>([
   'logger', 'models', 'modelDirs', 'ollamaStore', 'llamaServer', 'embedded', 'rpcServer', 'ollama', 'mlx', 'slots', 'ctxSize',
   'gpuLayers', 'startTimeoutMs', 'idPrefix', 'probeGpus', 'stallTimeoutMs', 'firstTokenTimeoutMs', 'nonStreamTimeoutMs',
-  'stallsBeforeUnhealthy', 'healthIntervalMs', 'healthTimeoutMs', 'healthFailures', 'restart', 'parentDeath', 'onProcesses'
+  'stallsBeforeUnhealthy', 'healthIntervalMs', 'healthTimeoutMs', 'healthFailures', 'restart', 'crashLoopFailures', 'parentDeath', 'onProcesses'
 ])
 
 function validate (init: RunnerManagerInit): void {
   const problems: string[] = []
   for (const k of Object.keys(init)) if (!KNOWN_KEYS.has(k)) problems.push(`${k}: unknown option`)
-  const positive = ['slots', 'ctxSize', 'startTimeoutMs', 'stallTimeoutMs', 'firstTokenTimeoutMs', 'nonStreamTimeoutMs', 'stallsBeforeUnhealthy', 'healthIntervalMs', 'healthTimeoutMs', 'healthFailures'] as const
+  const positive = ['slots', 'ctxSize', 'startTimeoutMs', 'stallTimeoutMs', 'firstTokenTimeoutMs', 'nonStreamTimeoutMs', 'stallsBeforeUnhealthy', 'healthIntervalMs', 'healthTimeoutMs', 'healthFailures', 'crashLoopFailures'] as const
   for (const k of positive) {
     const v = init[k]
     if (v != null && (typeof v !== 'number' || !(v > 0))) problems.push(`${k}: must be a positive number`)
@@ -101,12 +110,19 @@ function validate (init: RunnerManagerInit): void {
  *
  * GGUF models use llama-server when its binary is configured, else the embedded llama.cpp.
  * A runner is started once per model and reused by every request; `ensure(model)` starts one
- * on demand for a catalog model that has none yet.
+ * on demand for a catalog model that has none yet (one start per model, however many ask at
+ * once), `stopRunner(id)` ends one. The runners' ports come from one PortPicker, so runners
+ * starting at once never get the same one.
  */
 export class RunnerManager {
   private readonly init: RunnerManagerInit
   private readonly log: Logger
   private readonly map = new Map<string, Runner>()
+  /** the manager's listener on each runner, removed with it */
+  private readonly unsubscribe = new Map<string, () => void>()
+  /** `ensure` loads under way, by model: the one start concurrent callers share */
+  private readonly loads = new Map<string, Promise<Runner>>()
+  private readonly ports = new PortPicker()
   private readonly listeners = new Set<() => void>()
   private catalog: LocalModel[] = []
   private ollamaTags: OllamaTag[] = []
@@ -157,6 +173,7 @@ export class RunnerManager {
     if (i.healthTimeoutMs != null) c.healthTimeoutMs = i.healthTimeoutMs
     if (i.healthFailures != null) c.healthFailures = i.healthFailures
     if (i.restart != null) c.restart = i.restart
+    if (i.crashLoopFailures != null) c.crashLoopFailures = i.crashLoopFailures
     c.spawn = this.spawnOptions
     return c
   }
@@ -201,7 +218,7 @@ export class RunnerManager {
     for (const [i, model] of configured.entries()) this.add(this.ggufRunner(model, this.init.models?.[i]))
     if (this.init.rpcServer != null) {
       const r = this.init.rpcServer
-      this.add(new RpcServerRunner({ ...this.common(this.nextId('rpc', r.host)), binary: r.binary, host: r.host, ...(r.port != null ? { port: r.port } : {}), ...(r.threads != null ? { threads: r.threads } : {}), ...(r.cache != null ? { cache: r.cache } : {}), ...(this.init.startTimeoutMs != null ? { startTimeoutMs: this.init.startTimeoutMs } : {}) }))
+      this.add(new RpcServerRunner({ ...this.common(this.nextId('rpc', r.host)), ports: this.ports, binary: r.binary, host: r.host, ...(r.port != null ? { port: r.port } : {}), ...(r.threads != null ? { threads: r.threads } : {}), ...(r.cache != null ? { cache: r.cache } : {}), ...(this.init.startTimeoutMs != null ? { startTimeoutMs: this.init.startTimeoutMs } : {}) }))
     }
     if (this.init.mlx != null) {
       const m = this.init.mlx
@@ -228,6 +245,7 @@ export class RunnerManager {
         ...this.common(this.nextId('llama', model.info.name)),
         ...opt,
         binary: i.llamaServer.binary,
+        ports: this.ports,
         modelPath: model.path,
         modelName: model.info.name,
         ...(i.llamaServer.threads != null ? { threads: i.llamaServer.threads } : {}),
@@ -255,7 +273,17 @@ export class RunnerManager {
 
   private add (runner: Runner): void {
     this.map.set(runner.id, runner)
-    runner.onState(() => { this.emit() })
+    this.unsubscribe.set(runner.id, runner.onState(() => { this.emit() }))
+  }
+
+  /** Takes a runner out of the manager (its listener too); undefined when it was not in it. */
+  private remove (id: string): Runner | undefined {
+    const runner = this.map.get(id)
+    if (runner == null) return undefined
+    this.map.delete(id)
+    this.unsubscribe.get(id)?.()
+    this.unsubscribe.delete(id)
+    return runner
   }
 
   private launch (runner: Runner): void {
@@ -281,7 +309,7 @@ export class RunnerManager {
     const names = new Set(tags.map((t) => t.name))
     for (const r of [...this.map.values()]) {
       if (r.kind === 'ollama' && !names.has(r.model)) {
-        this.map.delete(r.id)
+        this.remove(r.id)
         await r.stop()
         changed = true
       }
@@ -322,16 +350,15 @@ export class RunnerManager {
 
   /**
    * The runner to send a request for `model` to: `preferred` when it serves the model and is
-   * ready or busy, else the least loaded that is. `load` is the caller's measure: the agent's
-   * admission (busy and queued per slot); by default the requests in flight on each runner per
-   * slot, where a full runner (busy) comes after every one with a free slot. Undefined when none
-   * can take requests now.
+   * ready, else the ready one with the least `load`. The load is the caller's: the agent passes
+   * its admission's (busy and queued per slot), the one count of how busy a runner is; without
+   * one, the first ready runner. Undefined when none can take requests now.
    */
-  find (model: string, preferred?: string, load: (runner: Runner) => number = inflightLoad): Runner | undefined {
+  find (model: string, preferred?: string, load?: (runner: Runner) => number): Runner | undefined {
     const p = preferred != null ? this.map.get(preferred) : undefined
-    if (p != null && p.model === model && (p.state === 'ready' || p.state === 'busy')) return p
-    const candidates = [...this.map.values()].filter((r) => r.model === model && r.kind !== 'rpc-server' && (r.state === 'ready' || r.state === 'busy'))
-    candidates.sort((a, b) => load(a) - load(b))
+    if (p != null && p.model === model && p.state === 'ready') return p
+    const candidates = [...this.map.values()].filter((r) => r.model === model && r.kind !== 'rpc-server' && r.state === 'ready')
+    if (load != null) candidates.sort((a, b) => load(a) - load(b))
     return candidates[0]
   }
 
@@ -349,35 +376,91 @@ export class RunnerManager {
     return { ...await runner.infer(path, body, signal), runner }
   }
 
+  /** A model on this host's disk (configured or found in a scanned folder): its path and facts. */
+  catalogModel (name: string): LocalModel | undefined {
+    return this.catalog.find((m) => m.info.name === name)
+  }
+
   /**
-   * The runner for a catalog model, started on first use and reused afterwards (never one per
-   * request). Resolves when it is ready; MODEL_NOT_FOUND when the catalog has no such model.
+   * The runner for `model`, started on first use and reused afterwards (never one per request):
+   * an existing runner of the model, else a new one for the catalog model. Resolves when it is
+   * ready. Concurrent calls for one model share one start. Rejects with MODEL_NOT_FOUND when the
+   * model has no runner and is not in the catalog, and with RUNNER_FAILED (its last error and
+   * stderr tail) when the runner fails for good or is stopped while loading. A runner that has
+   * already failed for good is not started again here, so requests cannot drive a crash loop:
+   * `stopRunner` it first to try again. `opts.signal` detaches only this caller.
    */
-  async ensure (model: string): Promise<Runner> {
+  async ensure (model: string, opts: EnsureOptions = {}): Promise<Runner> {
     if (this.stopped) throw new LlmeshError('NO_CAPACITY', 'the runners of this host are stopping')
-    let runner = [...this.map.values()].find((r) => r.model === model && r.kind !== 'rpc-server')
+    if (opts.signal?.aborted === true) throw opts.signal.reason
+    const existing = [...this.map.values()].find((r) => r.model === model && r.kind !== 'rpc-server')
+    if (existing?.state === 'ready' && !this.loads.has(model)) {
+      opts.onRunner?.(existing)
+      return existing
+    }
+    let load = this.loads.get(model)
+    if (load == null) {
+      load = this.load(model, existing).finally(() => { this.loads.delete(model) })
+      this.loads.set(model, load)
+    }
+    // the runner exists once load() has run to its first await: tell this caller then
+    const runner = existing ?? [...this.map.values()].find((r) => r.model === model && r.kind !== 'rpc-server')
+    if (runner != null) opts.onRunner?.(runner)
+    return await detachable(load, opts.signal)
+  }
+
+  /** One ensure's start: the runner made (or taken) at once, then waited on until it settles. */
+  private async load (model: string, existing: Runner | undefined): Promise<Runner> {
+    let runner = existing
     if (runner == null) {
-      const local = this.catalog.find((m) => m.info.name === model)
+      const local = this.catalogModel(model)
       if (local == null) throw new LlmeshError('MODEL_NOT_FOUND', `no model '${model}' on this host`)
       runner = this.ggufRunner(local)
       this.add(runner)
       this.emit()
     }
-    if (runner.state !== 'ready' && runner.state !== 'busy') await runner.start()
-    return runner
+    const failed = (r: Runner): LlmeshError => {
+      const d = r.describe()
+      const tail = d.stderrTail != null ? `\n${d.stderrTail}` : ''
+      return new LlmeshError('RUNNER_FAILED', `runner ${r.id} for '${model}' failed: ${d.lastError ?? 'no reason given'}${tail}`)
+    }
+    if (runner.state === 'failed' && runner.describe().gaveUp === true) throw failed(runner)
+    const r = runner
+    await new Promise<void>((resolve, reject) => {
+      const settle = (): boolean => {
+        if (r.state === 'ready') resolve()
+        else if (r.state === 'failed' && r.describe().gaveUp === true) reject(failed(r))
+        else if (r.state === 'stopped') reject(new LlmeshError('RUNNER_FAILED', `runner ${r.id} for '${model}' was stopped while loading`))
+        else return false
+        return true
+      }
+      const off = r.onState(() => { if (settle()) off() })
+      // a first start that fails is retried by the runner itself: the listener sees how it ends
+      if (r.state === 'stopped' || r.state === 'failed') r.start().catch(() => {})
+      if (settle()) off()
+    })
+    return r
+  }
+
+  /** Stops runner `id` for good and removes it from this host's runners (onChange hears of it). */
+  async stopRunner (id: string): Promise<void> {
+    const runner = this.remove(id)
+    if (runner == null) return
+    await runner.stop()
+    this.emit()
   }
 
   /**
-   * Resolves when every runner is ready or busy; rejects after `timeoutMs` naming the ones
+   * Resolves when every runner is ready; rejects after `timeoutMs` naming the ones
    * that are not.
    */
   async waitReady (timeoutMs = 60_000): Promise<void> {
-    const ok = (): boolean => [...this.map.values()].every((r) => r.state === 'ready' || r.state === 'busy')
+    const ok = (): boolean => [...this.map.values()].every((r) => r.state === 'ready')
     if (ok()) return
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
         off()
-        reject(new LlmeshError('NO_CAPACITY', `runners not ready after ${timeoutMs} ms: ${[...this.map.values()].filter((r) => r.state !== 'ready' && r.state !== 'busy').map((r) => `${r.id} ${r.state}${r.info().lastError != null ? ` (${r.info().lastError})` : ''}`).join(', ')}`))
+        reject(new LlmeshError('NO_CAPACITY', `runners not ready after ${timeoutMs} ms: ${[...this.map.values()].filter((r) => r.state !== 'ready').map((r) => `${r.id} ${r.state}${r.info().lastError != null ? ` (${r.info().lastError})` : ''}`).join(', ')}`))
       }, timeoutMs)
       const off = this.onChange(() => {
         if (!ok()) return
@@ -420,7 +503,13 @@ export class RunnerManager {
   }
 }
 
-/** Requests in flight on a runner per slot (1 or more: every slot has one, the runner is busy). */
-function inflightLoad (r: Runner): number {
-  return r.describe().inflight / Math.max(1, r.info().slots)
+/** `promise`, or the signal's reason once it aborts (the promise itself goes on). */
+async function detachable<T> (promise: Promise<T>, signal: Signal | undefined): Promise<T> {
+  if (signal == null) return await promise
+  if (signal.aborted) throw signal.reason
+  return await new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => { reject(signal.reason) }
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
+  })
 }

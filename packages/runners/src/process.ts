@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { connect } from 'node:net'
-import { STDERR_TAIL_LINES, STOP_GRACE_MS } from './constants.js'
+import { STDERR_TAIL_CHARS, STDERR_TAIL_LINES, STOP_GRACE_MS } from './constants.js'
 
 export interface ExitInfo {
   code: number | null
@@ -32,6 +32,8 @@ export class RunnerProcess {
   /** the runner's binary (not the parent-death prefix): what the pid file records */
   readonly binary: string
   private readonly tail: string[] = []
+  /** the stderr line being written (no newline yet), bounded like a line of the tail */
+  private partial = ''
   private _exit?: ExitInfo
 
   constructor (binary: string, args: string[], opts: SpawnOptions = {}) {
@@ -43,13 +45,15 @@ export class RunnerProcess {
       ? spawn(prefix[0]!, [...prefix.slice(1), binary, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
       : spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] })
     const onData = (buf: Buffer): void => {
-      for (const line of buf.toString('utf8').split('\n')) {
-        if (line.trim() === '') continue
-        this.tail.push(line)
-        if (this.tail.length > STDERR_TAIL_LINES) this.tail.shift()
-      }
+      const lines = (this.partial + buf.toString('utf8')).split('\n')
+      this.partial = (lines.pop() ?? '').slice(-STDERR_TAIL_CHARS)
+      for (const line of lines) this.keep(line)
     }
     this.child.stderr?.on('data', onData)
+    this.child.stderr?.once('end', () => {
+      this.keep(this.partial)
+      this.partial = ''
+    })
     this.exited = new Promise((resolve) => {
       this.child.once('error', (error: NodeJS.ErrnoException) => {
         // 'error' without 'exit' when the binary cannot be spawned
@@ -78,9 +82,19 @@ export class RunnerProcess {
   get exit (): ExitInfo | undefined { return this._exit }
   get alive (): boolean { return this._exit == null }
 
-  /** The last stderr lines, for error messages. */
-  stderrTail (lines = 10): string {
-    return this.tail.slice(-lines).join('\n')
+  private keep (line: string): void {
+    if (line.trim() === '') return
+    this.tail.push(line.slice(-STDERR_TAIL_CHARS))
+    if (this.tail.length > STDERR_TAIL_LINES) this.tail.shift()
+  }
+
+  /**
+   * The last stderr lines (and the one being written), for error messages: at most `lines` lines
+   * and the last `maxChars` characters of them.
+   */
+  stderrTail (lines = 10, maxChars = STDERR_TAIL_CHARS): string {
+    const kept = this.partial.trim() !== '' ? [...this.tail, this.partial] : this.tail
+    return kept.slice(-lines).join('\n').slice(-maxChars)
   }
 
   /** "exited with code 1" / "killed by SIGKILL" / "could not be started (ENOENT)". */

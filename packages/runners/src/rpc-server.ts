@@ -2,8 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { isIP } from 'node:net'
 import { LlmeshError, type RunnerInfo } from '@llmesh/protocol'
 import { BaseRunner, PermanentRunnerError, type RunnerCommonInit, type UpstreamResponse } from './base-runner.js'
-import { DEFAULT_START_TIMEOUT_MS, START_POLL_MS, STOP_GRACE_MS } from './constants.js'
-import { freePort } from './port.js'
+import { DEFAULT_START_TIMEOUT_MS, START_POLL_MS, STDERR_TAIL_LINES, STOP_GRACE_MS } from './constants.js'
+import { PortPicker } from './port.js'
 import { canConnect, RunnerProcess } from './process.js'
 import type { RunnerDescription } from './runner.js'
 
@@ -30,6 +30,8 @@ export interface RpcServerInit extends Omit<RunnerCommonInit, 'slots'> {
   model?: string
   /** a server not accepting TCP connections in this time fails the start. @default 300000 ms */
   startTimeoutMs?: number
+  /** where an allocated port comes from; share one among the runners of a host. @default a picker of its own */
+  ports?: PortPicker
 }
 
 /**
@@ -43,6 +45,7 @@ export class RpcServerRunner extends BaseRunner {
   private readonly init: RpcServerInit
   private proc?: RunnerProcess
   private _port = 0
+  private readonly ports: PortPicker
 
   constructor (init: RpcServerInit) {
     super({ ...init, slots: 0 })
@@ -51,6 +54,7 @@ export class RpcServerRunner extends BaseRunner {
     }
     this.init = init
     this.model = init.model ?? RPC_SERVER_MODEL
+    this.ports = init.ports ?? new PortPicker()
   }
 
   override get slots (): number { return 0 }
@@ -70,7 +74,7 @@ export class RpcServerRunner extends BaseRunner {
 
   protected async launch (): Promise<void> {
     const gen = this.currentGeneration
-    this._port = this.init.port != null && this.init.port > 0 ? this.init.port : await freePort(this.init.host)
+    this._port = this.init.port != null && this.init.port > 0 ? this.init.port : await this.ports.pick(this.init.host)
     const args = ['-H', this.init.host, '-p', String(this._port)]
     if (this.init.threads != null) args.push('-t', String(this.init.threads))
     if (this.init.cache === true) args.push('-c')
@@ -104,6 +108,11 @@ export class RpcServerRunner extends BaseRunner {
 
   protected async shutdown (): Promise<void> {
     await this.proc?.kill(STOP_GRACE_MS)
+    if (this.init.port == null || this.init.port <= 0) this.ports.release(this._port)
+  }
+
+  protected override stderrTail (): string | undefined {
+    return this.proc?.stderrTail(STDERR_TAIL_LINES)
   }
 
   protected async check (timeoutMs: number): Promise<string | undefined> {

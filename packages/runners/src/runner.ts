@@ -27,17 +27,20 @@ export interface RunnerHealth {
 }
 
 /**
- * How many requests a runner has, as it reports them (tests, logs). Not admission: which
- * requests get a slot is decided and counted once, by the agent's LocalServing (the scheduler's
- * Admission per runner).
+ * A runner's slots as the runner itself reports them (tests, logs, `llmesh status`). Not
+ * admission: which requests get a slot, and how many are busy or queued, is decided and counted
+ * once, by the agent's LocalServing (the scheduler's Admission per runner). A runner keeps no
+ * count of its own: a second count would drift from admission's and be trusted by nobody.
  */
 export interface RunnerCapacity {
   /** parallel slots the runner has */
   slots: number
-  /** slots processing a request now (runner's own view where it has one, else its requests in flight) */
-  busy: number
-  /** requests open on this runner (may exceed slots: the runner queues them) */
-  inflight: number
+  /**
+   * slots processing a request now, in the runner's own words (llama-server's `/slots`, the
+   * embedded runner's sequences); absent where the runner cannot tell (Ollama, mlx_lm.server,
+   * rpc-server, or llama-server started without `/slots`)
+   */
+  busy?: number
 }
 
 /** Local detail of a runner: for the admin API and logs, never published (it holds ports, pids). */
@@ -46,8 +49,17 @@ export interface RunnerDescription extends RunnerInfo {
   address?: string
   port?: number
   pid?: number
-  inflight: number
   stalls: number
+  /**
+   * failed for good: not restarting (crash loop, a failure restarting cannot fix, restarts off)
+   * until `start()` again
+   */
+  gaveUp?: true
+  /**
+   * while failed: the runner process's last stderr lines (at most STDERR_TAIL_LINES lines and
+   * STDERR_TAIL_CHARS characters), e.g. for the agent's placements entry; local, it holds paths
+   */
+  stderrTail?: string
 }
 
 /** Listener of state changes: the new state and the runner's published info. */
@@ -59,10 +71,14 @@ export type RunnerStateListener = (state: RunnerState, info: RunnerInfo) => void
  *
  * Life cycle: `start()` brings it to 'ready' (through 'starting' / 'loading'); while started, a
  * crash (process exit, failed health checks, repeated stalls) sets 'failed' and the runner
- * restarts itself with capped exponential backoff; `stop()` ends it for good ('stopped').
- * 'busy' means every slot has a request (more are queued by the runner, not refused): the
- * runner's report of itself. Admission is not the runner's (see RunnerCapacity), and the
- * published record shows a busy runner as ready.
+ * restarts itself with capped exponential backoff; `stop()` ends it for good ('stopped'). A
+ * runner that keeps failing (DEFAULT_CRASH_LOOP_FAILURES failures in a row, none after being
+ * ready for RESTART_RESET_AFTER_MS) stops restarting: 'failed' with `describe().gaveUp`. While
+ * 'loading', `info().progress` is the share of the weights loaded where the engine tells.
+ *
+ * A runner is 'ready' for as long as it serves, however many requests it has: it never sets
+ * 'busy' (the protocol keeps that state for peers of older versions; readers still accept it).
+ * How busy a runner is, is admission's to count (see RunnerCapacity).
  */
 export interface Runner {
   readonly id: string
