@@ -16,7 +16,7 @@ import { LocalForwarder, PeerForwarder } from './forwarders.js'
 import { inferServer } from './infer-server.js'
 import { systemClock } from '@llmesh/kit'
 import { LocalServing, type AdmissionCounters } from './serving.js'
-import { AGENT_INFO_FILE, AGENT_VERSION, DEFAULT_API_HOST, SHUTDOWN_FORCE_MS, SNAPSHOT_INTERVAL_MS } from './constants.js'
+import { AGENT_INFO_FILE, AGENT_VERSION, DEFAULT_API_HOST, PROGRESS_STEP, SHUTDOWN_FORCE_MS, SNAPSHOT_INTERVAL_MS } from './constants.js'
 import { DurableFile, openClusterDoc } from './persist.js'
 import { resolveClusterTrust, type ClusterTrust } from './cluster-trust.js'
 import { isLoopbackHost } from './loopback.js'
@@ -366,7 +366,11 @@ export class Agent implements AgentPort {
 
   /** What the published record says about runners and models, as one comparable string. */
   private publishedSignature (): string {
-    const runners = (this.manager?.runners() ?? []).map((r) => `${r.id}:${r.state}`)
+    // load progress in PROGRESS_STEP steps: each one is a record write every peer receives
+    const runners = (this.manager?.runners() ?? []).map((r) => {
+      const p = r.info().progress
+      return `${r.id}:${r.state}${p != null ? `:${Math.floor(p / PROGRESS_STEP)}` : ''}`
+    })
     const models = (this.manager?.models() ?? []).map((m) => m.name)
     return `${runners.join(',')}|${models.join(',')}`
   }

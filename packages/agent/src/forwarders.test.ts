@@ -83,8 +83,31 @@ describe('LocalForwarder', () => {
 
   function local (r: Runner | undefined, clock: FakeClock, queueCapacity = 4): { f: LocalForwarder, serving: LocalServing } {
     const serving = new LocalServing({ logger: pino({ level: 'silent' }), clock, queueCapacity })
-    return { f: new LocalForwarder({ serving, runners: { find: (model) => model === 'm' ? r : undefined } }), serving }
+    return { f: new LocalForwarder({ serving, runners: { find: (model) => model === 'm' ? r : undefined, has: () => false, ensure: async () => {} } }), serving }
   }
+
+  it('starts a model this host has on disk but does not run, then serves it; the wait counts against the deadline it is given', async () => {
+    const clock = new FakeClock()
+    const serving = new LocalServing({ logger: pino({ level: 'silent' }), clock, queueCapacity: 4 })
+    const r = runner(() => ({ status: 200, contentType: 'text/plain', body: chunks('warm now') }))
+    let started = false
+    const asked: unknown[] = []
+    const f = new LocalForwarder({
+      serving,
+      runners: {
+        find: (model) => model === 'cold' && started ? r : undefined,
+        has: (model) => model === 'cold',
+        ensure: async (model, o) => { asked.push({ model, deadline: o.deadline, loadAnyway: o.loadAnyway, reason: o.reason }); started = true }
+      }
+    })
+    const o = opts(clock, { model: 'cold', loadAnyway: true })
+    const res = await f.forward({ peerId: 'self', runnerId: '', cold: true }, o)
+    expect(await text(res.body)).toBe('warm now')
+    expect(asked).toEqual([{ model: 'cold', deadline: o.deadline, loadAnyway: true, reason: 'request' }])
+    // a model neither run nor on disk here is not started
+    await expect(f.forward({ peerId: 'self', runnerId: '' }, opts(clock, { model: 'elsewhere' }))).rejects.toMatchObject({ code: 'NO_CAPACITY' })
+    expect(asked).toHaveLength(1)
+  })
 
   it('serves on a ready runner behind admission, and says NO_CAPACITY when there is none', async () => {
     const clock = new FakeClock()
@@ -115,7 +138,7 @@ describe('LocalForwarder', () => {
     const r = runner(() => ({ status: 200, contentType: 'text/plain', body: slow() }))
     const serving = new LocalServing({ logger: pino({ level: 'silent' }), clock, queueCapacity: 4 })
     let load: ((runner: Runner) => number) | undefined
-    const f = new LocalForwarder({ serving, runners: { find: (_model, _preferred, l) => { load = l; return r } } })
+    const f = new LocalForwarder({ serving, runners: { find: (_model, _preferred, l) => { load = l; return r }, has: () => true, ensure: async () => {} } })
     const first = await f.forward({ peerId: 'self', runnerId: 'r0' }, opts(clock))
     expect(load?.(r)).toBe(1)
     const queued = f.forward({ peerId: 'self', runnerId: 'r0' }, opts(clock, { mayQueue: true }))

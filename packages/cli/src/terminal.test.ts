@@ -22,13 +22,17 @@ describe('peer strings on the terminal', () => {
       nodes: [
         { name: 'me', peerId: '12D3KooWaaaaaaaaaaaa', self: true, connected: true, state: 'alive', heartbeatAgeMs: 0, load: null, api: '127.0.0.1:11435', models: [], runners: [] },
         { name: evil, peerId: '12D3KooW\u001bbbbbbbbbb', self: false, connected: true, state: 'alive', heartbeatAgeMs: 100, load: null, api: `1.2.3.4\u0007`, models: [`m\u001b]8;;http://x\u0007`], runners: [{ id: 'r', model: 'm\r', state: 'ready', slots: 1 }] }
-      ]
+      ],
+      placements: [{ model: `m\u001b[2J`, host: evil, state: 'failed', reason: 'request', error: 'bad\u001b[31m\nsecond line' }],
+      pins: [{ model: `p\u0007`, host: evil }]
     }
     const out = formatStatus(data)
     expect(out).not.toMatch(CONTROL)
     const row = out.split('\n')[3]!.split(/\s{2,}/)
     expect(row[0]).toBe('evil\\x1b[2J\\x1b[31mred\\x9b1m\\u202e')
     expect(row).toHaveLength(10)
+    expect(out).toContain('placements:')
+    expect(out).toContain('pins: p\\x07@evil')
     const json = terminalSafeJson(data)
     expect(json).not.toMatch(CONTROL)
     expect(JSON.parse(json)).toEqual(data)
