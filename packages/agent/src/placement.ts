@@ -167,7 +167,7 @@ export class Placements {
     const { manager, clock } = this.c
     const t: StartTimings = { askedAt: clock.now() }
     this.timings.set(model, t)
-    const existing = manager.runners().find((r) => r.model === model && r.kind !== 'rpc-server' && r.state !== 'failed' && r.state !== 'stopped')
+    const existing = manager.runners().find((r) => r.model === model && (r.kind === 'llama-server' || r.kind === 'embedded') && r.state !== 'failed' && r.state !== 'stopped')
     if (existing == null) {
       const local = manager.catalogModel(model)
       if (local == null) throw new LlmeshError('MODEL_NOT_FOUND', `no model '${model}' on this host`)
@@ -275,12 +275,17 @@ export class Placements {
     }
   }
 
-  /** Follows the runners: a configured model's placement, load progress, ready, failed (with its stderr), gone. */
+  /**
+   * Follows the runners: a configured model's placement, load progress, ready, failed (with its
+   * stderr), gone. Only the runners whose model this host loads itself (llama-server, embedded):
+   * an adopted Ollama or MLX server manages its own memory, and rpc-servers belong to split
+   * placements.
+   */
   private sync (): void {
     const now = this.c.clock.now()
     const seen = new Set<string>()
     for (const r of this.c.manager.runners()) {
-      if (r.kind === 'rpc-server') continue
+      if (r.kind !== 'llama-server' && r.kind !== 'embedded') continue
       seen.add(r.model)
       let p = this.own.get(r.model)
       if (p == null) {
