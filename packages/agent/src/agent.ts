@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { INFER_PROTOCOL, LlmeshError, MAX_METRICS_MODELS, PROTOCOL_VERSION, type Components, type EffectivePin, type PeerMetrics, type UnsignedNodeRecord } from '@llmesh/protocol'
+import { INFER_PROTOCOL, LlmeshError, MAX_CACHE_KEYS, MAX_METRICS_MODELS, PROTOCOL_VERSION, type Components, type EffectivePin, type PeerMetrics, type UnsignedNodeRecord } from '@llmesh/protocol'
 import { Abort } from '@llmesh/kit'
 import type { ClusterDoc } from '@llmesh/state'
 import { Mesh, checkPrivateFile, ensurePrivateDir, loadOrCreateKey, peerIdOfKey, recordSigner, recordVerifier, removeStaleTempFiles } from '@llmesh/mesh'
@@ -151,7 +151,7 @@ export class Agent implements AgentPort {
       ...(config.firstTokenTimeoutMs != null ? { firstTokenTimeoutMs: config.firstTokenTimeoutMs } : {})
     })
     const { clock, random } = this.components
-    this.serving = new LocalServing({ logger: this.log, clock, queueCapacity: config.queue.capacity, slotsTotal: () => this.readySlots() })
+    this.serving = new LocalServing({ logger: this.log, clock, queueCapacity: config.queue.capacity, slotsTotal: () => this.readySlots(), onNewConversation: () => { this.mesh?.nudge() } })
     // the catalog is read before anything is published: a bad model path is a start error
     await this.manager.start()
     const manager = this.manager
@@ -302,8 +302,10 @@ export class Agent implements AgentPort {
     const admission = this.serving?.snapshot() ?? { slotsBusy: 0, slotsTotal: this.readySlots(), queueDepth: 0 }
     const served = this.serving?.figures() ?? { tokensPerSec: 0, latencyMs: 0, successRate: 1 }
     const models = this.serving?.modelFigures(MAX_METRICS_MODELS) ?? []
+    const cache = this.serving?.cacheKeys(MAX_CACHE_KEYS) ?? []
     return {
       ...(models.length > 0 ? { models } : {}),
+      ...(cache.length > 0 ? { cache } : {}),
       slotsBusy: admission.slotsBusy,
       slotsTotal: admission.slotsTotal,
       queueDepth: admission.queueDepth,

@@ -25,6 +25,8 @@ export interface ForwardOptions {
   signal: Signal
   /** start the model even where it does not fit the host's model memory */
   loadAnyway?: boolean
+  /** the conversation's key: the serving host remembers it holds its cache */
+  prefixKey?: string
 }
 
 /** A target's answer, before anything went to the client. */
@@ -78,7 +80,7 @@ export class LocalForwarder implements Forwarder {
 
   async forward (target: ForwardTarget, opts: ForwardOptions): Promise<Forwarded> {
     const res = await this.serve(opts.model, target.runnerId, opts.path, opts.body, {
-      id: `self:${opts.id}:${++this.seq}`, priority: opts.priority, mayQueue: opts.mayQueue, deadline: opts.deadline, signal: opts.signal, loadAnyway: opts.loadAnyway === true
+      id: `self:${opts.id}:${++this.seq}`, priority: opts.priority, mayQueue: opts.mayQueue, deadline: opts.deadline, signal: opts.signal, loadAnyway: opts.loadAnyway === true, ...(opts.prefixKey != null ? { prefixKey: opts.prefixKey } : {})
     })
     if (isErrorHead(res.status)) throw await statusError(res.status, res.body)
     return res
@@ -131,7 +133,8 @@ export class PeerForwarder implements Forwarder {
       mayQueue: opts.mayQueue,
       // relative: peers' clocks differ
       deadlineMs: Math.max(0, Math.round(opts.deadline - this.c.clock.now())),
-      ...(opts.loadAnyway === true ? { loadAnyway: true } : {})
+      ...(opts.loadAnyway === true ? { loadAnyway: true } : {}),
+      ...(opts.prefixKey != null ? { prefixKey: opts.prefixKey } : {})
     }, opts.signal, this.timeouts(opts, target.cold === true))
     if (isErrorHead(remote.head.status)) throw await statusError(remote.head.status, remote.body)
     return { status: remote.head.status, contentType: remote.head.contentType, runnerId: remote.head.runnerId, body: remote.body }

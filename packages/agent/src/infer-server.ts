@@ -44,7 +44,8 @@ export function inferServer (init: InferServerInit): StreamHandler {
           // a peer may ask for less queueing than this host allows, never for more
           deadline: clock.now() + Math.min(request.deadlineMs ?? queueDeadlineMs, queueDeadlineMs),
           signal: abort.signal,
-          loadAnyway: request.loadAnyway === true
+          loadAnyway: request.loadAnyway === true,
+          ...(request.prefixKey != null ? { prefixKey: request.prefixKey } : {})
         })
         await reply.head({ status: res.status, contentType: res.contentType, runnerId: res.runnerId })
         for await (const chunk of res.body) await reply.data(chunk)

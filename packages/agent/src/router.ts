@@ -18,6 +18,8 @@ export interface DispatchRequest {
   prefixKey?: string
   /** output tokens expected (max_tokens), for the performance score */
   expectedTokens?: number
+  /** prompt tokens, estimated: what a cache hit saves (with prefixKey) */
+  promptTokens?: number
   /** clock time (the router's clock) after which the request may no longer wait for a slot */
   deadline: number
   signal: Signal
@@ -119,7 +121,7 @@ export class Router {
       let it: AsyncIterator<Uint8Array>
       let first: IteratorResult<Uint8Array>
       try {
-        res = await (t.local ? this.c.local : this.c.remote).forward(t, { id: req.id, path: req.path, model: req.model, body: req.body, priority: req.priority, mayQueue: action.mayQueue, deadline: req.deadline, signal, ...(req.loadAnyway === true ? { loadAnyway: true } : {}) })
+        res = await (t.local ? this.c.local : this.c.remote).forward(t, { id: req.id, path: req.path, model: req.model, body: req.body, priority: req.priority, mayQueue: action.mayQueue, deadline: req.deadline, signal, ...(req.loadAnyway === true ? { loadAnyway: true } : {}), ...(req.prefixKey != null ? { prefixKey: req.prefixKey } : {}) })
         it = res.body[Symbol.asyncIterator]()
         // nothing goes to the client before the first chunk: until then a failure can move on
         first = await it.next()

@@ -15,6 +15,8 @@ export interface ServeOptions {
   /** time on the serving clock after which a queued request is dropped, ms */
   deadline: number
   signal: Signal
+  /** the conversation's key: this host now holds its cache (see cacheKeys) */
+  prefixKey?: string
 }
 
 export interface LocalServingInit {
@@ -25,6 +27,8 @@ export interface LocalServingInit {
   queueCapacity: number
   /** the host's slots as its heartbeats report them (every ready runner's) */
   slotsTotal?: () => number
+  /** called when a conversation this host did not hold comes in: its heartbeat should say so soon */
+  onNewConversation?: () => void
 }
 
 interface Waiter { resolve: () => void, reject: (err: unknown) => void }
@@ -58,6 +62,14 @@ export interface AdmissionCounters extends History {
 
 interface Entry { admission: Admission<Waiter>, counters: History }
 
+/**
+ * Conversations a host remembers serving: more than it publishes (MAX_CACHE_KEYS), so that the
+ * published ones are the latest of a longer memory. Its KV cache (slots and llama-server's
+ * host-memory prompt cache) holds at most some of them; the most recent first.
+ * @default 256
+ */
+const CACHE_KEYS_KEPT = 256
+
 /** Key of the own host in the served-request statistics. */
 const SELF = 'self'
 
@@ -77,12 +89,38 @@ export class LocalServing {
   private readonly slotsTotal: (() => number) | undefined
   private timer?: TimerHandle
   readonly stats = new PeerStats()
+  /** conversations served here by last use, least recent first (CACHE_KEYS_KEPT at most) */
+  private readonly conversations = new Map<string, number>()
+  private readonly onNewConversation: (() => void) | undefined
 
   constructor (init: LocalServingInit) {
     this.log = init.logger
     this.clock = init.clock
     this.capacity = init.queueCapacity
     this.slotsTotal = init.slotsTotal
+    this.onNewConversation = init.onNewConversation
+  }
+
+  /** Notes that this host serves a turn of conversation `key` now: its KV cache is here. */
+  private noteConversation (key: string): void {
+    const known = this.conversations.delete(key)
+    this.conversations.set(key, this.clock.now())
+    if (this.conversations.size > CACHE_KEYS_KEPT) this.conversations.delete(this.conversations.keys().next().value!)
+    if (!known) this.onNewConversation?.()
+  }
+
+  /**
+   * The conversations this host served last, most recent first, with ms since (at most `max`):
+   * the heartbeat's `cache`, which routers follow to send each conversation's next turn here.
+   */
+  cacheKeys (max: number): Array<[string, number]> {
+    const now = this.clock.now()
+    const out: Array<[string, number]> = []
+    for (const [key, at] of [...this.conversations].reverse()) {
+      if (out.length >= max) break
+      out.push([key, Math.max(0, Math.round(now - at))])
+    }
+    return out
   }
 
   private entry (runner: Runner): Entry {
@@ -185,6 +223,7 @@ export class LocalServing {
     const e = this.entry(runner)
     e.counters.lastUsedAt = this.clock.now()
     await this.acquire(e, opts)
+    if (opts.prefixKey != null) this.noteConversation(opts.prefixKey)
     let released = false
     const release = (): void => {
       if (released) return

@@ -60,7 +60,9 @@ export const InferRequestSchema = z.object({
    */
   keepaliveMs: z.number().int().positive().max(3600 * 1000).optional(),
   /** start the model here even when it does not fit this host's model memory (x-llmesh-load-anyway) */
-  loadAnyway: z.boolean().optional()
+  loadAnyway: z.boolean().optional(),
+  /** the conversation's prefix key: the target remembers it holds its cache (and says so in heartbeats) */
+  prefixKey: z.string().min(1).max(32).optional()
 })
 export type InferRequest = z.infer<typeof InferRequestSchema>
 

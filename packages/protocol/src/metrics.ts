@@ -32,7 +32,13 @@ export const PeerMetricsSchema = z.object({
     slots: z.number().int().nonnegative(),
     busy: z.number().int().nonnegative(),
     queue: z.number().int().nonnegative()
-  })).max(64).optional()
+  })).max(64).optional(),
+  /**
+   * The conversations (prefix keys, see the scheduler's prefixKey) this host served last, most
+   * recent first, each with the ms since it last served one of its turns, at most
+   * MAX_CACHE_KEYS: where their KV cache is. Routers send a conversation's next turn there.
+   */
+  cache: z.array(z.tuple([z.string().min(1).max(32), z.number().int().nonnegative().max(2 ** 31)])).max(64).optional()
 })
 export type PeerMetrics = z.infer<typeof PeerMetricsSchema>
 
@@ -49,6 +55,9 @@ export const HeartbeatSchema = z.object({
   metrics: PeerMetricsSchema
 })
 export type Heartbeat = z.infer<typeof HeartbeatSchema>
+
+/** Most conversations a heartbeat says this host holds the cache of. */
+export const MAX_CACHE_KEYS = 64
 
 /** Most models a heartbeat reports admission for. */
 export const MAX_METRICS_MODELS = 64

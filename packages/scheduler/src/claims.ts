@@ -63,6 +63,8 @@ export interface ReportingPeer {
     claims?: Readonly<Record<string, number>>
     /** admission per model it serves (PeerMetrics.models): demand-driven replicas read it */
     models?: ReadonlyArray<{ model: string, slots: number, busy: number, queue: number }>
+    /** conversations it served last, with ms since (PeerMetrics.cache) */
+    cache?: ReadonlyArray<readonly [string, number]>
   }
 }
 
@@ -97,6 +99,10 @@ export function targetMetrics (peers: Iterable<ReportingPeer>, selfPeerId: strin
     if (m.successRate != null && Number.isFinite(m.successRate)) e.successRate = Math.min(1, Math.max(0, m.successRate))
     if (m.vramFreeBytes != null) e.vramFreeBytes = nonNegative(m.vramFreeBytes)
     if (p.lastHeardAt != null) e.heartbeatAt = p.lastHeardAt
+    if (m.cache != null && m.cache.length > 0 && p.lastHeardAt != null) {
+      const heard = p.lastHeardAt
+      e.cache = new Map(m.cache.map(([key, ageMs]) => [key, heard - nonNegative(ageMs)]))
+    }
     if (p.peerId === selfPeerId || m.claims == null) continue
     for (const [target, n] of Object.entries(m.claims)) {
       const t = entry(target)

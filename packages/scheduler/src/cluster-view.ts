@@ -32,6 +32,11 @@ export interface TargetMetrics extends Partial<AdmissionSnapshot> {
   claims?: number
   /** local clock time (same clock as RankInput.now) this router last heard the host, ms */
   heartbeatAt?: number
+  /**
+   * the conversations (prefix keys) whose turns this host served lately, each with the time
+   * (RankInput.now's clock) it last did: where their KV cache is
+   */
+  cache?: ReadonlyMap<string, number>
 }
 
 /** The converged view the router decides on. */
@@ -72,6 +77,8 @@ export interface RouteRequest {
   ctxSize?: number
   /** output tokens expected (the request's max_tokens, if given). @default 256 */
   expectedTokens?: number
+  /** prompt tokens, estimated: what a host holding the conversation's cache does not evaluate again */
+  promptTokens?: number
 }
 
 /** Per-host circuit state, as the router's breakers see it now (see CircuitBreakers.states). */
@@ -101,6 +108,8 @@ export interface RankInput {
   circuits?: ReadonlyMap<string, CircuitState>
   /** strategy when the request names none. @default 'performance' */
   defaultStrategy?: Strategy
+  /** where this router last sent each conversation (prefix key), and when (RankInput.now's clock) */
+  affinity?: ReadonlyMap<string, { peerId: string, at: number }>
 }
 
 /** How full a host is, and from what (see load.ts). */

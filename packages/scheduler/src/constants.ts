@@ -376,3 +376,29 @@ export const KV_ELEMENT_BYTES = 2
  * @default 0.00003 (a 4096-token context then costs about an eighth of the weights)
  */
 export const KV_SHARE_OF_WEIGHTS_PER_TOKEN = 0.00003
+
+/**
+ * How much faster a host evaluates a prompt than it generates, tokens per second: the prefill
+ * rate the cache affinity assumes, as this factor times the host's measured decode rate.
+ * Measured with llama-server on CPU (tiny model: 14,400 prompt tokens/s against 1,730
+ * generated); GPUs prefill faster still, so on them the affinity overrates a cache hit a
+ * little and keeps conversations home through somewhat longer queues.
+ * @default 8
+ */
+export const PREFILL_TO_DECODE_SPEED = 8
+
+/**
+ * Conversations a router remembers the host of (the host it last sent each to), beside what
+ * hosts say they hold: the router's own sends are news before any heartbeat. Least recently
+ * sent go first.
+ * @default 4096
+ */
+export const CACHE_AFFINITY_MEMORY = 4096
+
+/**
+ * Least share of its cost a host holding the conversation's cache keeps after the prefill it
+ * saves is taken off: costs stay positive (the tie bands compare their ratios), and among
+ * several hosts the cheapest still wins.
+ * @default 0.01
+ */
+export const CACHE_MIN_COST_SHARE = 0.01

@@ -33,7 +33,7 @@ export type {
 export { rank, type RankTuning } from './rank.js'
 export { estimateLoad, isFresh, type LoadInput } from './load.js'
 export { performanceScore, priorsOf, speedOf, type PerformanceInit, type PerformanceCandidate, type PerformanceContext, type PerformanceScore, type Priors, type Speed } from './performance.js'
-export { prefixKey, PROMPT_PREFIX_CHARS, type ChatMessageLike } from './prefix-key.js'
+export { prefixKey, estimatePromptTokens, CHARS_PER_TOKEN, PROMPT_PREFIX_CHARS, type ChatMessageLike } from './prefix-key.js'
 export { rendezvousOrder } from './rendezvous.js'
 export { fnv1a64, unitHash } from './hash.js'
 export { Claims, targetMetrics, overlayReport, type ReportingPeer } from './claims.js'

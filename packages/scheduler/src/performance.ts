@@ -1,7 +1,7 @@
 import type { LoadEstimate, TargetMetrics } from './cluster-view.js'
 import {
   BATCH_SLOWDOWN, COLD_START_MS, DEFAULT_LATENCY_MS, DEFAULT_TOKENS_PER_SEC, EXPECTED_OUTPUT_TOKENS, MAX_PRIORITY,
-  MIN_SUCCESS_RATE, PRIORITY_QUEUE_JUMP, REMOTE_HOP_MS, STALE_PENALTY_MS, VRAM_HEADROOM_BYTES, VRAM_PRESSURE_MS
+  MIN_SUCCESS_RATE, PREFILL_TO_DECODE_SPEED, PRIORITY_QUEUE_JUMP, REMOTE_HOP_MS, STALE_PENALTY_MS, VRAM_HEADROOM_BYTES, VRAM_PRESSURE_MS
 } from './constants.js'
 import { clampPriority } from './strategy.js'
 
@@ -110,6 +110,19 @@ export function speedOf (metrics: TargetMetrics | undefined, priors: Priors, exp
   const devTtft = l != null ? positive(metrics?.latencyMsDev) ?? 0 : 0
   const devDecode = t != null ? (tokens * 1000 / (t * t)) * (positive(metrics?.tokensPerSecDev) ?? 0) : 0
   return { ttftMs, tokensPerSec, serviceMs, measured: l != null && t != null, relDev: Math.hypot(devTtft, devDecode) / serviceMs }
+}
+
+/**
+ * What a cache hit saves on a host, ms: the prefill of the prompt it holds, at
+ * PREFILL_TO_DECODE_SPEED times the host's decode rate (measured, else the prior). Subtracted
+ * from that host's cost, so a conversation stays where its cache is until waiting there costs
+ * more than evaluating its history again elsewhere.
+ */
+export function cacheSavingMs (promptTokens: number | undefined, metrics: TargetMetrics | undefined, priors: Priors, prefillToDecode = PREFILL_TO_DECODE_SPEED): number {
+  const tokens = positive(promptTokens)
+  if (tokens == null) return 0
+  const decode = positive(metrics?.tokensPerSecEwma) ?? priors.tokensPerSec
+  return tokens * 1000 / (decode * prefillToDecode)
 }
 
 export interface PerformanceScore {

@@ -55,6 +55,37 @@ export function prefixKey (input: readonly ChatMessageLike[] | string | null | u
   return fnv1a64(`${KEY_FORMAT}\nsystem ${system == null ? -1 : s.length}\n${s}\nuser ${user == null ? -1 : u.length}\n${u}`)
 }
 
+/**
+ * Characters per token the prompt estimate assumes: about four for English text with the
+ * tokenizers of today's chat models. An estimate is enough: it only weighs a cache hit against
+ * a queue (see rank's cache affinity).
+ * @default 4
+ */
+export const CHARS_PER_TOKEN = 4
+
+/**
+ * The prompt's size in tokens, estimated from the text of an OpenAI body's messages (or its
+ * raw prompt): what a host holding the conversation's cache would not evaluate again. Parts
+ * that are not text (images) count nothing.
+ */
+export function estimatePromptTokens (body: { messages?: unknown, prompt?: unknown }): number {
+  let chars = 0
+  if (typeof body.prompt === 'string') chars += body.prompt.length
+  if (Array.isArray(body.messages)) {
+    for (const m of body.messages as unknown[]) {
+      const content = m != null && typeof m === 'object' ? (m as { content?: unknown }).content : undefined
+      if (typeof content === 'string') chars += content.length
+      else if (Array.isArray(content)) {
+        for (const part of content as unknown[]) {
+          const text = part != null && typeof part === 'object' ? (part as { text?: unknown }).text : undefined
+          if (typeof text === 'string') chars += text.length
+        }
+      }
+    }
+  }
+  return Math.ceil(chars / CHARS_PER_TOKEN)
+}
+
 function canonical (content: unknown): string {
   if (typeof content === 'string') return content
   if (content == null) return ''

@@ -1,8 +1,8 @@
 import type { NodeRecord, PlacementsEntry, RunnerInfo } from '@llmesh/protocol'
 import type { LoadEstimate, RankedTarget, RankInput, RankResult, RoundRobinState, SkippedTarget, TargetMetrics } from './cluster-view.js'
-import { AFFINITY_MAX_LOAD, DEFAULT_PRIORITY, METRICS_STALE_MS, PERFORMANCE_MAX_TIE_BAND, PERFORMANCE_TIE_BAND } from './constants.js'
+import { AFFINITY_MAX_LOAD, CACHE_MIN_COST_SHARE, DEFAULT_PRIORITY, METRICS_STALE_MS, PERFORMANCE_MAX_TIE_BAND, PERFORMANCE_TIE_BAND } from './constants.js'
 import { estimateLoad, isFresh, nonNegative } from './load.js'
-import { performanceScore, priorsOf, speedOf, type PerformanceInit } from './performance.js'
+import { cacheSavingMs, performanceScore, priorsOf, speedOf, type PerformanceInit } from './performance.js'
 import { planCold, type ColdPlan } from './placement/plan.js'
 import { rendezvousOrder } from './rendezvous.js'
 import { DEFAULT_STRATEGY, type Strategy } from './strategy.js'
@@ -17,6 +17,8 @@ export interface RankTuning extends PerformanceInit {
   performanceTieBand?: number
   /** @default 0.5 (see PERFORMANCE_MAX_TIE_BAND) */
   performanceMaxTieBand?: number
+  /** @default 8 (see PREFILL_TO_DECODE_SPEED) */
+  prefillToDecodeSpeed?: number
 }
 
 interface Candidate {
@@ -42,6 +44,8 @@ interface Scored {
   /** what the order compares; the score unless near scores count as equal */
   key?: number
   reasons: string[]
+  /** the host holding the conversation's cache, worth its wait (see byPerformance): ordered with the free hosts */
+  cacheWins?: boolean
 }
 
 /** A loaded runner with a slot free, as far as this router knows: what every strategy fills first. */
@@ -190,6 +194,7 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
   const tieBand = tuning.performanceTieBand ?? PERFORMANCE_TIE_BAND
   const maxTieBand = Math.max(tieBand, tuning.performanceMaxTieBand ?? PERFORMANCE_MAX_TIE_BAND)
   const anyFresh = candidates.some((c) => c.fresh)
+  const holder = request.prefixKey != null && request.prefixKey !== '' ? cacheHolder(request.prefixKey, input) : undefined
   const byPerformance = (): Scored[] => {
     // hosts with a free loaded slot: bands on a log scale, counted from the best of them (those
     // within the band of the best are equal to it; then the less loaded, the local, the spread
@@ -197,15 +202,30 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
     // of waiting. The band is tieBand, or wider when single requests' times vary more than
     // that on these hosts (see PERFORMANCE_MAX_TIE_BAND).
     let noise = 0
-    const scored = candidates.map((c) => {
+    const scored: Scored[] = candidates.map((c) => {
       const s = performanceScore({ local: c.local, cold: c.cold, load: c.load, metrics: c.metrics, fresh: c.fresh }, { priority, expectedTokens: request.expectedTokens, priors, anyFresh }, tuning)
       if (hasFreeSlot(c)) noise = Math.max(noise, s.relDev)
       return { c, score: s.cost, reasons: s.reasons }
     })
+    // Cache affinity: the host holding the conversation's KV cache costs the prefill it saves
+    // less. It then wins whenever waiting there costs less than evaluating the history again
+    // elsewhere, even behind a full slot (it is ordered with the hosts that have a free slot
+    // when its cost is the lowest of them), and it wins ties within a band: a conversation
+    // moves only when its host is busier by more than the prefill is worth.
+    const home = holder != null ? scored.find((x) => x.c.peerId === holder.peerId && !x.c.cold) : undefined
+    if (home != null) {
+      const saving = cacheSavingMs(request.promptTokens, home.c.metrics, priors, tuning.prefillToDecodeSpeed)
+      const cost = Math.max(home.score - saving, home.score * CACHE_MIN_COST_SHARE)
+      home.reasons.push(`cache-saves=${Math.round(saving)}ms`)
+      const freeCosts = scored.filter((x) => x !== home && hasFreeSlot(x.c)).map((x) => x.score)
+      home.score = cost
+      home.cacheWins = !hasFreeSlot(home.c) && freeCosts.length > 0 && cost <= Math.min(...freeCosts)
+    }
     const band = tieBand > 0 ? Math.min(maxTieBand, Math.max(tieBand, noise)) : 0
     if (band === 0) return order(scored, true)
-    const best = Math.min(...scored.filter((x) => hasFreeSlot(x.c)).map((x) => x.score))
-    const banded = scored.map((x) => hasFreeSlot(x.c) ? { ...x, key: Math.floor(Math.log(x.score / best) / Math.log1p(band)) } : x)
+    const inBand = (x: Scored): boolean => hasFreeSlot(x.c) || x.cacheWins === true
+    const best = Math.min(...scored.filter(inBand).map((x) => x.score))
+    const banded = scored.map((x) => inBand(x) ? { ...x, key: Math.floor(Math.log(x.score / best) / Math.log1p(band)) - (x === home ? 0.5 : 0) } : x)
     if (band > tieBand) for (const x of banded) x.reasons.push(`tie-band=${Math.round(band * 100)}%`)
     return order(banded, true)
   }
@@ -277,6 +297,7 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
       ...(s.c.cold ? ['cold'] : []),
       ...s.c.notes,
       ...(s.c.halfOpen ? ['circuit=half-open'] : []),
+      ...(request.prefixKey != null && request.prefixKey !== '' ? [cacheReason(s.c.peerId, holder, candidates)] : []),
       ...s.reasons
     ],
     ...(s.c.coldStart != null ? { coldStart: s.c.coldStart } : {})
@@ -293,14 +314,37 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
  * runners last.
  */
 function orderBy (items: Scored[], performance: boolean, spread: ReadonlyMap<string, number> | undefined, localFirst = true): Scored[] {
-  const group = (c: Candidate): number => hasFreeSlot(c) ? 0 : (performance || !c.cold) ? 1 : 2
+  const group = (x: Scored): number => hasFreeSlot(x.c) || x.cacheWins === true ? 0 : (performance || !x.c.cold) ? 1 : 2
   return items.sort((a, b) =>
-    group(a.c) - group(b.c) ||
+    group(a) - group(b) ||
     (a.key ?? a.score) - (b.key ?? b.score) ||
     // within a performance band: the busier host's cost was only banded away
     (a.key != null && b.key != null ? a.c.load.load - b.c.load.load : 0) ||
     (localFirst ? Number(b.c.local) - Number(a.c.local) : 0) ||
     (spread != null ? (spread.get(a.c.peerId) ?? 0) - (spread.get(b.c.peerId) ?? 0) : 0))
+}
+
+/**
+ * The host holding a conversation's cache: the latest of where this router last sent it and
+ * what hosts' heartbeats say they served (a conversation moved by another router is followed
+ * once that host reports it).
+ */
+function cacheHolder (key: string, input: RankInput): { peerId: string, at: number } | undefined {
+  let best = input.affinity?.get(key)
+  for (const [peerId, m] of input.view.metrics) {
+    const at = m.cache?.get(key)
+    if (at != null && (best == null || at > best.at)) best = { peerId, at }
+  }
+  return best
+}
+
+/** `cache=hit` on the host holding the conversation, `cache=moved(from …)` on the others, `cache=new` when none holds it. */
+function cacheReason (peerId: string, holder: { peerId: string } | undefined, candidates: readonly Candidate[]): string {
+  if (holder == null) return 'cache=new'
+  if (holder.peerId === peerId) return 'cache=hit'
+  const home = candidates.find((c) => c.peerId === holder.peerId)
+  const why = home == null ? 'not a candidate' : home.cold ? 'cold' : `load=${fmt(home.load.occupied)}/${home.load.slots}`
+  return `cache=moved(from=${shortId(holder.peerId)}: ${why})`
 }
 
 /**

@@ -6,7 +6,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { z } from 'zod'
 import { LlmeshError, type Clock, type InferPath } from '@llmesh/protocol'
 import { Abort } from '@llmesh/kit'
-import type { Strategy } from '@llmesh/scheduler'
+import { estimatePromptTokens, type Strategy } from '@llmesh/scheduler'
 import type { RoutedResponse } from '../router.js'
 import { requestDeadlineMs, requestLoadAnyway, requestPriority, requestStrategy } from './headers.js'
 import type { AgentPort } from './port.js'
@@ -41,9 +41,9 @@ export interface ApiRequest {
   model: string
   body: Record<string, unknown>
   /**
-   * The request's prefix-affinity key (see scheduler `prefixKey`), computed only when the
-   * request is routed by prefix-affinity: hashing a conversation's first messages costs about
-   * 25 us per 6 KB, on every request for nothing under the other strategies.
+   * The request's conversation key (see scheduler `prefixKey`), computed only when the request
+   * is routed by a strategy that follows conversations (performance, prefix-affinity): hashing
+   * a conversation's first messages costs about 25 us per 6 KB, for nothing under the others.
    */
   prefix?: () => string | undefined
   expectedTokens?: number | undefined
@@ -64,7 +64,7 @@ export async function routeRequest (ctx: ApiContext, req: FastifyRequest, reply:
     untrack()
     if (!reply.raw.writableFinished) controller.abort(new LlmeshError('INVALID_REQUEST', 'client went away'))
   })
-  const prefix = strategy === 'prefix-affinity' ? api.prefix?.() : undefined
+  const prefix = strategy === 'prefix-affinity' || strategy === 'performance' ? api.prefix?.() : undefined
   return await ctx.port.infer({
     id: req.id,
     path: api.path,
@@ -72,7 +72,7 @@ export async function routeRequest (ctx: ApiContext, req: FastifyRequest, reply:
     body: api.body,
     strategy,
     priority,
-    ...(prefix != null ? { prefixKey: prefix } : {}),
+    ...(prefix != null ? { prefixKey: prefix, promptTokens: estimatePromptTokens(api.body) } : {}),
     ...(api.expectedTokens != null ? { expectedTokens: api.expectedTokens } : {}),
     deadline: ctx.clock.now() + deadlineMs,
     ...(loadAnyway ? { loadAnyway } : {}),

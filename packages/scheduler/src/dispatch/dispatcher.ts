@@ -1,7 +1,7 @@
 import type { AdmissionSnapshot } from '@llmesh/protocol'
 import { Claims, overlayReport, targetMetrics } from '../claims.js'
 import type { RankResult, RoundRobinState, RouteRequest, TargetMetrics } from '../cluster-view.js'
-import { BUSY_REPORT_TTL_MS } from '../constants.js'
+import { BUSY_REPORT_TTL_MS, CACHE_AFFINITY_MEMORY } from '../constants.js'
 import { PeerHealth } from '../health.js'
 import { rank } from '../rank.js'
 import { RetryBudget } from '../retry-budget.js'
@@ -33,6 +33,8 @@ export class Dispatcher {
   private roundRobin: RoundRobinState = new Map()
   /** what hosts' "busy" answers said of them, until their next heartbeat (see BUSY_REPORT_TTL_MS) */
   private readonly busyReports = new Map<string, { report: AdmissionSnapshot, at: number }>()
+  /** where this router last sent each conversation, least recently sent first (CACHE_AFFINITY_MEMORY at most) */
+  private readonly affinity = new Map<string, { peerId: string, at: number }>()
 
   constructor (init: DispatcherInit) {
     this.random = init.random
@@ -62,10 +64,18 @@ export class Dispatcher {
       now,
       roundRobin: this.roundRobin,
       circuits: this.health.circuits(now),
-      defaultStrategy: this.defaultStrategy
+      defaultStrategy: this.defaultStrategy,
+      affinity: this.affinity
     })
     this.roundRobin = r.roundRobin
     return r
+  }
+
+  /** Remembers that conversation `key` went to `peerId` at `at`: its next turn finds its cache there. */
+  rememberCache (key: string, peerId: string, at: number): void {
+    this.affinity.delete(key)
+    this.affinity.set(key, { peerId, at })
+    if (this.affinity.size > CACHE_AFFINITY_MEMORY) this.affinity.delete(this.affinity.keys().next().value!)
   }
 
   /** Remembers the admission figures a host's busy answer carried (see withBusyReports). */

@@ -43,6 +43,8 @@ export class Dispatch {
   private target: RankedTarget | undefined
   private mayQueue = false
   private others = 0
+  /** view time of the try in progress */
+  private triedAt = 0
 
   constructor (dispatcher: Dispatcher) {
     this.d = dispatcher
@@ -56,6 +58,7 @@ export class Dispatch {
       ...(spec.strategy != null ? { strategy: spec.strategy } : {}),
       ...(spec.prefixKey != null ? { prefixKey: spec.prefixKey } : {}),
       ...(spec.expectedTokens != null ? { expectedTokens: spec.expectedTokens } : {}),
+      ...(spec.promptTokens != null ? { promptTokens: spec.promptTokens } : {}),
       ...(spec.allowCold != null ? { allowCold: spec.allowCold } : {}),
       ...(spec.loadAnyway != null ? { loadAnyway: spec.loadAnyway } : {}),
       ...(spec.ctxSize != null ? { ctxSize: spec.ctxSize } : {})
@@ -72,6 +75,8 @@ export class Dispatch {
     if (t == null) throw new Error('no try in progress')
     this.target = undefined
     if (outcome.kind === 'served') {
+      const key = this.request?.prefixKey
+      if (key != null && key !== '') this.d.rememberCache(key, t.peerId, this.triedAt)
       return { kind: 'done', reasons: [...t.reasons, ...(this.mayQueue ? ['may-queue'] : []), ...this.trail], attempts: this.rounds }
     }
     return this.onFailure(t, outcome, view!)
@@ -129,6 +134,7 @@ export class Dispatch {
       }
       this.firstChoice ??= t.peerId
       this.target = t
+      this.triedAt = now
       this.mayQueue = mayQueue
       this.others = r.targets.length - 1
       return { kind: 'try', target: t, mayQueue }

@@ -1,0 +1,107 @@
+import { describe, expect, it } from 'vitest'
+import { nodeRecord } from '@llmesh/testkit'
+import type { NodeRecord, RunnerInfo } from '@llmesh/protocol'
+import type { RankInput, RankResult, TargetMetrics } from './cluster-view.js'
+import { PREFILL_TO_DECODE_SPEED } from './constants.js'
+import { cacheSavingMs } from './performance.js'
+import { estimatePromptTokens } from './prefix-key.js'
+import { rank } from './rank.js'
+
+const node = (peerId: string, runners: Array<Partial<RunnerInfo>> = [{ slots: 4 }]): NodeRecord => nodeRecord(peerId, { runners })
+const NOW = 100_000
+const KEY = 'c0ffee0123456789'
+/** every host equally fast: 1000 tokens/s, 20 ms to the first token, 4 slots */
+const host = (m: TargetMetrics = {}): TargetMetrics => ({ heartbeatAt: NOW - 100, slotsTotal: 4, slotsBusy: 0, queueDepth: 0, tokensPerSecEwma: 1000, latencyMsEwma: 20, ...m })
+
+function input (metrics: Record<string, TargetMetrics>, over: Partial<RankInput['request']> = {}, affinity?: RankInput['affinity']): RankInput {
+  const nodes = [node('a'), node('b'), node('c')]
+  return {
+    view: { nodes, metrics: new Map(Object.entries(metrics)) },
+    request: { model: 'tiny', prefixKey: KEY, promptTokens: 2000, expectedTokens: 32, ...over },
+    selfPeerId: 'e',
+    reachable: new Set(nodes.map((n) => n.peerId)),
+    inflight: new Map(),
+    random: () => 0.5,
+    now: NOW,
+    ...(affinity != null ? { affinity } : {})
+  }
+}
+
+function ok (r: RankResult): Extract<RankResult, { ok: true }> {
+  if (!r.ok) throw new Error(`expected a ranking, got ${r.code}: ${r.message}`)
+  return r
+}
+const reasonOf = (r: ReturnType<typeof ok>, peerId: string, prefix: string): string | undefined =>
+  r.targets.find((t) => t.peerId === peerId)?.reasons.find((x) => x.startsWith(prefix))
+
+describe('rank: performance follows the conversation to its cache', () => {
+  it('sends a conversation to the host that served it last, over equal idle hosts', () => {
+    for (const holder of ['a', 'b', 'c']) {
+      const r = ok(rank(input({ a: host(), b: host(), c: host(), [holder]: host({ cache: new Map([[KEY, NOW - 500]]) }) })))
+      expect(r.targets[0]!.peerId).toBe(holder)
+      expect(reasonOf(r, holder, 'cache=')).toBe('cache=hit')
+      expect(reasonOf(r, holder, 'cache-saves=')).toBe(`cache-saves=${Math.round(cacheSavingMs(2000, host(), { latencyMs: 20, tokensPerSec: 1000 }))}ms`)
+      for (const other of ['a', 'b', 'c'].filter((x) => x !== holder)) expect(reasonOf(r, other, 'cache=')).toBe(`cache=moved(from=${holder}: load=0/4)`)
+    }
+  })
+
+  it('says cache=new for a conversation no host holds, and ranks as without a key', () => {
+    const metrics = { a: host({ slotsBusy: 2 }), b: host(), c: host({ slotsBusy: 1 }) }
+    const r = ok(rank(input(metrics)))
+    const plain = ok(rank(input(metrics, { prefixKey: undefined })))
+    expect(r.targets.map((t) => t.peerId)).toEqual(plain.targets.map((t) => t.peerId))
+    expect(r.targets.every((t) => t.reasons.includes('cache=new'))).toBe(true)
+    expect(plain.targets.some((t) => t.reasons.some((x) => x.startsWith('cache=')))).toBe(false)
+  })
+
+  it('waits behind a full slot on the cache host when that costs less than the prefill it saves', () => {
+    // a full, one queued: about one service time of waiting against 250 ms of prefill saved
+    const r = ok(rank(input({ a: host({ slotsBusy: 4, queueDepth: 1, cache: new Map([[KEY, NOW - 500]]) }), b: host(), c: host() })))
+    expect(r.targets[0]!.peerId).toBe('a')
+    expect(reasonOf(r, 'a', 'cache=')).toBe('cache=hit')
+  })
+
+  it('moves the conversation when the queue on its host costs more than the prefill saved', () => {
+    const r = ok(rank(input({ a: host({ slotsBusy: 4, queueDepth: 40, cache: new Map([[KEY, NOW - 500]]) }), b: host(), c: host() })))
+    expect(r.targets[0]!.peerId).not.toBe('a')
+    expect(reasonOf(r, r.targets[0]!.peerId, 'cache=')).toBe('cache=moved(from=a: load=44/4)')
+    // a short prompt saves little: the same conversation moves behind a much shorter queue
+    const short = ok(rank(input({ a: host({ slotsBusy: 4, queueDepth: 1, cache: new Map([[KEY, NOW - 500]]) }), b: host(), c: host() }, { promptTokens: 10 })))
+    expect(short.targets[0]!.peerId).not.toBe('a')
+  })
+
+  it('follows the latest news of a conversation: a host that served it since this router sent it elsewhere', () => {
+    const metrics = { a: host({ cache: new Map([[KEY, NOW - 5000]]) }), b: host(), c: host({ cache: new Map([[KEY, NOW - 300]]) }) }
+    // this router sent it to b 1 s ago; c has served it since (another router moved it)
+    const r = ok(rank(input(metrics, {}, new Map([[KEY, { peerId: 'b', at: NOW - 1000 }]]))))
+    expect(r.targets[0]!.peerId).toBe('c')
+    // and its own send counts when it is the latest
+    const mine = ok(rank(input(metrics, {}, new Map([[KEY, { peerId: 'b', at: NOW - 100 }]]))))
+    expect(mine.targets[0]!.peerId).toBe('b')
+  })
+
+  it('prefix-affinity stays the pure rendezvous form, and says what the cache would have done', () => {
+    const metrics = { a: host(), b: host(), c: host() }
+    const pure = ok(rank(input(metrics, { strategy: 'prefix-affinity' })))
+    for (const holder of ['a', 'b', 'c']) {
+      const r = ok(rank(input({ ...metrics, [holder]: host({ cache: new Map([[KEY, NOW - 500]]) }) }, { strategy: 'prefix-affinity' })))
+      expect(r.targets[0]!.peerId).toBe(pure.targets[0]!.peerId)
+      expect(reasonOf(r, holder, 'cache=')).toBe('cache=hit')
+    }
+  })
+})
+
+describe('the cache saving and the prompt estimate', () => {
+  it('is the prompt at PREFILL_TO_DECODE_SPEED times the decode rate, nothing without a prompt size', () => {
+    const priors = { latencyMs: 20, tokensPerSec: 50 }
+    expect(cacheSavingMs(8000, host({ tokensPerSecEwma: 1000 }), priors)).toBeCloseTo(8000 * 1000 / (1000 * PREFILL_TO_DECODE_SPEED))
+    expect(cacheSavingMs(8000, undefined, priors)).toBeCloseTo(8000 * 1000 / (50 * PREFILL_TO_DECODE_SPEED))
+    expect(cacheSavingMs(undefined, host(), priors)).toBe(0)
+  })
+
+  it('counts the text of messages and parts, and a raw prompt, at four characters a token', () => {
+    expect(estimatePromptTokens({ messages: [{ role: 'system', content: 'x'.repeat(400) }, { role: 'user', content: [{ type: 'text', text: 'y'.repeat(41) }, { type: 'image_url', image_url: { url: 'data:' } }] }] })).toBe(111)
+    expect(estimatePromptTokens({ prompt: 'z'.repeat(8) })).toBe(2)
+    expect(estimatePromptTokens({ messages: 'nope' })).toBe(0)
+  })
+})
