@@ -303,9 +303,11 @@ export class Agent implements AgentPort {
     const served = this.serving?.figures() ?? { tokensPerSec: 0, latencyMs: 0, successRate: 1 }
     const models = this.serving?.modelFigures(MAX_METRICS_MODELS) ?? []
     const cache = this.serving?.cacheKeys(MAX_CACHE_KEYS) ?? []
+    const prefill = this.serving?.prefillRate()
     return {
       ...(models.length > 0 ? { models } : {}),
       ...(cache.length > 0 ? { cache } : {}),
+      ...(prefill != null ? { prefillTokensPerSec: prefill } : {}),
       slotsBusy: admission.slotsBusy,
       slotsTotal: admission.slotsTotal,
       queueDepth: admission.queueDepth,

@@ -33,13 +33,34 @@ const decoder = new TextDecoder()
 const RATE = /"predicted_per_second"\s*:\s*([\d.eE+-]+)/
 const NEEDLE = Buffer.from('predicted_per_second')
 
+const TIMING = (name: string): RegExp => new RegExp(`"${name}"\\s*:\\s*([\\d.eE+-]+)`)
+const CACHE_N = TIMING('cache_n')
+const PROMPT_N = TIMING('prompt_n')
+const PREDICTED_N = TIMING('predicted_n')
+const PROMPT_RATE = TIMING('prompt_per_second')
+
+function figure (re: RegExp, text: string): number | undefined {
+  const m = re.exec(text)
+  const v = m?.[1] != null ? Number(m[1]) : NaN
+  return Number.isFinite(v) && v >= 0 ? v : undefined
+}
+
 /**
- * Finds llama-server's `timings.predicted_per_second` in a response passing by (the last SSE
- * chunk or the JSON body). Looks for the key in the bytes first and decodes only the chunk
- * that holds it, so the other tokens cost one native search.
+ * Finds llama-server's `timings` in a response passing by (the last SSE chunk or the JSON
+ * body): the decode rate, and what the request's prompt cost (tokens taken from the cache,
+ * tokens evaluated, at what rate). Looks for the key in the bytes first and decodes only the
+ * chunk that holds it, so the other tokens cost one native search.
  */
 export class TokenRateScanner {
   tokensPerSec: number | undefined
+  /** prompt tokens found in the KV cache (`cache_n`) */
+  cachedTokens: number | undefined
+  /** prompt tokens evaluated (`prompt_n`) */
+  promptTokens: number | undefined
+  /** tokens generated (`predicted_n`) */
+  predictedTokens: number | undefined
+  /** prompt tokens evaluated per second (`prompt_per_second`) */
+  promptPerSec: number | undefined
 
   scan (chunk: Uint8Array | string): void {
     let text: string
@@ -54,5 +75,9 @@ export class TokenRateScanner {
     const m = RATE.exec(text)
     const v = m?.[1] != null ? Number(m[1]) : NaN
     if (Number.isFinite(v) && v > 0) this.tokensPerSec = v
+    this.cachedTokens = figure(CACHE_N, text) ?? this.cachedTokens
+    this.promptTokens = figure(PROMPT_N, text) ?? this.promptTokens
+    this.predictedTokens = figure(PREDICTED_N, text) ?? this.predictedTokens
+    this.promptPerSec = figure(PROMPT_RATE, text) ?? this.promptPerSec
   }
 }

@@ -70,6 +70,11 @@ interface Entry { admission: Admission<Waiter>, counters: History }
  */
 const CACHE_KEYS_KEPT = 256
 
+/** A prefill-rate sample needs a prompt this long, tokens: short ones measure overhead, not prefill. @default 64 */
+const PREFILL_SAMPLE_MIN_TOKENS = 64
+/** Weight of a new prefill-rate sample. @default 0.2 */
+const PREFILL_EWMA_ALPHA = 0.2
+
 /** Key of the own host in the served-request statistics. */
 const SELF = 'self'
 
@@ -89,8 +94,10 @@ export class LocalServing {
   private readonly slotsTotal: (() => number) | undefined
   private timer?: TimerHandle
   readonly stats = new PeerStats()
-  /** conversations served here by last use, least recent first (CACHE_KEYS_KEPT at most) */
-  private readonly conversations = new Map<string, number>()
+  /** conversations served here by last use, least recent first (CACHE_KEYS_KEPT at most), with the tokens their runner held after the last turn (0: unknown) */
+  private readonly conversations = new Map<string, { at: number, tokens: number }>()
+  /** prompt tokens evaluated per second, EWMA over requests with PREFILL_SAMPLE_MIN_TOKENS or more */
+  private prefillTokensPerSec: number | undefined
   private readonly onNewConversation: (() => void) | undefined
 
   constructor (init: LocalServingInit) {
@@ -102,23 +109,40 @@ export class LocalServing {
   }
 
   /** Notes that this host serves a turn of conversation `key` now: its KV cache is here. */
-  private noteConversation (key: string): void {
-    const known = this.conversations.delete(key)
-    this.conversations.set(key, this.clock.now())
+  private noteConversation (key: string, tokens?: number): void {
+    const known = this.conversations.get(key)
+    this.conversations.delete(key)
+    this.conversations.set(key, { at: this.clock.now(), tokens: tokens ?? known?.tokens ?? 0 })
     if (this.conversations.size > CACHE_KEYS_KEPT) this.conversations.delete(this.conversations.keys().next().value!)
-    if (!known) this.onNewConversation?.()
+    if (known == null) this.onNewConversation?.()
+  }
+
+  /** What one answer's timings say: the tokens its conversation now holds here, and the prefill rate. */
+  private noteTimings (key: string | undefined, rate: TokenRateScanner): void {
+    const evaluated = rate.promptTokens
+    if (evaluated != null && evaluated >= PREFILL_SAMPLE_MIN_TOKENS && rate.promptPerSec != null && rate.promptPerSec > 0) {
+      this.prefillTokensPerSec = this.prefillTokensPerSec == null ? rate.promptPerSec : this.prefillTokensPerSec + PREFILL_EWMA_ALPHA * (rate.promptPerSec - this.prefillTokensPerSec)
+    }
+    if (key == null || evaluated == null) return
+    this.noteConversation(key, (rate.cachedTokens ?? 0) + evaluated + (rate.predictedTokens ?? 0))
+  }
+
+  /** Prompt tokens this host's runners evaluate per second, when measured. */
+  prefillRate (): number | undefined {
+    return this.prefillTokensPerSec
   }
 
   /**
    * The conversations this host served last, most recent first, with ms since (at most `max`):
    * the heartbeat's `cache`, which routers follow to send each conversation's next turn here.
    */
-  cacheKeys (max: number): Array<[string, number]> {
+  cacheKeys (max: number): Array<[string, number, number]> {
     const now = this.clock.now()
-    const out: Array<[string, number]> = []
-    for (const [key, at] of [...this.conversations].reverse()) {
-      if (out.length >= max) break
-      out.push([key, Math.max(0, Math.round(now - at))])
+    const out: Array<[string, number, number]> = []
+    const entries = [...this.conversations]
+    for (let i = entries.length - 1; i >= 0 && out.length < max; i--) {
+      const [key, { at, tokens }] = entries[i]!
+      out.push([key, Math.max(0, Math.round(now - at)), tokens])
     }
     return out
   }
@@ -249,6 +273,7 @@ export class LocalServing {
         rate.scan(chunk)
       },
       complete: () => {
+        if (res.status < 400) this.noteTimings(opts.prefixKey, rate)
         if (res.status < 400) this.stats.record(SELF, { ok: true, ...(firstMs != null ? { firstTokenMs: firstMs } : {}), ...(rate.tokensPerSec != null ? { tokensPerSec: rate.tokensPerSec } : {}) }, this.clock.now())
       },
       fail: (err) => {

@@ -35,10 +35,13 @@ export const PeerMetricsSchema = z.object({
   })).max(64).optional(),
   /**
    * The conversations (prefix keys, see the scheduler's prefixKey) this host served last, most
-   * recent first, each with the ms since it last served one of its turns, at most
-   * MAX_CACHE_KEYS: where their KV cache is. Routers send a conversation's next turn there.
+   * recent first, at most MAX_CACHE_KEYS: [key, ms since it last served one of its turns,
+   * tokens of the conversation its runner held after that turn (0: unknown)]. Where their KV
+   * cache is: routers send a conversation's next turn there.
    */
-  cache: z.array(z.tuple([z.string().min(1).max(32), z.number().int().nonnegative().max(2 ** 31)])).max(64).optional()
+  cache: z.array(z.tuple([z.string().min(1).max(32), z.number().int().nonnegative().max(2 ** 31), z.number().int().nonnegative().max(2 ** 31)])).max(64).optional(),
+  /** prompt tokens its runners evaluate per second, EWMA over requests with long prompts */
+  prefillTokensPerSec: z.number().nonnegative().optional()
 })
 export type PeerMetrics = z.infer<typeof PeerMetricsSchema>
 

@@ -37,10 +37,10 @@ const reasonOf = (r: ReturnType<typeof ok>, peerId: string, prefix: string): str
 describe('rank: performance follows the conversation to its cache', () => {
   it('sends a conversation to the host that served it last, over equal idle hosts', () => {
     for (const holder of ['a', 'b', 'c']) {
-      const r = ok(rank(input({ a: host(), b: host(), c: host(), [holder]: host({ cache: new Map([[KEY, NOW - 500]]) }) })))
+      const r = ok(rank(input({ a: host(), b: host(), c: host(), [holder]: host({ cache: new Map([[KEY, { at: NOW - 500, tokens: 2000 }]]) }) })))
       expect(r.targets[0]!.peerId).toBe(holder)
       expect(reasonOf(r, holder, 'cache=')).toBe('cache=hit')
-      expect(reasonOf(r, holder, 'cache-saves=')).toBe(`cache-saves=${Math.round(cacheSavingMs(2000, host(), { latencyMs: 20, tokensPerSec: 1000 }))}ms`)
+      expect(reasonOf(r, holder, 'cache-saves=')).toBe(`cache-saves=${Math.round(2000 * 1000 / (1000 * PREFILL_TO_DECODE_SPEED))}ms`)
       for (const other of ['a', 'b', 'c'].filter((x) => x !== holder)) expect(reasonOf(r, other, 'cache=')).toBe(`cache=moved(from=${holder}: load=0/4)`)
     }
   })
@@ -56,22 +56,32 @@ describe('rank: performance follows the conversation to its cache', () => {
 
   it('waits behind a full slot on the cache host when that costs less than the prefill it saves', () => {
     // a full, one queued: about one service time of waiting against 250 ms of prefill saved
-    const r = ok(rank(input({ a: host({ slotsBusy: 4, queueDepth: 1, cache: new Map([[KEY, NOW - 500]]) }), b: host(), c: host() })))
+    const r = ok(rank(input({ a: host({ slotsBusy: 4, queueDepth: 1, cache: new Map([[KEY, { at: NOW - 500, tokens: 2000 }]]) }), b: host(), c: host() })))
     expect(r.targets[0]!.peerId).toBe('a')
     expect(reasonOf(r, 'a', 'cache=')).toBe('cache=hit')
   })
 
   it('moves the conversation when the queue on its host costs more than the prefill saved', () => {
-    const r = ok(rank(input({ a: host({ slotsBusy: 4, queueDepth: 40, cache: new Map([[KEY, NOW - 500]]) }), b: host(), c: host() })))
+    const r = ok(rank(input({ a: host({ slotsBusy: 4, queueDepth: 40, cache: new Map([[KEY, { at: NOW - 500, tokens: 2000 }]]) }), b: host(), c: host() })))
     expect(r.targets[0]!.peerId).not.toBe('a')
     expect(reasonOf(r, r.targets[0]!.peerId, 'cache=')).toBe('cache=moved(from=a: load=44/4)')
-    // a short prompt saves little: the same conversation moves behind a much shorter queue
-    const short = ok(rank(input({ a: host({ slotsBusy: 4, queueDepth: 1, cache: new Map([[KEY, NOW - 500]]) }), b: host(), c: host() }, { promptTokens: 10 })))
+    // a short conversation saves little: it moves behind a much shorter queue
+    const short = ok(rank(input({ a: host({ slotsBusy: 4, queueDepth: 1, cache: new Map([[KEY, { at: NOW - 500, tokens: 10 }]]) }), b: host(), c: host() })))
     expect(short.targets[0]!.peerId).not.toBe('a')
   })
 
+  it('weighs the tokens the host says it holds, at its measured prefill rate; the request\'s estimate when only this router knows', () => {
+    const held = host({ prefillTokensPerSecEwma: 20_000, cache: new Map([[KEY, { at: NOW - 500, tokens: 6000 }]]) })
+    const r = ok(rank(input({ a: held, b: host(), c: host() })))
+    expect(reasonOf(r, 'a', 'cache-saves=')).toBe('cache-saves=300ms')
+    // only this router's memory: its estimate (2000 tokens) at 8 x 1000 tokens/s
+    const mine = ok(rank(input({ a: host(), b: host(), c: host() }, {}, new Map([[KEY, { peerId: 'b', at: NOW - 50 }]]))))
+    expect(mine.targets[0]!.peerId).toBe('b')
+    expect(reasonOf(mine, 'b', 'cache-saves=')).toBe(`cache-saves=${Math.round(2000 * 1000 / (1000 * PREFILL_TO_DECODE_SPEED))}ms`)
+  })
+
   it('follows the latest news of a conversation: a host that served it since this router sent it elsewhere', () => {
-    const metrics = { a: host({ cache: new Map([[KEY, NOW - 5000]]) }), b: host(), c: host({ cache: new Map([[KEY, NOW - 300]]) }) }
+    const metrics = { a: host({ cache: new Map([[KEY, { at: NOW - 5000, tokens: 2000 }]]) }), b: host(), c: host({ cache: new Map([[KEY, { at: NOW - 300, tokens: 2000 }]]) }) }
     // this router sent it to b 1 s ago; c has served it since (another router moved it)
     const r = ok(rank(input(metrics, {}, new Map([[KEY, { peerId: 'b', at: NOW - 1000 }]]))))
     expect(r.targets[0]!.peerId).toBe('c')
@@ -84,7 +94,7 @@ describe('rank: performance follows the conversation to its cache', () => {
     const metrics = { a: host(), b: host(), c: host() }
     const pure = ok(rank(input(metrics, { strategy: 'prefix-affinity' })))
     for (const holder of ['a', 'b', 'c']) {
-      const r = ok(rank(input({ ...metrics, [holder]: host({ cache: new Map([[KEY, NOW - 500]]) }) }, { strategy: 'prefix-affinity' })))
+      const r = ok(rank(input({ ...metrics, [holder]: host({ cache: new Map([[KEY, { at: NOW - 500, tokens: 2000 }]]) }) }, { strategy: 'prefix-affinity' })))
       expect(r.targets[0]!.peerId).toBe(pure.targets[0]!.peerId)
       expect(reasonOf(r, holder, 'cache=')).toBe('cache=hit')
     }
@@ -92,8 +102,9 @@ describe('rank: performance follows the conversation to its cache', () => {
 })
 
 describe('the cache saving and the prompt estimate', () => {
-  it('is the prompt at PREFILL_TO_DECODE_SPEED times the decode rate, nothing without a prompt size', () => {
+  it('is the tokens held at the measured prefill rate, else PREFILL_TO_DECODE_SPEED times the decode rate; nothing without a size', () => {
     const priors = { latencyMs: 20, tokensPerSec: 50 }
+    expect(cacheSavingMs(8000, host({ prefillTokensPerSecEwma: 16_000 }), priors)).toBeCloseTo(500)
     expect(cacheSavingMs(8000, host({ tokensPerSecEwma: 1000 }), priors)).toBeCloseTo(8000 * 1000 / (1000 * PREFILL_TO_DECODE_SPEED))
     expect(cacheSavingMs(8000, undefined, priors)).toBeCloseTo(8000 * 1000 / (50 * PREFILL_TO_DECODE_SPEED))
     expect(cacheSavingMs(undefined, host(), priors)).toBe(0)

@@ -63,8 +63,10 @@ export interface ReportingPeer {
     claims?: Readonly<Record<string, number>>
     /** admission per model it serves (PeerMetrics.models): demand-driven replicas read it */
     models?: ReadonlyArray<{ model: string, slots: number, busy: number, queue: number }>
-    /** conversations it served last, with ms since (PeerMetrics.cache) */
-    cache?: ReadonlyArray<readonly [string, number]>
+    /** conversations it served last: key, ms since, tokens held (PeerMetrics.cache) */
+    cache?: ReadonlyArray<readonly [string, number, number]>
+    /** prompt tokens evaluated per second */
+    prefillTokensPerSec?: number
   }
 }
 
@@ -101,8 +103,9 @@ export function targetMetrics (peers: Iterable<ReportingPeer>, selfPeerId: strin
     if (p.lastHeardAt != null) e.heartbeatAt = p.lastHeardAt
     if (m.cache != null && m.cache.length > 0 && p.lastHeardAt != null) {
       const heard = p.lastHeardAt
-      e.cache = new Map(m.cache.map(([key, ageMs]) => [key, heard - nonNegative(ageMs)]))
+      e.cache = new Map(m.cache.map(([key, ageMs, tokens]) => [key, { at: heard - nonNegative(ageMs), tokens: nonNegative(tokens) }]))
     }
+    if (m.prefillTokensPerSec != null && m.prefillTokensPerSec > 0) e.prefillTokensPerSecEwma = m.prefillTokensPerSec
     if (p.peerId === selfPeerId || m.claims == null) continue
     for (const [target, n] of Object.entries(m.claims)) {
       const t = entry(target)

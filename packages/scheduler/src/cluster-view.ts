@@ -34,9 +34,12 @@ export interface TargetMetrics extends Partial<AdmissionSnapshot> {
   heartbeatAt?: number
   /**
    * the conversations (prefix keys) whose turns this host served lately, each with the time
-   * (RankInput.now's clock) it last did: where their KV cache is
+   * (RankInput.now's clock) it last did and the tokens its runner then held (0: unknown): where
+   * their KV cache is
    */
-  cache?: ReadonlyMap<string, number>
+  cache?: ReadonlyMap<string, { at: number, tokens: number }>
+  /** prompt tokens evaluated per second, EWMA; 0 or absent = no samples */
+  prefillTokensPerSecEwma?: number
 }
 
 /** The converged view the router decides on. */

@@ -113,16 +113,16 @@ export function speedOf (metrics: TargetMetrics | undefined, priors: Priors, exp
 }
 
 /**
- * What a cache hit saves on a host, ms: the prefill of the prompt it holds, at
- * PREFILL_TO_DECODE_SPEED times the host's decode rate (measured, else the prior). Subtracted
- * from that host's cost, so a conversation stays where its cache is until waiting there costs
- * more than evaluating its history again elsewhere.
+ * What a cache hit saves on a host, ms: the prefill of the tokens it holds, at the host's
+ * measured prefill rate, else PREFILL_TO_DECODE_SPEED times its decode rate (measured, else
+ * the prior). Subtracted from that host's cost, so a conversation stays where its cache is
+ * until waiting there costs more than evaluating its history again elsewhere.
  */
-export function cacheSavingMs (promptTokens: number | undefined, metrics: TargetMetrics | undefined, priors: Priors, prefillToDecode = PREFILL_TO_DECODE_SPEED): number {
-  const tokens = positive(promptTokens)
+export function cacheSavingMs (cachedTokens: number | undefined, metrics: TargetMetrics | undefined, priors: Priors, prefillToDecode = PREFILL_TO_DECODE_SPEED): number {
+  const tokens = positive(cachedTokens)
   if (tokens == null) return 0
-  const decode = positive(metrics?.tokensPerSecEwma) ?? priors.tokensPerSec
-  return tokens * 1000 / (decode * prefillToDecode)
+  const prefill = positive(metrics?.prefillTokensPerSecEwma) ?? (positive(metrics?.tokensPerSecEwma) ?? priors.tokensPerSec) * prefillToDecode
+  return tokens * 1000 / prefill
 }
 
 export interface PerformanceScore {

@@ -214,7 +214,8 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
     // moves only when its host is busier by more than the prefill is worth.
     const home = holder != null ? scored.find((x) => x.c.peerId === holder.peerId && !x.c.cold) : undefined
     if (home != null) {
-      const saving = cacheSavingMs(request.promptTokens, home.c.metrics, priors, tuning.prefillToDecodeSpeed)
+      // the tokens the host said it holds; the request's own estimate when only this router's memory knows
+      const saving = cacheSavingMs(holder!.tokens > 0 ? holder!.tokens : request.promptTokens, home.c.metrics, priors, tuning.prefillToDecodeSpeed)
       const cost = Math.max(home.score - saving, home.score * CACHE_MIN_COST_SHARE)
       home.reasons.push(`cache-saves=${Math.round(saving)}ms`)
       const freeCosts = scored.filter((x) => x !== home && hasFreeSlot(x.c)).map((x) => x.score)
@@ -329,11 +330,16 @@ function orderBy (items: Scored[], performance: boolean, spread: ReadonlyMap<str
  * what hosts' heartbeats say they served (a conversation moved by another router is followed
  * once that host reports it).
  */
-function cacheHolder (key: string, input: RankInput): { peerId: string, at: number } | undefined {
-  let best = input.affinity?.get(key)
+function cacheHolder (key: string, input: RankInput): { peerId: string, at: number, tokens: number } | undefined {
+  let best: { peerId: string, at: number, tokens: number } | undefined
   for (const [peerId, m] of input.view.metrics) {
-    const at = m.cache?.get(key)
-    if (at != null && (best == null || at > best.at)) best = { peerId, at }
+    const held = m.cache?.get(key)
+    if (held != null && (best == null || held.at > best.at)) best = { peerId, at: held.at, tokens: held.tokens }
+  }
+  const mine = input.affinity?.get(key)
+  if (mine != null && (best == null || mine.at > best.at)) {
+    // this router sent it there since: the host holds it; how much, from that host's last report
+    best = { peerId: mine.peerId, at: mine.at, tokens: input.view.metrics.get(mine.peerId)?.cache?.get(key)?.tokens ?? 0 }
   }
   return best
 }
