@@ -54,20 +54,29 @@ describe('rank: performance follows the conversation to its cache', () => {
     expect(plain.targets.some((t) => t.reasons.some((x) => x.startsWith('cache=')))).toBe(false)
   })
 
-  it('waits behind a full slot on the cache host when that costs less than the prefill it saves', () => {
-    // a full, one queued: about one service time of waiting against 250 ms of prefill saved
-    const r = ok(rank(input({ a: host({ slotsBusy: 4, queueDepth: 1, cache: new Map([[KEY, { at: NOW - 500, tokens: 2000 }]]) }), b: host(), c: host() })))
-    expect(r.targets[0]!.peerId).toBe('a')
-    expect(reasonOf(r, 'a', 'cache=')).toBe('cache=hit')
+  it('waits for a slot on the cache host while its queue is short, though other hosts are idle', () => {
+    for (const queueDepth of [0, 1, 4]) {
+      const r = ok(rank(input({ a: host({ slotsBusy: 4, queueDepth, cache: new Map([[KEY, { at: NOW - 500, tokens: 100 }]]) }), b: host(), c: host() })))
+      expect(r.targets[0]).toMatchObject({ peerId: 'a', waitForCache: true })
+      expect(reasonOf(r, 'a', 'cache=')).toBe('cache=hit')
+      expect(r.allFull).toBe(false)
+    }
+    // with a free slot it is simply first, and nothing asks it to queue
+    const free = ok(rank(input({ a: host({ slotsBusy: 3, cache: new Map([[KEY, { at: NOW - 500, tokens: 100 }]]) }), b: host(), c: host() })))
+    expect(free.targets[0]!.peerId).toBe('a')
+    expect(free.targets[0]!.waitForCache).toBeUndefined()
   })
 
   it('moves the conversation when the queue on its host costs more than the prefill saved', () => {
     const r = ok(rank(input({ a: host({ slotsBusy: 4, queueDepth: 40, cache: new Map([[KEY, { at: NOW - 500, tokens: 2000 }]]) }), b: host(), c: host() })))
     expect(r.targets[0]!.peerId).not.toBe('a')
     expect(reasonOf(r, r.targets[0]!.peerId, 'cache=')).toBe('cache=moved(from=a: load=44/4)')
-    // a short conversation saves little: it moves behind a much shorter queue
-    const short = ok(rank(input({ a: host({ slotsBusy: 4, queueDepth: 1, cache: new Map([[KEY, { at: NOW - 500, tokens: 10 }]]) }), b: host(), c: host() })))
-    expect(short.targets[0]!.peerId).not.toBe('a')
+    // past a short queue (more than one waiting per slot) the cost decides: a short
+    // conversation moves, a long one (its prefill worth more than the wait) stays
+    const queued = (tokens: number): TargetMetrics => host({ slotsBusy: 4, queueDepth: 6, cache: new Map([[KEY, { at: NOW - 500, tokens }]]) })
+    expect(ok(rank(input({ a: queued(10), b: host(), c: host() }))).targets[0]!.peerId).not.toBe('a')
+    const long = ok(rank(input({ a: queued(40_000), b: host(), c: host() })))
+    expect(long.targets[0]).toMatchObject({ peerId: 'a', waitForCache: true })
   })
 
   it('weighs the tokens the host says it holds, at its measured prefill rate; the request\'s estimate when only this router knows', () => {

@@ -145,6 +145,11 @@ export interface RankedTarget {
   load: LoadEstimate
   /** why, for the x-llmesh-route header and the debug log; prompts never appear */
   reasons: string[]
+  /**
+   * the host holds the conversation's cache and is worth waiting for (see rank's cache
+   * affinity): the request may queue there though other hosts have a free slot
+   */
+  waitForCache?: true
   /** no host runs the model: this target was planned to start it (see planCold) */
   coldStart?: {
     /** what the model takes there, bytes */

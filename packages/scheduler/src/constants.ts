@@ -402,3 +402,12 @@ export const CACHE_AFFINITY_MEMORY = 4096
  * @default 0.01
  */
 export const CACHE_MIN_COST_SHARE = 0.01
+
+/**
+ * Requests waiting per slot up to which the host holding a conversation's cache keeps it, its
+ * cost notwithstanding: 1 = a wait of about one service time. A conversation moved elsewhere
+ * evaluates its whole history again, and every later turn of it would wait there too; one
+ * service time of waiting is the price of staying, and a longer queue moves it.
+ * @default 1
+ */
+export const CACHE_MAX_QUEUE_PER_SLOT = 1

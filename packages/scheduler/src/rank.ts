@@ -1,6 +1,6 @@
 import type { NodeRecord, PlacementsEntry, RunnerInfo } from '@llmesh/protocol'
 import type { LoadEstimate, RankedTarget, RankInput, RankResult, RoundRobinState, SkippedTarget, TargetMetrics } from './cluster-view.js'
-import { AFFINITY_MAX_LOAD, CACHE_MIN_COST_SHARE, DEFAULT_PRIORITY, METRICS_STALE_MS, PERFORMANCE_MAX_TIE_BAND, PERFORMANCE_TIE_BAND } from './constants.js'
+import { AFFINITY_MAX_LOAD, CACHE_MAX_QUEUE_PER_SLOT, CACHE_MIN_COST_SHARE, DEFAULT_PRIORITY, METRICS_STALE_MS, PERFORMANCE_MAX_TIE_BAND, PERFORMANCE_TIE_BAND } from './constants.js'
 import { estimateLoad, isFresh, nonNegative } from './load.js'
 import { cacheSavingMs, performanceScore, priorsOf, speedOf, type PerformanceInit } from './performance.js'
 import { planCold, type ColdPlan } from './placement/plan.js'
@@ -19,6 +19,8 @@ export interface RankTuning extends PerformanceInit {
   performanceMaxTieBand?: number
   /** @default 8 (see PREFILL_TO_DECODE_SPEED) */
   prefillToDecodeSpeed?: number
+  /** @default 1 (see CACHE_MAX_QUEUE_PER_SLOT) */
+  cacheMaxQueuePerSlot?: number
 }
 
 interface Candidate {
@@ -208,10 +210,11 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
       return { c, score: s.cost, reasons: s.reasons }
     })
     // Cache affinity: the host holding the conversation's KV cache costs the prefill it saves
-    // less. It then wins whenever waiting there costs less than evaluating the history again
-    // elsewhere, even behind a full slot (it is ordered with the hosts that have a free slot
-    // when its cost is the lowest of them), and it wins ties within a band: a conversation
-    // moves only when its host is busier by more than the prefill is worth.
+    // less, and it keeps the conversation while its queue is short (at most
+    // CACHE_MAX_QUEUE_PER_SLOT requests waiting per slot: about one service time) or while its
+    // cost, so lowered, is the lowest; there the request may wait for a slot instead of being
+    // answered busy. A conversation thus moves only when its host has a long queue, and then
+    // once: the host that serves it next holds it from then on.
     const home = holder != null ? scored.find((x) => x.c.peerId === holder.peerId && !x.c.cold) : undefined
     if (home != null) {
       // the tokens the host said it holds; the request's own estimate when only this router's memory knows
@@ -219,16 +222,21 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
       const cost = Math.max(home.score - saving, home.score * CACHE_MIN_COST_SHARE)
       home.reasons.push(`cache-saves=${Math.round(saving)}ms`)
       const freeCosts = scored.filter((x) => x !== home && hasFreeSlot(x.c)).map((x) => x.score)
+      const shortQueue = home.c.load.queued <= (tuning.cacheMaxQueuePerSlot ?? CACHE_MAX_QUEUE_PER_SLOT) * home.c.load.slots
       home.score = cost
-      home.cacheWins = !hasFreeSlot(home.c) && freeCosts.length > 0 && cost <= Math.min(...freeCosts)
+      home.cacheWins = shortQueue || freeCosts.length === 0 || cost <= Math.min(...freeCosts)
     }
     const band = tieBand > 0 ? Math.min(maxTieBand, Math.max(tieBand, noise)) : 0
-    if (band === 0) return order(scored, true)
-    const inBand = (x: Scored): boolean => hasFreeSlot(x.c) || x.cacheWins === true
-    const best = Math.min(...scored.filter(inBand).map((x) => x.score))
-    const banded = scored.map((x) => inBand(x) ? { ...x, key: Math.floor(Math.log(x.score / best) / Math.log1p(band)) - (x === home ? 0.5 : 0) } : x)
+    const homeFirst = (xs: Scored[]): Scored[] => {
+      const i = xs.findIndex((x) => x.cacheWins === true)
+      if (i > 0) xs.unshift(...xs.splice(i, 1))
+      return xs
+    }
+    if (band === 0) return homeFirst(order(scored, true))
+    const best = Math.min(...scored.filter((x) => hasFreeSlot(x.c)).map((x) => x.score))
+    const banded = scored.map((x) => hasFreeSlot(x.c) ? { ...x, key: Math.floor(Math.log(x.score / best) / Math.log1p(band)) } : x)
     if (band > tieBand) for (const x of banded) x.reasons.push(`tie-band=${Math.round(band * 100)}%`)
-    return order(banded, true)
+    return homeFirst(order(banded, true))
   }
 
   let ranked: Scored[]
@@ -301,7 +309,8 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
       ...(request.prefixKey != null && request.prefixKey !== '' ? [cacheReason(s.c.peerId, holder, candidates)] : []),
       ...s.reasons
     ],
-    ...(s.c.coldStart != null ? { coldStart: s.c.coldStart } : {})
+    ...(s.c.coldStart != null ? { coldStart: s.c.coldStart } : {}),
+    ...(s.cacheWins === true && !hasFreeSlot(s.c) ? { waitForCache: true } : {})
   }))
   const allFull = !targets.some(hasFreeSlot)
   const roundRobin = strategy === 'round-robin' ? new Map([...rr, [request.model, targets[0]!.peerId]]) : rr
@@ -315,9 +324,9 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
  * runners last.
  */
 function orderBy (items: Scored[], performance: boolean, spread: ReadonlyMap<string, number> | undefined, localFirst = true): Scored[] {
-  const group = (x: Scored): number => hasFreeSlot(x.c) || x.cacheWins === true ? 0 : (performance || !x.c.cold) ? 1 : 2
+  const group = (c: Candidate): number => hasFreeSlot(c) ? 0 : (performance || !c.cold) ? 1 : 2
   return items.sort((a, b) =>
-    group(a) - group(b) ||
+    group(a.c) - group(b.c) ||
     (a.key ?? a.score) - (b.key ?? b.score) ||
     // within a performance band: the busier host's cost was only banded away
     (a.key != null && b.key != null ? a.c.load.load - b.c.load.load : 0) ||

@@ -104,7 +104,7 @@ export class Dispatch {
         return this.fail({ code: r.code, message: `${r.message}; models in the mesh: ${list}` })
       }
       let t = r.targets[0]!
-      const mayQueue = this.queue || r.allFull
+      const mayQueue = this.queue || r.allFull || r.targets[0]!.waitForCache === true
       const firstChoice = this.firstChoice
       // A request that has to wait waits at its first choice, unless that host is clearly
       // busier than the best now (more requests ahead than the best host has slots: a whole
