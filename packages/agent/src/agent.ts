@@ -151,7 +151,7 @@ export class Agent implements AgentPort {
       ...(config.firstTokenTimeoutMs != null ? { firstTokenTimeoutMs: config.firstTokenTimeoutMs } : {})
     })
     const { clock, random } = this.components
-    this.serving = new LocalServing({ logger: this.log, clock, queueCapacity: config.queue.capacity, slotsTotal: () => this.readySlots(), onNewConversation: () => { this.mesh?.nudge() } })
+    this.serving = new LocalServing({ logger: this.log, clock, queueCapacity: config.queue.capacity, slotsTotal: () => this.readySlots(), onNewConversation: () => { this.mesh?.nudge(true) } })
     // the catalog is read before anything is published: a bad model path is a start error
     await this.manager.start()
     const manager = this.manager

@@ -92,6 +92,19 @@ export const MEMBER_WATCH_MS = 250
 export const NUDGE_MS = 100
 
 /**
+ * Delay of an urgent nudge (a conversation new to this host), ms: long enough to carry the other
+ * conversations admitted in the same instant, short enough to reach the other entries before the
+ * conversation's next turn (a program's next turn follows the answer at once). @default 5 ms
+ */
+export const URGENT_NUDGE_MS = 5
+/**
+ * Least time between two urgent nudges, ms: with the regular nudges and the periodic heartbeat a
+ * peer sends at most 1000/URGENT_NUDGE_GAP_MS + 1000/NUDGE_MS + 2 heartbeats per second, within
+ * what receivers read (MAX_HEARTBEATS_IN_PER_SEC). @default 50 ms
+ */
+export const URGENT_NUDGE_GAP_MS = 50
+
+/**
  * Idle `/llmesh/infer/1` streams kept per peer for later requests: opening a stream costs a
  * protocol negotiation round trip and peer-store writes on both sides, more than the request's
  * own round trip on a LAN. Beyond this many idle ones, a finished stream is closed. @default 16
@@ -140,7 +153,7 @@ export const MAX_ANNOUNCED_INTERVAL_MS = 10_000
 
 /**
  * Heartbeats of one peer read per second at most; more are dropped and counted. A peer sends
- * one per period plus at most 1000/NUDGE_MS out-of-turn ones. @default 50
+ * one per period plus at most 1000/NUDGE_MS + 1000/URGENT_NUDGE_GAP_MS out-of-turn ones. @default 50
  */
 export const MAX_HEARTBEATS_IN_PER_SEC = 50
 

@@ -1,6 +1,6 @@
 import { HeartbeatSchema, MAX_HEARTBEAT_BYTES, METRICS_PROTOCOL, type Clock, type Heartbeat, type Logger, type PeerMetrics } from '@llmesh/protocol'
 import type { ClusterDoc } from '@llmesh/state'
-import { HEARTBEAT_INTERVAL_MS, MAX_HEARTBEATS_IN_PER_SEC, MAX_HEARTBEATS_PER_SEC, MEMBER_WATCH_MS, NUDGE_MS, SYNC_TIMEOUT_MS } from './constants.js'
+import { HEARTBEAT_INTERVAL_MS, MAX_HEARTBEATS_IN_PER_SEC, MAX_HEARTBEATS_PER_SEC, MEMBER_WATCH_MS, NUDGE_MS, SYNC_TIMEOUT_MS, URGENT_NUDGE_GAP_MS, URGENT_NUDGE_MS } from './constants.js'
 import { Timers } from '@llmesh/kit'
 import { HeartbeatRate, clampHeartbeat } from './heartbeat-bounds.js'
 import { LAN_TIMINGS, Membership, type MembershipTimings } from './membership.js'
@@ -46,6 +46,10 @@ export class Heartbeats {
   private readonly lastHeartbeats = new Map<string, Heartbeat>()
   private seq = 0
   private nudgeTimer?: ReturnType<Clock['setTimeout']>
+  /** when the pending nudge fires; Infinity when none is pending */
+  private nudgeDue = Infinity
+  /** when the last urgent nudge fired or fires */
+  private lastUrgentAt = -Infinity
   private stopped = false
 
   constructor (private readonly transport: Transport, private readonly clock: Clock, private readonly log: Logger, private readonly init: HeartbeatsInit) {
@@ -79,12 +83,21 @@ export class Heartbeats {
   /**
    * Sends a heartbeat soon rather than at the next tick, because what it carries changed in a
    * way other agents should see (this router's claims on a host): NUDGE_MS after the first
-   * change, carrying every change made meanwhile.
+   * change, carrying every change made meanwhile. `urgent` (a conversation new to this host:
+   * its next turn may come through another entry within milliseconds) sends it URGENT_NUDGE_MS
+   * after the change, but at most one urgent heartbeat per URGENT_NUDGE_GAP_MS.
    */
-  nudge (): void {
-    if (this.stopped || this.nudgeTimer != null) return
-    this.nudgeTimer = this.timers.after(NUDGE_MS, () => {
+  nudge (urgent = false): void {
+    if (this.stopped) return
+    const now = this.clock.now()
+    const due = urgent ? Math.max(now + URGENT_NUDGE_MS, this.lastUrgentAt + URGENT_NUDGE_GAP_MS) : now + NUDGE_MS
+    if (this.nudgeTimer != null && this.nudgeDue <= due) return
+    this.timers.cancel(this.nudgeTimer)
+    this.nudgeDue = due
+    if (urgent) this.lastUrgentAt = due
+    this.nudgeTimer = this.timers.after(due - now, () => {
       this.nudgeTimer = undefined
+      this.nudgeDue = Infinity
       void this.send('alive')
     })
   }

@@ -193,10 +193,10 @@ export class Mesh {
     return this.started ? this.heartbeats.intervalMs() : this.baseIntervalMs
   }
 
-  /** Sends a heartbeat soon rather than at the next tick (see Heartbeats.nudge). */
-  nudge (): void {
+  /** Sends a heartbeat soon rather than at the next tick; `urgent` sooner still (see Heartbeats.nudge). */
+  nudge (urgent = false): void {
     if (this.stopped) return
-    this.heartbeats.nudge()
+    this.heartbeats.nudge(urgent)
   }
 
   /** Members as heard from their heartbeats. */

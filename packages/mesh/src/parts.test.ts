@@ -9,7 +9,7 @@ import { pino } from 'pino'
 import type { UnsignedNodeRecord } from '@llmesh/protocol'
 import { ClusterDoc, type RecordVerifier } from '@llmesh/state'
 import { FakeClock, mulberry32 } from '@llmesh/testkit'
-import { HEARTBEAT_INTERVAL_MS, RECONNECT_DIAL_TIMEOUT_MS, RECONNECT_INTERVAL_MS, RECONNECT_MAX_BACKOFF_MS, RECONNECT_TICK_MS } from './constants.js'
+import { HEARTBEAT_INTERVAL_MS, NUDGE_MS, URGENT_NUDGE_GAP_MS, URGENT_NUDGE_MS, RECONNECT_DIAL_TIMEOUT_MS, RECONNECT_INTERVAL_MS, RECONNECT_MAX_BACKOFF_MS, RECONNECT_TICK_MS } from './constants.js'
 import { redialDelay } from './dialer.js'
 import { LAN_TIMINGS, type MembershipTimings } from './membership.js'
 import { MemoryHub } from './memory-transport.js'
@@ -134,6 +134,33 @@ describe('Heartbeats and Membership over the memory transport', () => {
     // 11 peers at MAX_HEARTBEATS_PER_SEC (20) a second: 550 ms, not the 500 ms base
     expect(nodes[ids[0]!]!.mesh.heartbeatIntervalMs()).toBe(550)
     expect(nodes[ids[1]!]!.mesh.membership.get(ids[0]!)?.scale).toBeCloseTo(550 / HEARTBEAT_INTERVAL_MS)
+  })
+})
+
+describe('nudged heartbeats', () => {
+  it('sends a nudge after NUDGE_MS, an urgent one after URGENT_NUDGE_MS, urgent ones at most one per URGENT_NUDGE_GAP_MS', async () => {
+    const { clock, hub, nodes: { a, b }, start } = cluster(['a', 'b'])
+    await start()
+    await hub.connect('a', 'b')
+    await clock.advance(HEARTBEAT_INTERVAL_MS / 10)
+    const heard = (): number => b!.mesh.stats.heartbeatsReceived
+    const base = heard()
+    a!.mesh.nudge()
+    await clock.advance(NUDGE_MS - 1)
+    expect(heard()).toBe(base)
+    // an urgent change overtakes the pending nudge, which it carries too
+    a!.mesh.nudge(true)
+    await clock.advance(URGENT_NUDGE_MS)
+    expect(heard()).toBe(base + 1)
+    // a second urgent change within the gap waits for it
+    a!.mesh.nudge(true)
+    await clock.advance(URGENT_NUDGE_MS)
+    expect(heard()).toBe(base + 1)
+    await clock.advance(URGENT_NUDGE_GAP_MS)
+    expect(heard()).toBe(base + 2)
+    // and the nudge the first urgent one overtook is not sent again
+    await clock.advance(NUDGE_MS)
+    expect(heard()).toBe(base + 2)
   })
 })
 

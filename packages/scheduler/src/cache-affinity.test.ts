@@ -45,13 +45,27 @@ describe('rank: performance follows the conversation to its cache', () => {
     }
   })
 
-  it('says cache=new for a conversation no host holds, and ranks as without a key', () => {
-    const metrics = { a: host({ slotsBusy: 2 }), b: host(), c: host({ slotsBusy: 1 }) }
-    const r = ok(rank(input(metrics)))
-    const plain = ok(rank(input(metrics, { prefixKey: undefined })))
-    expect(r.targets.map((t) => t.peerId)).toEqual(plain.targets.map((t) => t.peerId))
-    expect(r.targets.every((t) => t.reasons.includes('cache=new'))).toBe(true)
-    expect(plain.targets.some((t) => t.reasons.some((x) => x.startsWith('cache=')))).toBe(false)
+  it('sends a conversation no host holds to the first host of its rendezvous order with a free slot, the same from every entry', () => {
+    const keys = Array.from({ length: 60 }, (_, i) => `k${i}`)
+    const homes = new Map<string, number>()
+    for (const key of keys) {
+      const picks = new Set(['e', 'a', 'b'].map((self) => ok(rank({ ...input({ a: host(), b: host(), c: host() }, { prefixKey: key }), selfPeerId: self })).targets[0]!.peerId))
+      expect(picks.size).toBe(1)
+      const [home] = picks
+      homes.set(home!, (homes.get(home!) ?? 0) + 1)
+      const r = ok(rank(input({ a: host(), b: host(), c: host() }, { prefixKey: key })))
+      expect(r.targets.every((t) => t.reasons.includes('cache=new'))).toBe(true)
+      expect(r.targets[0]!.reasons).toContain('cache-home=rendezvous')
+      expect(r.targets[0]!.waitForCache).toBeUndefined()
+      // a full home passes it on to a host with a free slot
+      const full = ok(rank(input({ a: host(), b: host(), c: host(), [home!]: host({ slotsBusy: 4 }) }, { prefixKey: key })))
+      expect(full.targets[0]!.peerId).not.toBe(home)
+    }
+    // spread over every host
+    expect([...homes.keys()].sort()).toEqual(['a', 'b', 'c'])
+    // without a key nothing of this: no cache reasons
+    const plain = ok(rank(input({ a: host(), b: host(), c: host() }, { prefixKey: undefined })))
+    expect(plain.targets.some((t) => t.reasons.some((x) => x.startsWith('cache')))).toBe(false)
   })
 
   it('waits for a slot on the cache host while its queue is short, though other hosts are idle', () => {
@@ -61,10 +75,9 @@ describe('rank: performance follows the conversation to its cache', () => {
       expect(reasonOf(r, 'a', 'cache=')).toBe('cache=hit')
       expect(r.allFull).toBe(false)
     }
-    // with a free slot it is simply first, and nothing asks it to queue
+    // with a free slot (as this router sees it) too: another router may have taken it
     const free = ok(rank(input({ a: host({ slotsBusy: 3, cache: new Map([[KEY, { at: NOW - 500, tokens: 100 }]]) }), b: host(), c: host() })))
-    expect(free.targets[0]!.peerId).toBe('a')
-    expect(free.targets[0]!.waitForCache).toBeUndefined()
+    expect(free.targets[0]).toMatchObject({ peerId: 'a', waitForCache: true })
   })
 
   it('moves the conversation when the queue on its host costs more than the prefill saved', () => {

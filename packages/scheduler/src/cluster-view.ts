@@ -147,7 +147,7 @@ export interface RankedTarget {
   reasons: string[]
   /**
    * the host holds the conversation's cache and is worth waiting for (see rank's cache
-   * affinity): the request may queue there though other hosts have a free slot
+   * affinity): the request may queue there, though other hosts may have a free slot
    */
   waitForCache?: true
   /** no host runs the model: this target was planned to start it (see planCold) */

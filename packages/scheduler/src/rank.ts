@@ -227,8 +227,18 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
       home.cacheWins = shortQueue || freeCosts.length === 0 || cost <= Math.min(...freeCosts)
     }
     const band = tieBand > 0 ? Math.min(maxTieBand, Math.max(tieBand, noise)) : 0
+    // A conversation no host is known to hold goes to the first host of its rendezvous order
+    // that has a free slot: every entry picks the same one without a word, so its next turn
+    // finds its cache even when it comes through another entry before any heartbeat says where
+    // it went. Spread is by hash, bounded by the free slot (a full host passes the conversation
+    // on to the next of its order).
+    const newHomeCandidate = holder == null && request.prefixKey != null && request.prefixKey !== ''
+      ? rendezvousOrder(request.prefixKey, candidates.filter(hasFreeSlot), (c) => c.modelSlots)[0]
+      : undefined
+    const newHome = newHomeCandidate != null ? scored.find((x) => x.c === newHomeCandidate) : undefined
+    if (newHome != null) newHome.reasons.push('cache-home=rendezvous')
     const homeFirst = (xs: Scored[]): Scored[] => {
-      const i = xs.findIndex((x) => x.cacheWins === true)
+      const i = xs.findIndex((x) => x.cacheWins === true || (newHome != null && x.c === newHome.c))
       if (i > 0) xs.unshift(...xs.splice(i, 1))
       return xs
     }
@@ -310,7 +320,9 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
       ...s.reasons
     ],
     ...(s.c.coldStart != null ? { coldStart: s.c.coldStart } : {}),
-    ...(s.cacheWins === true && !hasFreeSlot(s.c) ? { waitForCache: true } : {})
+    // the cache host may make the request wait: another router's requests may have taken the
+    // slot this router thinks free, and a busy answer would move the conversation
+    ...(s.cacheWins === true ? { waitForCache: true } : {})
   }))
   const allFull = !targets.some(hasFreeSlot)
   const roundRobin = strategy === 'round-robin' ? new Map([...rr, [request.model, targets[0]!.peerId]]) : rr
