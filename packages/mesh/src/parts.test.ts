@@ -148,19 +148,22 @@ describe('nudged heartbeats', () => {
     a!.mesh.nudge()
     await clock.advance(NUDGE_MS - 1)
     expect(heard()).toBe(base)
-    // an urgent change overtakes the pending nudge, which it carries too
+    await clock.advance(1)
+    expect(heard()).toBe(base + 1)
+    // an urgent change overtakes a pending nudge, and carries its change too
+    a!.mesh.nudge()
     a!.mesh.nudge(true)
     await clock.advance(URGENT_NUDGE_MS)
-    expect(heard()).toBe(base + 1)
+    expect(heard()).toBe(base + 2)
     // a second urgent change within the gap waits for it
     a!.mesh.nudge(true)
     await clock.advance(URGENT_NUDGE_MS)
-    expect(heard()).toBe(base + 1)
-    await clock.advance(URGENT_NUDGE_GAP_MS)
     expect(heard()).toBe(base + 2)
+    await clock.advance(URGENT_NUDGE_GAP_MS)
+    expect(heard()).toBe(base + 3)
     // and the nudge the first urgent one overtook is not sent again
     await clock.advance(NUDGE_MS)
-    expect(heard()).toBe(base + 2)
+    expect(heard()).toBe(base + 3)
   })
 })
 
