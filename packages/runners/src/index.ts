@@ -43,7 +43,7 @@ export {
 export { probeHardware, probeGpus, parseNvidiaSmi, parseRocmSmi, parseSystemProfiler, runTool, type GpuInfo, type GpuProbeOptions, type ToolRunner } from './hardware.js'
 export { freePort, PortPicker } from './port.js'
 export { LoadDotsParser } from './load-progress.js'
-export { RunnerProcess, type SpawnOptions, type ExitInfo } from './process.js'
+export { RunnerProcess, type SpawnOptions, type ProcessIo, type ExitInfo } from './process.js'
 export { parentDeathPrefix, processStartTime, readPidFile, formatPidFile, reapRunners, selfStamp, isRunning, type RunnerPidEntry, type ProcessStamp, type PidFileContent } from './pid-file.js'
 export { watchStalls, type StallWatchOptions } from './stall.js'
 export { ChatCompletionWriter } from './openai.js'
