@@ -42,7 +42,7 @@ export {
 } from './catalog.js'
 export { probeHardware, probeGpus, parseNvidiaSmi, parseRocmSmi, parseSystemProfiler, runTool, type GpuInfo, type GpuProbeOptions, type ToolRunner } from './hardware.js'
 export { freePort, PortPicker } from './port.js'
-export { LoadDotsParser } from './load-progress.js'
+export { LoadDotsParser, parseChildLoadProgress } from './load-progress.js'
 export { RunnerProcess, type SpawnOptions, type ProcessIo, type ExitInfo } from './process.js'
 export { parentDeathPrefix, processStartTime, readPidFile, formatPidFile, reapRunners, selfStamp, isRunning, type RunnerPidEntry, type ProcessStamp, type PidFileContent } from './pid-file.js'
 export { watchStalls, type StallWatchOptions } from './stall.js'
