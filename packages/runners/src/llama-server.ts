@@ -21,6 +21,11 @@ export interface LlamaServerInit extends GgufRunnerInit {
   rpc?: string[]
   /** further llama-server arguments, appended last (e.g. `--tensor-split`) */
   extraArgs?: string[]
+  /**
+   * run llama-server as a router's child where its arguments allow (see ROUTER_PORT_ENV): load
+   * progress, and an exit with the agent; `false`: plainly, without either. @default true
+   */
+  routerChild?: boolean
   /** a model that is not healthy in this time fails the start. @default 300000 ms */
   startTimeoutMs?: number
   /** where ports come from; share one among the runners of a host. @default a picker of its own */
@@ -105,7 +110,8 @@ export class LlamaServerRunner extends BaseRunner {
 
   /** Whether the next launch runs llama-server as a router's child (see ROUTER_PORT_ENV). */
   get childMode (): boolean {
-    return !(this.init.extraArgs ?? []).some((a) => MODEL_SOURCE_ARG.test(a)) &&
+    return this.init.routerChild !== false &&
+      !(this.init.extraArgs ?? []).some((a) => MODEL_SOURCE_ARG.test(a)) &&
       !Object.keys(process.env).some((k) => MODEL_SOURCE_ENV.test(k))
   }
 
