@@ -18,6 +18,7 @@ const E2E_PACKAGE_TESTS = [
   'packages/mesh/src/records-fuzz.test.ts', // a hostile libp2p peer from the fixtures
   'packages/runners/src/llama-server.test.ts', // spawns (a missing binary, setpriv)
   'packages/runners/src/pid-file.test.ts', // spawns and kills processes
+  'packages/runners/src/process.test.ts', // spawns shells that read stdin and write stdout
   'packages/runners/src/stop-race.test.ts' // spawns a never-healthy server script
 ]
 

@@ -1,8 +1,9 @@
 /**
  * No runner outlives its agent (real agents, real llama-servers): kill -9 of an agent takes its
- * llama-server with it (parent-death signal); without that signal the survivor is reaped from
- * the pid file at the next start, and the restarted agent runs one runner for the model, not
- * two; SIGTERM while a runner is being restarted leaves no llama-server; SIGTERM during a
+ * llama-server with it (parent-death signal); without that signal a llama-server run as a
+ * router's child exits when its stdin pipe from the agent ends, and one run plainly survives and
+ * is reaped from the pid file at the next start, and the restarted agent runs one runner for the
+ * model, not two; SIGTERM while a runner is being restarted leaves no llama-server; SIGTERM during a
  * stream ends it with an SSE error event.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -89,17 +90,36 @@ interface PidFile { agent?: { pid: number }, runners: Array<{ pid: number, binar
 
 const NO_PDEATHSIG = { LLMESH_RUNNER_PDEATHSIG: '0' }
 
+/**
+ * Agent arguments for a llama-server run plainly, not as a router's child: a loaded child exits
+ * when its agent's stdin pipe ends, which would hide the mechanism a test is about.
+ */
+async function plainLlamaServer (): Promise<string[]> {
+  const config = join(dir, 'plain-llama-server.json')
+  await writeFile(config, JSON.stringify({ llamaServer: { routerChild: false } }))
+  return ['--config', config]
+}
+
 describe('kill -9 of an agent', () => {
   it('takes its llama-server with it (parent-death signal)', async () => {
-    const { agent, alias, pid } = await agentWithModel('sigkill')
+    const { agent, alias, pid } = await agentWithModel('sigkill', { args: await plainLlamaServer() })
     expect(await llamaServersOf(alias)).toEqual([pid])
     await agent.kill()
     await waitFor('the llama-server of the killed agent to be gone', () => !alive(pid), 2000)
     expect(await llamaServersOf(alias)).toEqual([])
   })
 
+  it('without the signal, a loaded llama-server run as a router\'s child ends with its agent\'s stdin pipe', async () => {
+    const { agent, alias, pid } = await agentWithModel('stdin', { env: NO_PDEATHSIG })
+    expect(await llamaServersOf(alias)).toEqual([pid])
+    await agent.kill()
+    await waitFor('the llama-server of the killed agent to be gone', () => !alive(pid), 10_000)
+    expect(await llamaServersOf(alias)).toEqual([])
+  })
+
   it('without the signal, the survivor is reaped at the next start: one llama-server for the model, not two', async () => {
-    const first = await agentWithModel('reap', { env: NO_PDEATHSIG })
+    const plain = await plainLlamaServer()
+    const first = await agentWithModel('reap', { env: NO_PDEATHSIG, args: plain })
     const recorded = JSON.parse(await readFile(join(first.dataDir, 'runners.pid'), 'utf8')) as PidFile
     expect(recorded.agent?.pid).toBe(first.agent.pid)
     expect(recorded.runners.map((e) => [e.pid, e.binary])).toEqual([[first.pid, llamaServer]])
@@ -107,7 +127,7 @@ describe('kill -9 of an agent', () => {
     // the scenario: nothing killed it, it is an orphan now
     expect(alive(first.pid)).toBe(true)
 
-    const second = await agentWithModel('reap', { env: NO_PDEATHSIG, dataDir: first.dataDir, alias: first.alias })
+    const second = await agentWithModel('reap', { env: NO_PDEATHSIG, dataDir: first.dataDir, alias: first.alias, args: plain })
     expect(alive(first.pid)).toBe(false)
     expect(second.pid).not.toBe(first.pid)
     expect(await llamaServersOf(first.alias)).toEqual([second.pid])

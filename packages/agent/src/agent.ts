@@ -137,7 +137,8 @@ export class Agent implements AgentPort {
             llamaServer: {
               binary: llamaServer,
               ...(config.llamaServer.threads != null ? { threads: config.llamaServer.threads } : {}),
-              ...(config.llamaServer.extraArgs.length > 0 ? { extraArgs: config.llamaServer.extraArgs } : {})
+              ...(config.llamaServer.extraArgs.length > 0 ? { extraArgs: config.llamaServer.extraArgs } : {}),
+              ...(!config.llamaServer.routerChild ? { routerChild: false } : {})
             }
           }
         : {}),

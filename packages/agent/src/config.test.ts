@@ -37,7 +37,7 @@ describe('agent config', () => {
     expect(c.membership).toEqual(LAN_TIMINGS)
     expect(c.queue).toEqual({ capacity: QUEUE_CAPACITY, deadlineMs: QUEUE_DEADLINE_MS })
     expect(c.strategy).toBe(DEFAULT_STRATEGY)
-    expect(c.llamaServer).toEqual({ slots: DEFAULT_SLOTS, ctxSize: DEFAULT_CTX_SIZE, extraArgs: [] })
+    expect(c.llamaServer).toEqual({ slots: DEFAULT_SLOTS, ctxSize: DEFAULT_CTX_SIZE, extraArgs: [], routerChild: true })
     expect(c.ollama).toEqual({ url: DEFAULT_OLLAMA_URL })
     expect(c.stallTimeoutMs).toBe(DEFAULT_STALL_TIMEOUT_MS)
     expect(c.limits).toEqual({ headTimeoutMs: PEER_HEAD_TIMEOUT_MS, frameGapMs: PEER_FRAME_GAP_MS, writeStallMs: WRITE_STALL_MS })

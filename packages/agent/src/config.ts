@@ -152,7 +152,7 @@ export const AgentConfigSchema = z.strictObject({
   /**
    * the llama-server runners: `binary` (@default $LLMESH_LLAMA_SERVER, else `llama-server` on
    * PATH, else the embedded llama.cpp), `slots` per runner (@default 2), `ctxSize` tokens per
-   * runner (@default 4096), `gpuLayers` (-ngl), `threads` (-t), `extraArgs` (@default [])
+   * runner (@default 4096), `gpuLayers` (-ngl), `threads` (-t), `extraArgs` (@default []), `routerChild` (@default true)
    */
   llamaServer: LlamaServerConfigSchema,
   /**

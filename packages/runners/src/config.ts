@@ -40,7 +40,14 @@ export const LlamaServerConfigSchema = z.strictObject({
    * further llama-server flags, e.g. ["--embeddings"] for a dedicated embedding model
    * (llama-server then serves /v1/embeddings and no completions). @default []
    */
-  extraArgs: z.array(z.string()).default([])
+  extraArgs: z.array(z.string()).default([]),
+  /**
+   * run llama-server as a router's child: its load progress is published, and a loaded one exits
+   * when its agent is gone, even without a parent-death signal. `false` runs it plainly (no
+   * progress; a killed agent's runners are left to the parent-death signal and the pid file).
+   * @default true
+   */
+  routerChild: z.boolean().default(true)
 }).prefault({})
 export type LlamaServerConfig = z.infer<typeof LlamaServerConfigSchema>
 

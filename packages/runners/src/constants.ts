@@ -104,6 +104,12 @@ export const STDERR_TAIL_LINES = 20
  */
 export const STDERR_TAIL_CHARS = 2048
 /**
+ * Longest stdout line of a runner handed to its reader; a longer one is dropped whole. Bounds the
+ * memory a runner's output can take: the lines read there (llama-server's state reports while
+ * loading) are far shorter. @default 4096
+ */
+export const STDOUT_LINE_MAX_CHARS = 4096
+/**
  * Load progress is published in steps of at least this share of the weights (and at its end):
  * each step is a state change the agent republishes, so a load costs at most 1 / step of them.
  * @default 0.05

@@ -3,7 +3,7 @@ import { Pool } from 'undici'
 import { LlmeshError, type Signal } from '@llmesh/protocol'
 import { BaseRunner, PermanentRunnerError, postToRunner, type GgufRunnerInit, type UpstreamResponse } from './base-runner.js'
 import { DEFAULT_CTX_SIZE, DEFAULT_SLOTS, DEFAULT_START_TIMEOUT_MS, PORT_BIND_ATTEMPTS, START_POLL_MS, STDERR_TAIL_LINES, STOP_GRACE_MS } from './constants.js'
-import { LoadDotsParser } from './load-progress.js'
+import { LoadDotsParser, parseChildLoadProgress } from './load-progress.js'
 import { RUNNER_CONNECT } from './paced.js'
 import { PortPicker } from './port.js'
 import { RunnerProcess } from './process.js'
@@ -21,6 +21,11 @@ export interface LlamaServerInit extends GgufRunnerInit {
   rpc?: string[]
   /** further llama-server arguments, appended last (e.g. `--tensor-split`) */
   extraArgs?: string[]
+  /**
+   * run llama-server as a router's child where its arguments allow (see ROUTER_PORT_ENV): load
+   * progress, and an exit with the agent; `false`: plainly, without either. @default true
+   */
+  routerChild?: boolean
   /** a model that is not healthy in this time fails the start. @default 300000 ms */
   startTimeoutMs?: number
   /** where ports come from; share one among the runners of a host. @default a picker of its own */
@@ -30,6 +35,28 @@ export interface LlamaServerInit extends GgufRunnerInit {
 /** What llama-server writes to stderr when its port is taken (the bind is retried on another). */
 const BIND_FAILED = /couldn't bind|address already in use/i
 
+/**
+ * llama-server is run as a router's child (env LLAMA_SERVER_ROUTER_PORT set, whatever its value)
+ * for what that mode adds: its load progress reported on stdout (builds that install their own
+ * progress callback print it nowhere else), and, once ready, an exit when its stdin ends or reads
+ * CHILD_EXIT_COMMAND. The runner holds that stdin open for the process's life, so the child
+ * dies with the agent even where there is no parent-death signal (macOS, no setpriv); while it
+ * loads it does not read stdin yet, and an orphan ends when its load does. The value is '0':
+ * the child reads only its presence, and no port is better than one a child could mistake for a
+ * router. The mode also skips the model resolution of a plain llama-server (downloads for
+ * -hf / -mu / -dr, the draft's speculative type read from its GGUF): a local `-m` needs none,
+ * but arguments or LLAMA_ARG_* variables that need it (MODEL_SOURCE_ARG, MODEL_SOURCE_ENV) run
+ * it plainly, without progress. LLAMA_SERVER_CHILD_MODE is always unset: 'download' would
+ * download and exit instead of serving.
+ */
+const ROUTER_PORT_ENV = { LLAMA_SERVER_ROUTER_PORT: '0', LLAMA_SERVER_CHILD_MODE: undefined }
+/** Asks a ready child to shut down as it does on SIGTERM (which alone leaves it waiting on stdin). */
+const CHILD_EXIT_COMMAND = 'cmd_router_to_child:exit'
+/** llama-server options that name a model to download or read beyond `-m` (see ROUTER_PORT_ENV). */
+const MODEL_SOURCE_ARG = /^(-mu|--model-url|-mmu|--mmproj-url|-hf|-hfr|--hf-repo|-hff|--hf-file|-dr|--docker-repo|-hfd|-hfrd|--hf-repo-draft|--spec-draft-hf|-md|--model-draft|--spec-draft-model|--[a-z0-9.-]+-(default|spec))$/
+/** The environment variables of those options. */
+const MODEL_SOURCE_ENV = /^LLAMA_ARG_(MODEL_URL|MMPROJ_URL|HF_REPO|HF_FILE|DOCKER_REPO|SPEC_DRAFT_HF_REPO|SPEC_DRAFT_MODEL)$/
+
 /** One `/slots` entry of llama-server. */
 interface SlotState { id: number, is_processing: boolean }
 
@@ -38,7 +65,8 @@ interface SlotState { id: number, is_processing: boolean }
  * one: two runners and the agent never clash; a port taken before llama-server binds it is
  * swapped for another at once). Started once and reused for every request of its model; a crash
  * (exit, failed /health) restarts it with backoff on a new port. While it loads, the load
- * progress llama.cpp prints on stderr (where the build prints it) is the runner's progress.
+ * progress it reports as a router's child (see ROUTER_PORT_ENV), or prints on stderr (where the
+ * build prints it), is the runner's progress.
  */
 export class LlamaServerRunner extends BaseRunner {
   readonly kind = 'llama-server' as const
@@ -80,6 +108,13 @@ export class LlamaServerRunner extends BaseRunner {
     return args
   }
 
+  /** Whether the next launch runs llama-server as a router's child (see ROUTER_PORT_ENV). */
+  get childMode (): boolean {
+    return this.init.routerChild !== false &&
+      !(this.init.extraArgs ?? []).some((a) => MODEL_SOURCE_ARG.test(a)) &&
+      !Object.keys(process.env).some((k) => MODEL_SOURCE_ENV.test(k))
+  }
+
   protected async launch (): Promise<void> {
     const gen = this.currentGeneration
     for (let attempt = 1; ; attempt++) {
@@ -91,10 +126,22 @@ export class LlamaServerRunner extends BaseRunner {
       }
       this._port = port
       this.log.info({ binary: this.init.binary, port, slots: this.slots }, 'starting llama-server')
-      const proc = new RunnerProcess(this.init.binary, this.args(port), this.common.spawn)
+      const progress = (fraction: number): void => { if (this.isCurrent(gen) && this.proc === proc) this.setProgress(fraction) }
+      const io = this.childMode
+        ? {
+            env: ROUTER_PORT_ENV,
+            stdin: { farewell: CHILD_EXIT_COMMAND },
+            // the rest of stdout is log lines, discarded as they are without child mode
+            onStdoutLine: (line: string) => {
+              const fraction = parseChildLoadProgress(line)
+              if (fraction != null) progress(fraction)
+            }
+          }
+        : {}
+      const proc: RunnerProcess = new RunnerProcess(this.init.binary, this.args(port), this.common.spawn, io)
       this.proc = proc
       this.pool = new Pool(this.baseUrl, { connections: this.slots * 2 + 2, pipelining: 1, connect: RUNNER_CONNECT })
-      const dots = new LoadDotsParser((fraction) => { if (this.isCurrent(gen) && this.proc === proc) this.setProgress(fraction) })
+      const dots = new LoadDotsParser(progress)
       const onStderr = (buf: Buffer): void => { dots.push(buf.toString('utf8')) }
       proc.child.stderr?.on('data', onStderr)
       const exited = proc.exited.then((exit) => {

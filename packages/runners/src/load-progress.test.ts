@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { LoadDotsParser } from './load-progress.js'
+import { LoadDotsParser, parseChildLoadProgress } from './load-progress.js'
 
 /**
  * Two stderr samples. The first is written after llama.cpp's default progress callback
@@ -42,5 +42,29 @@ describe('LoadDotsParser', () => {
   it('reports nothing for a build that prints no dots, nor for dots before load_tensors', () => {
     expect(feed(WITHOUT_DOTS, 5)).toEqual([])
     expect(feed('...\nllama_model_loader: loaded meta data\n', 3)).toEqual([])
+  })
+})
+
+describe('parseChildLoadProgress', () => {
+  /** a state line as server_child::notify_to_router (tools/server/server-models.cpp) writes it */
+  const line = (msg: unknown): string => `cmd_child_to_router:state:${JSON.stringify(msg)}`
+
+  it('reads the share of a loading report, across its stages in order', () => {
+    expect(parseChildLoadProgress(line({ state: 'loading', payload: { stages: ['text_model'], current: 'text_model', value: 0.42 } }))).toBe(0.42)
+    expect(parseChildLoadProgress(line({ state: 'loading', payload: { stages: ['text_model', 'mmproj_model'], current: 'text_model', value: 1 } }))).toBe(0.5)
+    expect(parseChildLoadProgress(line({ state: 'loading', payload: { stages: ['text_model', 'mmproj_model'], current: 'mmproj_model', value: 0.5 } }))).toBe(0.75)
+    // a stage not listed: its own share
+    expect(parseChildLoadProgress(line({ state: 'loading', payload: { current: 'text_model', value: 0.3 } }))).toBe(0.3)
+    // bounded to 0..1
+    expect(parseChildLoadProgress(line({ state: 'loading', payload: { stages: ['text_model'], current: 'text_model', value: 7 } }))).toBe(1)
+  })
+
+  it('ignores other states, log lines and malformed reports', () => {
+    expect(parseChildLoadProgress(line({ state: 'ready', payload: { value: 1 } }))).toBeUndefined()
+    expect(parseChildLoadProgress('0.00.031.926 I load_tensors: loading model tensors')).toBeUndefined()
+    expect(parseChildLoadProgress('cmd_child_to_router:state:{"state":"loading","payload":{"value":0.4')).toBeUndefined()
+    expect(parseChildLoadProgress('cmd_child_to_router:state:null')).toBeUndefined()
+    expect(parseChildLoadProgress(line({ state: 'loading', payload: { value: '0.4' } }))).toBeUndefined()
+    expect(parseChildLoadProgress(line({ state: 'loading' }))).toBeUndefined()
   })
 })

@@ -47,7 +47,7 @@ export interface RunnerManagerInit extends SupervisionInit {
   /** Ollama's model store to list in the catalog (see `defaultOllamaStore()`); unset = not scanned */
   ollamaStore?: string
   /** the llama-server binary; unset = the embedded runner (node-llama-cpp) serves GGUF models */
-  llamaServer?: { binary: string, threads?: number, extraArgs?: string[] }
+  llamaServer?: { binary: string, threads?: number, extraArgs?: string[], routerChild?: boolean }
   /** embedded runner options (used when `llamaServer` is unset) */
   embedded?: { threads?: number, gpu?: 'auto' | false }
   /** an rpc-server for shard placements, bound to the mesh-private `host` */
@@ -250,6 +250,7 @@ export class RunnerManager {
         modelName: model.info.name,
         ...(i.llamaServer.threads != null ? { threads: i.llamaServer.threads } : {}),
         ...(i.llamaServer.extraArgs != null ? { extraArgs: i.llamaServer.extraArgs } : {}),
+        ...(i.llamaServer.routerChild != null ? { routerChild: i.llamaServer.routerChild } : {}),
         ...(spec?.rpc != null ? { rpc: spec.rpc } : {}),
         ...(i.startTimeoutMs != null ? { startTimeoutMs: i.startTimeoutMs } : {})
       })

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { connect } from 'node:net'
-import { STDERR_TAIL_CHARS, STDERR_TAIL_LINES, STOP_GRACE_MS } from './constants.js'
+import { STDERR_TAIL_CHARS, STDERR_TAIL_LINES, STDOUT_LINE_MAX_CHARS, STOP_GRACE_MS } from './constants.js'
 
 export interface ExitInfo {
   code: number | null
@@ -22,9 +22,22 @@ export interface SpawnOptions {
   onExit?: (proc: RunnerProcess) => void
 }
 
+/** What a runner's process reads and writes besides stderr. */
+export interface ProcessIo {
+  /** set (a string) or removed (undefined) on top of the agent's environment */
+  env?: Record<string, string | undefined>
+  /**
+   * Keep a pipe to the process's stdin open for its life, for a child that exits on EOF there:
+   * `kill` writes `farewell` (a line) and closes it before signalling. Unset: stdin is /dev/null.
+   */
+  stdin?: { farewell?: string }
+  /** called with each stdout line (a line over STDOUT_LINE_MAX_CHARS is dropped). Unset: stdout is discarded. */
+  onStdoutLine?: (line: string) => void
+}
+
 /**
- * One child process of a runner: spawned detached from stdin, its stderr's last lines kept to
- * explain a failure, its exit observable as a promise.
+ * One child process of a runner: stdin and stdout as `ProcessIo` asks (by default /dev/null and
+ * discarded), its stderr's last lines kept to explain a failure, its exit observable as a promise.
  */
 export class RunnerProcess {
   readonly child: ChildProcess
@@ -35,15 +48,49 @@ export class RunnerProcess {
   /** the stderr line being written (no newline yet), bounded like a line of the tail */
   private partial = ''
   private _exit?: ExitInfo
+  private readonly farewell?: string
 
-  constructor (binary: string, args: string[], opts: SpawnOptions = {}) {
+  constructor (binary: string, args: string[], opts: SpawnOptions = {}, io: ProcessIo = {}) {
     this.binary = binary
     const prefix = opts.parentDeathPrefix ?? []
+    this.farewell = io.stdin?.farewell
+    let env: NodeJS.ProcessEnv | undefined
+    if (io.env != null) {
+      env = { ...process.env }
+      for (const [k, v] of Object.entries(io.env)) {
+        if (v == null) delete env[k]
+        else env[k] = v
+      }
+    }
+    const options = {
+      stdio: [io.stdin != null ? 'pipe' : 'ignore', io.onStdoutLine != null ? 'pipe' : 'ignore', 'pipe'] as Array<'pipe' | 'ignore'>,
+      ...(env != null ? { env } : {})
+    }
     // spawned from the main thread (libuv forks in the calling thread): PR_SET_PDEATHSIG
     // follows the thread that forked, which lives as long as the agent
     this.child = prefix.length > 0
-      ? spawn(prefix[0]!, [...prefix.slice(1), binary, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
-      : spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] })
+      ? spawn(prefix[0]!, [...prefix.slice(1), binary, ...args], options)
+      : spawn(binary, args, options)
+    // a write to a child that has exited fails with EPIPE: its exit is reported by `exited`
+    this.child.stdin?.on('error', () => {})
+    const onLine = io.onStdoutLine
+    if (onLine != null && this.child.stdout != null) {
+      let line = ''
+      let tooLong = false
+      this.child.stdout.on('data', (buf: Buffer) => {
+        const parts = buf.toString('utf8').split('\n')
+        for (let i = 0; i < parts.length; i++) {
+          if (!tooLong) {
+            line += parts[i]
+            if (line.length > STDOUT_LINE_MAX_CHARS) { tooLong = true; line = '' }
+          }
+          if (i === parts.length - 1) break
+          if (!tooLong) onLine(line)
+          line = ''
+          tooLong = false
+        }
+      })
+    }
     const onData = (buf: Buffer): void => {
       const lines = (this.partial + buf.toString('utf8')).split('\n')
       this.partial = (lines.pop() ?? '').slice(-STDERR_TAIL_CHARS)
@@ -106,11 +153,17 @@ export class RunnerProcess {
   }
 
   /**
-   * Ends the process: SIGCONT (a stopped process would hold SIGTERM pending), SIGTERM, then
-   * SIGKILL after `graceMs`. Resolves when it has exited.
+   * Ends the process: the farewell line and the end of its stdin (where it is piped), SIGCONT (a
+   * stopped process would hold SIGTERM pending), SIGTERM, then SIGKILL after `graceMs`. Resolves
+   * when it has exited.
    */
   async kill (graceMs = STOP_GRACE_MS): Promise<void> {
     if (this._exit != null) return
+    const stdin = this.child.stdin
+    if (stdin != null && !stdin.writableEnded) {
+      if (this.farewell != null) stdin.write(`${this.farewell}\n`)
+      stdin.end()
+    }
     try {
       this.child.kill('SIGCONT')
       this.child.kill('SIGTERM')
