@@ -4,30 +4,21 @@
  * a stalled stream (SIGSTOP) aborted with STALLED and the runner restarted, two models on one
  * host on different ports, an rpc-server as a layer holder of a coordinator.
  */
-import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { copyFile, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { LlmeshError } from '@llmesh/protocol'
 import { STREAM_COALESCE_MS } from '@llmesh/kit'
-import { LlamaServerRunner, RpcServerRunner, RunnerManager, readAll, silentLogger, waitFor, type Runner } from './runners-helpers.js'
+import { LlamaServerRunner, RpcServerRunner, RunnerManager, readAll, silentLogger, waitFor, type Runner, processCleanup, QUICK_SUPERVISION } from './runners-helpers.js'
 
 const llamaServer = process.env['LLMESH_TEST_LLAMA_SERVER']!
 const rpcServer = process.env['LLMESH_TEST_RPC_SERVER']!
 const model = process.env['LLMESH_TEST_MODEL']!
 const logger = silentLogger()
-/** fast supervision for tests: restart at once, health every 200 ms */
-const quick = { restart: { minDelayMs: 50, maxDelayMs: 200, jitter: 0 }, healthIntervalMs: 200, healthTimeoutMs: 1000, healthFailures: 2 }
+const quick = QUICK_SUPERVISION
 
-const cleanups: Array<() => Promise<void>> = []
-const pids = new Set<number>()
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn().catch(() => {})
-})
-afterAll(() => {
-  // belt and braces: no process of these tests may outlive them
-  for (const pid of pids) { try { process.kill(pid, 'SIGKILL') } catch {} }
-})
+const { cleanups, pids } = processCleanup()
 
 function track<T extends Runner> (r: T): T {
   cleanups.push(async () => { await r.stop() })

@@ -3,8 +3,8 @@
  * its stdout) is the runner's progress while 'loading' and is gone at 'ready'; the end of its
  * stdin (the agent gone) ends it; a stop is still graceful.
  */
-import { afterAll, afterEach, describe, expect, it } from 'vitest'
-import { LlamaServerRunner, parentDeathPrefix, silentLogger, waitFor, type RunnerInfo, type RunnerProcess } from './runners-helpers.js'
+import { describe, expect, it } from 'vitest'
+import { LlamaServerRunner, parentDeathPrefix, silentLogger, waitFor, type RunnerInfo, type RunnerProcess, processCleanup } from './runners-helpers.js'
 
 const llamaServer = process.env['LLMESH_TEST_LLAMA_SERVER']!
 const model = process.env['LLMESH_TEST_MODEL']!
@@ -12,14 +12,7 @@ const logger = silentLogger()
 /** restarts off: an exit is seen as the failure it is, not hidden by the next start */
 const base = { binary: llamaServer, modelPath: model, modelName: 'tiny', slots: 1, ctxSize: 1024, logger, restart: false as const, healthIntervalMs: 200, healthTimeoutMs: 1000, healthFailures: 2 }
 
-const cleanups: Array<() => Promise<void>> = []
-const pids = new Set<number>()
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn().catch(() => {})
-})
-afterAll(() => {
-  for (const pid of pids) { try { process.kill(pid, 'SIGKILL') } catch {} }
-})
+const { cleanups, pids } = processCleanup()
 
 describe('llama-server load progress', () => {
   it('reports the load progress while loading, from its first to its last sample, and none once ready', async () => {

@@ -4,28 +4,20 @@
  * why, two models started at once get their own ports, a port taken before llama-server binds
  * it is swapped for another.
  */
-import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { copyFile, mkdtemp, rm, truncate } from 'node:fs/promises'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { LlmeshError } from '@llmesh/protocol'
-import { LlamaServerRunner, PortPicker, RunnerManager, readAll, silentLogger, type Runner, type RunnerManagerInit } from './runners-helpers.js'
+import { LlamaServerRunner, PortPicker, RunnerManager, readAll, silentLogger, type Runner, type RunnerManagerInit, processCleanup, QUICK_SUPERVISION } from './runners-helpers.js'
 
 const llamaServer = process.env['LLMESH_TEST_LLAMA_SERVER']!
 const model = process.env['LLMESH_TEST_MODEL']!
 const logger = silentLogger()
-/** fast supervision for tests: restart at once */
-const quick = { restart: { minDelayMs: 50, maxDelayMs: 200, jitter: 0 }, healthIntervalMs: 200, healthTimeoutMs: 1000, healthFailures: 2 }
+const quick = QUICK_SUPERVISION
 
-const cleanups: Array<() => Promise<void>> = []
-const pids = new Set<number>()
-afterEach(async () => {
-  for (const fn of cleanups.splice(0).reverse()) await fn().catch(() => {})
-})
-afterAll(() => {
-  for (const pid of pids) { try { process.kill(pid, 'SIGKILL') } catch {} }
-})
+const { cleanups, pids } = processCleanup()
 
 /** A folder of models: copies of the tiny model under the given names, started on demand. */
 async function onDemand (names: string[], over: Partial<RunnerManagerInit> = {}): Promise<{ manager: RunnerManager, dir: string }> {
