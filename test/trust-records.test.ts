@@ -13,8 +13,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'undici'
 import * as Y from 'yjs'
-import { SYNC_PROTOCOL, stateTopic, type NodeRecord, type UnsignedNodeRecord } from '@llmesh/protocol'
-import { MAX_DOC_BYTES, recordContent } from '@llmesh/state'
+import { SYNC_PROTOCOL, stateTopic, type NodeRecord, type PlacementsEntry, type UnsignedNodeRecord } from '@llmesh/protocol'
+import { MAX_DOC_BYTES, PINS, PLACEMENTS, entryContent, recordContent } from '@llmesh/state'
 import { recordSigner } from '@llmesh/mesh'
 import { LOOPBACK_AGENT_ARGS, createHostilePeer, ensureTinyModel, startAgentProcess, waitFor, type AgentProcess, type HostilePeer, waitForReadyRunner } from '@llmesh/fixtures'
 
@@ -27,6 +27,7 @@ let h: HostilePeer
 const agents: AgentProcess[] = []
 
 interface ViewNode { peerId: string, name: string, connected: boolean, runners: Array<{ model: string, state: string }> }
+interface PlacementView { placements: Array<{ peerId: string, model: string, state: string }>, pins: Array<{ model: string, host?: string }> }
 interface Stats {
   docBytes: number
   rejectedUpdates: Record<string, number>
@@ -195,6 +196,45 @@ describe('a hostile peer against the cluster document of running agents', () => 
     await syncPush(b, await forge(b, (nodes) => { nodes.delete(b.info.peerId) }))
     await waitFor('B rewrites its entry', async () => (await stats(b)).selfRewrites > rewrites, 10_000)
     await waitFor('B\'s entry back in A\'s document', async () => (await fetchDoc(a)).getMap('nodes').has(b.info.peerId), 10_000)
+    await stillServing()
+  }, 60_000)
+
+  it('forged placements and pins stay out of the views: a foreign write is refused or rewritten, a signature of another section does not pass', async () => {
+    const placementsOf = async (x: AgentProcess): Promise<PlacementView> => await getJson<PlacementView>(`${x.info.api}/mesh/view`)
+    await waitFor('B\'s own placement of tiny in A\'s view', async () => (await placementsOf(a)).placements.some((p) => p.peerId === b.info.peerId && p.model === 'tiny'), 10_000)
+    const before = await stats(a)
+    const section = async (x: AgentProcess, name: string, fn: (m: Y.Map<unknown>) => void): Promise<Uint8Array> => {
+      const doc = await fetchDoc(x)
+      const sv = Y.encodeStateVector(doc)
+      fn(doc.getMap(name))
+      return Y.encodeStateAsUpdate(doc, sv)
+    }
+    // B's placements entry rewritten by the hostile peer over gossip (B's signature kept)
+    await gossip(await section(a, PLACEMENTS, (m) => {
+      const own = m.get(b.info.peerId) as PlacementsEntry
+      m.set(b.info.peerId, { ...own, placements: [{ model: 'evil', state: 'ready', reason: 'request', since: 1 }] })
+    }))
+    await waitFor('A refuses the foreign placements write', async () => ((await stats(a)).rejectedUpdates['foreign-entry'] ?? 0) > (before.rejectedUpdates['foreign-entry'] ?? 0), 10_000)
+    // its own pins entry, signed as if it were a node record, and its own placements entry signed as pins
+    const hSign = recordSigner(h.privateKey)
+    const pins = { peerId: h.peerId, pins: [{ model: 'evil-pin', pinned: true, at: Date.now() }], updatedAt: Date.now() }
+    const placements = { peerId: h.peerId, placements: [{ model: 'evil-placed', state: 'ready', reason: 'request', since: 1 }], updatedAt: Date.now() }
+    await gossip(await section(a, PINS, (m) => { m.set(h.peerId, { ...pins, sig: hSign.sign(entryContent('nodes', pins)) }) }))
+    await gossip(await section(a, PLACEMENTS, (m) => { m.set(h.peerId, { ...placements, sig: hSign.sign(entryContent('pins', placements)) }) }))
+    await waitFor('A counts both signatures as bad', async () => ((await stats(a)).invalidRecords['bad-signature'] ?? 0) >= (before.invalidRecords['bad-signature'] ?? 0) + 2, 10_000)
+    // over sync to B: its placements entry replaced; B writes it again
+    const rewrites = (await stats(b)).selfRewrites
+    await syncPush(b, await section(b, PLACEMENTS, (m) => {
+      const own = m.get(b.info.peerId) as PlacementsEntry
+      m.set(b.info.peerId, { ...own, placements: [] })
+    }))
+    await waitFor('B rewrites its placements entry', async () => (await stats(b)).selfRewrites > rewrites, 10_000)
+    for (const x of [a, b]) {
+      await waitFor(`${x.name}'s view: B's placement back, nothing forged`, async () => {
+        const v = await placementsOf(x)
+        return v.placements.some((p) => p.peerId === b.info.peerId && p.model === 'tiny') && !v.placements.some((p) => p.model.startsWith('evil')) && !v.pins.some((p) => p.model.startsWith('evil'))
+      }, 10_000)
+    }
     await stillServing()
   }, 60_000)
 
