@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { nodeRecord } from '@llmesh/testkit'
 import type { NodeRecord, RunnerInfo } from '@llmesh/protocol'
 import type { RankInput, RankResult, TargetMetrics } from './cluster-view.js'
-import { PREFILL_TO_DECODE_SPEED } from './constants.js'
+import { MAX_CACHED_TOKENS, PREFILL_TO_DECODE_SPEED } from './constants.js'
 import { cacheSavingMs } from './performance.js'
 import { estimatePromptTokens } from './prefix-key.js'
 import { rank } from './rank.js'
@@ -130,6 +130,9 @@ describe('the cache saving and the prompt estimate', () => {
     expect(cacheSavingMs(8000, host({ tokensPerSecEwma: 1000 }), priors)).toBeCloseTo(8000 * 1000 / (1000 * PREFILL_TO_DECODE_SPEED))
     expect(cacheSavingMs(8000, undefined, priors)).toBeCloseTo(8000 * 1000 / (50 * PREFILL_TO_DECODE_SPEED))
     expect(cacheSavingMs(undefined, host(), priors)).toBe(0)
+    // a reported prefill slower than decoding, or a cache past MAX_CACHED_TOKENS, counts for no more than they allow
+    expect(cacheSavingMs(8000, host({ tokensPerSecEwma: 1000, prefillTokensPerSecEwma: 1 }), priors)).toBeCloseTo(8000)
+    expect(cacheSavingMs(2 ** 31, host({ tokensPerSecEwma: 1000 }), priors)).toBeCloseTo(MAX_CACHED_TOKENS * 1000 / (1000 * PREFILL_TO_DECODE_SPEED))
   })
 
   it('counts the text of messages and parts, and a raw prompt, at four characters a token', () => {

@@ -411,3 +411,11 @@ export const CACHE_MIN_COST_SHARE = 0.01
  * @default 1
  */
 export const CACHE_MAX_QUEUE_PER_SLOT = 1
+
+/**
+ * Most tokens a host's report of a conversation's cache counts for: above the longest
+ * context of today's models, so an honest report is never cut, and a claim of more cannot buy
+ * a conversation unbounded patience.
+ * @default 1048576
+ */
+export const MAX_CACHED_TOKENS = 2 ** 20

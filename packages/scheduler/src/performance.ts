@@ -1,7 +1,7 @@
 import type { LoadEstimate, TargetMetrics } from './cluster-view.js'
 import {
   BATCH_SLOWDOWN, COLD_START_MS, DEFAULT_LATENCY_MS, DEFAULT_TOKENS_PER_SEC, EXPECTED_OUTPUT_TOKENS, MAX_PRIORITY,
-  MIN_SUCCESS_RATE, PREFILL_TO_DECODE_SPEED, PRIORITY_QUEUE_JUMP, REMOTE_HOP_MS, STALE_PENALTY_MS, VRAM_HEADROOM_BYTES, VRAM_PRESSURE_MS
+  MAX_CACHED_TOKENS, MIN_SUCCESS_RATE, PREFILL_TO_DECODE_SPEED, PRIORITY_QUEUE_JUMP, REMOTE_HOP_MS, STALE_PENALTY_MS, VRAM_HEADROOM_BYTES, VRAM_PRESSURE_MS
 } from './constants.js'
 import { clampPriority } from './strategy.js'
 
@@ -113,16 +113,19 @@ export function speedOf (metrics: TargetMetrics | undefined, priors: Priors, exp
 }
 
 /**
- * What a cache hit saves on a host, ms: the prefill of the tokens it holds, at the host's
- * measured prefill rate, else PREFILL_TO_DECODE_SPEED times its decode rate (measured, else
- * the prior). Subtracted from that host's cost, so a conversation stays where its cache is
- * until waiting there costs more than evaluating its history again elsewhere.
+ * What a cache hit saves on a host, ms: the prefill of the tokens it holds (at most
+ * MAX_CACHED_TOKENS), at the host's measured prefill rate, else PREFILL_TO_DECODE_SPEED times
+ * its decode rate (measured, else the prior), and never slower than its decode rate: a host
+ * cannot make its conversations stick whatever its queue by reporting a slow prefill or a huge
+ * cache. Subtracted from that host's cost, so a conversation stays where its cache is until
+ * waiting there costs more than evaluating its history again elsewhere.
  */
 export function cacheSavingMs (cachedTokens: number | undefined, metrics: TargetMetrics | undefined, priors: Priors, prefillToDecode = PREFILL_TO_DECODE_SPEED): number {
   const tokens = positive(cachedTokens)
   if (tokens == null) return 0
-  const prefill = positive(metrics?.prefillTokensPerSecEwma) ?? (positive(metrics?.tokensPerSecEwma) ?? priors.tokensPerSec) * prefillToDecode
-  return tokens * 1000 / prefill
+  const decode = positive(metrics?.tokensPerSecEwma) ?? priors.tokensPerSec
+  const prefill = Math.max(decode, positive(metrics?.prefillTokensPerSecEwma) ?? decode * prefillToDecode)
+  return Math.min(tokens, MAX_CACHED_TOKENS) * 1000 / prefill
 }
 
 export interface PerformanceScore {
