@@ -5,3 +5,4 @@ export { chooseEvictions, type LocalRunnerUse, type EvictionChoice } from './evi
 export {
   decideReplicas, scaleDown, idleUnload, type ReplicaInput, type ReplicaState, type IdleState, type ReplicaStart
 } from './replicas.js'
+export { planSplit, type SplitPlan, type SplitMember, type SplitOptions } from './split.js'
