@@ -165,8 +165,7 @@ export class Agent implements AgentPort {
       selfPeerId: this._peerId,
       // the models named at start (`--model`) are kept here like pins
       configured: new Set(manager.runners().filter((r) => r.kind === 'llama-server' || r.kind === 'embedded').map((r) => r.model)),
-      view: () => this.placementView(this.components.clock.now()),
-      peers: () => this.dispatchView(this.components.clock.now()).peers,
+      snapshot: () => this.placementSnapshot(this.components.clock.now()),
       clock,
       logger: this.log
     })
@@ -339,10 +338,13 @@ export class Agent implements AgentPort {
     }
   }
 
-  /** The mesh as placement decides on it (which host starts a model, where replicas go). */
-  private placementView (now: number): PlacementView {
+  /** The mesh as placement decides on it (which host starts a model, where replicas go), and the peers' figures. */
+  private placementSnapshot (now: number): { view: PlacementView, peers: readonly ReportingPeer[] } {
     const v = this.dispatchView(now)
-    return { selfPeerId: v.selfPeerId, nodes: v.nodes, placements: v.placements ?? new Map(), pins: v.pins ?? [], reachable: v.reachable }
+    return {
+      view: { selfPeerId: v.selfPeerId, nodes: v.nodes, placements: v.placements ?? new Map(), pins: v.pins ?? [], reachable: v.reachable },
+      peers: v.peers
+    }
   }
 
   /** This host's placements with the steps of their last start. */

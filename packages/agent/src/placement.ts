@@ -1,9 +1,9 @@
 import {
-  LlmeshError, MAX_PLACEMENT_ERROR_CHARS, effectivePins, type Clock, type EffectivePin, type Logger, type Placement,
+  LlmeshError, MAX_PLACEMENT_ERROR_CHARS, effectivePins, type Clock, type EffectivePin, type Logger, type PinsEntry, type Placement,
   type PlacementReason, type Signal, type TimerHandle
 } from '@llmesh/protocol'
 import {
-  chooseEvictions, decideReplicas, footprintBytes, hostModelMemBytes, idleUnload, planCold, scaleDown,
+  chooseEvictions, decideReplicas, footprintBytes, gib, hostModelMemBytes, idleUnload, isPinned, planCold, scaleDown,
   type IdleState, type LocalRunnerUse, type PlacementConfig, type PlacementView, type ReplicaState, type ReportingPeer
 } from '@llmesh/scheduler'
 import type { Runner, RunnerManager } from '@llmesh/runners'
@@ -22,10 +22,11 @@ export interface PlacementsInit {
   selfPeerId: string
   /** models started with the agent (`--model`): kept on this host like pins */
   configured: ReadonlySet<string>
-  /** the mesh for placement decisions, as of now */
-  view: () => PlacementView
-  /** every peer membership knows, with its last metrics, and this host */
-  peers: () => readonly ReportingPeer[]
+  /**
+   * the mesh for placement decisions as of now, and every peer membership knows with its last
+   * metrics (this host included): one snapshot for both
+   */
+  snapshot: () => { view: PlacementView, peers: readonly ReportingPeer[] }
   clock: Clock
   logger: Logger
 }
@@ -39,9 +40,6 @@ export interface EnsureOptions {
   loadAnyway: boolean
   reason: PlacementReason
 }
-
-const GiB = 1024 ** 3
-const gib = (n: number): string => (n / GiB).toFixed(2)
 
 /**
  * This host's side of placement: it starts the models it is asked for (a request routed here
@@ -63,6 +61,8 @@ export class Placements {
   private readonly draining = new Set<string>()
   /** the last start of each model, step by step */
   private readonly timings = new Map<string, StartTimings>()
+  /** the pins in effect, merged once per change of the pins section (routers read them every request) */
+  private pinsMerged?: { from: ReadonlyMap<string, PinsEntry>, pins: EffectivePin[] }
   private replicas: ReplicaState = { pressureSince: new Map() }
   private idle: IdleState = { idleSince: new Map() }
   private timer?: TimerHandle
@@ -200,21 +200,11 @@ export class Placements {
     return used
   }
 
-  private pinnedHere (): Set<string> {
-    const pinned = new Set(this.c.configured)
-    for (const pin of this.effectivePins()) if (pin.host === this.c.selfPeerId) pinned.add(pin.model)
-    // a model pinned anywhere that runs only here is pinned here
-    const elsewhere = new Set<string>()
-    for (const [peer, entry] of this.c.doc.placements()) {
-      if (peer === this.c.selfPeerId) continue
-      for (const p of entry.placements) if (p.state === 'ready' || p.state === 'loading') elsewhere.add(p.model)
-    }
-    for (const pin of this.effectivePins()) if (pin.host == null && !elsewhere.has(pin.model)) pinned.add(pin.model)
-    return pinned
-  }
-
+  /** The pins in effect over the mesh. */
   effectivePins (): EffectivePin[] {
-    return effectivePins(this.c.doc.pins().values())
+    const from = this.c.doc.pins()
+    if (this.pinsMerged?.from !== from) this.pinsMerged = { from, pins: effectivePins(from.values()) }
+    return this.pinsMerged.pins
   }
 
   /**
@@ -227,7 +217,8 @@ export class Placements {
     const budget = this.budget()
     const free = Math.max(0, budget - this.used())
     if (need <= free) return
-    const pinned = this.pinnedHere()
+    // the scheduler's rule: pinned here, started with the agent, or the only live copy of a model pinned anywhere
+    const { view } = this.c.snapshot()
     const uses: LocalRunnerUse[] = []
     for (const p of this.own.values()) {
       if (p.runnerId == null || p.state === 'failed' || p.model === model) continue
@@ -237,7 +228,7 @@ export class Placements {
         footprintBytes: p.footprintBytes ?? 0,
         lastUsedAt: this.c.serving.lastUsedAt(p.runnerId),
         inflight: this.c.serving.inflight(p.runnerId),
-        pinned: pinned.has(p.model)
+        pinned: isPinned(this.c.selfPeerId, p, p, view)
       })
     }
     const choice = chooseEvictions(uses, need, free)
@@ -335,7 +326,7 @@ export class Placements {
   private async reconcile (): Promise<void> {
     const { clock, config, selfPeerId } = this.c
     const now = clock.now()
-    const view = this.c.view()
+    const { view, peers } = this.c.snapshot()
     const farFuture = now + config.evictDrainMs + 24 * 3600_000
     const background = (model: string, reason: PlacementReason): void => {
       if (this.starts.has(model) || !this.has(model)) return
@@ -354,7 +345,7 @@ export class Placements {
       }
     }
     // replicas, and stopping idle ones (and, with idleUnloadMs, idle models): own runners only
-    const input = { view, peers: this.c.peers(), config, now, ctxSize: this.c.ctxSize }
+    const input = { view, peers, config, now, ctxSize: this.c.ctxSize }
     const decision = decideReplicas(input, this.replicas)
     this.replicas = decision.state
     for (const s of decision.start) if (s.peerId === selfPeerId) background(s.model, 'replica')
