@@ -30,10 +30,11 @@ export function failureOf (err: unknown, signal?: Signal): Failure {
 }
 
 const decoder = new TextDecoder()
-const RATE = /"predicted_per_second"\s*:\s*([\d.eE+-]+)/
 const NEEDLE = Buffer.from('predicted_per_second')
 
+/** A number of llama-server's `timings`, by its key. */
 const TIMING = (name: string): RegExp => new RegExp(`"${name}"\\s*:\\s*([\\d.eE+-]+)`)
+const RATE = TIMING('predicted_per_second')
 const CACHE_N = TIMING('cache_n')
 const PROMPT_N = TIMING('prompt_n')
 const PREDICTED_N = TIMING('predicted_n')
@@ -72,9 +73,8 @@ export class TokenRateScanner {
       if (bytes.indexOf(NEEDLE) < 0) return
       text = decoder.decode(chunk)
     }
-    const m = RATE.exec(text)
-    const v = m?.[1] != null ? Number(m[1]) : NaN
-    if (Number.isFinite(v) && v > 0) this.tokensPerSec = v
+    const rate = figure(RATE, text)
+    if (rate != null && rate > 0) this.tokensPerSec = rate
     this.cachedTokens = figure(CACHE_N, text) ?? this.cachedTokens
     this.promptTokens = figure(PROMPT_N, text) ?? this.promptTokens
     this.predictedTokens = figure(PREDICTED_N, text) ?? this.predictedTokens

@@ -196,7 +196,9 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
   const tieBand = tuning.performanceTieBand ?? PERFORMANCE_TIE_BAND
   const maxTieBand = Math.max(tieBand, tuning.performanceMaxTieBand ?? PERFORMANCE_MAX_TIE_BAND)
   const anyFresh = candidates.some((c) => c.fresh)
-  const holder = request.prefixKey != null && request.prefixKey !== '' ? cacheHolder(request.prefixKey, input) : undefined
+  // the conversation's key, when the request has one
+  const conversation = request.prefixKey != null && request.prefixKey !== '' ? request.prefixKey : undefined
+  const holder = conversation != null ? cacheHolder(conversation, input) : undefined
   const byPerformance = (): Scored[] => {
     // hosts with a free loaded slot: bands on a log scale, counted from the best of them (those
     // within the band of the best are equal to it; then the less loaded, the local, the spread
@@ -232,8 +234,8 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
     // finds its cache even when it comes through another entry before any heartbeat says where
     // it went. Spread is by hash, bounded by the free slot (a full host passes the conversation
     // on to the next of its order).
-    const newHomeCandidate = holder == null && request.prefixKey != null && request.prefixKey !== ''
-      ? rendezvousOrder(request.prefixKey, candidates.filter(hasFreeSlot), (c) => c.modelSlots)[0]
+    const newHomeCandidate = holder == null && conversation != null
+      ? rendezvousOrder(conversation, candidates.filter(hasFreeSlot), (c) => c.modelSlots)[0]
       : undefined
     const newHome = newHomeCandidate != null ? scored.find((x) => x.c === newHomeCandidate) : undefined
     if (newHome != null) newHome.reasons.push('cache-home=rendezvous')
@@ -316,7 +318,7 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
       ...(s.c.cold ? ['cold'] : []),
       ...s.c.notes,
       ...(s.c.halfOpen ? ['circuit=half-open'] : []),
-      ...(request.prefixKey != null && request.prefixKey !== '' ? [cacheReason(s.c.peerId, holder, candidates)] : []),
+      ...(conversation != null ? [cacheReason(s.c.peerId, holder, candidates)] : []),
       ...s.reasons
     ],
     ...(s.c.coldStart != null ? { coldStart: s.c.coldStart } : {}),
