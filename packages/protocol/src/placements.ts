@@ -26,12 +26,42 @@ export type PlacementState = typeof PlacementStates[number]
  * - `request`: a request for a model no host ran (cold start)
  * - `pin`: a pin asked for it
  * - `replica`: demand outgrew the hosts that ran it
+ * - `split`: this host holds blocks of a model split across hosts (an rpc-server), for the
+ *   coordinator its `split` names; it serves no requests for the model itself
  */
-export const PlacementReasons = ['config', 'request', 'pin', 'replica'] as const
+export const PlacementReasons = ['config', 'request', 'pin', 'replica', 'split'] as const
 export type PlacementReason = typeof PlacementReasons[number]
 
 /** Longest failure text a placement carries (the runner's last stderr lines included). */
 export const MAX_PLACEMENT_ERROR_CHARS = 2048
+
+/** Most hosts one split placement spans. */
+export const MAX_SPLIT_HOSTS = 16
+
+/** One host of a split placement: the blocks it holds and the memory they take there. */
+export const SplitHostSchema = z.object({
+  peerId,
+  /** transformer blocks on this host */
+  layers: z.number().int().nonnegative().max(1_000_000),
+  /** memory the blocks take there (the coordinator: with the rest of the model and its overhead), bytes */
+  bytes,
+  /** in the coordinator's entry: the loopback address its llama-server reaches this host's rpc-server at (a mesh tunnel) */
+  endpoint: z.string().max(64).optional()
+})
+export type SplitHost = z.infer<typeof SplitHostSchema>
+
+/**
+ * A model split across hosts by block: the coordinator runs llama-server with the rest of the
+ * model and reaches the others' rpc-servers through the mesh. The coordinator's placement
+ * carries the plan; each member's placement (reason `split`) carries a copy, so every host and
+ * `llmesh status` sees who holds what.
+ */
+export const SplitSchema = z.object({
+  coordinator: peerId,
+  /** the coordinator first; blocks sum to the model's */
+  hosts: z.array(SplitHostSchema).min(1).max(MAX_SPLIT_HOSTS)
+})
+export type Split = z.infer<typeof SplitSchema>
 
 export const PlacementSchema = z.object({
   model: modelName,
@@ -45,10 +75,20 @@ export const PlacementSchema = z.object({
   footprintBytes: bytes.optional(),
   /** failed: why, with the runner's last stderr lines */
   error: z.string().max(MAX_PLACEMENT_ERROR_CHARS).optional(),
+  /** a model split across hosts: the plan (in the coordinator's and in each member's placement) */
+  split: SplitSchema.optional(),
   /** when this state began, ms since the epoch (owner's clock) */
   since: time
 })
 export type Placement = z.infer<typeof PlacementSchema>
+
+/**
+ * Whether a placement serves requests for its model on its host: not a split member's (it
+ * holds blocks for a coordinator elsewhere).
+ */
+export function servesRequests (p: Pick<Placement, 'reason'>): boolean {
+  return p.reason !== 'split'
+}
 
 /** Most placements one host carries. */
 export const MAX_PLACEMENTS_PER_HOST = 64

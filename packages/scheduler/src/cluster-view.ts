@@ -156,6 +156,8 @@ export interface RankedTarget {
     footprintBytes: number
     /** what the target has to evict first, bytes (0: it fits) */
     evictBytes: number
+    /** the model fits no single host: the target coordinates a split over these hosts (planSplit), itself first */
+    split?: Array<{ peerId: string, layers: number }>
   }
 }
 

@@ -6,6 +6,7 @@ import { DEFAULT_CTX_SIZE } from './constants.js'
 import { Dispatch, Dispatcher, type DispatchView } from './dispatch/index.js'
 import { footprintBytes } from './placement/footprint.js'
 import { planCold, type PlacementView } from './placement/plan.js'
+import { planSplit } from './placement/split.js'
 import { rank } from './rank.js'
 
 /** Models on demand through rank() and the dispatch machine: warm, loading, cold start, no room. */
@@ -128,5 +129,41 @@ describe('dispatch: cold start and memory', () => {
     const d = (): Dispatch => new Dispatch(new Dispatcher({ random: mulberry32(2) }))
     expect(d().start({ model: 'm' }, view(nodes)).kind).toBe('try')
     expect(d().start({ model: 'm', ctxSize: 2 * DEFAULT_CTX_SIZE }, view(nodes))).toMatchObject({ kind: 'fail', code: 'INSUFFICIENT_MEMORY' })
+  })
+})
+
+describe('rank: a model too big for one host', () => {
+  /** 8 blocks of 1 GiB and 1 GiB outside them: 9 GiB of weights */
+  const B = modelInfo('m', { sizeBytes: 9 * GiB, layers: 8, bytesPerLayer: GiB, otherBytes: GiB, kvBytesPerToken: 8 * 1024 })
+  const nodes = (): NodeRecord[] => [gateway(), host('a', 6 * GiB, [], [B]), host('b', 5 * GiB, [], []), host('c', GiB / 2, [], [])]
+
+  it('targets the coordinator of a split, the same at every entry, with the plan in the route', () => {
+    const ns = nodes()
+    const plan = planSplit('m', placementView({ nodes: ns }))
+    if (!plan.ok) throw new Error(plan.message)
+    expect(plan.members.map((m) => m.peerId)).toEqual(['a', 'b'])
+    for (const self of ['gw', 'b', 'c']) {
+      const r = ok(rank(input({ nodes: ns, self })))
+      expect(r.targets).toHaveLength(1)
+      expect(r.targets[0]).toMatchObject({ peerId: 'a', cold: true, coldStart: { footprintBytes: plan.footprintBytes, evictBytes: 0, split: plan.members.map((m) => ({ peerId: m.peerId, layers: m.layers })) } })
+      expect(r.targets[0]!.reasons).toEqual(expect.arrayContaining(['cold-start', 'split', ...plan.reasons]))
+    }
+  })
+
+  it('waits for the coordinator while it loads; an rpc-server or a member placement never takes the request', () => {
+    const ns = nodes()
+    ns[2] = host('b', 5 * GiB, [{ id: 'b-rpc', kind: 'rpc-server', slots: 0 }], [])
+    const placements = [entry('a', [{ state: 'loading', split: { coordinator: 'a', hosts: [{ peerId: 'a', layers: 4, bytes: 0 }, { peerId: 'b', layers: 4, bytes: 0 }] } }]), entry('b', [{ state: 'ready', reason: 'split', runnerId: 'b-rpc' }])]
+    const r = ok(rank(input({ nodes: ns, placements })))
+    expect(r.targets.map((t) => [t.peerId, t.cold])).toEqual([['a', true]])
+    expect(r.targets[0]!.reasons).toContain('cold: loading')
+  })
+
+  it('answers INSUFFICIENT_MEMORY with the blocks each host could hold when the hosts together are too small', () => {
+    const ns = [gateway(), host('a', 4 * GiB, [], [B]), host('b', 2 * GiB, [], [])]
+    const r = rank(input({ nodes: ns }))
+    if (r.ok) throw new Error('expected a failure')
+    expect(r.code).toBe('INSUFFICIENT_MEMORY')
+    expect(r.message).toMatch(/hold \d+ of 8 blocks: 'a' [\d.]+ GiB free, \d+ blocks; 'b' [\d.]+ GiB free, \d+ blocks/)
   })
 })

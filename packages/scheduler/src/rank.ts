@@ -1,9 +1,10 @@
-import type { NodeRecord, PlacementsEntry, RunnerInfo } from '@llmesh/protocol'
+import { servesRequests, type NodeRecord, type PlacementsEntry, type RunnerInfo } from '@llmesh/protocol'
 import type { LoadEstimate, RankedTarget, RankInput, RankResult, RoundRobinState, SkippedTarget, TargetMetrics } from './cluster-view.js'
 import { AFFINITY_MAX_LOAD, CACHE_MAX_QUEUE_PER_SLOT, CACHE_MIN_COST_SHARE, DEFAULT_PRIORITY, METRICS_STALE_MS, PERFORMANCE_MAX_TIE_BAND, PERFORMANCE_TIE_BAND } from './constants.js'
 import { estimateLoad, isFresh, nonNegative } from './load.js'
 import { cacheSavingMs, performanceScore, priorsOf, speedOf, type PerformanceInit } from './performance.js'
-import { planCold, type ColdPlan } from './placement/plan.js'
+import { planCold, type ColdPlan, type PlacementView } from './placement/plan.js'
+import { planSplit } from './placement/split.js'
 import { rendezvousOrder } from './rendezvous.js'
 import { DEFAULT_STRATEGY, type Strategy } from './strategy.js'
 
@@ -55,10 +56,12 @@ const hasFreeSlot = (c: { cold: boolean, load: LoadEstimate }): boolean => !c.co
 const isReady = (r: RunnerInfo): boolean => r.state === 'ready' || r.state === 'busy'
 const isCold = (r: RunnerInfo): boolean => r.state === 'starting' || r.state === 'loading' || r.state === 'stopped'
 const isLoading = (r: RunnerInfo): boolean => r.state === 'starting' || r.state === 'loading'
+/** a runner that takes requests: not an rpc-server (it holds blocks of a split model for a coordinator) */
+const serves = (r: RunnerInfo): boolean => r.kind !== 'rpc-server'
 
-/** `peerId`'s placement of `model` that is planned or loading, if any */
+/** `peerId`'s placement of `model` that is planned or loading and will take requests, if any */
 function pendingPlacement (placements: ReadonlyMap<string, PlacementsEntry> | undefined, peerId: string, model: string): { runnerId?: string } | undefined {
-  return placements?.get(peerId)?.placements.find((p) => p.model === model && (p.state === 'planned' || p.state === 'loading'))
+  return placements?.get(peerId)?.placements.find((p) => p.model === model && servesRequests(p) && (p.state === 'planned' || p.state === 'loading'))
 }
 
 /**
@@ -77,8 +80,12 @@ function pendingPlacement (placements: ReadonlyMap<string, PlacementsEntry> | un
  * under way instead of starting another. When no reachable host is starting it either,
  * `planCold` names ONE host with the file, the same at every entry that holds the same
  * records (two entries asking at once start it once), and it is the only target, with the
- * reasons 'cold-start' and the plan's; a model that fits nowhere answers INSUFFICIENT_MEMORY
- * (unless `loadAnyway`). Hosts already tried or with an open circuit are left out of the plan.
+ * reasons 'cold-start' and the plan's. A model that fits no single host is split by block
+ * over several (`planSplit`): the target is its coordinator (the host with the file and the most
+ * room), with the reasons 'cold-start', 'split' and the plan's; a model that fits neither way
+ * answers INSUFFICIENT_MEMORY with the figures per host (unless `loadAnyway`, which loads it
+ * whole on planCold's host). Hosts already tried or with an open circuit are left out of the
+ * plan. rpc-server runners and split members' placements never take requests.
  *
  * Every strategy then orders within two groups: hosts with a free slot (as far as this router
  * knows) come before hosts without one, and loaded runners before cold ones, so a router never
@@ -102,7 +109,7 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
   let servedAnywhere = false
   const isReachable = (peerId: string): boolean => peerId === selfPeerId || input.reachable.has(peerId)
   // a ready copy on a reachable host, tried or not: then nothing waits for a load or starts one
-  const warm = input.view.nodes.some((n) => isReachable(n.peerId) && n.runners.some((r) => r.model === request.model && isReady(r)))
+  const warm = input.view.nodes.some((n) => isReachable(n.peerId) && n.runners.some((r) => r.model === request.model && serves(r) && isReady(r)))
   const placements = input.view.placements
   let loadingSomewhere = false
 
@@ -113,9 +120,9 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
     const reachable = isReachable(node.peerId)
     if (reachable) {
       for (const m of node.models) available.add(m.name)
-      for (const r of node.runners) available.add(r.model)
+      for (const r of node.runners) if (serves(r)) available.add(r.model)
     }
-    const runners = node.runners.filter((r) => r.model === request.model)
+    const runners = node.runners.filter((r) => r.model === request.model && serves(r))
     const planned = warm ? undefined : pendingPlacement(placements, node.peerId, request.model)
     if (runners.length === 0 && planned == null) continue
     servedAnywhere = true
@@ -151,7 +158,30 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
   const rr: RoundRobinState = input.roundRobin ?? new Map()
   if (candidates.length === 0 && !warm && !loadingSomewhere) {
     const plan = planColdStart(input, exclude)
-    if (plan.ok) {
+    const split = !plan.ok && plan.code === 'INSUFFICIENT_MEMORY' ? planSplit(request.model, placementView(input), splitOptions(input, exclude)) : undefined
+    if (split?.ok === true) {
+      const node = input.view.nodes.find((n) => n.peerId === split.coordinator)!
+      const metrics = input.view.metrics.get(split.coordinator)
+      const own = nonNegative(input.inflight.get(split.coordinator))
+      candidates.push({
+        peerId: split.coordinator,
+        runnerId: '',
+        local: split.coordinator === selfPeerId,
+        cold: true,
+        halfOpen: input.circuits?.get(split.coordinator) === 'half-open',
+        own,
+        metrics,
+        fresh: isFresh(metrics, input.now, staleMs),
+        load: estimateLoad({ own, metrics, recordSlots: hostSlots(node), now: input.now, staleMs }),
+        modelSlots: 0,
+        notes: ['cold-start', 'split', ...split.reasons],
+        coldStart: { footprintBytes: split.footprintBytes, evictBytes: 0, split: split.members.map((m) => ({ peerId: m.peerId, layers: m.layers })) }
+      })
+    } else if (split?.ok === false && split.code === 'INSUFFICIENT_MEMORY' && split.splittable) {
+      const { code, message, needBytes } = split
+      const largestFreeBytes = Math.max(0, ...split.hosts.map((h) => h.freeBytes))
+      return { ok: false, code, message, ...(needBytes != null ? { needBytes } : {}), largestFreeBytes, available: [...available].sort(), skipped, roundRobin: rr }
+    } else if (plan.ok) {
       const node = input.view.nodes.find((n) => n.peerId === plan.peerId)!
       const metrics = input.view.metrics.get(plan.peerId)
       const own = nonNegative(input.inflight.get(plan.peerId))
@@ -402,19 +432,26 @@ function spreadKeys (nodes: readonly NodeRecord[], selfPeerId: string, model: st
  * open. The pins and placements come from the view (none: nothing pinned or planned).
  */
 function planColdStart (input: RankInput, exclude: ReadonlySet<string>): ColdPlan {
-  const { request } = input
-  const open = [...input.circuits ?? []].filter(([, state]) => state === 'open').map(([peerId]) => peerId)
-  return planCold(request.model, {
+  return planCold(input.request.model, placementView(input), {
+    ...splitOptions(input, exclude),
+    ...(input.request.loadAnyway != null ? { loadAnyway: input.request.loadAnyway } : {})
+  })
+}
+
+function placementView (input: RankInput): PlacementView {
+  return {
     selfPeerId: input.selfPeerId,
     nodes: input.view.nodes,
     placements: input.view.placements ?? new Map(),
     pins: input.view.pins ?? [],
     reachable: input.reachable
-  }, {
-    exclude: [...exclude, ...open],
-    ...(request.loadAnyway != null ? { loadAnyway: request.loadAnyway } : {}),
-    ...(request.ctxSize != null ? { ctxSize: request.ctxSize } : {})
-  })
+  }
+}
+
+/** Hosts tried or with an open circuit left out; the request's context. */
+function splitOptions (input: RankInput, exclude: ReadonlySet<string>): { exclude: string[], ctxSize?: number } {
+  const open = [...input.circuits ?? []].filter(([, state]) => state === 'open').map(([peerId]) => peerId)
+  return { exclude: [...exclude, ...open], ...(input.request.ctxSize != null ? { ctxSize: input.request.ctxSize } : {}) }
 }
 
 /** Slots of all ready runners of a node, whatever their model: they share its GPUs. */

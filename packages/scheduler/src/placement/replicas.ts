@@ -102,7 +102,8 @@ function trackIdle (input: ReplicaInput, prev: ReadonlyMap<string, number>): { s
   const metrics = input.peers.find((p) => p.peerId === view.selfPeerId)?.metrics
   const idleSince = new Map<string, number>()
   for (const r of self?.runners ?? []) {
-    if (!isReady(r)) continue
+    // an rpc-server's blocks go with its coordinator: it stops when the coordinator's placement goes
+    if (!isReady(r) || r.kind === 'rpc-server') continue
     const figures = metrics?.models?.find((m) => m.model === r.model)
     const idle = figures != null
       ? figures.busy <= 0 && figures.queue <= 0

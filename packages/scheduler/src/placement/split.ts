@@ -34,6 +34,8 @@ export type SplitPlan =
     /** every reachable host considered, with its free memory and the layers it could hold */
     hosts: Array<{ peerId: string, name: string, freeBytes: number, layers: number }>
     needBytes?: number
+    /** false: the model's header gives no block sizes (it can only run whole) */
+    splittable: boolean
   }
 
 export interface SplitOptions {
@@ -72,7 +74,7 @@ export function planSplit (model: string, view: PlacementView, opts: SplitOption
   const nodes = view.nodes.filter(usable)
   const withFile = nodes.filter((n) => n.models.some((m) => m.name === model))
   const info: ModelInfo | undefined = withFile[0]?.models.find((m) => m.name === model)
-  if (info == null) return { ok: false, code: 'MODEL_NOT_FOUND', message: `no reachable host has model '${model}'`, hosts: [] }
+  if (info == null) return { ok: false, code: 'MODEL_NOT_FOUND', message: `no reachable host has model '${model}'`, hosts: [], splittable: false }
 
   const fp = footprint(info, ctxSize)
   const free = new Map(nodes.map((n) => [n.peerId, hostRoom(n, view, ctxSize).free]))
@@ -101,7 +103,8 @@ export function planSplit (model: string, view: PlacementView, opts: SplitOption
       code: 'INSUFFICIENT_MEMORY',
       message: `model '${model}' needs ${gib(fp.totalBytes)} GiB and fits no host (the most free with the file, '${nameOf(coordinator.peerId)}', has ${gib(coordinatorFree)} GiB); its GGUF header gives no block sizes, so it cannot be split`,
       hosts: nodes.map((n) => ({ peerId: n.peerId, name: n.name, freeBytes: free.get(n.peerId)!, layers: 0 })),
-      needBytes: fp.totalBytes
+      needBytes: fp.totalBytes,
+      splittable: false
     }
   }
   // per block: its weights and its KV cache; the coordinator also holds the rest and the overhead
@@ -136,7 +139,8 @@ export function planSplit (model: string, view: PlacementView, opts: SplitOption
       code: 'INSUFFICIENT_MEMORY',
       message: `model '${model}' needs ${gib(fp.totalBytes)} GiB (${layers} blocks of ${gib(blockBytes)} GiB with their KV cache, and ${gib(rest)} GiB on the coordinator); the reachable hosts hold ${total} of ${layers} blocks: ${list} (set loadAnyway or x-llmesh-load-anyway: 1 to load it anyway)`,
       hosts,
-      needBytes: fp.totalBytes
+      needBytes: fp.totalBytes,
+      splittable: true
     }
   }
   const shares = proportional(layers, weights, total >= layers ? weights : undefined)
