@@ -117,6 +117,12 @@ export const NodeRecordSchema = z.object({
   /** the agent's local HTTP API, host:port */
   api: z.string().max(256),
   hardware: HardwareSchema,
+  /**
+   * what this host can take in a model split across hosts: `coordinator`, a llama-server that
+   * reaches rpc-servers (it runs llama-server, not the embedded runner); `member`, an
+   * rpc-server holding blocks. Absent: neither (an older peer, or no such binary)
+   */
+  split: z.object({ coordinator: z.boolean(), member: z.boolean() }).optional(),
   models: z.array(ModelInfoSchema).max(1024),
   runners: z.array(RunnerInfoSchema).max(256),
   startedAt: time,

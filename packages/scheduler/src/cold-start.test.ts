@@ -18,6 +18,7 @@ const NOW = 1_000_000
 
 function host (peerId: string, budget: number, runners: Array<Partial<RunnerInfo>> = [], models: ModelInfo[] = [M]): NodeRecord {
   return nodeRecord(peerId, {
+    split: { coordinator: true, member: true },
     hardware: { cpus: 1, memBytes: 2 * budget, platform: 'linux', arch: 'x64', modelMemBytes: budget },
     models,
     runners: runners.map((r) => ({ model: 'm', ...r }))

@@ -14,7 +14,7 @@ const blockBytes = GiB + 1024 * DEFAULT_CTX_SIZE
 const restBytes = 2 * GiB + RUNNER_OVERHEAD_BYTES
 
 function host (peerId: string, budget: number, models: ModelInfo[] = []): NodeRecord {
-  return nodeRecord(peerId, { name: `n-${peerId}`, hardware: { cpus: 1, memBytes: 2 * budget, platform: 'linux', arch: 'x64', modelMemBytes: budget }, models, runners: [] })
+  return nodeRecord(peerId, { name: `n-${peerId}`, split: { coordinator: true, member: true }, hardware: { cpus: 1, memBytes: 2 * budget, platform: 'linux', arch: 'x64', modelMemBytes: budget }, models, runners: [] })
 }
 function view (nodes: NodeRecord[], over: Partial<PlacementView> = {}): PlacementView {
   return { selfPeerId: nodes[0]!.peerId, nodes, placements: new Map(), pins: [], reachable: new Set(nodes.map((n) => n.peerId)), ...over }
@@ -90,5 +90,15 @@ describe('planSplit', () => {
     const flat = big({ bytesPerLayer: undefined })
     const p = planSplit('big', view([host('a', 24 * GiB, [flat]), host('b', 64 * GiB)]))
     expect(p).toMatchObject({ ok: false, code: 'INSUFFICIENT_MEMORY', message: expect.stringMatching(/cannot be split/) })
+  })
+
+  it('gives parts only to hosts that can take them: a coordinator with llama-server, members with rpc-server', () => {
+    const roles = (n: NodeRecord, coordinator: boolean, member: boolean): NodeRecord => ({ ...n, split: { coordinator, member } })
+    const nodes = [roles(host('a', 40 * GiB, [big()]), false, true), host('b', 24 * GiB, [big()]), roles(host('c', 64 * GiB), true, false), host('d', 20 * GiB)]
+    const p = ok(planSplit('big', view(nodes)))
+    expect(p.coordinator).toBe('b')
+    expect(p.members.map((m) => m.peerId)).toEqual(['b', 'a'])
+    const none = planSplit('big', view([roles(host('a', 24 * GiB, [big()]), false, true), host('b', 64 * GiB)]))
+    expect(none).toMatchObject({ ok: false, splittable: false, message: expect.stringMatching(/no host with the file can coordinate/) })
   })
 })

@@ -61,6 +61,7 @@ export interface SplitOptions {
  * - the fewest hosts, taken by free room (largest first) until their capacity in blocks covers
  *   the model; the blocks are then shared in proportion to capacity (largest remainders),
  *   never over a host's capacity.
+ * Only hosts whose record says they can take a part (`split.coordinator`, `split.member`) do.
  * A model that fits one host with the file is planned on that one host alone. When the hosts'
  * capacity does not cover the model, INSUFFICIENT_MEMORY with the figures per host, unless
  * `loadAnyway` (then every reachable host takes a share in proportion to its free room).
@@ -75,6 +76,8 @@ export function planSplit (model: string, view: PlacementView, opts: SplitOption
   const withFile = nodes.filter((n) => n.models.some((m) => m.name === model))
   const info: ModelInfo | undefined = withFile[0]?.models.find((m) => m.name === model)
   if (info == null) return { ok: false, code: 'MODEL_NOT_FOUND', message: `no reachable host has model '${model}'`, hosts: [], splittable: false }
+  // once the model fits no one host, only hosts that can run their part take one
+  const coordinators = withFile.filter((n) => n.split?.coordinator === true)
 
   const fp = footprint(info, ctxSize)
   const free = new Map(nodes.map((n) => [n.peerId, hostRoom(n, view, ctxSize).free]))
@@ -82,13 +85,13 @@ export function planSplit (model: string, view: PlacementView, opts: SplitOption
     const order = rendezvousOrder(model, xs, () => 1).map((n) => n.peerId)
     return [...xs].sort((a, b) => (free.get(b.peerId)! - free.get(a.peerId)!) || order.indexOf(a.peerId) - order.indexOf(b.peerId))
   }
-  const coordinator = byRoom(withFile)[0]!
-  const coordinatorFree = free.get(coordinator.peerId)!
-  if (fp.totalBytes <= coordinatorFree) {
+  const whole = byRoom(withFile)[0]!
+  if (fp.totalBytes <= free.get(whole.peerId)!) {
+    const coordinatorFree = free.get(whole.peerId)!
     return {
       ok: true,
-      coordinator: coordinator.peerId,
-      members: [{ peerId: coordinator.peerId, layers: info.layers ?? 0, bytes: fp.totalBytes, freeBytes: coordinatorFree }],
+      coordinator: whole.peerId,
+      members: [{ peerId: whole.peerId, layers: info.layers ?? 0, bytes: fp.totalBytes, freeBytes: coordinatorFree }],
       footprintBytes: fp.totalBytes,
       reasons: [`fits one host: needs ${gib(fp.totalBytes)} GiB, ${gib(coordinatorFree)} GiB free`]
     }
@@ -97,16 +100,21 @@ export function planSplit (model: string, view: PlacementView, opts: SplitOption
   const layers = info.layers ?? 0
   const perLayer = info.bytesPerLayer
   const nameOf = (id: string): string => nodes.find((n) => n.peerId === id)?.name ?? id
-  if (layers <= 0 || perLayer == null || perLayer <= 0) {
+  if (layers <= 0 || perLayer == null || perLayer <= 0 || coordinators.length === 0) {
+    const why = coordinators.length === 0
+      ? 'no host with the file can coordinate a split (it needs llama-server and an rpc-server binary)'
+      : 'its GGUF header gives no block sizes, so it cannot be split'
     return {
       ok: false,
       code: 'INSUFFICIENT_MEMORY',
-      message: `model '${model}' needs ${gib(fp.totalBytes)} GiB and fits no host (the most free with the file, '${nameOf(coordinator.peerId)}', has ${gib(coordinatorFree)} GiB); its GGUF header gives no block sizes, so it cannot be split`,
+      message: `model '${model}' needs ${gib(fp.totalBytes)} GiB and fits no host (the most free with the file, '${nameOf(whole.peerId)}', has ${gib(free.get(whole.peerId)!)} GiB); ${why}`,
       hosts: nodes.map((n) => ({ peerId: n.peerId, name: n.name, freeBytes: free.get(n.peerId)!, layers: 0 })),
       needBytes: fp.totalBytes,
       splittable: false
     }
   }
+  const coordinator = byRoom(coordinators)[0]!
+  const coordinatorFree = free.get(coordinator.peerId)!
   // per block: its weights and its KV cache; the coordinator also holds the rest and the overhead
   const kvPerLayer = fp.kvBytes / layers
   const blockBytes = perLayer + kvPerLayer
@@ -115,7 +123,7 @@ export function planSplit (model: string, view: PlacementView, opts: SplitOption
     const room = free.get(n.peerId)! - (n.peerId === coordinator.peerId ? rest : RUNNER_OVERHEAD_BYTES)
     return Math.max(0, Math.min(layers, Math.floor(room / blockBytes)))
   }
-  const others = byRoom(nodes.filter((n) => n.peerId !== coordinator.peerId))
+  const others = byRoom(nodes.filter((n) => n.peerId !== coordinator.peerId && n.split?.member === true))
   const chosen: NodeRecord[] = [coordinator]
   let total = capacity(coordinator)
   for (const n of others) {
