@@ -7,7 +7,7 @@ import type { ClusterDoc } from '@llmesh/state'
 import { Mesh, checkPrivateFile, ensurePrivateDir, loadOrCreateKey, peerIdOfKey, recordSigner, recordVerifier, removeStaleTempFiles } from '@llmesh/mesh'
 import type { DispatchView, PlacementView, ReportingPeer } from '@llmesh/scheduler'
 import { RunnerManager, formatPidFile, isRunning, readPidFile, reapRunners, selfStamp, type ProcessStamp, type RunnerDescription } from '@llmesh/runners'
-import { findLlamaServer } from './binaries.js'
+import { findLlamaServer, findRpcServer } from './binaries.js'
 import { ConfigError, type AgentConfig } from './config.js'
 import { ApiKeyStore, apiKeysPath, buildHttpServer, type AgentPort, type MeshView, type LocalPlacement, type ViewNode, type ViewPlacement } from './api/index.js'
 import { Placements } from './placement.js'
@@ -16,7 +16,7 @@ import { LocalForwarder, PeerForwarder } from './forwarders.js'
 import { inferServer } from './infer-server.js'
 import { systemClock } from '@llmesh/kit'
 import { LocalServing, type AdmissionCounters } from './serving.js'
-import { AGENT_INFO_FILE, AGENT_VERSION, DEFAULT_API_HOST, PROGRESS_STEP, SHUTDOWN_FORCE_MS, SNAPSHOT_INTERVAL_MS } from './constants.js'
+import { AGENT_INFO_FILE, AGENT_VERSION, DEFAULT_API_HOST, PROGRESS_STEP, RPC_CACHE_DIR, SHUTDOWN_FORCE_MS, SNAPSHOT_INTERVAL_MS } from './constants.js'
 import { DurableFile, openClusterDoc } from './persist.js'
 import { resolveClusterTrust, type ClusterTrust } from './cluster-trust.js'
 import { isLoopbackHost } from './loopback.js'
@@ -125,6 +125,7 @@ export class Agent implements AgentPort {
     if (llamaServer == null && (config.models.length > 0 || config.modelDirs.length > 0)) {
       this.log.info('no llama-server binary found: models run on the embedded llama.cpp (node-llama-cpp)')
     }
+    const rpcServer = await findRpcServer(config.rpcServer.binary, llamaServer)
     this.manager = new RunnerManager({
       logger: this.log,
       idPrefix: this._peerId.slice(-8),
@@ -139,6 +140,16 @@ export class Agent implements AgentPort {
               ...(config.llamaServer.threads != null ? { threads: config.llamaServer.threads } : {}),
               ...(config.llamaServer.extraArgs.length > 0 ? { extraArgs: config.llamaServer.extraArgs } : {}),
               ...(!config.llamaServer.routerChild ? { routerChild: false } : {})
+            }
+          }
+        : {}),
+      ...(rpcServer != null
+        ? {
+            rpcServer: {
+              binary: rpcServer,
+              cache: config.rpcServer.cache,
+              cacheDir: config.rpcServer.cacheDir ?? join(config.dataDir, RPC_CACHE_DIR),
+              ...(config.rpcServer.threads != null ? { threads: config.rpcServer.threads } : {})
             }
           }
         : {}),
@@ -277,6 +288,7 @@ export class Agent implements AgentPort {
       hardware: this.manager != null
         ? { ...this.manager.hardware(), ...(this.placements != null ? { modelMemBytes: this.placements.budget() } : {}) }
         : { cpus: 0, memBytes: 0, platform: process.platform, arch: process.arch },
+      ...(this.manager != null ? { split: this.manager.splitRoles() } : {}),
       models: this.manager?.models() ?? [],
       // a runner is 'ready' while it serves: the record says "serving", the heartbeats say how busy
       runners: (this.manager?.runners() ?? []).map((r) => r.info()),

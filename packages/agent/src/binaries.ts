@@ -1,5 +1,5 @@
 import { access, constants } from 'node:fs/promises'
-import { delimiter, join } from 'node:path'
+import { delimiter, dirname, join } from 'node:path'
 
 async function executable (path: string): Promise<boolean> {
   try {
@@ -28,6 +28,34 @@ export async function findLlamaServer (configured?: string): Promise<string | un
     if (dir === '') continue
     const candidate = join(dir, 'llama-server')
     if (await executable(candidate)) return candidate
+  }
+  return undefined
+}
+
+/** rpc-server's names: recent llama.cpp builds `ggml-rpc-server`, older ones `rpc-server`. */
+const RPC_SERVER_NAMES = ['ggml-rpc-server', 'rpc-server']
+
+/**
+ * The rpc-server binary to use: the configured one (which must exist), else
+ * $LLMESH_RPC_SERVER, else one beside the llama-server binary (a llama.cpp build puts them
+ * together), else on PATH, else undefined (this host holds no blocks of split models).
+ */
+export async function findRpcServer (configured: string | undefined, llamaServer: string | undefined): Promise<string | undefined> {
+  if (configured != null) {
+    if (!await executable(configured)) throw new Error(`rpc-server binary '${configured}' is not an executable file`)
+    return configured
+  }
+  const fromEnv = process.env['LLMESH_RPC_SERVER']
+  if (fromEnv != null && fromEnv !== '') {
+    if (!await executable(fromEnv)) throw new Error(`LLMESH_RPC_SERVER='${fromEnv}' is not an executable file`)
+    return fromEnv
+  }
+  const dirs = [...(llamaServer != null ? [dirname(llamaServer)] : []), ...(process.env['PATH'] ?? '').split(delimiter).filter((d) => d !== '')]
+  for (const dir of dirs) {
+    for (const name of RPC_SERVER_NAMES) {
+      const candidate = join(dir, name)
+      if (await executable(candidate)) return candidate
+    }
   }
   return undefined
 }

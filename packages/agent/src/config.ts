@@ -5,7 +5,7 @@ import { LlmeshError } from '@llmesh/protocol'
 import { MembershipConfigSchema, P2pConfigSchema, PeerLimitsConfigSchema } from '@llmesh/mesh'
 import { PlacementConfigSchema, QueueConfigSchema, StrategyConfigSchema } from '@llmesh/scheduler'
 import {
-  FirstTokenTimeoutMsSchema, LlamaServerConfigSchema, MlxConfigSchema, ModelEntrySchema, OllamaConfigSchema, StallTimeoutMsSchema
+  FirstTokenTimeoutMsSchema, LlamaServerConfigSchema, MlxConfigSchema, ModelEntrySchema, OllamaConfigSchema, RpcServerConfigSchema, StallTimeoutMsSchema
 } from '@llmesh/runners'
 import {
   API_BODY_LIMIT_BYTES, API_HEADERS_TIMEOUT_MS, API_KEEP_ALIVE_TIMEOUT_MS, API_MAX_CONNECTIONS, API_REQUEST_TIMEOUT_MS,
@@ -155,6 +155,7 @@ export const AgentConfigSchema = z.strictObject({
    * runner (@default 4096), `gpuLayers` (-ngl), `threads` (-t), `extraArgs` (@default []), `routerChild` (@default true)
    */
   llamaServer: LlamaServerConfigSchema,
+  rpcServer: RpcServerConfigSchema,
   /**
    * On SIGTERM, requests in flight get this long to finish; then they end with an error (an SSE
    * client gets an error event) and the agent stops its runners and exits. @default 5000 ms

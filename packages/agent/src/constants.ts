@@ -91,3 +91,18 @@ export const PLACEMENT_RECONCILE_MS = 500
  * which every peer receives. @default 0.1 (ten writes per load at most)
  */
 export const PROGRESS_STEP = 0.1
+
+/** Folder under the data dir where rpc-servers cache the tensors coordinators sent them. */
+export const RPC_CACHE_DIR = 'rpc-cache'
+
+/**
+ * Longest wait of a split's coordinator for its members' rpc-servers to start (their
+ * placements say ready), ms: past it the start fails and says how many did not. @default 60000
+ */
+export const SPLIT_MEMBERS_READY_MS = 60_000
+
+/** How often a coordinator looks at its members' placements while they start, ms. @default 50 */
+export const SPLIT_POLL_MS = 50
+
+/** How long a split that ended keeps its failed placement (with why) in the document, ms. @default 60000 */
+export const SPLIT_FAILED_KEEP_MS = 60_000

@@ -1,9 +1,9 @@
 import {
-  LlmeshError, MAX_PLACEMENT_ERROR_CHARS, effectivePins, type Clock, type EffectivePin, type Logger, type PinsEntry, type Placement,
+  LlmeshError, MAX_PLACEMENT_ERROR_CHARS, effectivePins, servesRequests, type Clock, type EffectivePin, type Logger, type PinsEntry, type Placement,
   type PlacementReason, type Signal, type TimerHandle
 } from '@llmesh/protocol'
 import {
-  chooseEvictions, decideReplicas, footprintBytes, gib, hostModelMemBytes, idleUnload, isPinned, planCold, scaleDown,
+  chooseEvictions, decideReplicas, footprintBytes, gib, hostModelMemBytes, idleUnload, isPinned, planCold, planSplit, scaleDown,
   type IdleState, type LocalRunnerUse, type PlacementConfig, type PlacementView, type ReplicaState, type ReportingPeer
 } from '@llmesh/scheduler'
 import type { Runner, RunnerManager } from '@llmesh/runners'
@@ -11,6 +11,7 @@ import type { ClusterDoc } from '@llmesh/state'
 import type { LocalPlacement, StartTimings } from './api/port.js'
 import type { LocalServing } from './serving.js'
 import { PLACEMENT_RECONCILE_MS, PROGRESS_STEP } from './constants.js'
+import { Splits, type SplitTunnels } from './split.js'
 
 export interface PlacementsInit {
   config: PlacementConfig
@@ -27,6 +28,8 @@ export interface PlacementsInit {
    * metrics (this host included): one snapshot for both
    */
   snapshot: () => { view: PlacementView, peers: readonly ReportingPeer[] }
+  /** the mesh's tunnels to other hosts' rpc-servers; unset: this host splits no model */
+  tunnels?: SplitTunnels
   clock: Clock
   logger: Logger
 }
@@ -68,10 +71,31 @@ export class Placements {
   private timer?: TimerHandle
   private publishQueued = false
   private stopped = false
+  /** models split across hosts, as coordinator or member */
+  readonly splits?: Splits
 
   constructor (init: PlacementsInit) {
     this.c = init
     this.log = init.logger.child({ component: 'placement' })
+    if (init.tunnels != null) {
+      this.splits = new Splits({
+        manager: init.manager,
+        tunnels: init.tunnels,
+        selfPeerId: init.selfPeerId,
+        snapshot: init.snapshot,
+        clock: init.clock,
+        logger: init.logger,
+        own: {
+          get: (model) => this.own.get(model),
+          set: (model, p) => { this.set(model, p) },
+          update: (model, change) => { this.update(model, change) },
+          delete: (model) => { if (this.own.delete(model)) this.publish() },
+          all: () => [...this.own.values()],
+          used: () => this.used(),
+          budget: () => this.budget()
+        }
+      })
+    }
   }
 
   /** Model memory of this host, bytes: what its record publishes and its evictions count against. */
@@ -172,7 +196,15 @@ export class Placements {
       const local = manager.catalogModel(model)
       if (local == null) throw new LlmeshError('MODEL_NOT_FOUND', `no model '${model}' on this host`)
       const need = footprintBytes(local.info, this.c.ctxSize)
-      if (!loadAnyway) await this.makeRoom(model, need)
+      if (!loadAnyway) {
+        try {
+          await this.makeRoom(model, need)
+        } catch (err) {
+          const split = this.splitPlan(model, err)
+          t.plannedAt = clock.now()
+          return await this.splits!.coordinate(model, split, reason, t)
+        }
+      }
       this.set(model, { model, state: 'planned', reason, footprintBytes: need, since: clock.now() })
     }
     t.plannedAt = clock.now()
@@ -191,6 +223,19 @@ export class Placements {
       this.update(model, { state: 'failed', error: e.message.slice(0, MAX_PLACEMENT_ERROR_CHARS) })
       throw err
     }
+  }
+
+  /**
+   * A model that does not fit here whole (`err`, INSUFFICIENT_MEMORY): the split planSplit
+   * makes with this host as its coordinator. Else the error: planSplit's when the hosts
+   * together are too small (the blocks each could hold), `err` when it cannot be split here.
+   */
+  private splitPlan (model: string, err: unknown): Extract<ReturnType<typeof planSplit>, { ok: true }> {
+    if (this.splits == null || !(err instanceof LlmeshError) || err.code !== 'INSUFFICIENT_MEMORY') throw err
+    const plan = planSplit(model, this.c.snapshot().view, { ctxSize: this.c.ctxSize })
+    if (!plan.ok) throw plan.splittable ? new LlmeshError(plan.code, plan.message) : err
+    if (plan.coordinator !== this.c.selfPeerId || plan.members.length < 2) throw err
+    return plan
   }
 
   /** Memory this host's models take now, bytes: its placements that are not failed. */
@@ -221,7 +266,8 @@ export class Placements {
     const { view } = this.c.snapshot()
     const uses: LocalRunnerUse[] = []
     for (const p of this.own.values()) {
-      if (p.runnerId == null || p.state === 'failed' || p.model === model) continue
+      // a split member's blocks go with its coordinator, never by eviction here
+      if (p.runnerId == null || p.state === 'failed' || p.model === model || !servesRequests(p)) continue
       uses.push({
         runnerId: p.runnerId,
         model: p.model,
@@ -311,6 +357,8 @@ export class Placements {
       if (Object.keys(next).length > 0) this.update(r.model, next)
     }
     for (const [model, p] of this.own) {
+      // a split member's placement follows its coordinator's plan, and an ended split says why for a while (Splits)
+      if (p.reason === 'split' || (p.split != null && p.state === 'failed')) continue
       if (!seen.has(model) && p.state !== 'planned' && !this.starts.has(model)) {
         this.own.delete(model)
         this.publish()
@@ -326,6 +374,7 @@ export class Placements {
   private async reconcile (): Promise<void> {
     const { clock, config, selfPeerId } = this.c
     const now = clock.now()
+    this.splits?.reconcile()
     const { view, peers } = this.c.snapshot()
     const farFuture = now + config.evictDrainMs + 24 * 3600_000
     const background = (model: string, reason: PlacementReason): void => {
@@ -342,6 +391,10 @@ export class Placements {
       else if (pin.host == null && !runsAnywhere(view, pin.model)) {
         const plan = planCold(pin.model, view, { ctxSize: this.c.ctxSize })
         if (plan.ok && plan.peerId === selfPeerId) background(pin.model, 'pin')
+        else if (!plan.ok && plan.code === 'INSUFFICIENT_MEMORY' && this.splits != null) {
+          const split = planSplit(pin.model, view, { ctxSize: this.c.ctxSize })
+          if (split.ok && split.coordinator === selfPeerId) background(pin.model, 'pin')
+        }
       }
     }
     // replicas, and stopping idle ones (and, with idleUnloadMs, idle models): own runners only
@@ -417,11 +470,11 @@ const NEVER_ABORTED: Signal = new AbortController().signal
 function runsAnywhere (view: PlacementView, model: string): boolean {
   for (const n of view.nodes) {
     if (n.peerId !== view.selfPeerId && !view.reachable.has(n.peerId)) continue
-    if (n.runners.some((r) => r.model === model && r.state !== 'failed' && r.state !== 'stopped')) return true
+    if (n.runners.some((r) => r.model === model && r.kind !== 'rpc-server' && r.state !== 'failed' && r.state !== 'stopped')) return true
   }
   for (const [peer, e] of view.placements) {
     if (peer !== view.selfPeerId && !view.reachable.has(peer)) continue
-    if (e.placements.some((p) => p.model === model && (p.state === 'planned' || p.state === 'loading' || p.state === 'ready'))) return true
+    if (e.placements.some((p) => p.model === model && servesRequests(p) && (p.state === 'planned' || p.state === 'loading' || p.state === 'ready'))) return true
   }
   return false
 }

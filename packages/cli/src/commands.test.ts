@@ -67,4 +67,23 @@ describe('llmesh status table', () => {
     expect(lines[at + 3]?.split(/\s{2,}/)).toEqual(['broken', 'b', 'failed', 'pin', 'exited with code 1'])
     expect(lines.at(-1)).toBe('pins: broken@b, big@*')
   })
+
+  it('shows a split: the blocks of each host at the coordinator, and a member\'s share', () => {
+    const split = { coordinator: 'a', hosts: [{ host: 'a', layers: 3 }, { host: 'b', layers: 5 }] }
+    const data: StatusData = {
+      via: 'http://127.0.0.1:11435',
+      self: 'p-self',
+      trust: { mode: 'home' },
+      nodes: [],
+      placements: [
+        { model: 'huge', host: 'a', state: 'ready', reason: 'request', split },
+        { model: 'huge', host: 'b', state: 'ready', reason: 'split', split }
+      ],
+      pins: []
+    }
+    const lines = formatStatus(data).split('\n')
+    const at = lines.indexOf('placements:')
+    expect(lines[at + 2]?.split(/\s{2,}/)).toEqual(['huge', 'a', 'ready', 'request', 'split a=3 b=5'])
+    expect(lines[at + 3]?.split(/\s{2,}/)).toEqual(['huge', 'b', 'ready', 'split', 'blocks for a: 5'])
+  })
 })

@@ -109,9 +109,15 @@ export interface StatusData {
   trust: MeshView['trust']
   nodes: StatusRow[]
   /** where models run or load, by host name: state, why, load progress (0..1), failure */
-  placements: Array<{ model: string, host: string, state: string, reason: string, progress?: number, error?: string }>
+  placements: Array<{ model: string, host: string, state: string, reason: string, progress?: number, error?: string, split?: StatusSplit }>
   /** pins in effect, by host name ('*': anywhere) */
   pins: Array<{ model: string, host: string }>
+}
+
+/** A model split across hosts: its coordinator and the blocks each host holds, by host name. */
+export interface StatusSplit {
+  coordinator: string
+  hosts: Array<{ host: string, layers: number }>
 }
 
 /** Finds the agent to ask: --api wins, else the agent.json of the data dir. */
@@ -148,7 +154,8 @@ export async function status (api: string, apiKey?: string): Promise<StatusData>
       state: p.state,
       reason: p.reason,
       ...(p.progress != null ? { progress: p.progress } : {}),
-      ...(p.error != null ? { error: p.error } : {})
+      ...(p.error != null ? { error: p.error } : {}),
+      ...(p.split != null ? { split: { coordinator: nameOf(p.split.coordinator), hosts: p.split.hosts.map((h) => ({ host: nameOf(h.peerId), layers: h.layers })) } } : {})
     })).sort((a, b) => a.model.localeCompare(b.model) || a.host.localeCompare(b.host)),
     pins: (view.pins ?? []).map((p) => ({ model: p.model, host: p.host != null ? nameOf(p.host) : '*' })),
     via: api,
@@ -198,7 +205,8 @@ export function formatStatus (data: StatusData): string {
   if (data.placements.length > 0) {
     const prow = [['MODEL', 'HOST', 'STATE', 'WHY', 'DETAIL']]
     for (const p of data.placements) {
-      const detail = p.state === 'loading' && p.progress != null ? `${Math.round(p.progress * 100)}%` : p.error != null ? p.error.split('\n')[0]! : '-'
+      const blocks = p.split == null ? undefined : p.reason === 'split' ? `blocks for ${p.split.coordinator}: ${p.split.hosts.find((h) => h.host === p.host)?.layers ?? 0}` : `split ${p.split.hosts.map((h) => `${h.host}=${h.layers}`).join(' ')}`
+      const detail = p.state === 'loading' && p.progress != null ? `${Math.round(p.progress * 100)}%` : p.error != null ? p.error.split('\n')[0]! : blocks ?? '-'
       prow.push([p.model, p.host, p.state, p.reason, detail])
     }
     out += `\n\nplacements:\n${table(prow)}`

@@ -52,6 +52,31 @@ export const LlamaServerConfigSchema = z.strictObject({
 export type LlamaServerConfig = z.infer<typeof LlamaServerConfigSchema>
 
 /**
+ * The rpc-server of this host: it holds blocks of models split across hosts, for a coordinator
+ * elsewhere. One per split model, bound to 127.0.0.1 only (it has no authentication): the
+ * coordinator's agent reaches it through the mesh, over an encrypted stream that only
+ * cluster members can open.
+ */
+export const RpcServerConfigSchema = z.strictObject({
+  /**
+   * rpc-server binary. @default $LLMESH_RPC_SERVER, else `ggml-rpc-server` or `rpc-server`
+   * beside the llama-server binary or on PATH, else none: this host holds no blocks of split
+   * models
+   */
+  binary: z.string().min(1).optional(),
+  /**
+   * cache the tensors it receives on local disk (`-c`): a coordinator's next load sends hashes
+   * instead of the weights it already sent. @default true
+   */
+  cache: z.boolean().default(true),
+  /** folder of that cache (rpc-server adds `rpc/`). @default DATA_DIR/rpc-cache */
+  cacheDir: z.string().min(1).optional(),
+  /** CPU threads of each rpc-server (-t); unset leaves rpc-server's default */
+  threads: z.number().int().min(1).max(1024).optional()
+}).prefault({})
+export type RpcServerConfig = z.infer<typeof RpcServerConfigSchema>
+
+/**
  * Adopt an Ollama server already running on this host: `false`, or `{ url }`.
  * @default false; url @default DEFAULT_OLLAMA_URL
  */

@@ -123,3 +123,6 @@ export const LOAD_PROGRESS_STEP = 0.05
 export const PORT_BIND_ATTEMPTS = 3
 /** Time one GPU probe tool (nvidia-smi, ...) may take before it counts as absent. @default 5000 ms */
 export const GPU_PROBE_TIMEOUT_MS = 5000
+
+/** Longest wait for `llama-server --help` when checking it for RPC support, ms. @default 15000 */
+export const RPC_PROBE_TIMEOUT_MS = 15_000

@@ -49,6 +49,6 @@ export { watchStalls, type StallWatchOptions } from './stall.js'
 export { ChatCompletionWriter } from './openai.js'
 export * from './constants.js'
 export {
-  ModelEntrySchema, LlamaServerConfigSchema, OllamaConfigSchema, MlxConfigSchema, StallTimeoutMsSchema, FirstTokenTimeoutMsSchema,
-  type ModelEntry, type LlamaServerConfig, type OllamaConfig, type MlxConfig
+  ModelEntrySchema, LlamaServerConfigSchema, RpcServerConfigSchema, OllamaConfigSchema, MlxConfigSchema, StallTimeoutMsSchema, FirstTokenTimeoutMsSchema,
+  type ModelEntry, type LlamaServerConfig, type RpcServerConfig, type OllamaConfig, type MlxConfig
 } from './config.js'

@@ -19,7 +19,13 @@ export interface LlamaServerInit extends GgufRunnerInit {
    * coordinator of a split model, started once and reused like any runner.
    */
   rpc?: string[]
-  /** further llama-server arguments, appended last (e.g. `--tensor-split`) */
+  /**
+   * with `rpc`: the share of the offloaded blocks each rpc-server holds, in `rpc`'s order
+   * (`--tensor-split`); the blocks not offloaded (`gpuLayers` counts the offloaded ones) stay
+   * on this host
+   */
+  tensorSplit?: number[]
+  /** further llama-server arguments, appended last */
   extraArgs?: string[]
   /**
    * run llama-server as a router's child where its arguments allow (see ROUTER_PORT_ENV): load
@@ -104,6 +110,7 @@ export class LlamaServerRunner extends BaseRunner {
     if (this.init.gpuLayers != null) args.push('-ngl', String(this.init.gpuLayers))
     if (this.init.threads != null) args.push('-t', String(this.init.threads))
     if (this.init.rpc != null && this.init.rpc.length > 0) args.push('--rpc', this.init.rpc.join(','))
+    if (this.init.tensorSplit != null && this.init.tensorSplit.length > 0) args.push('--tensor-split', this.init.tensorSplit.join(','))
     args.push(...(this.init.extraArgs ?? []))
     return args
   }

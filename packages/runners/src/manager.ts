@@ -9,6 +9,7 @@ import { LlamaServerRunner } from './llama-server.js'
 import { MlxRunner } from './mlx.js'
 import { OllamaClient, OllamaRunner, ollamaTagToModelInfo, type OllamaTag } from './ollama.js'
 import { RpcServerRunner } from './rpc-server.js'
+import { supportsRpc } from './rpc-support.js'
 import { parentDeathPrefix, processStartTime, type RunnerPidEntry } from './pid-file.js'
 import { PortPicker } from './port.js'
 import type { RunnerProcess, SpawnOptions } from './process.js'
@@ -25,6 +26,8 @@ export interface ModelSpec {
   gpuLayers?: number
   /** rpc-servers (host:port) holding part of the layers; llama-server only */
   rpc?: string[]
+  /** with `rpc`: each rpc-server's share of the offloaded layers (`--tensor-split`) */
+  tensorSplit?: number[]
 }
 
 /** Supervision settings handed to every runner as they are (see RunnerCommonInit). */
@@ -36,6 +39,11 @@ export interface EnsureOptions {
   signal?: Signal
   /** called once the model's runner exists (before it is ready), e.g. to publish it as loading */
   onRunner?: (runner: Runner) => void
+  /**
+   * a new runner coordinates a split of the model: its rpc-servers, the blocks it offloads to
+   * them (`gpuLayers`) and their shares. llama-server only.
+   */
+  split?: Pick<ModelSpec, 'rpc' | 'tensorSplit' | 'gpuLayers'>
 }
 
 export interface RunnerManagerInit extends SupervisionInit {
@@ -50,8 +58,12 @@ export interface RunnerManagerInit extends SupervisionInit {
   llamaServer?: { binary: string, threads?: number, extraArgs?: string[], routerChild?: boolean }
   /** embedded runner options (used when `llamaServer` is unset) */
   embedded?: { threads?: number, gpu?: 'auto' | false }
-  /** an rpc-server for shard placements, bound to the mesh-private `host` */
-  rpcServer?: { binary: string, host: string, port?: number, threads?: number, cache?: boolean }
+  /**
+   * the rpc-server binary: this host can hold blocks of split models (`ensureRpcServer`), each
+   * in an rpc-server on 127.0.0.1 that the mesh tunnels to. `cache`: tensors cached on disk
+   * under `cacheDir`. unset: it holds none
+   */
+  rpcServer?: { binary: string, threads?: number, cache?: boolean, cacheDir?: string }
   /** adopt an Ollama server on this host. `url` @default http://127.0.0.1:11434 */
   ollama?: { url?: string, slots?: number, refreshMs?: number }
   /** adopt an mlx_lm.server; `model` is the mesh name of the model it was started with */
@@ -122,6 +134,8 @@ export class RunnerManager {
   private readonly unsubscribe = new Map<string, () => void>()
   /** `ensure` loads under way, by model: the one start concurrent callers share */
   private readonly loads = new Map<string, Promise<Runner>>()
+  /** the llama-server binary reaches rpc-servers (probed at start) */
+  private rpcClient = false
   private readonly ports = new PortPicker()
   private readonly listeners = new Set<() => void>()
   private catalog: LocalModel[] = []
@@ -211,15 +225,12 @@ export class RunnerManager {
     for (const m of [...configured, ...scanned]) if (!byName.has(m.info.name)) byName.set(m.info.name, m)
     this.catalog = [...byName.values()]
 
+    if (this.init.llamaServer != null) this.rpcClient = await supportsRpc(this.init.llamaServer.binary)
     if (this.init.probeGpus !== false) {
       this.gpus = await probeGpus(typeof this.init.probeGpus === 'object' ? this.init.probeGpus : {})
     }
 
     for (const [i, model] of configured.entries()) this.add(this.ggufRunner(model, this.init.models?.[i]))
-    if (this.init.rpcServer != null) {
-      const r = this.init.rpcServer
-      this.add(new RpcServerRunner({ ...this.common(this.nextId('rpc', r.host)), ports: this.ports, binary: r.binary, host: r.host, ...(r.port != null ? { port: r.port } : {}), ...(r.threads != null ? { threads: r.threads } : {}), ...(r.cache != null ? { cache: r.cache } : {}), ...(this.init.startTimeoutMs != null ? { startTimeoutMs: this.init.startTimeoutMs } : {}) }))
-    }
     if (this.init.mlx != null) {
       const m = this.init.mlx
       this.add(new MlxRunner({ ...this.common(this.nextId('mlx', m.model)), url: m.url, modelName: m.model, ...(m.upstreamModel != null ? { upstreamModel: m.upstreamModel } : {}), ...(m.slots != null ? { slots: m.slots } : {}) }))
@@ -234,7 +245,7 @@ export class RunnerManager {
     this.emit()
   }
 
-  private ggufRunner (model: LocalModel, spec?: ModelSpec): Runner {
+  private ggufRunner (model: LocalModel, spec?: Omit<ModelSpec, 'path'>): Runner {
     const i = this.init
     const slots = spec?.slots ?? i.slots
     const ctxSize = spec?.ctxSize ?? i.ctxSize
@@ -252,6 +263,7 @@ export class RunnerManager {
         ...(i.llamaServer.extraArgs != null ? { extraArgs: i.llamaServer.extraArgs } : {}),
         ...(i.llamaServer.routerChild != null ? { routerChild: i.llamaServer.routerChild } : {}),
         ...(spec?.rpc != null ? { rpc: spec.rpc } : {}),
+        ...(spec?.tensorSplit != null ? { tensorSplit: spec.tensorSplit } : {}),
         ...(i.startTimeoutMs != null ? { startTimeoutMs: i.startTimeoutMs } : {})
       })
     }
@@ -399,9 +411,10 @@ export class RunnerManager {
       opts.onRunner?.(existing)
       return existing
     }
+    if (opts.split != null && this.init.llamaServer == null) throw new LlmeshError('INVALID_REQUEST', `model '${model}' cannot be split here: this host runs models on the embedded runner, which has no RPC`)
     let load = this.loads.get(model)
     if (load == null) {
-      load = this.load(model, existing).finally(() => { this.loads.delete(model) })
+      load = this.load(model, existing, opts.split).finally(() => { this.loads.delete(model) })
       this.loads.set(model, load)
     }
     // the runner exists once load() has run to its first await: tell this caller then
@@ -411,36 +424,58 @@ export class RunnerManager {
   }
 
   /** One ensure's start: the runner made (or taken) at once, then waited on until it settles. */
-  private async load (model: string, existing: Runner | undefined): Promise<Runner> {
+  private async load (model: string, existing: Runner | undefined, split?: EnsureOptions['split']): Promise<Runner> {
     let runner = existing
     if (runner == null) {
       const local = this.catalogModel(model)
       if (local == null) throw new LlmeshError('MODEL_NOT_FOUND', `no model '${model}' on this host`)
-      runner = this.ggufRunner(local)
+      runner = this.ggufRunner(local, split)
       this.add(runner)
       this.emit()
     }
-    const failed = (r: Runner): LlmeshError => {
-      const d = r.describe()
-      const tail = d.stderrTail != null ? `\n${d.stderrTail}` : ''
-      return new LlmeshError('RUNNER_FAILED', `runner ${r.id} for '${model}' failed: ${d.lastError ?? 'no reason given'}${tail}`)
+    await settled(runner, model)
+    return runner
+  }
+
+  /** What parts of a split model this host can take (see NodeRecord `split`). */
+  splitRoles (): { coordinator: boolean, member: boolean } {
+    return { coordinator: this.rpcClient, member: this.init.rpcServer != null }
+  }
+
+  /**
+   * The rpc-server that holds this host's blocks of the split model `model`, started on first
+   * use (one per model: an rpc-server serves one coordinator connection at a time) on
+   * 127.0.0.1 only: it has no authentication, the mesh tunnels to it. Resolves when it accepts
+   * connections. Concurrent calls share one start.
+   */
+  async ensureRpcServer (model: string): Promise<RpcServerRunner> {
+    const rs = this.init.rpcServer
+    if (rs == null) throw new LlmeshError('INVALID_REQUEST', 'this host has no rpc-server binary: it holds no blocks of split models')
+    if (this.stopped) throw new LlmeshError('NO_CAPACITY', 'the runners of this host are stopping')
+    let runner = this.rpcServerOf(model)
+    if (runner == null) {
+      runner = new RpcServerRunner({
+        ...this.common(this.nextId('rpc', model)),
+        ports: this.ports,
+        binary: rs.binary,
+        host: '127.0.0.1',
+        model,
+        ...(rs.threads != null ? { threads: rs.threads } : {}),
+        ...(rs.cache != null ? { cache: rs.cache } : {}),
+        ...(rs.cacheDir != null ? { cacheDir: rs.cacheDir } : {}),
+        ...(this.init.startTimeoutMs != null ? { startTimeoutMs: this.init.startTimeoutMs } : {})
+      })
+      this.add(runner)
+      this.emit()
     }
-    if (runner.state === 'failed' && runner.describe().gaveUp === true) throw failed(runner)
-    const r = runner
-    await new Promise<void>((resolve, reject) => {
-      const settle = (): boolean => {
-        if (r.state === 'ready') resolve()
-        else if (r.state === 'failed' && r.describe().gaveUp === true) reject(failed(r))
-        else if (r.state === 'stopped') reject(new LlmeshError('RUNNER_FAILED', `runner ${r.id} for '${model}' was stopped while loading`))
-        else return false
-        return true
-      }
-      const off = r.onState(() => { if (settle()) off() })
-      // a first start that fails is retried by the runner itself: the listener sees how it ends
-      if (r.state === 'stopped' || r.state === 'failed') r.start().catch(() => {})
-      if (settle()) off()
-    })
-    return r
+    await settled(runner, model)
+    return runner
+  }
+
+  /** The rpc-server holding blocks of `model` here, if any. */
+  rpcServerOf (model: string): RpcServerRunner | undefined {
+    for (const r of this.map.values()) if (r instanceof RpcServerRunner && r.model === model) return r
+    return undefined
   }
 
   /** Stops runner `id` for good and removes it from this host's runners (onChange hears of it). */
@@ -512,5 +547,31 @@ async function detachable<T> (promise: Promise<T>, signal: Signal | undefined): 
     const onAbort = (): void => { reject(signal.reason) }
     signal.addEventListener('abort', onAbort, { once: true })
     promise.then(resolve, reject).finally(() => { signal.removeEventListener('abort', onAbort) })
+  })
+}
+
+/**
+ * Resolves when `r` is ready (starting it when stopped or failed), rejects with RUNNER_FAILED
+ * (its last error and stderr tail) when it fails for good or is stopped while loading.
+ */
+async function settled (r: Runner, model: string): Promise<void> {
+  const failed = (): LlmeshError => {
+    const d = r.describe()
+    const tail = d.stderrTail != null ? `\n${d.stderrTail}` : ''
+    return new LlmeshError('RUNNER_FAILED', `runner ${r.id} for '${model}' failed: ${d.lastError ?? 'no reason given'}${tail}`)
+  }
+  if (r.state === 'failed' && r.describe().gaveUp === true) throw failed()
+  await new Promise<void>((resolve, reject) => {
+    const settle = (): boolean => {
+      if (r.state === 'ready') resolve()
+      else if (r.state === 'failed' && r.describe().gaveUp === true) reject(failed())
+      else if (r.state === 'stopped') reject(new LlmeshError('RUNNER_FAILED', `runner ${r.id} for '${model}' was stopped while loading`))
+      else return false
+      return true
+    }
+    const off = r.onState(() => { if (settle()) off() })
+    // a first start that fails is retried by the runner itself: the listener sees how it ends
+    if (r.state === 'stopped' || r.state === 'failed') r.start().catch(() => {})
+    if (settle()) off()
   })
 }

@@ -24,6 +24,8 @@ export interface RpcServerInit extends Omit<RunnerCommonInit, 'slots'> {
   threads?: number
   /** `-c`: cache tensors on local disk so a coordinator's reconnect is fast. @default false */
   cache?: boolean
+  /** with `cache`: the folder rpc-server caches under (it adds `rpc/`). @default llama.cpp's (~/.cache/llama.cpp) */
+  cacheDir?: string
   /** `-d`: devices to expose (comma list), undefined = all */
   devices?: string
   /** the placement this server holds layers for; shown as `model`. @default "rpc-server" */
@@ -82,7 +84,7 @@ export class RpcServerRunner extends BaseRunner {
     this.log.info({ binary: this.init.binary, endpoint: this.endpoint }, 'starting rpc-server')
     // stopped while the port was found: spawning now would leave a process nobody stops
     if (!this.isCurrent(gen)) throw new LlmeshError('RUNNER_FAILED', 'rpc-server start was cancelled')
-    const proc = new RunnerProcess(this.init.binary, args, this.common.spawn)
+    const proc = new RunnerProcess(this.init.binary, args, this.common.spawn, this.init.cacheDir != null ? { env: { LLAMA_CACHE: this.init.cacheDir } } : {})
     this.proc = proc
     void proc.exited.then(() => {
       if (this.proc !== proc) return

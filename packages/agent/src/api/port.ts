@@ -51,6 +51,8 @@ export interface StartTimings {
   askedAt: number
   /** room was made (evictions done) and the runner asked for */
   plannedAt?: number
+  /** split models: every member's rpc-server accepts connections */
+  membersReadyAt?: number
   /** the runner exists (its process is being spawned) */
   spawnedAt?: number
   /** the runner answers and loads the weights */
