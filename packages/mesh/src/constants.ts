@@ -222,3 +222,47 @@ export const PEER_HEAD_TIMEOUT_MS = 10_000
  * (`limits.frameGapMs`; InferTimeouts.gapMs). @default 10000 ms
  */
 export const PEER_FRAME_GAP_MS = 10_000
+
+/**
+ * Protocol of the llama.cpp RPC tunnel (rpc-tunnel.ts): a coordinator's llama-server reaches a
+ * member's loopback-only `rpc-server` through a libp2p stream, never a bare TCP port.
+ */
+export const RPC_TUNNEL_PROTOCOL = '/llmesh/rpc/1'
+
+/**
+ * Tunnel streams one peer may hold open to this agent at once, over all its connections; more
+ * are answered BUSY and closed, and counted. A llama-server holds a connection or two per
+ * rpc-server it uses, so this is far above any honest coordinator. @default 16
+ */
+export const MAX_RPC_TUNNEL_STREAMS_PER_PEER = 16
+
+/**
+ * Largest tunnel header (the request `{ model }`, or the reply), bytes, without its length
+ * prefix; a longer one is refused before it is read. @default 4096 bytes
+ */
+export const MAX_RPC_TUNNEL_HEADER_BYTES = 4096
+
+/**
+ * A tunnel stream's header must arrive whole within this long of the stream's opening; a
+ * stream that sends nothing, or a part of a header, is refused and closed. @default 10000 ms
+ */
+export const RPC_TUNNEL_HEADER_TIMEOUT_MS = 10_000
+
+/**
+ * Longest wait for the agent to name (and, when needed, start) the rpc-server a tunnel stream
+ * asks for; longer, and the stream is refused. Starting an rpc-server takes about a second
+ * (device probing); it loads nothing until the coordinator sends tensors. @default 30000 ms
+ */
+export const RPC_TUNNEL_RESOLVE_TIMEOUT_MS = 30_000
+
+/** Longest TCP connect from a member's agent to its loopback rpc-server. @default 5000 ms */
+export const RPC_TUNNEL_CONNECT_TIMEOUT_MS = 5000
+
+/** Longest wait to open a tunnel stream to a member (a dial included). @default 10000 ms */
+export const RPC_TUNNEL_OPEN_TIMEOUT_MS = 10_000
+
+/**
+ * Longest wait of a coordinator for the member's reply header: the member's own bounds (resolve
+ * and connect) and a margin for the round trip. @default 40000 ms
+ */
+export const RPC_TUNNEL_REPLY_TIMEOUT_MS = RPC_TUNNEL_RESOLVE_TIMEOUT_MS + RPC_TUNNEL_CONNECT_TIMEOUT_MS + 5000

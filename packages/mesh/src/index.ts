@@ -21,4 +21,8 @@ export { Heartbeats, type HeartbeatsInit } from './heartbeats.js'
 export { Dialer, redialDelay, type DialerInit } from './dialer.js'
 export { Pruner, type PrunerInit } from './pruner.js'
 export { InferChannel } from './infer.js'
+export {
+  RpcTunnels, RpcTunnelHeaderSchema, RpcTunnelRefusals, RpcTunnelReplySchema,
+  type RpcResolve, type RpcTarget, type RpcTunnelHeader, type RpcTunnelRefusal, type RpcTunnelReply, type RpcTunnelsInit, type Tunnel
+} from './rpc-tunnel.js'
 export { PATCHED_VERSIONS, installedVersion } from './patches.js'

@@ -11,6 +11,7 @@ import type { InferLimits, InferLimitsInit, InferResponse, InferTimeouts } from 
 import { Libp2pTransport, type MdnsInit } from './libp2p-transport.js'
 import type { Member, Membership, MembershipTimings } from './membership.js'
 import { Pruner } from './pruner.js'
+import { RpcTunnels, type RpcTunnelsInit } from './rpc-tunnel.js'
 import { newMeshStats, type MeshStats } from './stats.js'
 import type { Transport } from './transport.js'
 
@@ -56,19 +57,26 @@ export interface MeshInit {
   transport?: Transport
   /** what each peer may hold on inbound `/llmesh/infer/1` streams (see InferLimits). @default InferLimits' defaults */
   inferLimits?: InferLimitsInit
+  /** bounds of the llama.cpp RPC tunnels (see RpcTunnels). @default RpcTunnels' defaults */
+  rpcTunnels?: RpcTunnelsInit
 }
 
 /**
  * The mesh of one agent, composed of parts over one transport: DocSync (the cluster document's
  * gossip and sync), Heartbeats (with Membership), Dialer (connections), Pruner (long-dead
- * peers) and InferChannel (peer-to-peer requests). It carries state; it decides nothing about
- * routing.
+ * peers), InferChannel (peer-to-peer requests) and RpcTunnels (llama.cpp RPC to members'
+ * loopback rpc-servers). It carries state; it decides nothing about routing.
  */
 export class Mesh {
   readonly membership: Membership
   /** per-peer limits of inbound infer streams: pass `{ peer, limits }` to serveInfer */
   readonly inferLimits: InferLimits
   readonly stats: MeshStats
+  /**
+   * llama.cpp RPC over the mesh: `serve` (member) and `listen` (coordinator) once started. A
+   * peer found dead has its tunnel sockets and streams cut (closePeer).
+   */
+  readonly rpc: RpcTunnels
   private readonly transport: Transport
   private readonly docSync: DocSync
   private readonly heartbeats: Heartbeats
@@ -99,6 +107,7 @@ export class Mesh {
     this.inferChannel = new InferChannel(this.transport, clock, log, init.inferLimits)
     this.inferLimits = this.inferChannel.limits
     this.stats = newMeshStats(this.inferLimits.refused)
+    this.rpc = new RpcTunnels(this.transport, log, init.rpcTunnels)
     const { doc } = init
     const shared = { doc, stats: this.stats }
     this.heartbeats = new Heartbeats(this.transport, clock, log, {
@@ -108,7 +117,11 @@ export class Mesh {
       ...(init.heartbeatIntervalMs != null ? { intervalMs: init.heartbeatIntervalMs } : {}),
       ...(init.timings != null ? { timings: init.timings } : {}),
       onUnknownPeer: (peer) => { void this.docSync.sync(peer) },
-      onDead: (peer) => { this.dialer.probe(peer) }
+      onDead: (peer) => {
+        this.dialer.probe(peer)
+        // a coordinator's rpc socket must not hang on a half-dead link: llama-server fails at once
+        this.rpc.closePeer(peer)
+      }
     })
     this.membership = this.heartbeats.membership
     this.docSync = new DocSync(this.transport, clock, log, {
@@ -224,6 +237,7 @@ export class Mesh {
     this.unsubscribeMembers?.()
     this.unsubscribeMembers = undefined
     this.inferChannel.close()
+    await this.rpc.close()
     if (this.started) await this.transport.stop()
   }
 }
