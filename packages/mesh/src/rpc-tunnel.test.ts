@@ -312,6 +312,20 @@ describe('rpc tunnel', () => {
     const data = randomBytes(1024)
     expect(sha(await roundTrip(tunnel.port, data))).toBe(sha(data))
     expect(tunnel.connections).toBe(3)
+    // a closed tunnel cuts its open sockets and listens no more
+    const open = client(tunnel.port)
+    open.write('x')
+    await until(() => echo.open.size === 1)
+    const gone = closed(open)
+    await tunnel.close()
+    await gone
+    const refused = await new Promise<string>((resolve) => {
+      const s = connect({ host: '127.0.0.1', port: tunnel.port })
+      s.on('connect', () => { s.destroy(); resolve('connected') })
+      s.on('error', (err: NodeJS.ErrnoException) => { resolve(err.code ?? 'error') })
+    })
+    expect(refused).toBe('ECONNREFUSED')
+    await until(() => memberRpc.inboundCount() === 0 && echo.open.size === 0)
   })
 
   it('holds a fast sender back while the rpc-server reads nothing, then delivers every byte', async () => {

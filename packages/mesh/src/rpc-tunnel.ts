@@ -136,15 +136,20 @@ export class RpcTunnels {
     if (this.closed) throw new LlmeshError('INTERNAL', 'the rpc tunnels are closed')
     this.resolve = resolve
     if (this.handling) return
-    this.handling = true
     // libp2p's own per-connection bound sits above ours, so a peer over ours hears BUSY rather
-    // than a bare reset; it also bounds the refused streams still closing
-    await this.transport.handleStream(RPC_TUNNEL_PROTOCOL, (stream, peer) => {
-      this.accept(stream, peer).catch((err: unknown) => {
-        this.log.warn({ err, peer }, 'rpc tunnel stream failed')
-        stream.abort(err instanceof Error ? err : new Error(String(err)))
-      })
-    }, { maxStreams: this.maxStreamsPerPeer * 2 })
+    // than a bare reset; it also bounds the streams waiting to hear it
+    this.handling = true
+    try {
+      await this.transport.handleStream(RPC_TUNNEL_PROTOCOL, (stream, peer) => {
+        this.accept(stream, peer).catch((err: unknown) => {
+          this.log.warn({ err, peer }, 'rpc tunnel stream failed')
+          stream.abort(err instanceof Error ? err : new Error(String(err)))
+        })
+      }, { maxStreams: this.maxStreamsPerPeer * 2 })
+    } catch (err) {
+      this.handling = false
+      throw err
+    }
   }
 
   /**
