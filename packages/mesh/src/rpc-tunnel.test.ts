@@ -213,6 +213,31 @@ describe('rpc tunnel', () => {
     expect(remote.lastError?.message).toContain('not a loopback address')
   })
 
+  it('leaves nothing open when the socket goes while the member still decides', async () => {
+    const echo = await echoServer()
+    let decide: (() => void) | undefined
+    const { member, memberRpc, coordinatorRpc } = await pair((port) => async () => {
+      await new Promise<void>((resolve) => { decide = resolve })
+      return { host: '127.0.0.1', port }
+    }, echo)
+    const tunnel = await listen(coordinatorRpc, member.peerId)
+    const s = client(tunnel.port)
+    s.write('hello')
+    await until(() => decide != null && memberRpc.inboundCount() === 1)
+    // (the coordinator reads nothing of a socket before the member's answer, so it sees the
+    // socket's end once the member answers)
+    s.destroy()
+    decide!()
+    await until(() => tunnel.active === 0 && memberRpc.inboundCount() === 0 && echo.open.size === 0)
+    decide = undefined
+    const data = randomBytes(1024)
+    const trip = roundTrip(tunnel.port, data)
+    await until(() => decide != null)
+    decide!()
+    expect(sha(await trip)).toBe(sha(data))
+    expect(tunnel.lastError).toBeUndefined()
+  })
+
   it('refuses a garbage or oversize header with a short error, survives, and still serves a good client after', async () => {
     const echo = await echoServer()
     const { member, coordinatorRpc, memberRpc } = await pair(toLoopback, echo, { headerTimeoutMs: 500 })
@@ -287,6 +312,20 @@ describe('rpc tunnel', () => {
     const data = randomBytes(1024)
     expect(sha(await roundTrip(tunnel.port, data))).toBe(sha(data))
     expect(tunnel.connections).toBe(3)
+    // a closed tunnel cuts its open sockets and listens no more
+    const open = client(tunnel.port)
+    open.write('x')
+    await until(() => echo.open.size === 1)
+    const gone = closed(open)
+    await tunnel.close()
+    await gone
+    const refused = await new Promise<string>((resolve) => {
+      const s = connect({ host: '127.0.0.1', port: tunnel.port })
+      s.on('connect', () => { s.destroy(); resolve('connected') })
+      s.on('error', (err: NodeJS.ErrnoException) => { resolve(err.code ?? 'error') })
+    })
+    expect(refused).toBe('ECONNREFUSED')
+    await until(() => memberRpc.inboundCount() === 0 && echo.open.size === 0)
   })
 
   it('holds a fast sender back while the rpc-server reads nothing, then delivers every byte', async () => {

@@ -136,15 +136,20 @@ export class RpcTunnels {
     if (this.closed) throw new LlmeshError('INTERNAL', 'the rpc tunnels are closed')
     this.resolve = resolve
     if (this.handling) return
-    this.handling = true
     // libp2p's own per-connection bound sits above ours, so a peer over ours hears BUSY rather
-    // than a bare reset; it also bounds the refused streams still closing
-    await this.transport.handleStream(RPC_TUNNEL_PROTOCOL, (stream, peer) => {
-      this.accept(stream, peer).catch((err: unknown) => {
-        this.log.warn({ err, peer }, 'rpc tunnel stream failed')
-        stream.abort(err instanceof Error ? err : new Error(String(err)))
-      })
-    }, { maxStreams: this.maxStreamsPerPeer * 2 })
+    // than a bare reset; it also bounds the streams waiting to hear it
+    this.handling = true
+    try {
+      await this.transport.handleStream(RPC_TUNNEL_PROTOCOL, (stream, peer) => {
+        this.accept(stream, peer).catch((err: unknown) => {
+          this.log.warn({ err, peer }, 'rpc tunnel stream failed')
+          stream.abort(err instanceof Error ? err : new Error(String(err)))
+        })
+      }, { maxStreams: this.maxStreamsPerPeer * 2 })
+    } catch (err) {
+      this.handling = false
+      throw err
+    }
   }
 
   /**
@@ -302,10 +307,13 @@ export class RpcTunnels {
     link.attachSocket(socket)
     socket.on('error', () => {})
     const fail = (err: unknown): void => {
-      const e = toLlmeshError(err, 'PEER_UNREACHABLE')
-      tunnel.lastError = e
-      if (!link.released) this.log.warn({ peer: tunnel.peer, model: tunnel.model, code: e.code, msg: e.message }, 'rpc tunnel socket cut')
-      link.destroy(e)
+      // a link already released was ended here (its socket closed, closePeer, close): no news
+      if (!link.released) {
+        const e = toLlmeshError(err, 'PEER_UNREACHABLE')
+        tunnel.lastError = e
+        this.log.warn({ peer: tunnel.peer, model: tunnel.model, code: e.code, msg: e.message }, 'rpc tunnel socket cut')
+        link.destroy(e)
+      }
     }
     if (this.closed || tunnel.closed) {
       fail(new LlmeshError('PEER_UNREACHABLE', 'the rpc tunnel is closed'))
@@ -423,13 +431,25 @@ class Link {
   }
 
   private settle (): void {
-    const socketDone = this.socket == null || this.socket.destroyed
-    const streamDone = this.stream == null || (this.stream.status !== 'open' && this.stream.status !== 'closing')
-    // a socket closed before its stream was opened: the opening is given up
-    if (socketDone && this.stream == null && this.socket != null) this.ctrl.abort(new LlmeshError('PEER_UNREACHABLE', 'the rpc tunnel socket closed'))
+    const { socket, stream } = this
+    const socketDone = socket == null || socket.destroyed
+    const streamDone = stream == null || (stream.status !== 'open' && stream.status !== 'closing')
+    if (socketDone && socket != null && !streamDone) {
+      if (stream == null) {
+        // closed before its stream was opened: the opening is given up
+        this.ctrl.abort(new LlmeshError('PEER_UNREACHABLE', 'the rpc tunnel socket closed'))
+      } else if (stream.remoteWriteStatus !== 'closed') {
+        // the other side may still send, and nothing would take its bytes
+        stream.abort(new LlmeshError('PEER_UNREACHABLE', 'the rpc tunnel socket closed'))
+        return
+      } else if (stream.writeStatus === 'writable') {
+        // both ways finished on the socket: what it sent still goes out, then the stream ends
+        stream.close().catch((err: unknown) => { stream.abort(err instanceof Error ? err : new Error(String(err))) })
+      }
+    }
     if (socketDone && streamDone) this.release()
-    // a stream gone before its socket: the socket goes too (pipe does it once piping)
-    else if (streamDone && this.stream != null && this.socket != null && this.stream.status !== 'closed') this.socket.destroy()
+    // a stream reset or aborted before its socket closed: the socket goes too
+    else if (streamDone && stream != null && socket != null && stream.status !== 'closed') socket.destroy()
   }
 
   private release (): void {
@@ -492,10 +512,7 @@ function pipe (stream: Stream, socket: Socket, rest: Uint8Array | undefined, cou
     stream.close().catch((err: unknown) => { stream.abort(err instanceof Error ? err : new Error(String(err))) })
   })
   socket.on('error', (err) => { stream.abort(err) })
-  socket.on('close', () => {
-    // the socket is gone while the other side still sends: nothing can take those bytes
-    if (stream.status === 'open' && stream.remoteWriteStatus !== 'closed') cut('the rpc tunnel socket closed')
-  })
+  // (the socket's close: see Link.settle)
 
   if (rest != null && rest.byteLength > 0) deliver(rest)
   stream.addEventListener('message', (evt: StreamMessageEvent) => { deliver(evt.data) })
