@@ -177,6 +177,14 @@ export class Agent implements AgentPort {
       // the models named at start (`--model`) are kept here like pins
       configured: new Set(manager.runners().filter((r) => r.kind === 'llama-server' || r.kind === 'embedded').map((r) => r.model)),
       snapshot: () => this.placementSnapshot(this.components.clock.now()),
+      // the mesh starts below; a split opens tunnels only once requests come
+      tunnels: {
+        listen: async (peer, model) => {
+          if (this.mesh == null) throw new LlmeshError('NO_CAPACITY', 'the agent is not started')
+          return await this.mesh.rpc.listen(peer, model)
+        },
+        closePeer: (peer) => { this.mesh?.rpc.closePeer(peer) }
+      },
       clock,
       logger: this.log
     })
@@ -209,6 +217,8 @@ export class Agent implements AgentPort {
     })
     await this.mesh.start()
     const placements = this.placements
+    // a member's rpc-server is reached only by the coordinator whose signed plan names this host
+    await this.mesh.rpc.serve(async (peer, model) => await placements.resolveTunnel(peer, model))
     const local = new LocalForwarder({ serving: this.serving, runners: placements })
     placements.start()
     this.router = new Router({
@@ -221,6 +231,7 @@ export class Agent implements AgentPort {
         clock
       }),
       defaultStrategy: config.strategy,
+      ctxSize: config.llamaServer.ctxSize,
       logger: this.log.child({ component: 'router' }),
       clock,
       random,

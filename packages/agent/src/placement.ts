@@ -140,6 +140,12 @@ export class Placements {
     return r != null && this.draining.has(r.id) ? undefined : r
   }
 
+  /** Member side of a split's tunnel: the loopback rpc-server `peer` may reach for `model` (see Splits.resolveTunnel). */
+  async resolveTunnel (peer: string, model: string): Promise<{ host: string, port: number }> {
+    if (this.splits == null) throw new LlmeshError('FORBIDDEN', 'this host holds no blocks of split models')
+    return await this.splits.resolveTunnel(peer, model)
+  }
+
   /** Whether this host has `model` on disk (its catalog), so a request for it may start it here. */
   has (model: string): boolean {
     return this.c.manager.catalogModel(model) != null
@@ -429,7 +435,8 @@ export class Placements {
   placements (): LocalPlacement[] {
     return [...this.own.values()].map((p) => {
       const t = this.timings.get(p.model)
-      return t != null ? { ...p, timings: { ...t } } : p
+      const tunnels = this.splits?.traffic(p.model) ?? []
+      return { ...p, ...(t != null ? { timings: { ...t } } : {}), ...(tunnels.length > 0 ? { tunnels } : {}) }
     })
   }
 

@@ -58,6 +58,11 @@ export interface RouterComponents {
   /** the peers' runners */
   remote: Forwarder
   defaultStrategy: Strategy
+  /**
+   * context a cold start or a split is planned for, tokens, when the request names none: this
+   * agent's runners' (the hosts of one mesh usually share a config). @default the scheduler's
+   */
+  ctxSize?: number
   logger: Logger
   clock: Clock
   /** @default Math.random */
@@ -105,7 +110,7 @@ export class Router {
     const { signal } = req
     const { clock, view } = this.c
     const m = new Dispatch(this.d)
-    let action = m.start(req, view.dispatchView(clock.now()))
+    let action = m.start(this.c.ctxSize != null ? { ...req, ctxSize: this.c.ctxSize } : req, view.dispatchView(clock.now()))
     for (;;) {
       if (action.kind === 'wait') {
         await sleep(clock, action.ms, signal)

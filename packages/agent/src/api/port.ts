@@ -63,6 +63,8 @@ export interface StartTimings {
 /** A placement of this host, with its local detail. */
 export interface LocalPlacement extends Placement {
   timings?: StartTimings
+  /** a split coordinated here: the bytes its tunnels carried to and from each member */
+  tunnels?: Array<{ peerId: string, bytesSent: number, bytesReceived: number }>
 }
 
 
