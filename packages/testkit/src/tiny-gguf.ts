@@ -38,6 +38,15 @@ export interface TinyModelOptions {
   nCtx?: number
   /** `general.name`, and the stem of the cached file name. Default "tiny-llama". */
   name?: string
+  /**
+   * Experts per block; 0 is a dense model. Above 0 each block is a Mixtral-style mixture of
+   * experts: a router `ffn_gate_inp` [nEmbd, nExpert] and the experts' `ffn_gate_exps`,
+   * `ffn_up_exps` [nEmbd, nFf, nExpert] and `ffn_down_exps` [nFf, nEmbd, nExpert] (nFf is then
+   * each expert's width) in place of the dense feed-forward tensors. Default 0.
+   */
+  nExpert?: number
+  /** Experts each token is routed to; between 1 and nExpert. Default min(2, nExpert). */
+  nExpertUsed?: number
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -99,12 +108,19 @@ const i32Array = (value: readonly number[]): MetaValue => ({ type: GgufType.ARRA
 // ---------------------------------------------------------------------------------------------
 
 const utf8 = new TextEncoder()
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
 
 /** An append-only little-endian byte buffer that grows as needed. */
 class BinaryWriter {
-  private bytes = new Uint8Array(64 * 1024)
-  private view = new DataView(this.bytes.buffer)
+  private bytes: Uint8Array
+  private view: DataView
   private length = 0
+
+  /** `capacity`: the expected size, so that a large file is not copied as the buffer grows. */
+  constructor (capacity = 64 * 1024) {
+    this.bytes = new Uint8Array(capacity)
+    this.view = new DataView(this.bytes.buffer)
+  }
 
   /** Number of bytes written so far. */
   get offset (): number {
@@ -156,6 +172,19 @@ class BinaryWriter {
 
   bool (v: boolean): void {
     this.u8(v ? 1 : 0)
+  }
+
+  /**
+   * `count` f32 values from `next`, written through a Float32Array view (far faster than one
+   * DataView call each on models of hundreds of megabytes). Little-endian hosts only, as are
+   * those llama.cpp runs on; a big-endian one gets an Error rather than a corrupt file.
+   */
+  f32s (count: number, next: () => number): void {
+    if (!LITTLE_ENDIAN) throw new Error('tiny model: writing tensors needs a little-endian host')
+    const at = this.reserve(count * 4)
+    if (at % 4 !== 0) throw new Error(`tiny model: f32 run at unaligned offset ${at}`)
+    const out = new Float32Array(this.bytes.buffer, at, count)
+    for (let k = 0; k < count; k++) out[k] = next()
   }
 
   raw (data: Uint8Array): void {
@@ -307,6 +336,8 @@ export interface ResolvedTinyModelOptions {
   nFf: number
   nCtx: number
   name: string
+  nExpert: number
+  nExpertUsed: number
 }
 
 const DEFAULTS: ResolvedTinyModelOptions = {
@@ -318,7 +349,12 @@ const DEFAULTS: ResolvedTinyModelOptions = {
   nFf: 128,
   nCtx: 2048,
   name: 'tiny-llama',
+  nExpert: 0,
+  nExpertUsed: 0,
 }
+
+/** llama.cpp's LLAMA_MAX_EXPERTS: a model with more experts per block fails to load. */
+const MAX_EXPERTS = 1024
 
 /** Fills in the defaults and checks the shape (RangeError on a bad option). */
 export function resolveTinyModelOptions (opts: TinyModelOptions): ResolvedTinyModelOptions {
@@ -331,6 +367,8 @@ export function resolveTinyModelOptions (opts: TinyModelOptions): ResolvedTinyMo
     nFf: opts.nFf ?? DEFAULTS.nFf,
     nCtx: opts.nCtx ?? DEFAULTS.nCtx,
     name: opts.name ?? DEFAULTS.name,
+    nExpert: opts.nExpert ?? DEFAULTS.nExpert,
+    nExpertUsed: opts.nExpertUsed ?? Math.min(2, opts.nExpert ?? DEFAULTS.nExpert),
   }
   if (!Number.isInteger(o.seed)) throw new RangeError(`tiny model: seed must be an integer, got ${o.seed}`)
   for (const key of ['nEmbd', 'nLayer', 'nHead', 'nHeadKv', 'nFf', 'nCtx'] as const) {
@@ -338,11 +376,69 @@ export function resolveTinyModelOptions (opts: TinyModelOptions): ResolvedTinyMo
       throw new RangeError(`tiny model: ${key} must be a positive integer, got ${o[key]}`)
     }
   }
+  if (!Number.isInteger(o.nExpert) || o.nExpert < 0 || o.nExpert > MAX_EXPERTS) {
+    throw new RangeError(`tiny model: nExpert must be an integer from 0 to ${MAX_EXPERTS}, got ${o.nExpert}`)
+  }
+  if (o.nExpert === 0 ? o.nExpertUsed !== 0 : !Number.isInteger(o.nExpertUsed) || o.nExpertUsed < 1 || o.nExpertUsed > o.nExpert) {
+    throw new RangeError(`tiny model: nExpertUsed must be an integer from 1 to nExpert (${o.nExpert}), or absent for a dense model, got ${o.nExpertUsed}`)
+  }
   if (o.nEmbd % o.nHead !== 0) throw new RangeError(`tiny model: nHead (${o.nHead}) must divide nEmbd (${o.nEmbd})`)
   if (o.nHead % o.nHeadKv !== 0) throw new RangeError(`tiny model: nHeadKv (${o.nHeadKv}) must divide nHead (${o.nHead})`)
   if (!/^[\w.-]+$/.test(o.name)) throw new RangeError(`tiny model: name must be a plain file stem, got ${JSON.stringify(o.name)}`)
   return o
 }
+
+/** One tensor of a tiny model as the file describes it. */
+export interface TinyModelTensor {
+  name: string
+  /** ggml order: ne0 (the contiguous dimension) first. */
+  dims: number[]
+  /** Data bytes (F32), before alignment padding. */
+  bytes: number
+}
+
+/**
+ * The tensors `writeTinyLlamaGguf` writes for these options, without writing them: what a
+ * planner's test needs to know of the model (bytes per block, per expert) at no cost.
+ */
+export function tinyModelTensors (opts: TinyModelOptions = {}): TinyModelTensor[] {
+  const o = resolveTinyModelOptions(opts)
+  return tensorSpecs(o, buildVocab().tokens.length).map(({ name, dims }) => ({
+    name,
+    dims: [...dims],
+    bytes: dims.reduce((a, b) => a * b, 1) * 4,
+  }))
+}
+
+/**
+ * A mixture-of-experts model as small as the default dense one: 4 blocks of 4 experts, 2 used
+ * per token (about 2 MB). Its own name, so that `ensureTinyModel` caches it apart.
+ */
+export const TINY_MOE_MODEL: Readonly<TinyModelOptions> = Object.freeze({
+  name: 'tiny-moe',
+  nLayer: 4,
+  nExpert: 4,
+  nExpertUsed: 2,
+})
+
+/**
+ * A model for splitting over llama.cpp RPC, shaped so that every block matrix (attention and
+ * feed-forward, 1664 x 1664 F32 = 10.56 MiB) is above the 10 MiB from which an `rpc-server -c`
+ * takes a tensor from its local cache instead of the network (HASH_THRESHOLD in ggml-rpc.cpp);
+ * key/value heads equal the heads for the same reason. 4 blocks of 74 MiB, 315 MB in all, written
+ * in about 7 s. What still crosses the network on every load is the norms and, on the member that
+ * holds the last block, `output.weight` (vocabulary x 1664 F32, 2.5 MB): measured 3.05 MB sent on
+ * a second load of two blocks against 158 MB on the first, 0.60 MB with `-ot ^output\.weight=CPU`.
+ * F32 rather than F16: the same bytes per tensor at half the arithmetic per token on a CPU.
+ */
+export const TINY_SPLIT_MODEL: Readonly<TinyModelOptions> = Object.freeze({
+  name: 'tiny-split',
+  nLayer: 4,
+  nEmbd: 1664,
+  nHead: 16,
+  nHeadKv: 16,
+  nFf: 1664,
+})
 
 function tensorSpecs (o: ResolvedTinyModelOptions, nVocab: number): TensorSpec[] {
   const headDim = o.nEmbd / o.nHead
@@ -359,10 +455,22 @@ function tensorSpecs (o: ResolvedTinyModelOptions, nVocab: number): TensorSpec[]
       { name: `${blk}attn_v.weight`, dims: [o.nEmbd, nEmbdKv], ones: false },
       { name: `${blk}attn_output.weight`, dims: [o.nEmbd, o.nEmbd], ones: false },
       { name: `${blk}ffn_norm.weight`, dims: [o.nEmbd], ones: true },
-      { name: `${blk}ffn_gate.weight`, dims: [o.nEmbd, o.nFf], ones: false },
-      { name: `${blk}ffn_up.weight`, dims: [o.nEmbd, o.nFf], ones: false },
-      { name: `${blk}ffn_down.weight`, dims: [o.nFf, o.nEmbd], ones: false },
     )
+    if (o.nExpert === 0) {
+      specs.push(
+        { name: `${blk}ffn_gate.weight`, dims: [o.nEmbd, o.nFf], ones: false },
+        { name: `${blk}ffn_up.weight`, dims: [o.nEmbd, o.nFf], ones: false },
+        { name: `${blk}ffn_down.weight`, dims: [o.nFf, o.nEmbd], ones: false },
+      )
+    } else {
+      // Mixtral's layout (llama.cpp src/models/llama.cpp): the expert index is the outermost dimension.
+      specs.push(
+        { name: `${blk}ffn_gate_inp.weight`, dims: [o.nEmbd, o.nExpert], ones: false },
+        { name: `${blk}ffn_gate_exps.weight`, dims: [o.nEmbd, o.nFf, o.nExpert], ones: false },
+        { name: `${blk}ffn_up_exps.weight`, dims: [o.nEmbd, o.nFf, o.nExpert], ones: false },
+        { name: `${blk}ffn_down_exps.weight`, dims: [o.nFf, o.nEmbd, o.nExpert], ones: false },
+      )
+    }
   }
   specs.push(
     { name: 'output_norm.weight', dims: [o.nEmbd], ones: true },
@@ -370,6 +478,9 @@ function tensorSpecs (o: ResolvedTinyModelOptions, nVocab: number): TensorSpec[]
   )
   return specs
 }
+
+/** Header bytes reserved up front besides the tensor infos: the vocabulary takes about 8 KiB. */
+const HEADER_ALLOWANCE_BYTES = 64 * 1024
 
 const alignUp = (n: number, alignment: number): number => Math.ceil(n / alignment) * alignment
 
@@ -394,6 +505,9 @@ export function writeTinyLlamaGguf (opts: TinyModelOptions = {}): Uint8Array {
     ['llama.rope.dimension_count', u32(o.nEmbd / o.nHead)],
     ['llama.attention.layer_norm_rms_epsilon', f32(1e-5)],
     ['llama.rope.freq_base', f32(10000)],
+    ...(o.nExpert === 0
+      ? []
+      : [['llama.expert_count', u32(o.nExpert)], ['llama.expert_used_count', u32(o.nExpertUsed)]] satisfies Array<[string, MetaValue]>),
     ['tokenizer.ggml.model', str('llama')],
     ['tokenizer.ggml.tokens', strArray(vocab.tokens)],
     ['tokenizer.ggml.scores', f32Array(vocab.scores)],
@@ -416,7 +530,8 @@ export function writeTinyLlamaGguf (opts: TinyModelOptions = {}): Uint8Array {
     dataSize = alignUp(dataSize + elements * 4, ALIGNMENT)
   }
 
-  const w = new BinaryWriter()
+  // Room for the data plus a generous allowance for the header (vocabulary, tensor infos).
+  const w = new BinaryWriter(dataSize + HEADER_ALLOWANCE_BYTES + specs.length * 128)
 
   // Header.
   w.u32(GGUF_MAGIC)
@@ -447,9 +562,7 @@ export function writeTinyLlamaGguf (opts: TinyModelOptions = {}): Uint8Array {
     const expected = dataStart + (offsets[i] ?? 0)
     if (w.offset !== expected) throw new Error(`tiny model: ${spec.name} at ${w.offset}, expected ${expected}`)
     const elements = spec.dims.reduce((a, b) => a * b, 1)
-    for (let k = 0; k < elements; k++) {
-      w.f32(spec.ones ? 1 : (random() * 2 - 1) * WEIGHT_SCALE)
-    }
+    w.f32s(elements, spec.ones ? () => 1 : () => (random() * 2 - 1) * WEIGHT_SCALE)
     w.pad(ALIGNMENT)
   })
 
