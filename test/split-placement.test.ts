@@ -5,7 +5,9 @@
  * the member's rpc-server, which listens on the member's loopback only, through the mesh; a
  * third host with no room and no file is the entry. Many requests at once use one coordinator;
  * kill -9 of the member's rpc-server, then of a member's agent: the request in flight ends with
- * an error (no hang), the split is planned again and answers. A model the hosts together cannot
+ * an error (no hang), the split is planned again and answers; the last member cut off the
+ * network (silent, not closed): the request in flight ends, the model has no room without it
+ * (507), and answers again once it is back. A model the hosts together cannot
  * hold is answered 507 with the blocks each could take. The network and every process are
  * removed by id, even on failure.
  */
@@ -14,7 +16,7 @@ import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
-  TestNetwork, cleanupStaleTestNetworks, ensureTinyModel, netnsAvailable, netnsUnavailableReason, runLlmesh, startAgentProcess, waitFor,
+  TINY_MOE_MODEL, TestNetwork, cleanupStaleTestNetworks, ensureTinyModel, netnsAvailable, netnsUnavailableReason, runLlmesh, startAgentProcess, waitFor,
   type AgentProcess
 } from '@llmesh/fixtures'
 import { describeModel } from '@llmesh/runners'
@@ -130,19 +132,40 @@ const B = 1 // room for half the blocks: a member
 const D = 2 // the same: the member left when B goes
 const C = 3 // no room, no file: the entry
 
-describe.skipIf(!netnsAvailable())(`split placement across hosts in network namespaces ${netnsAvailable() ? '' : `(skipped: ${netnsUnavailableReason()})`}`, () => {
+const skipped = netnsAvailable() ? '' : ` (skipped: ${netnsUnavailableReason()})`
+
+/** A network of `hosts` namespaces, a cluster key and the models' files in a fresh dir; removed by the returned function. */
+async function setUp (hosts: number, models: Record<string, Parameters<typeof ensureTinyModel>[1]>): Promise<() => Promise<void>> {
+  await cleanupStaleTestNetworks()
+  agents.length = 0
+  net = await TestNetwork.create({ hosts })
+  dir = await mkdtemp(join(tmpdir(), 'llmesh-split-'))
+  await runLlmesh(['keygen', '--out', join(dir, 'cluster.key')])
+  for (const [name, opts] of Object.entries(models)) await copyFile(await ensureTinyModel(undefined, opts), join(dir, `${name}.gguf`))
+  return async () => {
+    await Promise.all(agents.map(async (a) => { await a?.kill() }))
+    await net?.destroy()
+    if (dir != null) await rm(dir, { recursive: true, force: true })
+  }
+}
+
+async function allConnected (hosts: number[]): Promise<void> {
+  for (const i of hosts) {
+    await waitFor(`host ${i} to see ${hosts.length} connected hosts`, async () => {
+      const v = await viewOf(i)
+      return v.nodes.length === hosts.length && v.nodes.every((n) => n.state === 'alive' && n.connected)
+    }, 30_000, 200)
+  }
+}
+
+describe.skipIf(!netnsAvailable())(`split placement of a dense model across hosts in network namespaces${skipped}`, () => {
   let dense: ModelInfo
-  const peer = (i: number): string => agents[i]!.info.peerId
+  let tearDown: (() => Promise<void>) | undefined
+  const peerIds: string[] = []
+  const peer = (i: number): string => peerIds[i]!
 
   beforeAll(async () => {
-    await cleanupStaleTestNetworks()
-    net = await TestNetwork.create({ hosts: HOSTS })
-    dir = await mkdtemp(join(tmpdir(), 'llmesh-split-'))
-    await runLlmesh(['keygen', '--out', join(dir, 'cluster.key')])
-    const densePath = await ensureTinyModel(undefined, { name: 'tiny-split-4', nLayer: 4 })
-    await copyFile(densePath, join(dir, 'dense.gguf'))
-    const hugePath = await ensureTinyModel(undefined, { name: 'tiny-split-16', nLayer: 16 })
-    await copyFile(hugePath, join(dir, 'huge.gguf'))
+    tearDown = await setUp(HOSTS, { dense: { name: 'tiny-4-blocks', nLayer: 4 }, huge: { name: 'tiny-16-blocks', nLayer: 16 } })
     dense = (await describeModel(join(dir, 'dense.gguf'), 'dense')).info
     const s = sizes(dense)
     // two blocks each and half a block to spare: the model (four blocks) fits no one host
@@ -153,19 +176,11 @@ describe.skipIf(!netnsAvailable())(`split placement across hosts in network name
       startHost(D, 'host-d', { placement: { memoryBytes: Math.floor(RUNNER_OVERHEAD_BYTES + 2 * s.block + half) } }, []),
       startHost(C, 'host-c', { placement: { memoryBytes: 1 } }, [])
     ])
-    for (const i of [A, B, D, C]) {
-      await waitFor(`host ${i} to see four connected hosts`, async () => {
-        const v = await viewOf(i)
-        return v.nodes.length === HOSTS && v.nodes.every((n) => n.state === 'alive' && n.connected)
-      }, 30_000, 200)
-    }
+    peerIds.push(...agents.map((a) => a!.info.peerId))
+    await allConnected([A, B, D, C])
   }, 180_000)
 
-  afterAll(async () => {
-    await Promise.all(agents.map(async (a) => { await a?.kill() }))
-    await net?.destroy()
-    if (dir != null) await rm(dir, { recursive: true, force: true })
-  }, 60_000)
+  afterAll(async () => { await tearDown?.() }, 60_000)
 
   /** The dense model's split as host i sees it: the coordinator's placement and its member's. */
   async function splitSeenBy (i: number): Promise<{ coordinator: ViewPlacement, member: ViewPlacement } | undefined> {
@@ -252,11 +267,70 @@ describe.skipIf(!netnsAvailable())(`split placement across hosts in network name
     expect(again.coordinator.split!.hosts.map((h) => h.peerId)).toEqual([peer(A), peer(other)])
   })
 
+  it('a member cut off the network: the request in flight ends (no hang), the model has no room without it, and answers once it is back', async () => {
+    const seen = await waitFor('a ready split', async () => await splitSeenBy(C), 60_000, 200)
+    const member = [B, D].find((i) => peer(i) === seen.member.peerId)!
+    const s = streamLong(C, 'dense')
+    await s.started
+    await net.cut(member)
+    try {
+      // its link is silent, not closed: the mesh finds the member dead and cuts its tunnels
+      const end = await s.ended
+      expect(end.done, end.tail).toBe(false)
+      const r = await waitFor('507 while the member is away', async () => {
+        const x = await chat(C, 'dense')
+        return x.status === 507 ? x : undefined
+      }, 30_000, 500)
+      expect(r.text).toMatch(/hold 2 of 4 blocks/)
+    } finally {
+      await net.heal(member)
+    }
+    const r = await waitFor('an answer once the member is back', async () => {
+      const x = await chat(C, 'dense')
+      return x.status === 200 ? x : undefined
+    }, 60_000, 500)
+    expect(JSON.parse(r.text)).toMatchObject({ object: 'chat.completion' })
+  })
+
   it('answers a model the hosts together cannot hold with 507 and the blocks each host could take', async () => {
     const r = await chat(C, 'huge')
     expect(r.status, r.text).toBe(507)
     const body = JSON.parse(r.text) as { error: { code: string, message: string } }
     expect(body.error.code).toBe('insufficient_memory')
     expect(body.error.message).toMatch(/hold \d+ of 16 blocks: 'host-a' [\d.]+ GiB free, \d+ blocks/)
+  })
+})
+
+describe.skipIf(!netnsAvailable())(`split placement of a mixture-of-experts model${skipped}`, () => {
+  let tearDown: (() => Promise<void>) | undefined
+
+  beforeAll(async () => {
+    tearDown = await setUp(3, { moe: TINY_MOE_MODEL })
+    const moe = (await describeModel(join(dir, 'moe.gguf'), 'moe')).info
+    expect(moe.experts).toBe(TINY_MOE_MODEL.nExpert)
+    const s = sizes(moe)
+    const half = Math.floor(s.block / 2)
+    await startHost(0, 'moe-a', { placement: { memoryBytes: Math.floor(s.rest + 2 * s.block + half) } }, ['moe'])
+    await Promise.all([
+      startHost(1, 'moe-b', { placement: { memoryBytes: Math.floor(RUNNER_OVERHEAD_BYTES + 2 * s.block + half) } }, []),
+      startHost(2, 'moe-c', { placement: { memoryBytes: 1 } }, [])
+    ])
+    await allConnected([0, 1, 2])
+  }, 180_000)
+
+  afterAll(async () => { await tearDown?.() }, 60_000)
+
+  it('plans it across two hosts, every expert of a block on one host, and answers through a third', async () => {
+    const r = await chat(2, 'moe')
+    expect(r.status, r.text).toBe(200)
+    expect(JSON.parse(r.text)).toMatchObject({ object: 'chat.completion', model: 'moe' })
+    expect(r.route).toContain('split')
+    const v = await viewOf(2)
+    const coordinator = v.placements.find((p) => p.model === 'moe' && p.reason !== 'split')
+    expect(coordinator).toMatchObject({ peerId: agents[0]!.info.peerId, state: 'ready' })
+    // blocks are the unit: a block's experts are never shared between hosts
+    expect(coordinator!.split!.hosts.map((h) => [h.peerId, h.layers])).toEqual([[agents[0]!.info.peerId, 2], [agents[1]!.info.peerId, 2]])
+    const member = await waitFor('the member\'s placement', async () => (await viewOf(2)).placements.find((p) => p.model === 'moe' && p.reason === 'split' && p.state === 'ready'))
+    expect(member.peerId).toBe(agents[1]!.info.peerId)
   })
 })

@@ -100,7 +100,8 @@ export class Splits {
     own.set(model, { model, state: 'planned', reason, footprintBytes: self.bytes, split, since: clock.now() })
     this.log.info({ model, hosts: plan.members.map((m) => `${m.peerId.slice(-8)}=${m.layers}`) }, 'splitting model')
     try {
-      const members = plan.members.filter((m) => m.peerId !== selfPeerId)
+      // a member with no block would still hold a connection of llama-server's: left out
+      const members = plan.members.filter((m) => m.peerId !== selfPeerId && m.layers > 0)
       await this.membersReady(model, members.map((m) => m.peerId))
       t.membersReadyAt = clock.now()
       for (const m of members) entry.tunnels.set(m.peerId, await this.c.tunnels.listen(m.peerId, model))
@@ -110,12 +111,10 @@ export class Splits {
       })
       entry.split = { ...split, hosts }
       own.update(model, { split: entry.split })
-      const offloaded = members.reduce((n, m) => n + m.layers, 0)
       const runner = await manager.ensure(model, {
         split: {
           rpc: members.map((m) => `127.0.0.1:${entry.tunnels.get(m.peerId)!.port}`),
-          tensorSplit: members.map((m) => m.layers),
-          gpuLayers: offloaded
+          rpcBlocks: members.map((m) => m.layers)
         },
         onRunner: (r) => {
           entry.runnerId = r.id

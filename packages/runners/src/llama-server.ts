@@ -20,11 +20,10 @@ export interface LlamaServerInit extends GgufRunnerInit {
    */
   rpc?: string[]
   /**
-   * with `rpc`: the share of the offloaded blocks each rpc-server holds, in `rpc`'s order
-   * (`--tensor-split`); the blocks not offloaded (`gpuLayers` counts the offloaded ones) stay
-   * on this host
+   * with `rpc`: the blocks each rpc-server holds, in `rpc`'s order; the model's other blocks
+   * stay on this host's CPU, and so does the output head (planSplit counts it there)
    */
-  tensorSplit?: number[]
+  rpcBlocks?: number[]
   /** further llama-server arguments, appended last */
   extraArgs?: string[]
   /**
@@ -109,8 +108,10 @@ export class LlamaServerRunner extends BaseRunner {
     ]
     if (this.init.gpuLayers != null) args.push('-ngl', String(this.init.gpuLayers))
     if (this.init.threads != null) args.push('-t', String(this.init.threads))
-    if (this.init.rpc != null && this.init.rpc.length > 0) args.push('--rpc', this.init.rpc.join(','))
-    if (this.init.tensorSplit != null && this.init.tensorSplit.length > 0) args.push('--tensor-split', this.init.tensorSplit.join(','))
+    if (this.init.rpc != null && this.init.rpc.length > 0) {
+      args.push('--rpc', this.init.rpc.join(','))
+      if (this.init.rpcBlocks != null) args.push(...splitArgs(this.init.rpcBlocks))
+    }
     args.push(...(this.init.extraArgs ?? []))
     return args
   }
@@ -134,9 +135,11 @@ export class LlamaServerRunner extends BaseRunner {
       this._port = port
       this.log.info({ binary: this.init.binary, port, slots: this.slots }, 'starting llama-server')
       const progress = (fraction: number): void => { if (this.isCurrent(gen) && this.proc === proc) this.setProgress(fraction) }
+      // a coordinator whose rpc-server is gone aborts: without a backtrace (ggml runs gdb for it, seconds)
+      const env = this.init.rpc != null && this.init.rpc.length > 0 ? { GGML_NO_BACKTRACE: '1' } : {}
       const io = this.childMode
         ? {
-            env: ROUTER_PORT_ENV,
+            env: { ...ROUTER_PORT_ENV, ...env },
             stdin: { farewell: CHILD_EXIT_COMMAND },
             // the rest of stdout is log lines, discarded as they are without child mode
             onStdoutLine: (line: string) => {
@@ -144,7 +147,7 @@ export class LlamaServerRunner extends BaseRunner {
               if (fraction != null) progress(fraction)
             }
           }
-        : {}
+        : { env }
       const proc: RunnerProcess = new RunnerProcess(this.init.binary, this.args(port), this.common.spawn, io)
       this.proc = proc
       this.pool = new Pool(this.baseUrl, { connections: this.slots * 2 + 2, pipelining: 1, connect: RUNNER_CONNECT })
@@ -284,4 +287,18 @@ export function parsePrometheus (text: string): Record<string, number> {
     if (!Number.isNaN(value)) out[m[1]] = value
   }
   return out
+}
+
+/**
+ * llama-server flags that put `blocks[i]` blocks on the i-th rpc-server and the rest on this
+ * host's CPU (llama.cpp at de3ff815, read from its log): `-ngl` counts the model's blocks and
+ * its output as one more unit, and offloads the LAST ones, over the devices in `--rpc` order
+ * by `--tensor-split`; so the last share takes one more for the output, which `-ot` then keeps
+ * on the CPU (as planned). `-fit off`: with the split given, fitting changes nothing but makes a
+ * dry load with extra RPC connections.
+ */
+export function splitArgs (blocks: readonly number[]): string[] {
+  const shares = blocks.map((b, i) => i === blocks.length - 1 ? b + 1 : b)
+  const offloaded = blocks.reduce((n, b) => n + b, 0) + 1
+  return ['-ngl', String(offloaded), '--tensor-split', shares.join(','), '-ot', '^output\\.weight=CPU', '-fit', 'off']
 }

@@ -26,8 +26,8 @@ export interface ModelSpec {
   gpuLayers?: number
   /** rpc-servers (host:port) holding part of the layers; llama-server only */
   rpc?: string[]
-  /** with `rpc`: each rpc-server's share of the offloaded layers (`--tensor-split`) */
-  tensorSplit?: number[]
+  /** with `rpc`: the blocks each rpc-server holds (the rest stay here) */
+  rpcBlocks?: number[]
 }
 
 /** Supervision settings handed to every runner as they are (see RunnerCommonInit). */
@@ -40,10 +40,10 @@ export interface EnsureOptions {
   /** called once the model's runner exists (before it is ready), e.g. to publish it as loading */
   onRunner?: (runner: Runner) => void
   /**
-   * a new runner coordinates a split of the model: its rpc-servers, the blocks it offloads to
-   * them (`gpuLayers`) and their shares. llama-server only.
+   * a new runner coordinates a split of the model: its rpc-servers and the blocks each holds.
+   * llama-server only.
    */
-  split?: Pick<ModelSpec, 'rpc' | 'tensorSplit' | 'gpuLayers'>
+  split?: Required<Pick<ModelSpec, 'rpc' | 'rpcBlocks'>>
 }
 
 export interface RunnerManagerInit extends SupervisionInit {
@@ -249,7 +249,8 @@ export class RunnerManager {
     const i = this.init
     const slots = spec?.slots ?? i.slots
     const ctxSize = spec?.ctxSize ?? i.ctxSize
-    const gpuLayers = spec?.gpuLayers ?? i.gpuLayers
+    // a split coordinator offloads exactly its members' blocks (splitArgs)
+    const gpuLayers = spec?.rpcBlocks != null ? undefined : spec?.gpuLayers ?? i.gpuLayers
     const opt = { ...(slots != null ? { slots } : {}), ...(ctxSize != null ? { ctxSize } : {}), ...(gpuLayers != null ? { gpuLayers } : {}) }
     if (i.llamaServer != null) {
       return new LlamaServerRunner({
@@ -263,7 +264,7 @@ export class RunnerManager {
         ...(i.llamaServer.extraArgs != null ? { extraArgs: i.llamaServer.extraArgs } : {}),
         ...(i.llamaServer.routerChild != null ? { routerChild: i.llamaServer.routerChild } : {}),
         ...(spec?.rpc != null ? { rpc: spec.rpc } : {}),
-        ...(spec?.tensorSplit != null ? { tensorSplit: spec.tensorSplit } : {}),
+        ...(spec?.rpcBlocks != null ? { rpcBlocks: spec.rpcBlocks } : {}),
         ...(i.startTimeoutMs != null ? { startTimeoutMs: i.startTimeoutMs } : {})
       })
     }
