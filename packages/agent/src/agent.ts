@@ -444,6 +444,8 @@ export class Agent implements AgentPort {
       rejectedUpdates: Object.fromEntries(this.doc?.rejected ?? []),
       invalidRecords: Object.fromEntries(this.doc?.stats.invalidRecords ?? []),
       selfRewrites: this.doc?.stats.selfRewrites ?? 0,
+      // llama.cpp RPC tunnel streams refused, by reason
+      rpcRefused: { ...this.mesh?.rpc.refused },
       keptAfterForeignChange: this.doc?.stats.keptAfterForeignChange ?? 0,
       pendingDropped: this.doc?.stats.pendingDropped ?? 0
     }
