@@ -16,6 +16,7 @@ import { LocalForwarder, PeerForwarder } from './forwarders.js'
 import { inferServer } from './infer-server.js'
 import { systemClock } from '@llmesh/kit'
 import { LocalServing, type AdmissionCounters } from './serving.js'
+import { RequestEvents } from './request-events.js'
 import { AGENT_INFO_FILE, AGENT_VERSION, DEFAULT_API_HOST, PROGRESS_STEP, RPC_CACHE_DIR, SHUTDOWN_FORCE_MS, SNAPSHOT_INTERVAL_MS } from './constants.js'
 import { DurableFile, openClusterDoc } from './persist.js'
 import { resolveClusterTrust, type ClusterTrust } from './cluster-trust.js'
@@ -69,6 +70,8 @@ export class Agent implements AgentPort {
   private drained?: () => void
   /** the API keys (hashes) of the data dir, re-read when the file changes */
   readonly apiKeys: ApiKeyStore
+  /** every request taken on this agent's API, once it ended (the dashboard, the metrics) */
+  readonly requests: RequestEvents
 
   /** `components` replaces the system clock or Math.random (tests) */
   constructor (config: Readonly<AgentConfig>, logger: Logger, components: Partial<Pick<Components, 'clock' | 'random'>> = {}) {
@@ -76,6 +79,7 @@ export class Agent implements AgentPort {
     this.log = logger
     this.components = { clock: components.clock ?? systemClock, random: components.random ?? Math.random, logger }
     this.startedAt = this.components.clock.now()
+    this.requests = new RequestEvents({ clock: this.components.clock, self: () => this._peerId, defaultStrategy: config.strategy })
     this.files = {
       snapshot: new DurableFile(join(config.dataDir, 'cluster.snapshot')),
       info: new DurableFile(join(config.dataDir, AGENT_INFO_FILE)),
@@ -471,8 +475,9 @@ export class Agent implements AgentPort {
    * every host is busy) and returns the target's response stream once its first chunk is in.
    */
   async infer (req: DispatchRequest): Promise<RoutedResponse> {
-    if (this.router == null) throw new LlmeshError('NO_CAPACITY', 'the agent is not started')
-    return await this.router.dispatch(req)
+    const router = this.router
+    if (router == null) throw new LlmeshError('NO_CAPACITY', 'the agent is not started')
+    return await this.requests.observe(req, async (r) => await router.dispatch(r))
   }
 
   /** Admission counters per local runner (peaks included), for `GET /admin/admission`. */

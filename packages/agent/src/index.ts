@@ -5,6 +5,7 @@ export { AGENT_INFO_FILE, AGENT_VERSION, API_KEYS_RECHECK_MS, DEFAULT_API_HOST, 
 export { Router, type RouterComponents, type DispatchRequest, type DispatchViewSource, type RoutedTarget } from './router.js'
 export { LocalForwarder, PeerForwarder, type Forwarder, type ForwardTarget, type ForwardOptions, type Forwarded } from './forwarders.js'
 export { LocalServing, type ServeOptions, type AdmissionCounters } from './serving.js'
+export { RequestEvents, type RequestEvent, type RequestListener } from './request-events.js'
 export { CLUSTER_KEY_FILE, isLoopbackAddr, keyId, resolveClusterTrust, type ClusterTrust, type TrustMode } from './cluster-trust.js'
 export { CLUSTER_KEY_BYTES, formatClusterKey, newClusterKey, parseClusterKey, writeFileExclusive } from '@llmesh/mesh'
 export { DurableFile, openClusterDoc } from './persist.js'
