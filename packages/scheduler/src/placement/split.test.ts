@@ -100,5 +100,7 @@ describe('planSplit', () => {
     expect(p.members.map((m) => m.peerId)).toEqual(['b', 'a'])
     const none = planSplit('big', view([roles(host('a', 24 * GiB, [big()]), false, true), host('b', 64 * GiB)]))
     expect(none).toMatchObject({ ok: false, splittable: false, message: expect.stringMatching(/no host with the file can coordinate/) })
+    // alone, a host has no one to split with: the whole-model figures say more
+    expect(planSplit('big', view([host('a', 24 * GiB, [big()])]))).toMatchObject({ ok: false, code: 'INSUFFICIENT_MEMORY', splittable: false })
   })
 })

@@ -34,7 +34,11 @@ export type SplitPlan =
     /** every reachable host considered, with its free memory and the layers it could hold */
     hosts: Array<{ peerId: string, name: string, freeBytes: number, layers: number }>
     needBytes?: number
-    /** false: the model's header gives no block sizes (it can only run whole) */
+    /**
+     * false: the model can only run whole here (its header gives no block sizes, no host with
+     * the file can coordinate, or no other host can take blocks); the caller's whole-model
+     * figures say more then
+     */
     splittable: boolean
   }
 
@@ -148,7 +152,7 @@ export function planSplit (model: string, view: PlacementView, opts: SplitOption
       message: `model '${model}' needs ${gib(fp.totalBytes)} GiB (${layers} blocks of ${gib(blockBytes)} GiB with their KV cache, and ${gib(rest)} GiB on the coordinator); the reachable hosts hold ${total} of ${layers} blocks: ${list} (set loadAnyway or x-llmesh-load-anyway: 1 to load it anyway)`,
       hosts,
       needBytes: fp.totalBytes,
-      splittable: true
+      splittable: others.length > 0
     }
   }
   const shares = proportional(layers, weights, total >= layers ? weights : undefined)
