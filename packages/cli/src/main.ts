@@ -376,7 +376,7 @@ async function serviceCommand (args: string[], io: CliIo): Promise<number> {
   const json = values.json === true
   if (sub === 'status') {
     const st = await serviceStatus(target, uid)
-    io.stdout(json ? `${terminalSafeJson(st)}\n` : `${manager} ${scope} service ${st.installed ? `installed at ${st.file}` : `not installed (${st.file})`}: ${st.enabled}, ${st.active}\n`)
+    io.stdout(json ? `${terminalSafeJson(st)}\n` : st.installed ? `${manager} ${scope} service at ${st.file}: ${st.enabled}, ${st.active}\n` : `no ${manager} ${scope} service installed (${st.file})\n`)
     return 0
   }
   if (sub === 'uninstall') {

@@ -186,6 +186,7 @@ export interface ServiceStatus {
 /** Whether the service file is there and what the service manager says about it. */
 export async function serviceStatus (target: ServiceTarget, uid: number): Promise<ServiceStatus> {
   const installed = await access(target.file).then(() => true, () => false)
+  if (!installed) return { ...target, installed, enabled: 'not installed', active: 'inactive' }
   const results = await runAll(serviceCommands(target, uid).status)
   const first = (i: number): string => results[i]?.output.split('\n')[0] ?? 'unknown'
   if (target.manager === 'systemd') return { ...target, installed, enabled: first(0) || 'unknown', active: first(1) || 'unknown' }
