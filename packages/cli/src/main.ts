@@ -59,7 +59,7 @@ commands:
              --threads N          CPU threads per llama-server (default: llama-server's)
              --strategy NAME      routing: ${STRATEGY_LIST}
              --log-level LEVEL    fatal|error|warn|info|debug|trace|silent
-             --log-format FORMAT  json (default: one pino JSON object a line) or pretty (for a terminal)
+             --log-format FORMAT  json (default: pino, one object a line) or pretty (for a terminal)
              --cluster-key FILE   the cluster key (default: DATA_DIR/${CLUSTER_KEY_FILE}, created on
                                   first start when listening off loopback)
              --join TOKEN         join a cluster: stores its key, dials its host ('llmesh invite')
@@ -81,17 +81,17 @@ commands:
            apikey list            names, ids, creation times (never a key)
            apikey revoke ID|NAME  remove a key (a running agent drops it within ${API_KEYS_RECHECK_MS / 1000} s)
              --data-dir DIR  --json
-  config   config check FILE      validate a JSON config with the messages 'up' gives (exit 0 valid, 1 not);
-                                  every key: docs/CONFIG.md
+  config   config check FILE      validate a JSON config, reporting what 'up' would (exit 0 valid,
+                                  1 not); every key: docs/CONFIG.md
              --json               machine-readable output
   service  run 'llmesh up --config FILE' as a service (systemd on Linux, launchd on macOS):
            restarted on failure, stopped with SIGTERM (the agent leaves the mesh first)
-           service install        write the unit and enable and start it
+           service install        write the unit, enable it and (re)start the agent
            service uninstall      stop and disable it and remove the unit
            service status         whether it is installed, enabled and running
-             --user | --system    the user's service manager, or the system's (default: --system as root)
-             --config FILE        the host's config (default ${'$'}{XDG_CONFIG_HOME:-~/.config}/llmesh/config.json,
-                                  as root /etc/llmesh/config.json)
+             --user | --system    the user's service manager or the system's (default: --system as root)
+             --config FILE        the host's config (default: ~/.config/llmesh/config.json, honouring
+                                  XDG_CONFIG_HOME; as root /etc/llmesh/config.json)
              --dry-run            print the unit, touch nothing
              --json               machine-readable output
   help     this text;  llmesh --version (-v): the version

@@ -118,18 +118,24 @@ export interface ServiceTarget {
   file: string
 }
 
-/** The commands that enable (install) or disable (uninstall) the service, or show its state. */
-export function serviceCommands (target: ServiceTarget, uid: number): { enable: string[][], disable: string[][], status: string[][] } {
+/**
+ * The commands that enable (install) or disable (uninstall) the service, or show its state.
+ * `unload` runs before `enable` and may fail (nothing loaded yet); `enable` (re)starts the
+ * agent, so an install over an older one runs the new unit and the new `llmesh`.
+ */
+export function serviceCommands (target: ServiceTarget, uid: number): { unload: string[][], enable: string[][], disable: string[][], status: string[][] } {
   if (target.manager === 'systemd') {
     const ctl = target.scope === 'user' ? ['systemctl', '--user'] : ['systemctl']
     return {
-      enable: [[...ctl, 'daemon-reload'], [...ctl, 'enable', '--now', `${SERVICE_NAME}.service`]],
+      unload: [],
+      enable: [[...ctl, 'daemon-reload'], [...ctl, 'enable', `${SERVICE_NAME}.service`], [...ctl, 'restart', `${SERVICE_NAME}.service`]],
       disable: [[...ctl, 'disable', '--now', `${SERVICE_NAME}.service`]],
       status: [[...ctl, 'is-enabled', `${SERVICE_NAME}.service`], [...ctl, 'is-active', `${SERVICE_NAME}.service`]]
     }
   }
   const domain = target.scope === 'system' ? 'system' : `gui/${uid}`
   return {
+    unload: [['launchctl', 'bootout', `${domain}/${LAUNCHD_LABEL}`]],
     enable: [['launchctl', 'bootstrap', domain, target.file]],
     disable: [['launchctl', 'bootout', `${domain}/${LAUNCHD_LABEL}`]],
     status: [['launchctl', 'print', `${domain}/${LAUNCHD_LABEL}`]]
@@ -152,12 +158,14 @@ async function runAll (commands: string[][]): Promise<Array<{ command: string, o
   return results
 }
 
-/** Writes the service file (directories created) and enables and starts the service; fails on the first command that fails. */
+/** Writes the service file (directories created) and enables and (re)starts the service; fails on the first command that fails. */
 export async function installService (target: ServiceTarget, text: string, uid: number): Promise<{ file: string, ran: string[] }> {
   await mkdir(dirname(target.file), { recursive: true })
   await writeFile(target.file, text, { mode: 0o644 })
+  const commands = serviceCommands(target, uid)
+  await runAll(commands.unload)
   const ran = []
-  for (const r of await runAll(serviceCommands(target, uid).enable)) {
+  for (const r of await runAll(commands.enable)) {
     if (!r.ok) throw new Error(`wrote ${target.file}, but '${r.command}' failed: ${r.output}`)
     ran.push(r.command)
   }
