@@ -59,7 +59,7 @@ commands:
              --threads N          CPU threads per llama-server (default: llama-server's)
              --strategy NAME      routing: ${STRATEGY_LIST}
              --log-level LEVEL    fatal|error|warn|info|debug|trace|silent
-             --log-format FORMAT  json (default: pino, one object a line) or pretty (for a terminal)
+             --log-format FORMAT  json (default: one object a line) or pretty (for a terminal)
              --cluster-key FILE   the cluster key (default: DATA_DIR/${CLUSTER_KEY_FILE}, created on
                                   first start when listening off loopback)
              --join TOKEN         join a cluster: stores its key, dials its host ('llmesh invite')
@@ -89,9 +89,9 @@ commands:
            service install        write the unit, enable it and (re)start the agent
            service uninstall      stop and disable it and remove the unit
            service status         whether it is installed, enabled and running
-             --user | --system    the user's service manager or the system's (default: --system as root)
-             --config FILE        the host's config (default: ~/.config/llmesh/config.json, honouring
-                                  XDG_CONFIG_HOME; as root /etc/llmesh/config.json)
+             --user | --system    the user's or the system's services (default: --system as root)
+             --config FILE        the host's config (default: ~/.config/llmesh/config.json
+                                  under XDG_CONFIG_HOME; as root /etc/llmesh/config.json)
              --dry-run            print the unit, touch nothing
              --json               machine-readable output
   help     this text;  llmesh --version (-v): the version
