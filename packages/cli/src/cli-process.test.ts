@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -22,6 +23,20 @@ describe('the llmesh process: exit codes and log formats', () => {
     expect(err?.code).toBe(2)
     expect(err?.stdout).toBe('')
     expect(err?.stderr).toMatch(/^llmesh up: --bootstrap 'garbage': not a multiaddr [^\n]*\n$/)
+  })
+
+  it('exits 1 with what failed when the agent cannot start (its API port is taken)', async () => {
+    const taken = createServer()
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+    try {
+      const port = String((taken.address() as AddressInfo).port)
+      const err = await run(process.execPath, [llmeshBin(), 'up', '--data-dir', join(dir, 'taken'), '--api-port', port, '--listen', '/ip4/127.0.0.1/tcp/0', '--no-mdns', '--log-level', 'silent'], { timeout: 60_000 })
+        .then(() => undefined, (e: { code: number, stderr: string }) => e)
+      expect(err?.code).toBe(1)
+      expect(err?.stderr).toBe(`llmesh up: listen EADDRINUSE: address already in use 127.0.0.1:${port}\n`)
+    } finally {
+      await new Promise((resolve) => taken.close(resolve))
+    }
   })
 
   it('logs one JSON object a line by default, pino-pretty lines with --log-format pretty; SIGTERM exits 0', async () => {
