@@ -82,11 +82,13 @@ function validate (input: Record<string, unknown>, fileInput: Record<string, unk
     if (hit[0] !== 'listen' && Array.isArray(fromFile) && typeof index === 'number' && index < fromFile.length) return undefined
     return hit[0]
   }
-  const problems: string[] = []
+  const problems: Array<{ text: string, flag: boolean }> = []
   const report = (path: ReadonlyArray<PropertyKey>, value: unknown, message: string): void => {
     const flag = flagOf(path)
     const shown = typeof value === 'string' || typeof value === 'number' ? ` '${String(value)}'` : ''
-    problems.push(flag != null ? `--${flag}${shown}: ${message}` : `${path.length > 0 ? path.join('.') : '(config)'}${shown}: ${message}`)
+    problems.push(flag != null
+      ? { text: `--${flag}${shown}: ${message}`, flag: true }
+      : { text: `${path.length > 0 ? path.join('.') : '(config)'}${shown}: ${message}`, flag: false })
   }
   const parsed = AgentConfigSchema.safeParse(input)
   if (!parsed.success) {
@@ -107,10 +109,11 @@ function validate (input: Record<string, unknown>, fileInput: Record<string, unk
       if (problem != null) report(['p2p', key, i], addr, `${problem}; expected a multiaddr such as ${MULTIADDR_EXAMPLE}`)
     }
   }
-  if (problems.length > 0) {
-    const where = file != null ? ` (${file})` : ''
-    throw new UsageError(problems.length === 1 ? `${problems[0]!}${where}` : `invalid config${where}:\n${problems.map((p) => `  ${p}`).join('\n')}`)
+  if (problems.length === 1) {
+    const [p] = problems as [{ text: string, flag: boolean }]
+    throw new UsageError(p.flag || file == null ? p.text : `${file}: ${p.text}`)
   }
+  if (problems.length > 1) throw new UsageError(`invalid config${file != null ? ` (${file})` : ''}:\n${problems.map((p) => `  ${p.text}`).join('\n')}`)
   return parseConfig(input)
 }
 

@@ -95,6 +95,11 @@ describe('llmesh config check', () => {
     expect(up.err).toBe(`llmesh up: ${r.err}`)
     await expect(resolveUpConfig({ config: bad })).rejects.toThrow(r.err.trim())
 
+    // a single problem is one line, naming the file
+    const one = join(dir, 'one.json')
+    await writeFile(one, JSON.stringify({ p2p: { listen: ['/ip4/10.0.0.1/tcp/x'] } }))
+    expect(await cli('config', 'check', one)).toMatchObject({ code: 1, err: expect.stringMatching(new RegExp(`^${one}: p2p\\.listen\\.0 '/ip4/10\\.0\\.0\\.1/tcp/x': not a multiaddr [^\\n]*\\n$`)) })
+
     const json = await cli('config', 'check', bad, '--json')
     expect(JSON.parse(json.out)).toMatchObject({ file: bad, valid: false, problems: r.err.trim().split('\n') })
   })
