@@ -24,6 +24,7 @@ describe('llmesh up flags', () => {
   it('refuses a bad value with one clear line per problem', async () => {
     await expect(resolveUpConfig({ 'api-port': 'eighty' })).rejects.toThrow("--api-port 'eighty': expected an integer")
     await expect(resolveUpConfig({ cluster: 'has spaces', 'log-level': 'loud' })).rejects.toThrow(/--cluster 'has spaces': .*\n.*--log-level 'loud': /)
+    await expect(resolveUpConfig({ ollama: 'not a url' })).rejects.toThrow("--ollama 'not a url': Invalid URL")
   })
 })
 

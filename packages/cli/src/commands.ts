@@ -96,7 +96,7 @@ function validate (input: Record<string, unknown>, fileInput: Record<string, unk
       if (issue.code === 'unrecognized_keys') {
         for (const key of issue.keys) report([...issue.path, key], undefined, 'unknown key (every key: docs/CONFIG.md)')
       } else {
-        report(issue.path, valueAt(input, issue.path), issue.message)
+        report(issue.path, valueAt(input, issue.path), issue.code === 'invalid_union' ? unionMessage(issue.errors, issue.message) : issue.message)
       }
     }
   }
@@ -115,6 +115,12 @@ function validate (input: Record<string, unknown>, fileInput: Record<string, unk
   }
   if (problems.length > 1) throw new UsageError(`invalid config${file != null ? ` (${file})` : ''}:\n${problems.map((p) => `  ${p.text}`).join('\n')}`)
   return parseConfig(input)
+}
+
+/** 'expected false or object' for a value none of a union's members take, else zod's message. */
+function unionMessage (branches: ReadonlyArray<ReadonlyArray<{ message: string }>>, fallback: string): string {
+  const expected = branches.map((b) => b.length === 1 ? /^Invalid input: expected (\w+)(?:, received \w+)?$/.exec(b[0]!.message)?.[1] : undefined)
+  return expected.every((e) => e != null) ? `expected ${expected.join(' or ')}` : fallback
 }
 
 function valueAt (input: unknown, path: ReadonlyArray<PropertyKey>): unknown {

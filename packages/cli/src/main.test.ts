@@ -100,6 +100,10 @@ describe('llmesh config check', () => {
     await writeFile(one, JSON.stringify({ p2p: { listen: ['/ip4/10.0.0.1/tcp/x'] } }))
     expect(await cli('config', 'check', one)).toMatchObject({ code: 1, err: expect.stringMatching(new RegExp(`^${one}: p2p\\.listen\\.0 '/ip4/10\\.0\\.0\\.1/tcp/x': not a multiaddr [^\\n]*\\n$`)) })
 
+    const union = join(dir, 'union.json')
+    await writeFile(union, JSON.stringify({ ollama: 'yes' }))
+    expect((await cli('config', 'check', union)).err).toBe(`${union}: ollama 'yes': expected false or object\n`)
+
     const json = await cli('config', 'check', bad, '--json')
     expect(JSON.parse(json.out)).toMatchObject({ file: bad, valid: false, problems: r.err.trim().split('\n') })
   })
