@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { homedir, userInfo } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { pino, type Logger } from 'pino'
 import pretty from 'pino-pretty'
@@ -13,10 +12,12 @@ import { invite, keygen } from './join-token.js'
 import { apikeyAdd, apikeyList, apikeyRevoke, formatApiKeyAdded, formatApiKeys } from './apikey.js'
 import { terminalSafeJson } from './terminal.js'
 import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './usage-error.js'
-import {
-  installService, serviceFile, serviceManagerOf, serviceEnv, serviceStatus, serviceStopTimeoutMs, serviceText, uninstallService,
-  type ServiceScope, type ServiceSpec, type ServiceTarget
-} from './service.js'
+import { processIo, type CliIo } from './io.js'
+import { configCommand } from './config-check.js'
+import { serviceCommand } from './service-command.js'
+
+export type { CliIo } from './io.js'
+export { checkConfig } from './config-check.js'
 
 /** `items` joined by ", ", wrapped at 98 columns, lines after the first indented to `indent`. */
 function wrapList (items: readonly string[], indent: number, first: number): string {
@@ -99,22 +100,6 @@ commands:
 exit codes: 0 done; 1 failed while running (no agent to ask, a port taken, a file not writable);
             2 usage: an unknown command or flag, a bad flag value or config file (nothing started)
 `
-
-/** Where a command prints; main's caller (bin.ts: the process's stdout and stderr, a test: buffers). */
-export interface CliIo {
-  stdout: (text: string) => void
-  stderr: (text: string) => void
-  /** whether stdout is a terminal (pretty log colours) */
-  isTTY?: boolean
-}
-
-function processIo (): CliIo {
-  return {
-    stdout: (text) => { process.stdout.write(text) },
-    stderr: (text) => { process.stderr.write(text) },
-    isTTY: process.stdout.isTTY === true
-  }
-}
 
 /** The version of this package (its package.json, next to dist/ and src/). */
 export function cliVersion (): string {
@@ -324,93 +309,4 @@ async function apikeyCommand (args: string[], io: CliIo): Promise<number> {
     return out(gone, `revoked API key '${gone.name}' (id ${gone.id})`)
   }
   throw new UsageError(`expected 'apikey add [--name N]', 'apikey list' or 'apikey revoke ID|NAME'`)
-}
-
-async function configCommand (args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({ args, strict: true, allowPositionals: true, options: { json: { type: 'boolean' } } })
-  const [sub, file, ...more] = positionals
-  if (sub !== 'check' || file == null || more.length > 0) throw new UsageError("expected 'config check FILE'")
-  const result = await checkConfig(file)
-  if (values.json === true) io.stdout(`${terminalSafeJson(result)}\n`)
-  else if (result.valid) io.stdout(`${file}: valid\n`)
-  else io.stderr(`${result.problems.join('\n')}\n`)
-  return result.valid ? 0 : EXIT_FAILURE
-}
-
-/**
- * `llmesh config check FILE`: the file through the function `llmesh up --config FILE` uses,
- * so the report is the one `up` would give. Problems as lines (a single one, or 'invalid
- * config (FILE):' and one indented line per problem).
- */
-export async function checkConfig (file: string): Promise<{ file: string, valid: boolean, problems: string[] }> {
-  try {
-    await resolveUpConfig({ config: file }, { dryRun: true })
-    return { file, valid: true, problems: [] }
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err
-    return { file, valid: false, problems: err.message.split('\n') }
-  }
-}
-
-/** The config file a service runs with when --config is not given. */
-function defaultServiceConfig (scope: ServiceScope): string {
-  if (scope === 'system') return '/etc/llmesh/config.json'
-  const xdg = process.env['XDG_CONFIG_HOME']
-  return join(xdg != null && xdg !== '' ? xdg : join(homedir(), '.config'), 'llmesh', 'config.json')
-}
-
-async function serviceCommand (args: string[], io: CliIo): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args,
-    strict: true,
-    allowPositionals: true,
-    options: { user: { type: 'boolean' }, system: { type: 'boolean' }, 'dry-run': { type: 'boolean' }, config: { type: 'string' }, json: { type: 'boolean' } }
-  })
-  const [sub, ...more] = positionals
-  if ((sub !== 'install' && sub !== 'uninstall' && sub !== 'status') || more.length > 0) throw new UsageError("expected 'service install', 'service uninstall' or 'service status'")
-  if (values.user === true && values.system === true) throw new UsageError('--user and --system: give one')
-  const uid = process.getuid?.() ?? -1
-  const scope: ServiceScope = values.system === true || (values.user !== true && uid === 0) ? 'system' : 'user'
-  const manager = serviceManagerOf(process.platform)
-  const target: ServiceTarget = { manager, scope, file: serviceFile(manager, scope, homedir()) }
-  const json = values.json === true
-  if (sub === 'status') {
-    const st = await serviceStatus(target, uid)
-    io.stdout(json ? `${terminalSafeJson(st)}\n` : st.installed ? `${manager} ${scope} service at ${st.file}: ${st.enabled}, ${st.active}\n` : `no ${manager} ${scope} service installed (${st.file})\n`)
-    return 0
-  }
-  if (sub === 'uninstall') {
-    if (values['dry-run'] === true) {
-      io.stdout(json ? `${terminalSafeJson({ ...target, dryRun: true })}\n` : `would stop and disable the ${scope} service and remove ${target.file}\n`)
-      return 0
-    }
-    const done = await uninstallService(target, uid)
-    io.stdout(json ? `${terminalSafeJson(done)}\n` : done.removed ? `removed ${done.file}${done.ran.length > 0 ? ` (${done.ran.join('; ')})` : ''}\n` : `no service at ${done.file}: nothing to do\n`)
-    return 0
-  }
-  const config = resolve(values.config ?? defaultServiceConfig(scope))
-  // a unit that cannot start is not installed: the config goes through what 'up' checks
-  const parsed = await resolveUpConfig({ config }, { dryRun: true })
-  const sudoUser = process.env['SUDO_USER']
-  const spec: ServiceSpec = {
-    node: process.execPath,
-    bin: resolve(process.argv[1] ?? 'llmesh'),
-    config,
-    scope,
-    ...(scope === 'system' ? (sudoUser != null && sudoUser !== '' ? { user: sudoUser } : uid !== 0 ? { user: userInfo().username } : {}) : {}),
-    env: serviceEnv(process.env),
-    stopTimeoutMs: serviceStopTimeoutMs(parsed.shutdownGraceMs, STOP_HARD_LIMIT_MS),
-    ...(manager === 'launchd' ? { logFile: scope === 'system' ? '/Library/Logs/llmesh.log' : join(homedir(), 'Library', 'Logs', 'llmesh.log') } : {})
-  }
-  const text = serviceText(manager, spec)
-  if (values['dry-run'] === true) {
-    io.stdout(json ? `${terminalSafeJson({ ...target, text })}\n` : text)
-    return 0
-  }
-  const done = await installService(target, text, uid)
-  io.stdout(json
-    ? `${terminalSafeJson(done)}\n`
-    : `wrote ${done.file} and ran: ${done.ran.join('; ')}\n` +
-      (manager === 'systemd' && scope === 'user' ? "a user service runs while you are logged in; to run it from boot: loginctl enable-linger\n" : ''))
-  return 0
 }
