@@ -14,6 +14,9 @@ import { defineConfig } from 'vitest/config'
  * `pnpm test` runs both (scripts/test.mjs).
  */
 const E2E_PACKAGE_TESTS = [
+  'packages/cli/src/cli-process.test.ts', // real llmesh processes: exit codes, log formats, SIGTERM
+  'packages/cli/src/install.test.ts', // builds a deploy of the CLI and installs it into a temporary npm prefix
+  'packages/cli/src/service-verify.test.ts', // spawns systemd-analyze verify on the generated unit
   'packages/fixtures/src/**/*.test.ts', // the fixtures themselves: netns, a real llama-server on the tiny model
   'packages/mesh/src/records-fuzz.test.ts', // a hostile libp2p peer from the fixtures
   'packages/runners/src/llama-server.test.ts', // spawns (a missing binary, setpriv)

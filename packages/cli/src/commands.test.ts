@@ -17,13 +17,14 @@ describe('llmesh up flags', () => {
     expect(cfg.llamaServer.threads).toBe(1)
     expect(cfg.llamaServer.slots).toBe(3)
     expect(cfg.strategy).toBe('least-loaded')
-    await expect(resolveUpConfig({ strategy: 'fastest-please' })).rejects.toThrow(/strategy: /)
-    await expect(resolveUpConfig({ threads: '0' })).rejects.toThrow(/llamaServer.threads: /)
+    await expect(resolveUpConfig({ strategy: 'fastest-please' })).rejects.toThrow(/^--strategy 'fastest-please': .*"performance"/)
+    await expect(resolveUpConfig({ threads: '0' })).rejects.toThrow(/^--threads '0': /)
   })
 
   it('refuses a bad value with one clear line per problem', async () => {
-    await expect(resolveUpConfig({ 'api-port': 'eighty' })).rejects.toThrow("--api-port must be an integer, got 'eighty'")
-    await expect(resolveUpConfig({ cluster: 'has spaces', 'log-level': 'loud' })).rejects.toThrow(/clusterId: .*\n.*logLevel/)
+    await expect(resolveUpConfig({ 'api-port': 'eighty' })).rejects.toThrow("--api-port 'eighty': expected an integer")
+    await expect(resolveUpConfig({ cluster: 'has spaces', 'log-level': 'loud' })).rejects.toThrow(/--cluster 'has spaces': .*\n.*--log-level 'loud': /)
+    await expect(resolveUpConfig({ ollama: 'not a url' })).rejects.toThrow("--ollama 'not a url': Invalid URL")
   })
 })
 

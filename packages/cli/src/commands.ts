@@ -1,11 +1,13 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { request } from 'undici'
-import { AGENT_INFO_FILE, parseConfig, type AgentConfig, type AgentConfigInput, type AgentInfo } from '@llmesh/agent'
+import { AGENT_INFO_FILE, AgentConfigSchema, parseConfig, type AgentConfig, type AgentConfigInput, type AgentInfo } from '@llmesh/agent'
 import type { MeshView } from '@llmesh/agent'
 import type { AdmissionSnapshot } from '@llmesh/protocol'
 import { decodeJoinToken, storeJoinedKey } from './join-token.js'
 import { terminalSafe } from './terminal.js'
+import { MULTIADDR_EXAMPLE, multiaddrProblem } from './multiaddr-check.js'
+import { UsageError } from './usage-error.js'
 
 export interface UpFlags {
   config?: string
@@ -30,62 +32,158 @@ export interface UpFlags {
   join?: string
 }
 
+/** The config key each `llmesh up` flag sets, so a bad value is reported under the flag's name. */
+const FLAG_KEYS: ReadonlyArray<readonly [flag: keyof UpFlags, key: string]> = [
+  ['name', 'name'], ['cluster', 'clusterId'], ['data-dir', 'dataDir'], ['api-host', 'api.host'], ['api-port', 'api.port'],
+  ['listen', 'p2p.listen'], ['bootstrap', 'p2p.bootstrap'], ['model', 'models'], ['model-dir', 'modelDirs'], ['ollama', 'ollama'],
+  ['llama-server', 'llamaServer.binary'], ['slots', 'llamaServer.slots'], ['threads', 'llamaServer.threads'],
+  ['strategy', 'strategy'], ['log-level', 'logLevel'], ['cluster-key', 'clusterKeyFile']
+]
+
 function int (flag: string, value: string): number {
   const n = Number(value)
-  if (!Number.isInteger(n)) throw new Error(`--${flag} must be an integer, got '${value}'`)
+  if (value.trim() === '' || !Number.isInteger(n)) throw new UsageError(`--${flag} '${value}': expected an integer`)
   return n
 }
 
-/** Builds the agent config from an optional JSON file overlaid with command-line flags. */
-export async function resolveUpConfig (flags: UpFlags): Promise<Readonly<AgentConfig>> {
-  let input: Record<string, unknown> = {}
-  if (flags.config != null) {
-    try {
-      input = JSON.parse(await readFile(flags.config, 'utf8')) as Record<string, unknown>
-    } catch (err) {
-      throw new Error(`cannot read config ${flags.config}: ${(err as Error).message}`, { cause: err })
+/** A JSON config file's content; a file that cannot be read or is not a JSON object is a UsageError. */
+async function readConfigFile (file: string): Promise<Record<string, unknown>> {
+  let text
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    throw new UsageError(`--config ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err })
+  }
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch (err) {
+    throw new UsageError(`--config ${file}: not JSON (${(err as Error).message})`, { cause: err })
+  }
+  if (value == null || typeof value !== 'object' || Array.isArray(value)) throw new UsageError(`--config ${file}: expected a JSON object of options (see docs/CONFIG.md)`)
+  return value as Record<string, unknown>
+}
+
+/**
+ * Validates a config input, naming for each problem the flag that set the value (`--bootstrap
+ * 'garbage': ...`) or else the config key (`p2p.bootstrap.1: ...`): the agent's schema and
+ * every listen and bootstrap address through the parsers the agent uses. One UsageError listing
+ * every problem, one per line; a valid input comes back parsed and frozen.
+ */
+function validate (input: Record<string, unknown>, fileInput: Record<string, unknown>, flags: UpFlags, file: string | undefined): Readonly<AgentConfig> {
+  const flagOf = (path: ReadonlyArray<PropertyKey>): keyof UpFlags | undefined => {
+    const key = path.map(String).join('.')
+    const hit = FLAG_KEYS.find(([flag, k]) => flags[flag] != null && (key === k || key.startsWith(`${k}.`)))
+    if (hit == null) return undefined
+    // flags that add to a list (--bootstrap, --model, --model-dir) come after the file's entries
+    const keyPath = hit[1].split('.')
+    const fromFile = valueAt(fileInput, keyPath)
+    const index = path[keyPath.length]
+    if (hit[0] !== 'listen' && Array.isArray(fromFile) && typeof index === 'number' && index < fromFile.length) return undefined
+    return hit[0]
+  }
+  const problems: Array<{ text: string, flag: boolean }> = []
+  const report = (path: ReadonlyArray<PropertyKey>, value: unknown, message: string): void => {
+    const flag = flagOf(path)
+    const shown = typeof value === 'string' || typeof value === 'number' ? ` '${String(value)}'` : ''
+    problems.push(flag != null
+      ? { text: `--${flag}${shown}: ${message}`, flag: true }
+      : { text: `${path.length > 0 ? path.join('.') : '(config)'}${shown}: ${message}`, flag: false })
+  }
+  const parsed = AgentConfigSchema.safeParse(input)
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      if (issue.code === 'unrecognized_keys') {
+        for (const key of issue.keys) report([...issue.path, key], undefined, 'unknown key (every key: docs/CONFIG.md)')
+      } else {
+        report(issue.path, valueAt(input, issue.path), issue.code === 'invalid_union' ? unionMessage(issue.errors, issue.message) : issue.message)
+      }
     }
   }
-  const cfg = input as AgentConfigInput & Record<string, unknown>
-  const api = { ...(cfg.api ?? {}) }
-  const p2p = { ...(cfg.p2p ?? {}) }
-  const llamaServer = { ...(cfg.llamaServer ?? {}) }
+  // addresses as given (defaults are valid), checked even when another option is bad: one report
+  for (const key of ['listen', 'bootstrap'] as const) {
+    const addrs = valueAt(input, ['p2p', key])
+    if (!Array.isArray(addrs)) continue
+    for (const [i, addr] of addrs.entries()) {
+      const problem = typeof addr === 'string' ? multiaddrProblem(addr) : undefined
+      if (problem != null) report(['p2p', key, i], addr, `${problem}; expected a multiaddr such as ${MULTIADDR_EXAMPLE}`)
+    }
+  }
+  if (problems.length === 1) {
+    const [p] = problems as [{ text: string, flag: boolean }]
+    throw new UsageError(p.flag || file == null ? p.text : `${file}: ${p.text}`)
+  }
+  if (problems.length > 1) throw new UsageError(`invalid config${file != null ? ` (${file})` : ''}:\n${problems.map((p) => `  ${p.text}`).join('\n')}`)
+  return parseConfig(input)
+}
+
+/** 'expected false or object' for a value none of a union's members take, else zod's message. */
+function unionMessage (branches: ReadonlyArray<ReadonlyArray<{ message: string }>>, fallback: string): string {
+  const expected = branches.map((b) => b.length === 1 ? /^Invalid input: expected (\w+)(?:, received \w+)?$/.exec(b[0]!.message)?.[1] : undefined)
+  return expected.every((e) => e != null) ? `expected ${expected.join(' or ')}` : fallback
+}
+
+function valueAt (input: unknown, path: ReadonlyArray<PropertyKey>): unknown {
+  let v = input
+  for (const k of path) v = v != null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[k] : undefined
+  return v
+}
+
+/**
+ * Builds the agent config from an optional JSON file overlaid with command-line flags, and
+ * validates it once (see `validate`): what `llmesh up` starts with and what `llmesh config
+ * check` reports. With `--join`, stores the token's key in the data dir unless `dryRun`.
+ */
+export async function resolveUpConfig (flags: UpFlags, options: { dryRun?: boolean } = {}): Promise<Readonly<AgentConfig>> {
+  const input = flags.config != null ? await readConfigFile(flags.config) : {}
+  const cfg = { ...input } as AgentConfigInput & Record<string, unknown>
+  const object = (v: unknown): Record<string, unknown> => v != null && typeof v === 'object' && !Array.isArray(v) ? v as Record<string, unknown> : {}
+  const api = { ...object(cfg.api) }
+  const p2p = { ...object(cfg.p2p) } as NonNullable<AgentConfigInput['p2p']>
+  const llamaServer = { ...object(cfg.llamaServer) }
+  const list = (v: unknown): string[] => Array.isArray(v) ? v as string[] : []
   if (flags.name != null) cfg.name = flags.name
   if (flags.cluster != null) cfg.clusterId = flags.cluster
   if (flags['data-dir'] != null) cfg.dataDir = flags['data-dir']
-  if (flags['api-host'] != null) api.host = flags['api-host']
-  if (flags['api-port'] != null) api.port = int('api-port', flags['api-port'])
+  if (flags['api-host'] != null) api['host'] = flags['api-host']
+  if (flags['api-port'] != null) api['port'] = int('api-port', flags['api-port'])
   if (flags.listen != null && flags.listen.length > 0) p2p.listen = flags.listen
-  if (flags.bootstrap != null && flags.bootstrap.length > 0) p2p.bootstrap = [...(p2p.bootstrap ?? []), ...flags.bootstrap]
+  if (flags.bootstrap != null && flags.bootstrap.length > 0) p2p.bootstrap = [...list(p2p.bootstrap), ...flags.bootstrap]
   if (flags['no-mdns'] === true) p2p.mdns = false
   if (flags.model != null) {
     // --model path.gguf or --model name=path.gguf
-    cfg.models = [...(cfg.models ?? []), ...flags.model.map((m) => {
+    cfg.models = [...list(cfg.models) as never[], ...flags.model.map((m) => {
       const eq = m.indexOf('=')
       return eq > 0 ? { name: m.slice(0, eq), path: m.slice(eq + 1) } : { path: m }
     })]
   }
-  if (flags['model-dir'] != null) cfg.modelDirs = [...(cfg.modelDirs ?? []), ...flags['model-dir']]
+  if (flags['model-dir'] != null) cfg.modelDirs = [...list(cfg.modelDirs), ...flags['model-dir']]
   if (flags.ollama != null) cfg.ollama = { url: flags.ollama }
-  if (flags['llama-server'] != null) llamaServer.binary = flags['llama-server']
-  if (flags.slots != null) llamaServer.slots = int('slots', flags.slots)
-  if (flags.threads != null) llamaServer.threads = int('threads', flags.threads)
+  if (flags['llama-server'] != null) llamaServer['binary'] = flags['llama-server']
+  if (flags.slots != null) llamaServer['slots'] = int('slots', flags.slots)
+  if (flags.threads != null) llamaServer['threads'] = int('threads', flags.threads)
   if (flags.strategy != null) cfg.strategy = flags.strategy as AgentConfig['strategy']
   if (flags['log-level'] != null) cfg.logLevel = flags['log-level'] as AgentConfig['logLevel']
   if (flags['cluster-key'] != null) cfg.clusterKeyFile = flags['cluster-key']
   if (flags['open-mesh'] === true) cfg.openMesh = true
+  let token
   if (flags.join != null) {
     // the token's key goes to the data dir (where a later plain 'llmesh up' finds it) and its
     // addresses are bootstrap addresses: the new host reaches the cluster with or without mDNS
-    const token = decodeJoinToken(flags.join)
-    if (flags.cluster == null && input.clusterId == null) cfg.clusterId = token.clusterId
-    p2p.bootstrap = [...(p2p.bootstrap ?? []), ...token.addrs]
-    const config = parseConfig({ ...cfg, api, p2p, llamaServer })
-    if (config.clusterKeyFile != null) throw new Error('--join and --cluster-key both name a key: give one')
-    await storeJoinedKey(config.dataDir, token.key)
-    return config
+    try {
+      token = decodeJoinToken(flags.join)
+    } catch (err) {
+      throw new UsageError((err as Error).message, { cause: err })
+    }
+    if (flags.cluster == null && input['clusterId'] == null) cfg.clusterId = token.clusterId
+    p2p.bootstrap = [...list(p2p.bootstrap), ...token.addrs]
   }
-  return parseConfig({ ...cfg, api, p2p, llamaServer })
+  const config = validate({ ...cfg, api, p2p, llamaServer }, input, flags, flags.config)
+  if (token != null) {
+    if (config.clusterKeyFile != null) throw new UsageError('--join and --cluster-key both name a key: give one')
+    if (options.dryRun !== true) await storeJoinedKey(config.dataDir, token.key)
+  }
+  return config
 }
 
 export interface StatusRow {

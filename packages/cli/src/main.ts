@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { pino } from 'pino'
+import { pino, type Logger } from 'pino'
+import pretty from 'pino-pretty'
 import {
   AGENT_INFO_FILE, API_KEYS_RECHECK_MS, Agent, CLUSTER_KEY_FILE, DEFAULT_API_HOST, DEFAULT_API_PORT, DEFAULT_OLLAMA_URL, DEFAULT_STRATEGY,
   STRATEGIES, STOP_HARD_LIMIT_MS, parseConfig
@@ -9,6 +11,13 @@ import { formatStatus, resolveApi, resolveUpConfig, status, type UpFlags } from 
 import { invite, keygen } from './join-token.js'
 import { apikeyAdd, apikeyList, apikeyRevoke, formatApiKeyAdded, formatApiKeys } from './apikey.js'
 import { terminalSafeJson } from './terminal.js'
+import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './usage-error.js'
+import { processIo, type CliIo } from './io.js'
+import { configCommand } from './config-check.js'
+import { serviceCommand } from './service-command.js'
+
+export type { CliIo } from './io.js'
+export { checkConfig } from './config-check.js'
 
 /** `items` joined by ", ", wrapped at 98 columns, lines after the first indented to `indent`. */
 function wrapList (items: readonly string[], indent: number, first: number): string {
@@ -51,6 +60,7 @@ commands:
              --threads N          CPU threads per llama-server (default: llama-server's)
              --strategy NAME      routing: ${STRATEGY_LIST}
              --log-level LEVEL    fatal|error|warn|info|debug|trace|silent
+             --log-format FORMAT  json (default: one object a line) or pretty (for a terminal)
              --cluster-key FILE   the cluster key (default: DATA_DIR/${CLUSTER_KEY_FILE}, created on
                                   first start when listening off loopback)
              --join TOKEN         join a cluster: stores its key, dials its host ('llmesh invite')
@@ -72,30 +82,104 @@ commands:
            apikey list            names, ids, creation times (never a key)
            apikey revoke ID|NAME  remove a key (a running agent drops it within ${API_KEYS_RECHECK_MS / 1000} s)
              --data-dir DIR  --json
+  config   config check FILE      validate a JSON config, reporting what 'up' would (exit 0 valid,
+                                  1 not); every key: docs/CONFIG.md
+             --json               machine-readable output
+  service  run 'llmesh up --config FILE' as a service (systemd on Linux, launchd on macOS):
+           restarted on failure, stopped with SIGTERM (the agent leaves the mesh first)
+           service install        write the unit, enable it and (re)start the agent
+           service uninstall      stop and disable it and remove the unit
+           service status         whether it is installed, enabled and running
+             --user | --system    the user's or the system's services (default: --system as root)
+             --config FILE        the host's config (default: ~/.config/llmesh/config.json
+                                  under XDG_CONFIG_HOME; as root /etc/llmesh/config.json)
+             --dry-run            print the unit, touch nothing
+             --json               machine-readable output
+  help     this text;  llmesh --version (-v): the version
+
+exit codes: 0 done; 1 failed while running (no agent to ask, a port taken, a file not writable);
+            2 usage: an unknown command or flag, a bad flag value or config file (nothing started)
 `
 
-/** Runs one CLI command. Returns the exit code; only bin.ts exits the process. */
-export async function main (argv: string[]): Promise<number | undefined> {
+/** The version of this package (its package.json, next to dist/ and src/). */
+export function cliVersion (): string {
+  return (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
+}
+
+/** node:util parseArgs's errors (unknown option, missing value, stray argument) as one line. */
+function parseArgsProblem (err: unknown): string | undefined {
+  const code = (err as { code?: unknown }).code
+  if (typeof code !== 'string' || !code.startsWith('ERR_PARSE_ARGS_')) return undefined
+  const message = (err as Error).message
+  const quoted = /'([^']+)'/.exec(message)?.[1]
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return `unknown option '${quoted ?? message}'`
+  if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') return `unexpected argument '${quoted ?? message}'`
+  if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') return message.replace(/^Option /, '').replace(/\.$/, '')
+  return message
+}
+
+/**
+ * Runs one CLI command and returns its exit code (undefined: `up` keeps running); only bin.ts
+ * exits the process. A usage error (EXIT_USAGE) is one line naming the flag or the command and
+ * a pointer to the help; a failure while running (EXIT_FAILURE) is one line saying what failed.
+ */
+export async function main (argv: string[], io: CliIo = processIo()): Promise<number | undefined> {
   const [command, ...rest] = argv
+  try {
+    return await run(command, rest, io)
+  } catch (err) {
+    const what = command != null && COMMANDS.has(command) ? `llmesh ${command}` : 'llmesh'
+    const usage = parseArgsProblem(err)
+    if (usage != null) {
+      io.stderr(`${what}: ${usage}\n'llmesh help' lists the commands and their options\n`)
+      return EXIT_USAGE
+    }
+    if (err instanceof UsageError) {
+      io.stderr(`${what}: ${err.message}\n`)
+      return EXIT_USAGE
+    }
+    io.stderr(`${what}: ${err instanceof Error ? err.message : String(err)}\n`)
+    return EXIT_FAILURE
+  }
+}
+
+const COMMANDS = new Set(['up', 'status', 'invite', 'keygen', 'apikey', 'config', 'service'])
+
+async function run (command: string | undefined, rest: string[], io: CliIo): Promise<number | undefined> {
   switch (command) {
-    case 'up': return await up(rest)
-    case 'status': return await statusCommand(rest)
-    case 'invite': return await inviteCommand(rest)
-    case 'keygen': return await keygenCommand(rest)
-    case 'apikey': return await apikeyCommand(rest)
+    case 'up': return await up(rest, io)
+    case 'status': return await statusCommand(rest, io)
+    case 'invite': return await inviteCommand(rest, io)
+    case 'keygen': return await keygenCommand(rest, io)
+    case 'apikey': return await apikeyCommand(rest, io)
+    case 'config': return await configCommand(rest, io)
+    case 'service': return await serviceCommand(rest, io)
+    case '--version':
+    case '-v':
+    case 'version':
+      io.stdout(`${cliVersion()}\n`)
+      return 0
     case undefined:
     case 'help':
     case '--help':
     case '-h':
-      process.stdout.write(USAGE)
+      io.stdout(USAGE)
       return 0
     default:
-      process.stderr.write(`llmesh: unknown command '${command}'\n\n${USAGE}`)
-      return 2
+      io.stderr(`llmesh: unknown command '${command}'\n'llmesh help' lists the commands: ${[...COMMANDS].join(', ')}\n`)
+      return EXIT_USAGE
   }
 }
 
-async function up (args: string[]): Promise<undefined> {
+const LOG_FORMATS = ['json', 'pretty'] as const
+
+/** pino, one JSON object a line on stdout; `pretty`: pino-pretty's readable lines, coloured on a terminal. */
+function makeLogger (format: string, level: string, name: string, io: CliIo): Logger {
+  if (format === 'pretty') return pino({ level, base: { name } }, pretty({ colorize: io.isTTY === true, sync: true, destination: 1 }))
+  return pino({ level, base: { name } })
+}
+
+async function up (args: string[], io: CliIo): Promise<undefined> {
   const { values } = parseArgs({
     args,
     strict: true,
@@ -117,13 +201,16 @@ async function up (args: string[]): Promise<undefined> {
       threads: { type: 'string' },
       strategy: { type: 'string' },
       'log-level': { type: 'string' },
+      'log-format': { type: 'string' },
       'cluster-key': { type: 'string' },
       'open-mesh': { type: 'boolean' },
       join: { type: 'string' }
     }
   })
+  const format = values['log-format'] ?? 'json'
+  if (!(LOG_FORMATS as readonly string[]).includes(format)) throw new UsageError(`--log-format '${format}': expected ${LOG_FORMATS.join(' or ')}`)
   const config = await resolveUpConfig(values as UpFlags)
-  const logger = pino({ level: config.logLevel, base: { name: config.name } })
+  const logger = makeLogger(format, config.logLevel, config.name, io)
   const agent = new Agent(config, logger)
   let stopping = false
   const shutdown = (signal: string): void => {
@@ -154,18 +241,18 @@ async function up (args: string[]): Promise<undefined> {
   return undefined
 }
 
-async function statusCommand (args: string[]): Promise<number> {
+async function statusCommand (args: string[], io: CliIo): Promise<number> {
   const { values } = parseArgs({
     args,
     strict: true,
     options: { api: { type: 'string' }, 'data-dir': { type: 'string' }, json: { type: 'boolean' } }
   })
   const data = await status(await resolveApi(values.api, values['data-dir']), process.env['LLMESH_API_KEY'])
-  process.stdout.write(values.json === true ? `${terminalSafeJson(data)}\n` : `${formatStatus(data)}\n`)
+  io.stdout(values.json === true ? `${terminalSafeJson(data)}\n` : `${formatStatus(data)}\n`)
   return 0
 }
 
-async function inviteCommand (args: string[]): Promise<number> {
+async function inviteCommand (args: string[], io: CliIo): Promise<number> {
   const { values } = parseArgs({
     args,
     strict: true,
@@ -176,16 +263,16 @@ async function inviteCommand (args: string[]): Promise<number> {
     ...(values['cluster-key'] != null ? { clusterKeyFile: values['cluster-key'] } : {})
   })
   if (values.json === true) {
-    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`)
+    io.stdout(`${JSON.stringify(result, null, 2)}\n`)
   } else {
-    process.stdout.write(`${result.token}\n`)
-    process.stderr.write(`cluster '${result.clusterId}', key ${result.keyId}, via ${result.addrs.join(' ')}\n` +
+    io.stdout(`${result.token}\n`)
+    io.stderr(`cluster '${result.clusterId}', key ${result.keyId}, via ${result.addrs.join(' ')}\n` +
       'on the new host: llmesh up --join TOKEN (the token holds the cluster key: pass it as you would a password)\n')
   }
   return 0
 }
 
-async function keygenCommand (args: string[]): Promise<number> {
+async function keygenCommand (args: string[], io: CliIo): Promise<number> {
   const { values } = parseArgs({
     args,
     strict: true,
@@ -193,13 +280,13 @@ async function keygenCommand (args: string[]): Promise<number> {
   })
   const out = values.out ?? join(values['data-dir'] ?? parseConfig({}).dataDir, CLUSTER_KEY_FILE)
   const result = await keygen(out)
-  process.stdout.write(values.json === true
+  io.stdout(values.json === true
     ? `${JSON.stringify(result, null, 2)}\n`
     : `wrote a cluster key to ${result.file} (key ${result.keyId}); give it to each host: llmesh up --cluster-key FILE\n`)
   return 0
 }
 
-async function apikeyCommand (args: string[]): Promise<number> {
+async function apikeyCommand (args: string[], io: CliIo): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
     strict: true,
@@ -208,7 +295,7 @@ async function apikeyCommand (args: string[]): Promise<number> {
   })
   const [sub, ...more] = positionals
   const json = values.json === true
-  const out = (data: unknown, text: string): number => { process.stdout.write(json ? `${terminalSafeJson(data)}\n` : `${text}\n`); return 0 }
+  const out = (data: unknown, text: string): number => { io.stdout(json ? `${terminalSafeJson(data)}\n` : `${text}\n`); return 0 }
   if (sub === 'add' && more.length === 0) {
     const added = await apikeyAdd(values)
     return out({ key: added.key, ...added.info }, formatApiKeyAdded(added))
@@ -221,6 +308,5 @@ async function apikeyCommand (args: string[]): Promise<number> {
     const gone = await apikeyRevoke(values, more[0]!)
     return out(gone, `revoked API key '${gone.name}' (id ${gone.id})`)
   }
-  process.stderr.write(`llmesh: apikey add [--name N] | list | revoke ID|NAME\n\n${USAGE}`)
-  return 2
+  throw new UsageError(`expected 'apikey add [--name N]', 'apikey list' or 'apikey revoke ID|NAME'`)
 }
