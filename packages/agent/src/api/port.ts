@@ -3,6 +3,7 @@ import type { Abort } from '@llmesh/kit'
 import type { RunnerDescription } from '@llmesh/runners'
 import type { DispatchRequest, RoutedResponse } from '../router.js'
 import type { AdmissionCounters } from '../serving.js'
+import type { RequestEvent } from '../request-events.js'
 
 /**
  * What the HTTP API needs from the agent, and nothing more: the API's routes see the agent only
@@ -40,6 +41,8 @@ export interface AgentPort {
   pins: () => EffectivePin[]
   /** this host's placements with the steps of their last start (`/admin/placements`) */
   localPlacements: () => LocalPlacement[]
+  /** every request taken on this API, once it ended (the dashboard's stream, the metrics) */
+  readonly requests: { on: (fn: (e: RequestEvent) => void) => () => void }
 }
 
 /**

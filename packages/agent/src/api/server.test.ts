@@ -39,6 +39,7 @@ function fakePort (answer: (req: DispatchRequest) => RoutedResponse): AgentPort 
     apiKeys: { hasKeys: async () => true, verify: async (k: string) => k === 'k' },
     pinCalls: [] as Array<[string, string | undefined, boolean]>,
     localPlacements: () => [],
+    requests: { on: () => () => {} },
     pins: () => port.pinCalls.filter(([, , pinned]) => pinned).map(([model, host]) => host != null ? { model, host } : { model }),
     setPin: (model: string, host: string | undefined, pinned: boolean) => { port.pinCalls.push([model, host, pinned]); return port.pins() }
   }
