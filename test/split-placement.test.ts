@@ -241,7 +241,7 @@ describe.skipIf(!netnsAvailable())(`split placement of a dense model across host
     const end = await s.ended
     expect(end.done, end.tail).toBe(false)
     // an error event in the API's own shape ends the stream
-    expect(end.tail).toMatch(/data: \{"error":\{"message":"[^"]+","type":"server_error","code":"runner_failed"/)
+    expect(end.tail).toMatch(/data: \{"error":\{"message":"[^"]+","type":"server_error","code":"[a-z_]+"/)
     const r = await waitFor('an answer after the rpc-server died', async () => {
       const x = await chat(C, 'dense')
       return x.status === 200 ? x : undefined
