@@ -159,46 +159,35 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
   if (candidates.length === 0 && !warm && !loadingSomewhere) {
     const plan = planColdStart(input, exclude)
     const split = !plan.ok && plan.code === 'INSUFFICIENT_MEMORY' ? planSplit(request.model, placementView(input), splitOptions(input, exclude)) : undefined
-    if (split?.ok === true) {
-      const node = input.view.nodes.find((n) => n.peerId === split.coordinator)!
-      const metrics = input.view.metrics.get(split.coordinator)
-      const own = nonNegative(input.inflight.get(split.coordinator))
-      candidates.push({
-        peerId: split.coordinator,
+    // the one host planned to start the model: the only target, cold
+    const planned = (peerId: string, notes: string[], coldStart: NonNullable<Candidate['coldStart']>): Candidate => {
+      const metrics = input.view.metrics.get(peerId)
+      const own = nonNegative(input.inflight.get(peerId))
+      const node = input.view.nodes.find((n) => n.peerId === peerId)!
+      return {
+        peerId,
         runnerId: '',
-        local: split.coordinator === selfPeerId,
+        local: peerId === selfPeerId,
         cold: true,
-        halfOpen: input.circuits?.get(split.coordinator) === 'half-open',
+        halfOpen: input.circuits?.get(peerId) === 'half-open',
         own,
         metrics,
         fresh: isFresh(metrics, input.now, staleMs),
         load: estimateLoad({ own, metrics, recordSlots: hostSlots(node), now: input.now, staleMs }),
         modelSlots: 0,
-        notes: ['cold-start', 'split', ...split.reasons],
-        coldStart: { footprintBytes: split.footprintBytes, evictBytes: 0, split: split.members.map((m) => ({ peerId: m.peerId, layers: m.layers })) }
-      })
+        notes: ['cold-start', ...notes],
+        coldStart
+      }
+    }
+    if (split?.ok === true) {
+      const members = split.members.map((m) => ({ peerId: m.peerId, layers: m.layers }))
+      candidates.push(planned(split.coordinator, ['split', ...split.reasons], { footprintBytes: split.footprintBytes, evictBytes: 0, split: members }))
     } else if (split?.ok === false && split.code === 'INSUFFICIENT_MEMORY' && split.splittable) {
       const { code, message, needBytes } = split
       const largestFreeBytes = Math.max(0, ...split.hosts.map((h) => h.freeBytes))
       return { ok: false, code, message, ...(needBytes != null ? { needBytes } : {}), largestFreeBytes, available: [...available].sort(), skipped, roundRobin: rr }
     } else if (plan.ok) {
-      const node = input.view.nodes.find((n) => n.peerId === plan.peerId)!
-      const metrics = input.view.metrics.get(plan.peerId)
-      const own = nonNegative(input.inflight.get(plan.peerId))
-      candidates.push({
-        peerId: plan.peerId,
-        runnerId: '',
-        local: plan.peerId === selfPeerId,
-        cold: true,
-        halfOpen: input.circuits?.get(plan.peerId) === 'half-open',
-        own,
-        metrics,
-        fresh: isFresh(metrics, input.now, staleMs),
-        load: estimateLoad({ own, metrics, recordSlots: hostSlots(node), now: input.now, staleMs }),
-        modelSlots: 0,
-        notes: ['cold-start', ...plan.reasons],
-        coldStart: { footprintBytes: plan.footprintBytes, evictBytes: plan.evictBytes }
-      })
+      candidates.push(planned(plan.peerId, plan.reasons, { footprintBytes: plan.footprintBytes, evictBytes: plan.evictBytes }))
     } else if (plan.code === 'INSUFFICIENT_MEMORY') {
       const { code, message, needBytes, largestFreeBytes } = plan
       return { ok: false, code, message, needBytes, largestFreeBytes, available: [...available].sort(), skipped, roundRobin: rr }
