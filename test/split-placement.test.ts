@@ -126,6 +126,9 @@ async function startHost (i: number, name: string, config: object, models: strin
   return agent
 }
 
+/** a test's bound: loads, kills and re-plans on two shared cores */
+const TEST_MS = 180_000
+
 const HOSTS = 4
 const A = 0 // the file, room for half the blocks and the rest: the coordinator
 const B = 1 // room for half the blocks: a member
@@ -221,7 +224,7 @@ describe.skipIf(!netnsAvailable())(`split placement of a dense model across host
     const placements = await getJson<{ placements: Array<{ model: string, tunnels?: Array<{ peerId: string, bytesSent: number }> }> }>(A, '/admin/placements')
     const sent = placements.placements.find((p) => p.model === 'dense')?.tunnels?.find((t) => t.peerId === peer(memberIndex))?.bytesSent ?? 0
     expect(sent).toBeGreaterThan(2 * dense.bytesPerLayer!)
-  })
+  }, TEST_MS)
 
   it('serves many requests at once with one coordinator', async () => {
     const coordinators = async (): Promise<RunnerRow[]> => (await runnersOf(A)).filter((x) => x.kind === 'llama-server' && x.model === 'dense')
@@ -231,7 +234,7 @@ describe.skipIf(!netnsAvailable())(`split placement of a dense model across host
     for (const r of replies) expect(r.status, r.text).toBe(200)
     const after = await coordinators()
     expect(after.map((x) => [x.id, x.pid])).toEqual(before.map((x) => [x.id, x.pid]))
-  })
+  }, TEST_MS)
 
   it('kill -9 of the member\'s rpc-server: the request in flight ends with an error, then the model answers again', async () => {
     const s = streamLong(C, 'dense')
@@ -247,7 +250,7 @@ describe.skipIf(!netnsAvailable())(`split placement of a dense model across host
       return x.status === 200 ? x : undefined
     }, 60_000, 500)
     expect(JSON.parse(r.text)).toMatchObject({ object: 'chat.completion' })
-  })
+  }, TEST_MS)
 
   it('kill -9 of the member\'s agent: the request in flight ends with an error, the split is planned again over the hosts left', async () => {
     const seen = await waitFor('a ready split', async () => await splitSeenBy(C), 60_000, 200)
@@ -266,7 +269,7 @@ describe.skipIf(!netnsAvailable())(`split placement of a dense model across host
     expect(JSON.parse(r.text)).toMatchObject({ object: 'chat.completion' })
     const again = await waitFor('the new split in the entry\'s view', async () => await splitSeenBy(C), 30_000, 200)
     expect(again.coordinator.split!.hosts.map((h) => h.peerId)).toEqual([peer(A), peer(other)])
-  })
+  }, TEST_MS)
 
   it('a member cut off the network: the request in flight ends (no hang), the model has no room without it, and answers once it is back', async () => {
     const seen = await waitFor('a ready split', async () => await splitSeenBy(C), 60_000, 200)
@@ -291,7 +294,7 @@ describe.skipIf(!netnsAvailable())(`split placement of a dense model across host
       return x.status === 200 ? x : undefined
     }, 60_000, 500)
     expect(JSON.parse(r.text)).toMatchObject({ object: 'chat.completion' })
-  })
+  }, TEST_MS)
 
   it('answers a model the hosts together cannot hold with 507 and the blocks each host could take', async () => {
     const r = await chat(C, 'huge')
@@ -299,7 +302,7 @@ describe.skipIf(!netnsAvailable())(`split placement of a dense model across host
     const body = JSON.parse(r.text) as { error: { code: string, message: string } }
     expect(body.error.code).toBe('insufficient_memory')
     expect(body.error.message).toMatch(/hold \d+ of 16 blocks: 'host-a' [\d.]+ GiB free, \d+ blocks/)
-  })
+  }, TEST_MS)
 })
 
 describe.skipIf(!netnsAvailable())(`split placement of a mixture-of-experts model${skipped}`, () => {
@@ -333,5 +336,5 @@ describe.skipIf(!netnsAvailable())(`split placement of a mixture-of-experts mode
     expect(coordinator!.split!.hosts.map((h) => [h.peerId, h.layers])).toEqual([[agents[0]!.info.peerId, 2], [agents[1]!.info.peerId, 2]])
     const member = await waitFor('the member\'s placement', async () => (await viewOf(2)).placements.find((p) => p.model === 'moe' && p.reason === 'split' && p.state === 'ready'))
     expect(member.peerId).toBe(agents[1]!.info.peerId)
-  })
+  }, TEST_MS)
 })
