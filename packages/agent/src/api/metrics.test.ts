@@ -84,7 +84,7 @@ function fakePort (): AgentPort & { state: { view: MeshView, runners: RunnerDesc
     setPin: () => [],
     requests: { on: (fn) => { listeners.add(fn); return () => { listeners.delete(fn) } } },
     emit: (e) => {
-      const full: RequestEvent = { id: 'req-1', model: 'tiny', strategy: 'performance', entry: 'self', local: true, outcome: 'ok', durationMs: 100, attempts: 1, reasons: [], at: 0, ...e }
+      const full: RequestEvent = { id: 'req-1', model: 'tiny', strategy: 'performance', entry: 'self', target: 'self', local: true, outcome: 'ok', durationMs: 100, attempts: 1, reasons: [], at: 0, ...e }
       for (const fn of listeners) fn(full)
     }
   }
@@ -99,12 +99,14 @@ describe('the agent\'s Prometheus metrics over a port', () => {
     port.emit({ local: false, ttftMs: 80, durationMs: 900, attempts: 3, reasons: ['cold-start', 'split', 'cache=moved(from=abc: busy)'] })
     port.emit({ outcome: 'error', code: 'QUEUE_FULL', durationMs: 5 })
     port.emit({ outcome: 'aborted', strategy: 'prefix-affinity', durationMs: 7 })
+    port.emit({ outcome: 'error', code: 'MODEL_NOT_FOUND', local: false, target: undefined, durationMs: 1 })
     const f = await scrape(m)
 
     expect(value(f, 'llmesh_requests_total', { model: 'tiny', strategy: 'performance', outcome: 'ok', role: 'local' })).toBe(1)
     expect(value(f, 'llmesh_requests_total', { model: 'tiny', outcome: 'ok', role: 'forwarded' })).toBe(1)
     expect(value(f, 'llmesh_requests_total', { outcome: 'queue_full' })).toBe(1)
     expect(value(f, 'llmesh_requests_total', { outcome: 'aborted', strategy: 'prefix-affinity' })).toBe(1)
+    expect(value(f, 'llmesh_requests_total', { outcome: 'model_not_found', role: 'none' })).toBe(1)
     expect(value(f, 'llmesh_request_duration_seconds_count', { model: 'tiny', role: 'local' })).toBe(3)
     expect(value(f, 'llmesh_request_duration_seconds_sum', { model: 'tiny', role: 'local' })).toBeCloseTo(0.262)
     expect(value(f, 'llmesh_request_ttft_seconds_count', { model: 'tiny', role: 'local' })).toBe(1)
@@ -114,7 +116,7 @@ describe('the agent\'s Prometheus metrics over a port', () => {
     expect(value(f, 'llmesh_request_ttft_seconds_bucket', { role: 'local', le: 0.025 })).toBe(0)
     expect(value(f, 'llmesh_request_failovers_total', { model: 'tiny' })).toBe(2)
     const reasons = Object.fromEntries(series(f, 'llmesh_route_reasons_total').map((l) => [l['reason'], value(f, 'llmesh_route_reasons_total', l)]))
-    expect(reasons).toEqual({ 'cache=hit': 1, service: 1, wait: 1, 'cold-start': 1, split: 1, 'cache=moved': 1 })
+    expect(reasons).toEqual({ 'cache=hit': 1, 'cold-start': 1, split: 1, 'cache=moved': 1 })
     for (const fam of f.families.values()) {
       expect(fam.name).toMatch(/^llmesh_/)
       expect(fam.help.length).toBeGreaterThan(0)
@@ -141,13 +143,17 @@ describe('the agent\'s Prometheus metrics over a port', () => {
     m.close()
   })
 
-  it('folds a strategy outside the list and a reason that is not a plain kind into "other"', () => {
+  it('counts a route reason that names a decision, never a figure or a sentence', () => {
     expect(reasonKind('cache=new')).toBe('cache=new')
-    expect(reasonKind('vram-low=120MiB')).toBe('vram-low')
-    expect(reasonKind('tie-band=5%')).toBe('tie-band')
+    expect(reasonKind('cache=moved(from=12D3KooW: busy)')).toBe('cache=moved')
     expect(reasonKind('affinity=hit')).toBe('affinity=hit')
-    expect(reasonKind('Weird reason!')).toBe('other')
-    expect(reasonKind('')).toBe('other')
+    expect(reasonKind('cold-start')).toBe('cold-start')
+    expect(reasonKind('vram-low=120MiB')).toBeUndefined()
+    expect(reasonKind('tie-band=5%')).toBeUndefined()
+    expect(reasonKind('load=1/2')).toBeUndefined()
+    expect(reasonKind('tried 12D3KooWabc: busy')).toBeUndefined()
+    expect(reasonKind('Weird reason!')).toBeUndefined()
+    expect(reasonKind('')).toBeUndefined()
   })
 
   it('reads runners, admission, membership, the mesh\'s counters and placements when scraped, each port figure once per scrape', async () => {

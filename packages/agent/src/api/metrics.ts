@@ -59,7 +59,7 @@ export function createAgentMetrics (port: AgentPort, opts: { now?: () => number 
   // ---- requests, from the events
   const requests = new Counter({
     name: 'llmesh_requests_total',
-    help: 'Requests taken on this agent\'s API, once ended, by model, strategy, outcome (ok, aborted, or the error code) and role (local: served by this host\'s runner; forwarded: by a peer).',
+    help: 'Requests taken on this agent\'s API, once ended, by model, strategy, outcome (ok, aborted, or the error code) and role (local: served by this host\'s runner; forwarded: by a peer; none: ended before any host answered).',
     labelNames: ['model', 'strategy', 'outcome', 'role'] as const,
     registers
   })
@@ -85,20 +85,20 @@ export function createAgentMetrics (port: AgentPort, opts: { now?: () => number 
   })
   const routeReasons = new Counter({
     name: 'llmesh_route_reasons_total',
-    help: 'Why requests went to the host they went to, by reason kind (e.g. cache=hit, cache=moved, cache=new, cold-start, split, affinity=hit).',
+    help: 'Decisions that sent requests to the host they went to, by reason (e.g. local, remote, cache=hit, cache=moved, cache=new, cold-start, split, affinity=hit, may-queue).',
     labelNames: ['reason'] as const,
     registers
   })
 
   const onRequest = (e: RequestEvent): void => {
     const model = models.label(e.model)
-    const role = e.local ? 'local' : 'forwarded'
+    const role = e.target == null ? 'none' : e.local ? 'local' : 'forwarded'
     const outcome = e.outcome === 'error' ? (e.code != null ? e.code.toLowerCase() : 'error') : e.outcome
     requests.inc({ model, strategy: strategies.has(e.strategy) ? e.strategy : OTHER, outcome, role })
     if (Number.isFinite(e.durationMs)) duration.observe({ model, role }, Math.max(0, e.durationMs) / 1000)
     if (e.ttftMs != null && Number.isFinite(e.ttftMs)) ttft.observe({ model, role }, Math.max(0, e.ttftMs) / 1000)
     if (e.attempts > 1) failovers.inc({ model }, e.attempts - 1)
-    for (const r of new Set(e.reasons.map(reasonKind))) routeReasons.inc({ reason: reasons.label(r) })
+    for (const r of new Set(e.reasons.map(reasonKind))) if (r != null) routeReasons.inc({ reason: reasons.label(r) })
   }
   const unsubscribe = port.requests.on(onRequest)
 
@@ -353,13 +353,14 @@ function selfNode (v: MeshView): MeshView['nodes'][number] | undefined {
 }
 
 /**
- * A route reason's kind: `kind=word` keeps the word (cache=hit, affinity=hit, speed=prior),
- * any other value (a number, a duration, a peer) is dropped (wait=120ms → wait); what is not a
- * plain kind is 'other'.
+ * The decision a route reason names, or undefined for a figure or a sentence: a plain word
+ * (cold-start, split, local, may-queue) or `kind=word` (cache=hit, speed=prior, strategy=…,
+ * `cache=moved(from …)` as cache=moved) is one; a figure (cost=120ms, load=1/2) or a trail
+ * sentence (which may name a peer) is not counted.
  */
-export function reasonKind (reason: string): string {
-  const m = /^([a-z][a-z0-9-]{0,31})(?:=([a-z][a-z-]{0,31})(?![a-z0-9-]))?/.exec(reason)
-  if (m == null) return OTHER
+export function reasonKind (reason: string): string | undefined {
+  const m = /^([a-z][a-z0-9-]{0,31})(?:=([a-z][a-z-]{0,31})(?:\(.*)?)?$/.exec(reason)
+  if (m == null) return undefined
   return m[2] != null ? `${m[1]}=${m[2]}` : m[1]!
 }
 
