@@ -122,7 +122,7 @@ describe('GET /metrics of running agents', () => {
     const s = await scrape(b)
     const { runners, admission } = await (await request(`${b.info.api}/admin/runners`)).body.json() as {
       runners: Array<{ id: string, kind: string, model: string, state: string, restarts?: number }>
-      admission: Array<{ runnerId: string, slots: number, busy: number, queueDepth: number, granted: number }>
+      admission: Array<{ runnerId: string, slots: number, busy: number, queueDepth: number, granted: number, tokensOut: number }>
     }
     expect(runners.length).toBe(1)
     for (const r of runners) {
@@ -136,6 +136,8 @@ describe('GET /metrics of running agents', () => {
       expect(sum(s.families, 'llmesh_runner_admissions_total', { ...labels, result: 'granted' })).toBe(adm.granted)
       // B's runner served all three: two of its own, one forwarded by A
       expect(adm.granted).toBeGreaterThanOrEqual(3)
+      expect(adm.tokensOut).toBeGreaterThan(0)
+      expect(sum(s.families, 'llmesh_runner_tokens_total', { ...labels, type: 'generated' })).toBe(adm.tokensOut)
     }
 
     // a model no host has, whose name reads like a prompt: never a label value

@@ -54,7 +54,7 @@ const runner = (id: string, model: string, extra: Partial<RunnerDescription> = {
   ({ id, kind: 'llama-server', model, state: 'ready', slots: 2, restarts: 0, stalls: 0, ...extra })
 
 const admission = (runnerId: string, model: string, extra: Partial<AdmissionCounters> = {}): AdmissionCounters =>
-  ({ runnerId, model, slots: 2, busy: 0, queueDepth: 0, peakBusy: 0, peakQueue: 0, granted: 0, queued: 0, busyAnswers: 0, rejected: 0, expired: 0, lastUsedAt: 0, ...extra })
+  ({ runnerId, model, slots: 2, busy: 0, queueDepth: 0, peakBusy: 0, peakQueue: 0, granted: 0, queued: 0, busyAnswers: 0, rejected: 0, expired: 0, lastUsedAt: 0, tokensOut: 0, promptTokens: 0, cachedTokens: 0, ...extra })
 
 /** A port whose figures the test sets, and whose request events the test emits. */
 function fakePort (): AgentPort & { state: { view: MeshView, runners: RunnerDescription[], admission: AdmissionCounters[], placements: LocalPlacement[], stats: Record<string, unknown> }, emit: (e: Partial<RequestEvent>) => void, listeners: number, reads: Record<string, number> } {
@@ -163,7 +163,7 @@ describe('the agent\'s Prometheus metrics over a port', () => {
     s.view.nodes[0]!.metrics = { tokensPerSec: 42.5, prefillTokensPerSec: 900 } as ViewNode['metrics']
     s.view.nodes[0]!.models = [{ name: 'tiny' }] as ViewNode['models']
     s.runners = [runner('llama-tiny-1', 'tiny', { restarts: 2, stalls: 1 }), runner('rpc-big-1', 'big', { kind: 'rpc-server', state: 'failed', gaveUp: true })]
-    s.admission = [admission('llama-tiny-1', 'tiny', { slots: 4, busy: 3, queueDepth: 5, granted: 9, rejected: 1 })]
+    s.admission = [admission('llama-tiny-1', 'tiny', { slots: 4, busy: 3, queueDepth: 5, granted: 9, rejected: 1, tokensOut: 120, cachedTokens: 64 })]
     s.placements = [
       { model: 'tiny', state: 'ready', reason: 'demand' } as unknown as LocalPlacement,
       { model: 'big', state: 'loading', reason: 'demand', tunnels: [{ peerId: 'peer-b', bytesSent: 1000, bytesReceived: 50 }, { peerId: 'peer-c', bytesSent: 24, bytesReceived: 50 }] } as unknown as LocalPlacement
@@ -188,6 +188,8 @@ describe('the agent\'s Prometheus metrics over a port', () => {
     expect(value(f, 'llmesh_runner_state', { ...tiny, state: 'failed' })).toBe(0)
     expect(value(f, 'llmesh_runner_admissions_total', { ...tiny, result: 'granted' })).toBe(9)
     expect(value(f, 'llmesh_runner_admissions_total', { ...tiny, result: 'rejected' })).toBe(1)
+    expect(value(f, 'llmesh_runner_tokens_total', { ...tiny, type: 'generated' })).toBe(120)
+    expect(value(f, 'llmesh_runner_tokens_total', { ...tiny, type: 'cached' })).toBe(64)
     // 'big' is no model the view lists: its runner is labelled 'other'
     const big = { runner: 'rpc-big-1', model: 'other', kind: 'rpc-server' }
     expect(value(f, 'llmesh_runner_slots', big)).toBe(2)

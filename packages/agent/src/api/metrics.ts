@@ -161,6 +161,15 @@ export function createAgentMetrics (port: AgentPort, opts: { now?: () => number 
     for (const r of runners()) set(runnerLabel(r), r.stalls)
   })
   const admissionResults = { granted: 'granted', queued: 'queued', busyAnswers: 'busy', rejected: 'rejected', expired: 'expired' } as const
+  mirroredCounter(registry, 'llmesh_runner_tokens_total', 'Tokens of a local runner where its answers tell them (llama-server), by type: generated, prompt (evaluated), cached (prompt tokens found in its KV cache).', [...runnerLabels, 'type'], (set) => {
+    for (const r of runners()) {
+      const a = admission().get(r.id)
+      if (a == null) continue
+      set({ ...runnerLabel(r), type: 'generated' }, a.tokensOut)
+      set({ ...runnerLabel(r), type: 'prompt' }, a.promptTokens)
+      set({ ...runnerLabel(r), type: 'cached' }, a.cachedTokens)
+    }
+  })
   mirroredCounter(registry, 'llmesh_runner_admissions_total', 'Admission decisions of a local runner, for requests of this agent and of peers: granted a slot, queued, answered busy, rejected (queue full), expired in the queue.', [...runnerLabels, 'result'], (set) => {
     for (const r of runners()) {
       const a = admission().get(r.id)
