@@ -51,6 +51,12 @@ interface History {
   expired: number
   /** clock time this runner last took or finished a request (0: never): least recently used goes first */
   lastUsedAt: number
+  /** tokens generated, as the runner's answers tell (llama-server's `timings`; others 0) */
+  tokensOut: number
+  /** prompt tokens evaluated, same source */
+  promptTokens: number
+  /** prompt tokens taken from the runner's KV cache instead, same source */
+  cachedTokens: number
 }
 
 /** Admission counters of one runner, for `GET /admin/admission` and the tests: its Admission's figures now and its history. */
@@ -153,7 +159,7 @@ export class LocalServing {
     if (e == null) {
       e = {
         admission: new Admission<Waiter>({ slots, capacity: this.capacity }),
-        counters: { runnerId: runner.id, model: runner.model, peakBusy: 0, peakQueue: 0, granted: 0, queued: 0, busyAnswers: 0, rejected: 0, expired: 0, lastUsedAt: 0 }
+        counters: { runnerId: runner.id, model: runner.model, peakBusy: 0, peakQueue: 0, granted: 0, queued: 0, busyAnswers: 0, rejected: 0, expired: 0, lastUsedAt: 0, tokensOut: 0, promptTokens: 0, cachedTokens: 0 }
       }
       this.entries.set(runner.id, e)
     } else if (e.admission.slots !== slots) {
@@ -273,6 +279,9 @@ export class LocalServing {
         rate.scan(chunk)
       },
       complete: () => {
+        e.counters.tokensOut += rate.predictedTokens ?? 0
+        e.counters.promptTokens += rate.promptTokens ?? 0
+        e.counters.cachedTokens += rate.cachedTokens ?? 0
         if (res.status < 400) this.noteTimings(opts.prefixKey, rate)
         if (res.status < 400) this.stats.record(SELF, { ok: true, ...(firstMs != null ? { firstTokenMs: firstMs } : {}), ...(rate.tokensPerSec != null ? { tokensPerSec: rate.tokensPerSec } : {}) }, this.clock.now())
       },

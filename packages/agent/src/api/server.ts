@@ -8,6 +8,7 @@ import { API_TIMEOUT_CHECK_MS } from '../constants.js'
 import { errorBody, httpError } from './errors.js'
 import { drainRequest, registerApiGuards } from './guards.js'
 import { registerMeshApi } from './mesh.js'
+import { registerMetricsApi } from './metrics.js'
 import { registerOllamaApi } from './ollama.js'
 import { registerOpenAiApi } from './openai.js'
 import type { AgentPort } from './port.js'
@@ -98,6 +99,7 @@ export function buildHttpServer (init: HttpApiInit, port: AgentPort, logger: Log
 
   const ctx: ApiContext = { port, strategy: init.strategy, deadlineMs: init.deadlineMs, writeStallMs: init.writeStallMs, clock: init.clock ?? systemClock, loadAnyway: init.loadAnyway ?? false }
   registerMeshApi(app, port)
+  registerMetricsApi(app, port)
   registerOpenAiApi(app, ctx)
   registerOllamaApi(app, ctx)
   return app
