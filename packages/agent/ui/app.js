@@ -1,13 +1,20 @@
 // The llmesh dashboard: renders the agent's `view` snapshots and `request` events from the
 // server-sent event stream GET /ui/events. Plain DOM, no framework, no build step. Every text
 // from the mesh goes in through textContent: host and model names come from other peers.
-import { layoutTopology } from '/ui/layout.js'
+import { LABEL_LINE_PX, layoutTopology } from '/ui/layout.js'
 
 /** Requests kept in the list, newest first. */
 const MAX_REQUESTS = 200
-/** Topology picture size (the SVG's viewBox). */
-const WIDTH = 1000
-const HEIGHT = 560
+/** The topology picture's height for its width (px, drawn at the page's own scale: text stays readable). */
+const ASPECT = 0.72
+const MIN_HEIGHT = 320
+const MAX_HEIGHT = 640
+/** Beyond this many hosts the topology takes the page's whole width. */
+const WIDE_FROM_HOSTS = 8
+/** Width of a host's label, px, for few and for many hosts; average character widths of the name and the line under it. */
+const LABEL_WIDTH = { few: 120, many: 90 }
+const NAME_CHAR_PX = 7
+const SUB_CHAR_PX = 5.8
 /** How long a request's dot travels from its entry to the host that served it, ms. */
 const FLOW_MS = 900
 const SVG = 'http://www.w3.org/2000/svg'
@@ -65,11 +72,18 @@ function renderHeader (v) {
 
 function renderTopology (v) {
   const root = document.getElementById('topology')
-  const layout = layoutTopology(v.nodes.map((n) => ({ id: n.peerId, name: n.name, self: n.self })), WIDTH, HEIGHT)
+  const many = v.nodes.length > WIDE_FROM_HOSTS
+  document.querySelector('main').classList.toggle('many', many)
+  const labelWidth = many ? LABEL_WIDTH.many : LABEL_WIDTH.few
+  const width = Math.max(320, Math.round(root.clientWidth || 1000))
+  const height = Math.round(Math.min(MAX_HEIGHT, Math.max(MIN_HEIGHT, width * ASPECT)))
+  root.setAttribute('viewBox', `0 0 ${width} ${height}`)
+  root.setAttribute('height', String(height))
+  const layout = layoutTopology(v.nodes.map((n) => ({ id: n.peerId, name: n.name, self: n.self })), width, height, labelWidth)
   state.nodeRadius = layout.nodeRadius
   state.positions = new Map(layout.hosts.map((h) => [h.id, h]))
   const r = layout.nodeRadius
-  const small = v.nodes.length > 10
+  const small = r < 20
   const links = svg('g', { class: 'links' })
   const selfPos = state.positions.get(v.self)
   for (const n of v.nodes) {
@@ -111,12 +125,15 @@ function renderTopology (v) {
         : svg('path', { class: 'load', d: `M0,0 L0,${-inner} A${inner},${inner} 0 ${large} 1 ${inner * Math.cos(a)},${inner * Math.sin(a)} Z` }))
     }
     if (!small && m != null) g.append(svg('text', { class: 'inside', y: 0 }, `${m.slotsBusy}/${m.slotsTotal}`))
-    g.append(svg('text', { class: 'name', y: r + 14 }, short(n.name, small ? 12 : 20)))
+    // the label, placed by the layout (relative to the node's centre)
+    const { label } = p
+    const at = (dy) => ({ x: label.x - p.x, y: label.y - p.y + dy, 'text-anchor': label.anchor })
+    g.append(svg('text', { class: 'name', ...at(0) }, short(n.name, Math.floor(labelWidth / NAME_CHAR_PX))))
     const models = serving(n).map((x) => x.kind === 'rpc-server' ? `${x.model} (blocks)` : x.model)
-    const sub = []
-    if (m != null && !small) sub.push(`q ${m.queueDepth} · ${m.tokensPerSec.toFixed(1)} tok/s`)
-    if (models.length > 0) sub.push(short(models.slice(0, 2).join(', ') + (models.length > 2 ? ` +${models.length - 2}` : ''), small ? 16 : 30))
-    sub.forEach((line, i) => { g.append(svg('text', { class: 'sub', y: r + 27 + i * 12 }, line)) })
+    const sub = models.length > 0
+      ? models.slice(0, 2).join(', ') + (models.length > 2 ? ` +${models.length - 2}` : '')
+      : m != null ? `q ${m.queueDepth} · ${m.tokensPerSec.toFixed(1)} tok/s` : ''
+    g.append(svg('text', { class: 'sub', ...at(LABEL_LINE_PX) }, short(sub, Math.floor(labelWidth / SUB_CHAR_PX))))
     hosts.append(g)
   }
   const flows = root.querySelector('g.flows') ?? svg('g', { class: 'flows' })
@@ -171,14 +188,14 @@ function renderPlacements (v) {
 function renderRequests () {
   const body = document.querySelector('#requests tbody')
   const rows = state.requests.map((e) => el('tr', { 'data-request-id': e.id, 'data-outcome': e.outcome, class: e.local ? 'local' : null },
-    el('td', {}, new Date(e.at).toLocaleTimeString()),
-    el('td', {}, short(e.model, 24)),
+    el('td', {}, new Date(e.at).toLocaleTimeString([], { hour12: false })),
+    el('td', { title: e.model }, short(e.model, 24)),
     el('td', {}, nameOf(e.entry)),
     el('td', {}, e.target != null ? nameOf(e.target) : '—'),
-    el('td', { title: e.reasons.join(', ') }, e.strategy),
     el('td', { class: 'num' }, ms(e.ttftMs)),
-    el('td', { class: 'num' }, ms(e.durationMs)),
-    el('td', { title: e.code ?? '' }, badge(e.code != null ? `${e.outcome}: ${e.code}` : e.outcome, e.outcome))))
+    el('td', { title: e.code ?? '' }, badge(e.code != null ? `${e.outcome}: ${e.code}` : e.outcome, e.outcome)),
+    el('td', { title: e.reasons.join(', ') }, e.strategy),
+    el('td', { class: 'num' }, ms(e.durationMs))))
   body.replaceChildren(...rows)
   document.getElementById('requests-empty').hidden = rows.length > 0
 }
@@ -233,3 +250,4 @@ function connect () {
 }
 
 connect()
+window.addEventListener('resize', () => { render() })
