@@ -4,7 +4,8 @@
  * (whose page is opened) and host-c serve nothing. The page shows three hosts; a chat request
  * sent to host-a and served by host-b appears in its requests list; host-c killed turns suspect
  * or dead on the page. Screenshots go to the test's temp dir; with LLMESH_UPDATE_DASHBOARD_PNG=1
- * the first also replaces docs/dashboard.png (the README's picture).
+ * the first also replaces docs/dashboard.png (the README's picture). Once host-a has an API key,
+ * the page gets no data without it, and gets it with the key in its URL fragment.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises'
@@ -12,7 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { request } from 'undici'
 import { chromium, type Browser, type Page } from 'playwright-core'
-import { startAgentProcess, waitFor, waitForReadyRunner, type AgentProcess, LOOPBACK_AGENT_ARGS } from '@llmesh/fixtures'
+import { runLlmesh, startAgentProcess, waitFor, waitForReadyRunner, type AgentProcess, LOOPBACK_AGENT_ARGS } from '@llmesh/fixtures'
 
 const llamaServer = process.env['LLMESH_TEST_LLAMA_SERVER']!
 const model = process.env['LLMESH_TEST_MODEL']!
@@ -111,5 +112,20 @@ describe.skipIf(browserPath == null)(`dashboard in a headless browser${browserPa
     // the others stay alive
     expect(await page.locator(`#topology g.host[data-peer="${b.info.peerId}"]`).getAttribute('data-state')).toBe('alive')
     await page.screenshot({ path: join(dir, 'dashboard-host-down.png') })
+  })
+
+  it('needs the API key once one exists: none, no data; the key in the page\'s fragment, the mesh', async () => {
+    const { key } = JSON.parse((await runLlmesh(['apikey', 'add', '--name', 'dashboard', '--data-dir', join(dir, 'a'), '--json'])).stdout) as { key: string }
+    await waitFor('host-a to need the key', async () => (await request(`${a.info.api}/mesh/view`)).statusCode === 401)
+    const closed = await browser!.newPage({ viewport: VIEWPORT })
+    await closed.goto(`${a.info.api}/ui`)
+    await closed.waitForFunction(() => document.getElementById('conn')?.dataset['state'] === 'error', undefined, { timeout: PAGE_WAIT_MS })
+    expect(await closed.locator('#topology g.host').count()).toBe(0)
+    await closed.close()
+    const open = await browser!.newPage({ viewport: VIEWPORT })
+    await open.goto(`${a.info.api}/ui#key=${encodeURIComponent(key)}`)
+    await open.waitForFunction(() => document.querySelectorAll('#hosts tbody tr').length === 3, undefined, { timeout: PAGE_WAIT_MS })
+    expect(await open.locator('#conn').getAttribute('data-state')).toBe('open')
+    await open.close()
   })
 })
