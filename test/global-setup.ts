@@ -14,6 +14,10 @@ export default async function setup (): Promise<void> {
   process.env['LLMESH_TEST_MODEL'] = await ensureTinyModel(progress)
   // the dashboard's browser test: the browser's path, or why it skips
   const chromium = ensureChromium(progress)
-  if ('path' in chromium) process.env['LLMESH_TEST_CHROMIUM'] = chromium.path
-  else process.env['LLMESH_TEST_CHROMIUM_SKIP'] = chromium.skip
+  if ('path' in chromium) {
+    process.env['LLMESH_TEST_CHROMIUM'] = chromium.path
+  } else {
+    process.env['LLMESH_TEST_CHROMIUM_SKIP'] = chromium.skip
+    progress(`the dashboard's browser test (test/ui.test.ts) will be skipped: ${chromium.skip}`)
+  }
 }
