@@ -106,3 +106,20 @@ export const SPLIT_POLL_MS = 50
 
 /** How long a split that ended keeps its failed placement (with why) in the document, ms. @default 60000 */
 export const SPLIT_FAILED_KEEP_MS = 60_000
+
+/**
+ * Most dashboard event streams (`GET /ui/events`) open at once on one agent: each costs a view
+ * serialised per tick; one more is refused (BUSY, 503) rather than served late. @default 16
+ */
+export const UI_MAX_CLIENTS = 16
+/** How often a dashboard stream gets a `view` snapshot, ms. @default 1000 ms */
+export const UI_VIEW_INTERVAL_MS = 1000
+/** A comment line on an idle dashboard stream this often, ms, so proxies keep it open. @default 15000 ms */
+export const UI_HEARTBEAT_MS = 15_000
+/**
+ * A dashboard stream whose unsent bytes pass this is dropped (the page reconnects) rather than
+ * buffered without bound for a client that does not read. @default 1048576 bytes (1 MiB)
+ */
+export const UI_MAX_BUFFERED_BYTES = 1024 * 1024
+/** Request events an agent keeps for a dashboard opened later (the newest). @default 100 */
+export const UI_RECENT_REQUESTS = 100

@@ -5,6 +5,7 @@ import type { ApiKeys } from './port.js'
 import { OVERSIZE_DRAIN_BYTES } from '../constants.js'
 import { assertJsonDepth } from '../json-depth.js'
 import { isLoopbackHost } from '../loopback.js'
+import { isUiAsset, uiQueryKey } from './ui.js'
 
 /** Splits a Host header (`name`, `name:port`, `[v6]:port`) into its name and port; undefined when it does not parse. */
 export function parseHostHeader (value: string, defaultPort = 80): { host: string, port: number } | undefined {
@@ -59,17 +60,21 @@ export function checkHostAndOrigin (req: FastifyRequest, opts: ApiGuardOptions):
  * start there without one), and on loopback as soon as any key exists: whoever made a key
  * meant the API to be closed, and on a shared machine every local user reaches loopback.
  * `/health` stays open (liveness probes carry no key; it tells only that the agent is up and
- * its peer id, which every peer of the mesh knows anyway).
+ * its peer id, which every peer of the mesh knows anyway); so do the dashboard's static files
+ * (no data), and its event stream alone also takes the key as `?key=` (see ui.ts: a browser's
+ * EventSource cannot send the header).
  */
 export async function checkApiKey (req: FastifyRequest, keys: ApiKeys, required: boolean): Promise<void> {
-  if (req.url === '/health' || req.url.startsWith('/health?')) return
+  const path = req.url.split('?')[0] ?? ''
+  if (path === '/health' || isUiAsset(path)) return
   const haveKeys = await keys.hasKeys()
   if (!required && !haveKeys) return
   const auth = req.headers.authorization
   const m = auth != null ? /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(auth) : null
-  if (m == null) throw new LlmeshError('UNAUTHORIZED', 'this API needs a key: send the header Authorization: Bearer <key> (create one with llmesh apikey add)')
+  const presented = m?.[1] ?? uiQueryKey(req)
+  if (presented == null) throw new LlmeshError('UNAUTHORIZED', 'this API needs a key: send the header Authorization: Bearer <key> (create one with llmesh apikey add)')
   if (!haveKeys) throw new LlmeshError('UNAUTHORIZED', 'this API listens off loopback and no API key exists: create one with llmesh apikey add')
-  if (!await keys.verify(m[1]!)) throw new LlmeshError('UNAUTHORIZED', 'unknown or revoked API key')
+  if (!await keys.verify(presented)) throw new LlmeshError('UNAUTHORIZED', 'unknown or revoked API key')
 }
 
 /**

@@ -13,6 +13,7 @@ import { registerOllamaApi } from './ollama.js'
 import { registerOpenAiApi } from './openai.js'
 import type { AgentPort } from './port.js'
 import type { ApiContext } from './request.js'
+import { registerUi } from './ui.js'
 
 /** Shortest time between two log lines about connections closed at maxConnections. @default 10000 ms */
 const CAP_LOG_INTERVAL_MS = 10_000
@@ -102,5 +103,6 @@ export function buildHttpServer (init: HttpApiInit, port: AgentPort, logger: Log
   registerMetricsApi(app, port)
   registerOpenAiApi(app, ctx)
   registerOllamaApi(app, ctx)
+  registerUi(app, port)
   return app
 }
