@@ -17,3 +17,12 @@ export const SERVICE_STOP_MARGIN_MS = 5000
 
 /** Environment variables of the installing shell a service keeps (an API key never goes into a unit file). @default PATH and LLMESH_* but LLMESH_API_KEY */
 export const SERVICE_ENV_KEEP = /^(PATH|LLMESH_(?!API_KEY$)[A-Z0-9_]+)$/
+
+/** How long a command waits for an agent's answer (headers, then each part of the body), ms. @default 5000 ms */
+export const API_TIMEOUT_MS = 5000
+
+/** How long `llmesh chat` waits for the next part of a streamed answer (a cold start loads the model first), ms. @default 300000 ms */
+export const CHAT_STREAM_TIMEOUT_MS = 300_000
+
+/** Time between two tables of `llmesh status --watch`, ms. @default 1000 ms */
+export const WATCH_INTERVAL_MS = 1000
