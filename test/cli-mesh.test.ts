@@ -89,7 +89,7 @@ describe('llmesh mesh commands, asked of A, through the built CLI', () => {
     expect(await cliFails('chat', 'nope', '-p', 'x', '--api', a.info.api)).toEqual({ code: 1, stderr: "llmesh chat: unknown model 'nope': the mesh has tiny\n" })
   })
 
-  it('chat, interactive: two lines on stdin, two streamed answers in one conversation, then end of input ends it', async () => {
+  it('chat, interactive: two lines on stdin, two answers served by B, then end of input ends it', async () => {
     const before = await tokensPredicted()
     const child = spawn(process.execPath, [llmeshBin(), 'chat', 'tiny', '--api', a.info.api, '--max-tokens', '4', '--json'], { stdio: ['pipe', 'pipe', 'pipe'] })
     let out = ''

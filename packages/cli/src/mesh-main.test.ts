@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Readable } from 'node:stream'
+import { PassThrough, Readable } from 'node:stream'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { MeshView } from '@llmesh/agent'
 import { main, type CliIo } from './main.js'
@@ -48,6 +48,13 @@ beforeAll(async () => {
       res.setHeader('content-type', 'application/json')
       if (req.url === '/mesh/view') return res.end(JSON.stringify(view))
       if (req.url === '/v1/models') return res.end(JSON.stringify({ object: 'list', data: [{ id: 'tiny' }, { id: 'other' }] }))
+      if (req.url === '/v1/chat/completions') {
+        const turn = (JSON.parse(body) as { messages: unknown[] }).messages.length
+        res.setHeader('content-type', 'text/event-stream')
+        res.setHeader('x-llmesh-node', 'p-b')
+        const chunk = (content: string): string => `data: ${JSON.stringify({ object: 'chat.completion.chunk', choices: [{ delta: { content } }] })}\n\n`
+        return res.end(`${chunk('answer ')}${chunk(`${turn}\u001b[2J`)}data: [DONE]\n\n`)
+      }
       if (req.url === '/admin/pins' && JSON.parse(body).host === 'nowhere') {
         res.statusCode = 400
         return res.end(JSON.stringify({ error: { message: "unknown host 'nowhere'", type: 'invalid_request_error', code: 'invalid_request' } }))
@@ -145,7 +152,7 @@ describe('mesh commands against an API', () => {
     let interrupt: (() => void) | undefined
     let listening = false
     const watching = cli(['status', '--watch', '--api', api, '--json'], { onInterrupt: (fn) => { interrupt = fn; listening = true; return () => { listening = false } } })
-    await new Promise((resolve) => setTimeout(resolve, 50))
+    await waitUntil(() => interrupt != null)
     interrupt!()
     const stopped = await watching
     expect(stopped.code).toBe(0)
@@ -159,4 +166,38 @@ describe('mesh commands against an API', () => {
     // an empty input is an empty conversation
     expect(await cli(['chat', '--api', api], { stdin: Readable.from([]) })).toEqual({ code: 0, out: '', err: '' })
   })
+
+  it('chat keeps the conversation: each line is sent with the turns before it; answers stream, escapes shown, not obeyed', async () => {
+    seen.length = 0
+    const r = await cli(['chat', '--api', api], { stdin: Readable.from(['first\n', '\n', 'second\n']) })
+    expect(r).toEqual({ code: 0, out: 'answer 1\\x1b[2J\nanswer 3\\x1b[2J\n', err: '' })
+    const sent = seen.filter((s) => s.url === '/v1/chat/completions').map((s) => JSON.parse(s.body) as { model: string, stream: boolean, messages: unknown[] })
+    expect(sent.map((b) => [b.model, b.stream])).toEqual([['tiny', true], ['tiny', true]])
+    expect(sent[1]!.messages).toEqual([
+      { role: 'user', content: 'first' },
+      { role: 'assistant', content: 'answer 1\u001b[2J' },
+      { role: 'user', content: 'second' }
+    ])
+    const json = await cli(['chat', 'other', '-p', 'hi', '--max-tokens', '3', '--api', api, '--json'])
+    expect(JSON.parse(json.out)).toEqual({ model: 'other', prompt: 'hi', reply: 'answer 1\u001b[2J', host: 'gpu-b', peerId: 'p-b' })
+    expect(JSON.parse(seen.at(-1)!.body)).toMatchObject({ model: 'other', max_tokens: 3 })
+  })
+
+  it('chat: Ctrl-C ends a conversation waiting for input', async () => {
+    const input = new PassThrough()
+    let interrupt: (() => void) | undefined
+    const chatting = cli(['chat', '--api', api], { stdin: input, onInterrupt: (fn) => { interrupt = fn; return () => {} } })
+    input.write('one\n')
+    await waitUntil(() => interrupt != null)
+    interrupt!()
+    const r = await chatting
+    expect(r.code).toBe(0)
+    input.destroy()
+  })
 })
+
+/** Polls `ok` every 10 ms, for at most 5 s. */
+async function waitUntil (ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !ok(); i++) await new Promise((resolve) => setTimeout(resolve, 10))
+  if (!ok()) throw new Error('condition not met in 5 s')
+}
