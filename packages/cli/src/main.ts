@@ -297,8 +297,13 @@ async function viewCommand<T> (args: string[], io: CliIo, get: (target: ApiTarge
   return 0
 }
 
-/** Clears a terminal and puts the cursor top left: a table redrawn in place. */
-const CLEAR_SCREEN = '\u001b[H\u001b[2J'
+/**
+ * `text` drawn over the screen from its top left: each line clears what is left of the old one
+ * and what is below is cleared last, so a table redrawn every second does not flicker.
+ */
+function redraw (text: string): string {
+  return `\u001b[H${text.split('\n').map((line) => `${line}\u001b[K`).join('\n')}\n\u001b[J`
+}
 
 async function statusCommand (args: string[], io: CliIo): Promise<number> {
   const { values } = parseArgs({
@@ -323,7 +328,7 @@ async function statusCommand (args: string[], io: CliIo): Promise<number> {
       try {
         const data = await status(target.api, target.apiKey)
         if (json) io.stdout(`${terminalSafeJsonLine(data)}\n`)
-        else if (style.tty) io.stdout(`${CLEAR_SCREEN}${formatStatus(data, style)}\n\n${new Date().toLocaleTimeString()}, every ${WATCH_INTERVAL_MS / 1000} s; Ctrl-C to stop\n`)
+        else if (style.tty) io.stdout(redraw(`${formatStatus(data, style)}\n\n${new Date().toLocaleTimeString()}, every ${WATCH_INTERVAL_MS / 1000} s; Ctrl-C to stop`))
         else io.stdout(`${formatStatus(data, style)}\n\n`)
       } catch (err) {
         // the first failure ends the command (nothing to watch); later ones are shown and retried

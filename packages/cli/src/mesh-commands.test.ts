@@ -123,6 +123,15 @@ describe('llmesh ps', () => {
     expect(t[2]).toEqual(['gpu-b', 'huge', 'rpc-server', 'ready', '-/1', '-', '-', '-', '2', 'rpc-1'])
     expect(formatPs([])).toBe('no runners in the mesh')
   })
+
+  it('a model its host does not list: 0 in use when the host is idle, the host\'s figures for its only runner, else unknown', () => {
+    const runner = (model: string) => ({ id: model, kind: 'llama-server' as const, model, state: 'ready' as const, slots: 2 })
+    const idle = node('idle', { runners: [runner('m')], metrics: metrics({ slotsTotal: 2 }) })
+    const one = node('one', { runners: [runner('m')], metrics: metrics({ slotsBusy: 1, slotsTotal: 2, queueDepth: 4 }) })
+    const two = node('two', { runners: [runner('m'), runner('n')], metrics: metrics({ slotsBusy: 1, slotsTotal: 4 }) })
+    const rows = psOf({ ...view, nodes: [idle, one, two], placements: [], pins: [] })
+    expect(rows.map((r) => [r.host, r.model, r.slotsBusy, r.queue])).toEqual([['idle', 'm', 0, 0], ['one', 'm', 1, 4], ['two', 'm', null, null], ['two', 'n', null, null]])
+  })
 })
 
 describe('llmesh placements and pins', () => {

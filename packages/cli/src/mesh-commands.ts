@@ -229,7 +229,7 @@ export function psOf (view: MeshView): ProcessRow[] {
   const rows: ProcessRow[] = []
   for (const n of [...view.nodes].sort(byHost)) {
     for (const r of n.runners) {
-      const load = n.metrics?.models?.find((m) => m.model === r.model)
+      const load = modelLoad(n, r.model)
       const placement = (view.placements ?? []).find((p) => p.peerId === n.peerId && p.model === r.model)
       rows.push({
         host: n.name,
@@ -247,6 +247,21 @@ export function psOf (view: MeshView): ProcessRow[] {
     }
   }
   return rows
+}
+
+/**
+ * A model's slots in use and queue on a host, from its last heartbeat: the per-model figures
+ * when it lists the model (a host lists the models it has served); else 0 and 0 when the whole
+ * host is idle, the host's figures when the model is its only runner's, null when not known.
+ */
+function modelLoad (n: ViewNode, model: string): { busy: number, queue: number } | undefined {
+  const m = n.metrics
+  if (m == null) return undefined
+  const listed = m.models?.find((x) => x.model === model)
+  if (listed != null) return listed
+  if (m.slotsBusy === 0 && m.queueDepth === 0) return { busy: 0, queue: 0 }
+  if (n.runners.length === 1) return { busy: m.slotsBusy, queue: m.queueDepth }
+  return undefined
 }
 
 export function formatPs (rows: ProcessRow[], style: Style = PLAIN): string {

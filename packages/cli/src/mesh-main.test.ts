@@ -145,7 +145,10 @@ describe('mesh commands against an API', () => {
     expect(plain.out.match(/^mesh seen from /gm)).toHaveLength(2)
     expect(plain.out).not.toContain('\u001b')
     const tty = await cli(['status', '--watch', '--count', '2', '--api', api], { isTTY: true })
-    expect(tty.out.split('\u001b[H\u001b[2J')).toHaveLength(3)
+    // drawn twice from the top left, each line clearing the rest of the old one, the rest below cleared
+    expect(tty.out.split('\u001b[H')).toHaveLength(3)
+    expect(tty.out.match(/\u001b\[J/g)).toHaveLength(2)
+    expect(tty.out).toMatch(/^\u001b\[Hmesh seen from [^\n]*\u001b\[K\n/)
     const json = await cli(['status', '--watch', '--count', '2', '--json', '--api', api])
     expect(json.out.trim().split('\n').map((l) => (JSON.parse(l) as { nodes: unknown[] }).nodes.length)).toEqual([2, 2])
     // no --count: runs until interrupted
