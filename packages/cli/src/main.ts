@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { pino, type Logger } from 'pino'
 import pretty from 'pino-pretty'
@@ -11,8 +13,6 @@ import { formatStatus, resolveApi, resolveUpConfig, status, type UpFlags } from 
 import { invite, keygen } from './join-token.js'
 import { apikeyAdd, apikeyList, apikeyRevoke, formatApiKeyAdded, formatApiKeys } from './apikey.js'
 import { terminalSafeJson, terminalSafeJsonLine, terminalSafeText } from './terminal.js'
-import { Readable } from 'node:stream'
-import { setTimeout as sleep } from 'node:timers/promises'
 import type { ApiTarget } from './api-client.js'
 import { chatSession, chooseModel, type ChatSink } from './chat.js'
 import { WATCH_INTERVAL_MS } from './constants.js'
@@ -369,6 +369,8 @@ async function chatCommand (args: string[], io: CliIo): Promise<number> {
   const json = values.json === true
   const interactive = values.prompt == null && io.isTTY === true && !json
   if (interactive) io.stderr(`talking to ${terminalSafeText(model)} through ${target.api}; Ctrl-C or Ctrl-D ends\n`)
+  // whether the turn under way printed part of an answer (a failure then ends its line)
+  let streamed = false
   const sink: ChatSink = json
     ? {
         text: () => {},
@@ -377,10 +379,10 @@ async function chatCommand (args: string[], io: CliIo): Promise<number> {
         ready: () => {}
       }
     : {
-        text: (t) => { io.stdout(terminalSafeText(t)) },
+        text: (t) => { streamed = true; io.stdout(terminalSafeText(t)) },
         turn: () => { io.stdout('\n') },
-        failed: (message) => { io.stdout('\n'); io.stderr(`llmesh chat: ${message}\n`) },
-        ready: () => { if (interactive) io.stdout('>>> ') }
+        failed: (message) => { if (streamed) io.stdout('\n'); io.stderr(`llmesh chat: ${message}\n`) },
+        ready: () => { streamed = false; if (interactive) io.stdout('>>> ') }
       }
   const stop = new AbortController()
   const off = io.onInterrupt?.(() => { stop.abort() })

@@ -162,7 +162,6 @@ describe('table cells', () => {
 
   it('colour goes around the text, not the padding: columns stay aligned', () => {
     const coloured = table([['A', 'B'], [{ text: 'x', tone: 'good' }, 'y'], ['long', 'z']], TTY)
-    // eslint-disable-next-line no-control-regex
     const visible = coloured.replace(/\u001b\[\d+m/g, '')
     expect(visible).toBe(table([['A', 'B'], ['x', 'y'], ['long', 'z']]))
     expect(coloured).toContain('\u001b[32mx\u001b[39m   ')

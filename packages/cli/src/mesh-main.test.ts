@@ -47,9 +47,14 @@ beforeAll(async () => {
       seen.push({ method: req.method!, url: req.url!, auth: req.headers.authorization, body })
       res.setHeader('content-type', 'application/json')
       if (req.url === '/mesh/view') return res.end(JSON.stringify(view))
-      if (req.url === '/v1/models') return res.end(JSON.stringify({ object: 'list', data: [{ id: 'tiny' }, { id: 'other' }] }))
+      if (req.url === '/v1/models') return res.end(JSON.stringify({ object: 'list', data: [{ id: 'tiny' }, { id: 'other' }, { id: 'broken' }] }))
       if (req.url === '/v1/chat/completions') {
-        const turn = (JSON.parse(body) as { messages: unknown[] }).messages.length
+        const sent = JSON.parse(body) as { model: string, messages: unknown[] }
+        if (sent.model === 'broken') {
+          res.statusCode = 502
+          return res.end(JSON.stringify({ error: { message: 'runner failed: boom', type: 'server_error', code: 'runner_failed' } }))
+        }
+        const turn = sent.messages.length
         res.setHeader('content-type', 'text/event-stream')
         res.setHeader('x-llmesh-node', 'p-b')
         const chunk = (content: string): string => `data: ${JSON.stringify({ object: 'chat.completion.chunk', choices: [{ delta: { content } }] })}\n\n`
@@ -164,8 +169,11 @@ describe('mesh commands against an API', () => {
   })
 
   it('chat: an unknown model names the ones there are (exit 1); no input and no -p is a usage error', async () => {
-    expect(await cli(['chat', 'nope', '-p', 'hi', '--api', api])).toEqual({ code: 1, out: '', err: "llmesh chat: unknown model 'nope': the mesh has tiny, other\n" })
+    expect(await cli(['chat', 'nope', '-p', 'hi', '--api', api])).toEqual({ code: 1, out: '', err: "llmesh chat: unknown model 'nope': the mesh has tiny, other, broken\n" })
     expect(await cli(['chat', '--api', api])).toEqual({ code: 2, out: '', err: 'llmesh chat: nothing to read a conversation from: give a prompt with -p\n' })
+    // an answer that fails: the agent's message, exit 1; in a conversation the next line is still read
+    expect(await cli(['chat', 'broken', '-p', 'hi', '--api', api])).toEqual({ code: 1, out: '', err: 'llmesh chat: runner failed: boom\n' })
+    expect(await cli(['chat', 'broken', '--api', api], { stdin: Readable.from(['a\nb\n']) })).toEqual({ code: 1, out: '', err: 'llmesh chat: runner failed: boom\n'.repeat(2) })
     // an empty input is an empty conversation
     expect(await cli(['chat', '--api', api], { stdin: Readable.from([]) })).toEqual({ code: 0, out: '', err: '' })
   })
