@@ -98,7 +98,8 @@ commands:
            these commands ask an agent (API key, if needed: $LLMESH_API_KEY):
              --api URL            agent to ask (default: the agent of --data-dir)
              --data-dir DIR
-             --json               machine-readable output (chat, status --watch: one object a line)
+             --json               machine-readable output (chat, status --watch: one object a
+                                  line)
   apikey   API keys of the agent of --data-dir (needed when the API is off loopback)
            apikey add [--name N]  make a key and print it (once: only its hash is kept)
            apikey list            names, ids, creation times (never a key)
@@ -374,7 +375,7 @@ async function chatCommand (args: string[], io: CliIo): Promise<number> {
   const sink: ChatSink = json
     ? {
         text: () => {},
-        turn: (t) => { io.stdout(`${values.prompt != null ? terminalSafeJson(t) : terminalSafeJsonLine(t)}\n`) },
+        turn: (t) => { io.stdout(`${terminalSafeJsonLine(t)}\n`) },
         failed: (message) => { io.stderr(`llmesh chat: ${message}\n`) },
         ready: () => {}
       }
