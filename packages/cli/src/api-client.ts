@@ -32,14 +32,17 @@ export async function apiCall (target: ApiTarget, method: Dispatcher.HttpMethod,
   throw new Error(apiErrorMessage(target, res.statusCode, text))
 }
 
-/** Opens a request and answers the response as it starts (streams are read by the caller). */
-export async function send (target: ApiTarget, method: Dispatcher.HttpMethod, path: string, body?: unknown, opts: { signal?: AbortSignal, bodyTimeout?: number } = {}): Promise<Dispatcher.ResponseData> {
+/**
+ * Opens a request and answers the response as it starts (streams are read by the caller).
+ * `timeoutMs`: the longest wait for the headers and then between parts of the body.
+ */
+export async function send (target: ApiTarget, method: Dispatcher.HttpMethod, path: string, body?: unknown, opts: { signal?: AbortSignal, timeoutMs?: number } = {}): Promise<Dispatcher.ResponseData> {
   let res
   try {
     res = await request(`${target.api}${path}`, {
       method,
-      headersTimeout: API_TIMEOUT_MS,
-      bodyTimeout: opts.bodyTimeout ?? API_TIMEOUT_MS,
+      headersTimeout: opts.timeoutMs ?? API_TIMEOUT_MS,
+      bodyTimeout: opts.timeoutMs ?? API_TIMEOUT_MS,
       headers: authHeaders(target, body !== undefined ? { 'content-type': 'application/json' } : {}),
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
       ...(opts.signal != null ? { signal: opts.signal } : {})

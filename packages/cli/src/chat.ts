@@ -40,7 +40,7 @@ export async function chooseModel (target: ApiTarget, wanted: string | undefined
  */
 export async function streamReply (target: ApiTarget, model: string, messages: ChatMessage[], onText: (text: string) => void, opts: { maxTokens?: number, signal?: AbortSignal } = {}): Promise<{ reply: string, peerId: string | null }> {
   const body = { model, stream: true, messages, ...(opts.maxTokens != null ? { max_tokens: opts.maxTokens } : {}) }
-  const res = await send(target, 'POST', '/v1/chat/completions', body, { bodyTimeout: CHAT_STREAM_TIMEOUT_MS, ...(opts.signal != null ? { signal: opts.signal } : {}) })
+  const res = await send(target, 'POST', '/v1/chat/completions', body, { timeoutMs: CHAT_STREAM_TIMEOUT_MS, ...(opts.signal != null ? { signal: opts.signal } : {}) })
   if (res.statusCode !== 200) throw new Error(apiErrorMessage(target, res.statusCode, await res.body.text()))
   const node = res.headers['x-llmesh-node']
   let reply = ''

@@ -21,7 +21,11 @@ export const SERVICE_ENV_KEEP = /^(PATH|LLMESH_(?!API_KEY$)[A-Z0-9_]+)$/
 /** How long a command waits for an agent's answer (headers, then each part of the body), ms. @default 5000 ms */
 export const API_TIMEOUT_MS = 5000
 
-/** How long `llmesh chat` waits for the next part of a streamed answer (a cold start loads the model first), ms. @default 300000 ms */
+/**
+ * How long `llmesh chat` waits for an answer to start and then for each next part of it, ms:
+ * the agent answers once the first token is in, and a model not loaded anywhere is loaded
+ * first (minutes for a large one). @default 300000 ms
+ */
 export const CHAT_STREAM_TIMEOUT_MS = 300_000
 
 /** Time between two tables of `llmesh status --watch`, ms. @default 1000 ms */
