@@ -12,7 +12,7 @@ import {
 import { formatStatus, resolveApi, resolveUpConfig, status, type UpFlags } from './commands.js'
 import { invite, keygen } from './join-token.js'
 import { apikeyAdd, apikeyList, apikeyRevoke, formatApiKeyAdded, formatApiKeys } from './apikey.js'
-import { terminalSafeJson, terminalSafeJsonLine, terminalSafeText } from './terminal.js'
+import { terminalSafe, terminalSafeJson, terminalSafeJsonLine, terminalSafeText } from './terminal.js'
 import type { ApiTarget } from './api-client.js'
 import { chatSession, chooseModel, type ChatSink } from './chat.js'
 import { WATCH_INTERVAL_MS } from './constants.js'
@@ -161,7 +161,8 @@ export async function main (argv: string[], io: CliIo = processIo()): Promise<nu
       io.stderr(`${what}: ${err.message}\n`)
       return EXIT_USAGE
     }
-    io.stderr(`${what}: ${err instanceof Error ? err.message : String(err)}\n`)
+    // a failure's text may carry an agent's or a peer's words (a runner's error): shown, not obeyed
+    io.stderr(`${what}: ${terminalSafeText(err instanceof Error ? err.message : String(err))}\n`)
     return EXIT_FAILURE
   }
 }
@@ -334,7 +335,7 @@ async function statusCommand (args: string[], io: CliIo): Promise<number> {
       } catch (err) {
         // the first failure ends the command (nothing to watch); later ones are shown and retried
         if (shown === 0) throw err
-        io.stderr(`llmesh status: ${(err as Error).message}\n`)
+        io.stderr(`llmesh status: ${terminalSafeText((err as Error).message)}\n`)
       }
       shown++
       if (count != null && shown >= count) break
@@ -369,20 +370,20 @@ async function chatCommand (args: string[], io: CliIo): Promise<number> {
   const model = await chooseModel(target, positionals[0])
   const json = values.json === true
   const interactive = values.prompt == null && io.isTTY === true && !json
-  if (interactive) io.stderr(`talking to ${terminalSafeText(model)} through ${target.api}; Ctrl-C or Ctrl-D ends\n`)
+  if (interactive) io.stderr(`talking to ${terminalSafe(model)} through ${target.api}; Ctrl-C or Ctrl-D ends\n`)
   // whether the turn under way printed part of an answer (a failure then ends its line)
   let streamed = false
   const sink: ChatSink = json
     ? {
         text: () => {},
         turn: (t) => { io.stdout(`${terminalSafeJsonLine(t)}\n`) },
-        failed: (message) => { io.stderr(`llmesh chat: ${message}\n`) },
+        failed: (message) => { io.stderr(`llmesh chat: ${terminalSafeText(message)}\n`) },
         ready: () => {}
       }
     : {
         text: (t) => { streamed = true; io.stdout(terminalSafeText(t)) },
         turn: () => { io.stdout('\n') },
-        failed: (message) => { if (streamed) io.stdout('\n'); io.stderr(`llmesh chat: ${message}\n`) },
+        failed: (message) => { if (streamed) io.stdout('\n'); io.stderr(`llmesh chat: ${terminalSafeText(message)}\n`) },
         ready: () => { streamed = false; if (interactive) io.stdout('>>> ') }
       }
   const stop = new AbortController()

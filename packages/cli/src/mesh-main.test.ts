@@ -52,7 +52,7 @@ beforeAll(async () => {
         const sent = JSON.parse(body) as { model: string, messages: unknown[] }
         if (sent.model === 'broken') {
           res.statusCode = 502
-          return res.end(JSON.stringify({ error: { message: 'runner failed: boom', type: 'server_error', code: 'runner_failed' } }))
+          return res.end(JSON.stringify({ error: { message: 'runner failed: boom\u001b[2J', type: 'server_error', code: 'runner_failed' } }))
         }
         const turn = sent.messages.length
         res.setHeader('content-type', 'text/event-stream')
@@ -62,7 +62,7 @@ beforeAll(async () => {
       }
       if (req.url === '/admin/pins' && JSON.parse(body).host === 'nowhere') {
         res.statusCode = 400
-        return res.end(JSON.stringify({ error: { message: "unknown host 'nowhere'", type: 'invalid_request_error', code: 'invalid_request' } }))
+        return res.end(JSON.stringify({ error: { message: "unknown host 'nowhere'\u001b[2J", type: 'invalid_request_error', code: 'invalid_request' } }))
       }
       if (req.url === '/admin/pins') return res.end(JSON.stringify({ pins: req.method === 'POST' ? [{ model: 'tiny', host: 'p-b' }] : [] }))
       res.statusCode = 404
@@ -141,7 +141,7 @@ describe('mesh commands against an API', () => {
     expect(seen[0]).toMatchObject({ method: 'POST', url: '/admin/pins', body: '{"model":"tiny","host":"gpu-b"}' })
     expect(await cli(['unpin', 'tiny', '--api', api])).toEqual({ code: 0, out: 'no pins\n', err: '' })
     expect(seen.find((s) => s.method === 'DELETE')?.body).toBe('{"model":"tiny"}')
-    expect(await cli(['pin', 'tiny', '--host', 'nowhere', '--api', api])).toEqual({ code: 1, out: '', err: "llmesh pin: unknown host 'nowhere'\n" })
+    expect(await cli(['pin', 'tiny', '--host', 'nowhere', '--api', api])).toEqual({ code: 1, out: '', err: "llmesh pin: unknown host 'nowhere'\\x1b[2J\n" })
   })
 
   it('status --watch: a table per interval off a terminal, the screen redrawn on one, JSON one a line, Ctrl-C stops it', async () => {
@@ -172,8 +172,8 @@ describe('mesh commands against an API', () => {
     expect(await cli(['chat', 'nope', '-p', 'hi', '--api', api])).toEqual({ code: 1, out: '', err: "llmesh chat: unknown model 'nope': the mesh has tiny, other, broken\n" })
     expect(await cli(['chat', '--api', api])).toEqual({ code: 2, out: '', err: 'llmesh chat: nothing to read a conversation from: give a prompt with -p\n' })
     // an answer that fails: the agent's message, exit 1; in a conversation the next line is still read
-    expect(await cli(['chat', 'broken', '-p', 'hi', '--api', api])).toEqual({ code: 1, out: '', err: 'llmesh chat: runner failed: boom\n' })
-    expect(await cli(['chat', 'broken', '--api', api], { stdin: Readable.from(['a\nb\n']) })).toEqual({ code: 1, out: '', err: 'llmesh chat: runner failed: boom\n'.repeat(2) })
+    expect(await cli(['chat', 'broken', '-p', 'hi', '--api', api])).toEqual({ code: 1, out: '', err: 'llmesh chat: runner failed: boom\\x1b[2J\n' })
+    expect(await cli(['chat', 'broken', '--api', api], { stdin: Readable.from(['a\nb\n']) })).toEqual({ code: 1, out: '', err: 'llmesh chat: runner failed: boom\\x1b[2J\n'.repeat(2) })
     // an empty input is an empty conversation
     expect(await cli(['chat', '--api', api], { stdin: Readable.from([]) })).toEqual({ code: 0, out: '', err: '' })
   })
