@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { request } from 'undici'
 import { AGENT_INFO_FILE, AgentConfigSchema, parseConfig, type AgentConfig, type AgentConfigInput, type AgentInfo } from '@llmesh/agent'
 import type { MeshView } from '@llmesh/agent'
 import type { AdmissionSnapshot } from '@llmesh/protocol'
@@ -8,6 +7,8 @@ import { decodeJoinToken, storeJoinedKey } from './join-token.js'
 import { terminalSafe } from './terminal.js'
 import { MULTIADDR_EXAMPLE, multiaddrProblem } from './multiaddr-check.js'
 import { UsageError } from './usage-error.js'
+import { fetchView } from './api-client.js'
+import { age, stateCell, table, PLAIN, NONE, type Cell, type Style } from './render.js'
 
 export interface UpFlags {
   config?: string
@@ -232,18 +233,7 @@ export async function resolveApi (api: string | undefined, dataDir: string | und
 
 /** `llmesh status`: the mesh as one agent sees it. */
 export async function status (api: string, apiKey?: string): Promise<StatusData> {
-  let res
-  try {
-    res = await request(`${api}/mesh/view`, { headersTimeout: 5000, bodyTimeout: 5000, ...(apiKey != null && apiKey !== '' ? { headers: { authorization: `Bearer ${apiKey}` } } : {}) })
-  } catch (err) {
-    throw new Error(`cannot reach the agent at ${api}: ${(err as Error).message}`, { cause: err })
-  }
-  if (res.statusCode === 401) {
-    await res.body.dump()
-    throw new Error(`agent at ${api} needs an API key: set LLMESH_API_KEY to one (llmesh apikey add makes one)`)
-  }
-  if (res.statusCode !== 200) throw new Error(`agent at ${api} answered ${res.statusCode}`)
-  const view = await res.body.json() as MeshView
+  const view = await fetchView({ api, ...(apiKey != null ? { apiKey } : {}) })
   const nameOf = (peerId: string): string => view.nodes.find((n) => n.peerId === peerId)?.name ?? `…${peerId.slice(-10)}`
   return {
     placements: (view.placements ?? []).map((p) => ({
@@ -277,45 +267,37 @@ export async function status (api: string, apiKey?: string): Promise<StatusData>
 }
 
 /**
- * Plain, stable columns: readable on a terminal and by `cut`/`awk`. Every cell comes from
- * peers' records and is printed through `terminalSafe`: a peer's name cannot carry terminal
- * escapes to the screen.
+ * The mesh as a table: plain, stable columns off a terminal (readable by `cut`/`awk`), colour
+ * and relative times on one. Every cell comes from peers' records and is printed through
+ * `terminalSafe`: a peer's name cannot carry terminal escapes to the screen.
  */
-export function formatStatus (data: StatusData): string {
-  const rows = [['NAME', 'PEER', 'STATE', 'LINK', 'HEARD', 'SLOTS', 'QUEUE', 'API', 'MODELS', 'RUNNERS']]
+export function formatStatus (data: StatusData, style: Style = PLAIN): string {
+  const rows: Cell[][] = [['NAME', 'PEER', 'STATE', 'LINK', 'HEARD', 'SLOTS', 'QUEUE', 'API', 'MODELS', 'RUNNERS']]
   for (const n of data.nodes) {
     rows.push([
       n.self ? `${n.name} (this)` : n.name,
       `…${n.peerId.slice(-10)}`,
-      n.state,
-      n.self ? 'self' : n.connected ? 'connected' : 'unreachable',
-      n.self ? '-' : n.heartbeatAgeMs == null ? 'never' : `${(n.heartbeatAgeMs / 1000).toFixed(1)}s ago`,
-      n.load == null ? '-' : `${n.load.slotsBusy}/${n.load.slotsTotal}`,
-      n.load == null ? '-' : String(n.load.queueDepth),
+      stateCell(n.state),
+      stateCell(n.self ? 'self' : n.connected ? 'connected' : 'unreachable'),
+      n.self ? NONE : n.heartbeatAgeMs == null ? { text: 'never', tone: 'bad' } : age(n.heartbeatAgeMs, style),
+      n.load == null ? NONE : `${n.load.slotsBusy}/${n.load.slotsTotal}`,
+      n.load == null ? NONE : String(n.load.queueDepth),
       n.api,
-      n.models.join(',') || '-',
-      n.runners.map((r) => `${r.model}:${r.state}`).join(',') || '-'
+      n.models.join(',') || NONE,
+      n.runners.map((r) => `${r.model}:${r.state}`).join(',') || NONE
     ])
   }
-  const lines = table(rows).split('\n')
   const trust = data.trust == null ? '' : ` (${terminalSafe(`${data.trust.mode}${data.trust.keyId != null ? `, key ${data.trust.keyId}` : ''}`)})`
-  let out = `mesh seen from ${terminalSafe(data.via)}${trust}: ${data.nodes.length} node(s)\n${lines.join('\n')}`
+  let out = `mesh seen from ${terminalSafe(data.via)}${trust}: ${data.nodes.length} node(s)\n${table(rows, style)}`
   if (data.placements.length > 0) {
-    const prow = [['MODEL', 'HOST', 'STATE', 'WHY', 'DETAIL']]
+    const prow: Cell[][] = [['MODEL', 'HOST', 'STATE', 'WHY', 'DETAIL']]
     for (const p of data.placements) {
       const blocks = p.split == null ? undefined : p.reason === 'split' ? `blocks for ${p.split.coordinator}: ${p.split.hosts.find((h) => h.host === p.host)?.layers ?? 0}` : `split ${p.split.hosts.map((h) => `${h.host}=${h.layers}`).join(' ')}`
       const detail = p.state === 'loading' && p.progress != null ? `${Math.round(p.progress * 100)}%` : p.error != null ? p.error.split('\n')[0]! : blocks ?? '-'
-      prow.push([p.model, p.host, p.state, p.reason, detail])
+      prow.push([p.model, p.host, stateCell(p.state), p.reason, detail])
     }
-    out += `\n\nplacements:\n${table(prow)}`
+    out += `\n\nplacements:\n${table(prow, style)}`
   }
   if (data.pins.length > 0) out += `\n\npins: ${data.pins.map((p) => terminalSafe(`${p.model}@${p.host}`)).join(', ')}`
   return out
-}
-
-/** Rows as plain columns, two blanks apart, every cell through terminalSafe. */
-function table (rows: string[][]): string {
-  const safe = rows.map((r) => r.map(terminalSafe))
-  const widths = safe[0]!.map((_, i) => Math.max(...safe.map((r) => (r[i] ?? '').length)))
-  return safe.map((r) => r.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd()).join('\n')
 }

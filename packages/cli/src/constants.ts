@@ -17,3 +17,16 @@ export const SERVICE_STOP_MARGIN_MS = 5000
 
 /** Environment variables of the installing shell a service keeps (an API key never goes into a unit file). @default PATH and LLMESH_* but LLMESH_API_KEY */
 export const SERVICE_ENV_KEEP = /^(PATH|LLMESH_(?!API_KEY$)[A-Z0-9_]+)$/
+
+/** How long a command waits for an agent's answer (headers, then each part of the body), ms. @default 5000 ms */
+export const API_TIMEOUT_MS = 5000
+
+/**
+ * How long `llmesh chat` waits for an answer to start and then for each next part of it, ms:
+ * the agent answers once the first token is in, and a model not loaded anywhere is loaded
+ * first (minutes for a large one). @default 300000 ms
+ */
+export const CHAT_STREAM_TIMEOUT_MS = 300_000
+
+/** Time between two tables of `llmesh status --watch`, ms. @default 1000 ms */
+export const WATCH_INTERVAL_MS = 1000

@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { Readable } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { pino, type Logger } from 'pino'
 import pretty from 'pino-pretty'
@@ -10,7 +12,12 @@ import {
 import { formatStatus, resolveApi, resolveUpConfig, status, type UpFlags } from './commands.js'
 import { invite, keygen } from './join-token.js'
 import { apikeyAdd, apikeyList, apikeyRevoke, formatApiKeyAdded, formatApiKeys } from './apikey.js'
-import { terminalSafeJson } from './terminal.js'
+import { terminalSafe, terminalSafeJson, terminalSafeJsonLine, terminalSafeText } from './terminal.js'
+import type { ApiTarget } from './api-client.js'
+import { chatSession, chooseModel, type ChatSink } from './chat.js'
+import { WATCH_INTERVAL_MS } from './constants.js'
+import { formatModels, formatPeers, formatPins, formatPlacements, formatPs, models, peers, placements, ps, setPin } from './mesh-commands.js'
+import type { Style } from './render.js'
 import { EXIT_FAILURE, EXIT_USAGE, UsageError } from './usage-error.js'
 import { processIo, type CliIo } from './io.js'
 import { configCommand } from './config-check.js'
@@ -73,10 +80,26 @@ commands:
              --out FILE           where (default: DATA_DIR/${CLUSTER_KEY_FILE}); never overwrites
              --data-dir DIR
              --json               machine-readable output
-  status   show the mesh as an agent sees it (API key, if needed: $LLMESH_API_KEY)
+  status   the mesh as an agent sees it: hosts, membership, load, placements, pins
+             --watch              redraw it every ${WATCH_INTERVAL_MS / 1000} s until Ctrl-C (off a terminal: a new
+                                  table each time)
+             --count N            with --watch: stop after N tables
+  peers    membership, link, last heartbeat, version and addresses of every host
+  models   every model of the mesh: size, quantization, context, the hosts that have it,
+           where it is placed (a split: the blocks of each host), pins
+  ps       the runners of the whole mesh: host, model, kind, slots in use, queue, tokens/s, memory
+  placements  where each host runs or loads models, why, since when
+  pin MODEL    keep MODEL loaded (--host H: on host H, a name or peer id; else anywhere)
+  unpin MODEL  undo a pin (--host H: the pin on H)
+  chat [MODEL] talk to MODEL through the mesh (default: the first model): reads lines, streams
+           each answer, keeps the conversation; Ctrl-C or end of input ends it
+             -p, --prompt TEXT    one question, one answer
+             --max-tokens N       longest answer, tokens
+           these commands ask an agent (API key, if needed: $LLMESH_API_KEY):
              --api URL            agent to ask (default: the agent of --data-dir)
              --data-dir DIR
-             --json               machine-readable output
+             --json               machine-readable output (chat, status --watch: one object a
+                                  line)
   apikey   API keys of the agent of --data-dir (needed when the API is off loopback)
            apikey add [--name N]  make a key and print it (once: only its hash is kept)
            apikey list            names, ids, creation times (never a key)
@@ -97,7 +120,7 @@ commands:
              --json               machine-readable output
   help     this text;  llmesh --version (-v): the version
 
-exit codes: 0 done; 1 failed while running (no agent to ask, a port taken, a file not writable);
+exit codes: 0 done; 1 failed while running (no agent to ask, a port taken, an unknown model or host);
             2 usage: an unknown command or flag, a bad flag value or config file (nothing started)
 `
 
@@ -138,17 +161,25 @@ export async function main (argv: string[], io: CliIo = processIo()): Promise<nu
       io.stderr(`${what}: ${err.message}\n`)
       return EXIT_USAGE
     }
-    io.stderr(`${what}: ${err instanceof Error ? err.message : String(err)}\n`)
+    // a failure's text may carry an agent's or a peer's words (a runner's error): shown, not obeyed
+    io.stderr(`${what}: ${terminalSafeText(err instanceof Error ? err.message : String(err))}\n`)
     return EXIT_FAILURE
   }
 }
 
-const COMMANDS = new Set(['up', 'status', 'invite', 'keygen', 'apikey', 'config', 'service'])
+const COMMANDS = new Set(['up', 'status', 'peers', 'models', 'ps', 'placements', 'pin', 'unpin', 'chat', 'invite', 'keygen', 'apikey', 'config', 'service'])
 
 async function run (command: string | undefined, rest: string[], io: CliIo): Promise<number | undefined> {
   switch (command) {
     case 'up': return await up(rest, io)
     case 'status': return await statusCommand(rest, io)
+    case 'peers': return await viewCommand(rest, io, peers, formatPeers)
+    case 'models': return await viewCommand(rest, io, models, formatModels)
+    case 'ps': return await viewCommand(rest, io, ps, formatPs)
+    case 'placements': return await viewCommand(rest, io, placements, formatPlacements)
+    case 'pin': return await pinCommand(rest, io, true)
+    case 'unpin': return await pinCommand(rest, io, false)
+    case 'chat': return await chatCommand(rest, io)
     case 'invite': return await inviteCommand(rest, io)
     case 'keygen': return await keygenCommand(rest, io)
     case 'apikey': return await apikeyCommand(rest, io)
@@ -241,15 +272,130 @@ async function up (args: string[], io: CliIo): Promise<undefined> {
   return undefined
 }
 
+/** The flags of every command that asks an agent. */
+const API_OPTIONS = { api: { type: 'string' }, 'data-dir': { type: 'string' }, json: { type: 'boolean' } } as const
+
+async function apiTarget (values: { api?: string, 'data-dir'?: string }): Promise<ApiTarget> {
+  const apiKey = process.env['LLMESH_API_KEY']
+  return { api: await resolveApi(values.api, values['data-dir']), ...(apiKey != null && apiKey !== '' ? { apiKey } : {}) }
+}
+
+function styleOf (io: CliIo): Style {
+  return { tty: io.isTTY === true, color: io.isTTY === true && io.color !== false }
+}
+
+/** A positive integer flag value, else a usage error naming the flag. */
+function positiveInt (flag: string, value: string | undefined): number | undefined {
+  if (value == null) return undefined
+  if (!/^[1-9]\d{0,8}$/.test(value)) throw new UsageError(`--${flag} '${value}': expected a positive integer`)
+  return Number(value)
+}
+
+/** A command that reads the mesh: its data as JSON, or its table. */
+async function viewCommand<T> (args: string[], io: CliIo, get: (target: ApiTarget) => Promise<T>, format: (data: T, style: Style) => string): Promise<number> {
+  const { values } = parseArgs({ args, strict: true, options: API_OPTIONS })
+  const data = await get(await apiTarget(values))
+  io.stdout(values.json === true ? `${terminalSafeJson(data)}\n` : `${format(data, styleOf(io))}\n`)
+  return 0
+}
+
+/**
+ * `text` drawn over the screen from its top left: each line clears what is left of the old one
+ * and what is below is cleared last, so a table redrawn every second does not flicker.
+ */
+function redraw (text: string): string {
+  return `\u001b[H${text.split('\n').map((line) => `${line}\u001b[K`).join('\n')}\n\u001b[J`
+}
+
 async function statusCommand (args: string[], io: CliIo): Promise<number> {
   const { values } = parseArgs({
     args,
     strict: true,
-    options: { api: { type: 'string' }, 'data-dir': { type: 'string' }, json: { type: 'boolean' } }
+    options: { ...API_OPTIONS, watch: { type: 'boolean' }, count: { type: 'string' } }
   })
-  const data = await status(await resolveApi(values.api, values['data-dir']), process.env['LLMESH_API_KEY'])
-  io.stdout(values.json === true ? `${terminalSafeJson(data)}\n` : `${formatStatus(data)}\n`)
+  const count = positiveInt('count', values.count)
+  if (count != null && values.watch !== true) throw new UsageError('--count goes with --watch')
+  const target = await apiTarget(values)
+  const style = styleOf(io)
+  const json = values.json === true
+  if (values.watch !== true) {
+    const data = await status(target.api, target.apiKey)
+    io.stdout(json ? `${terminalSafeJson(data)}\n` : `${formatStatus(data, style)}\n`)
+    return 0
+  }
+  const stop = new AbortController()
+  const off = io.onInterrupt?.(() => { stop.abort() })
+  try {
+    for (let shown = 0; !stop.signal.aborted;) {
+      try {
+        const data = await status(target.api, target.apiKey)
+        if (json) io.stdout(`${terminalSafeJsonLine(data)}\n`)
+        else if (style.tty) io.stdout(redraw(`${formatStatus(data, style)}\n\n${new Date().toLocaleTimeString()}, every ${WATCH_INTERVAL_MS / 1000} s; Ctrl-C to stop`))
+        else io.stdout(`${formatStatus(data, style)}\n\n`)
+      } catch (err) {
+        // the first failure ends the command (nothing to watch); later ones are shown and retried
+        if (shown === 0) throw err
+        io.stderr(`llmesh status: ${terminalSafeText((err as Error).message)}\n`)
+      }
+      shown++
+      if (count != null && shown >= count) break
+      await sleep(WATCH_INTERVAL_MS, undefined, { signal: stop.signal }).catch(() => {})
+    }
+  } finally {
+    off?.()
+  }
   return 0
+}
+
+async function pinCommand (args: string[], io: CliIo, pinned: boolean): Promise<number> {
+  const { values, positionals } = parseArgs({ args, strict: true, allowPositionals: true, options: { ...API_OPTIONS, host: { type: 'string' } } })
+  if (positionals.length !== 1) throw new UsageError(`expected '${pinned ? 'pin' : 'unpin'} MODEL [--host H]'`)
+  const data = await setPin(await apiTarget(values), positionals[0]!, values.host, pinned)
+  io.stdout(values.json === true ? `${terminalSafeJson(data)}\n` : `${formatPins(data, styleOf(io))}\n`)
+  return 0
+}
+
+async function chatCommand (args: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    strict: true,
+    allowPositionals: true,
+    options: { ...API_OPTIONS, prompt: { type: 'string', short: 'p' }, 'max-tokens': { type: 'string' } }
+  })
+  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]!}' (a prompt goes after -p)`)
+  const maxTokens = positiveInt('max-tokens', values['max-tokens'])
+  const input = values.prompt != null ? Readable.from([`${values.prompt.replace(/\r?\n/g, ' ')}\n`]) : io.stdin
+  if (input == null) throw new UsageError('nothing to read a conversation from: give a prompt with -p')
+  const target = await apiTarget(values)
+  const model = await chooseModel(target, positionals[0])
+  const json = values.json === true
+  const interactive = values.prompt == null && io.isTTY === true && !json
+  if (interactive) io.stderr(`talking to ${terminalSafe(model)} through ${target.api}; Ctrl-C or Ctrl-D ends\n`)
+  // whether the turn under way printed part of an answer (a failure then ends its line)
+  let streamed = false
+  const sink: ChatSink = json
+    ? {
+        text: () => {},
+        turn: (t) => { io.stdout(`${terminalSafeJsonLine(t)}\n`) },
+        failed: (message) => { io.stderr(`llmesh chat: ${terminalSafeText(message)}\n`) },
+        ready: () => {}
+      }
+    : {
+        text: (t) => { streamed = true; io.stdout(terminalSafeText(t)) },
+        turn: () => { io.stdout('\n') },
+        failed: (message) => { if (streamed) io.stdout('\n'); io.stderr(`llmesh chat: ${terminalSafeText(message)}\n`) },
+        ready: () => { streamed = false; if (interactive) io.stdout('>>> ') }
+      }
+  const stop = new AbortController()
+  const off = io.onInterrupt?.(() => { stop.abort() })
+  try {
+    const { failures } = await chatSession({ target, model, signal: stop.signal, ...(maxTokens != null ? { maxTokens } : {}) }, input, sink)
+    if (interactive) io.stdout('\n')
+    return failures > 0 ? EXIT_FAILURE : 0
+  } finally {
+    off?.()
+    if (input === io.stdin) input.pause()
+  }
 }
 
 async function inviteCommand (args: string[], io: CliIo): Promise<number> {

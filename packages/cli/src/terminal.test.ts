@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { formatStatus, type StatusData } from './commands.js'
 import { formatApiKeys } from './apikey.js'
-import { terminalSafe, terminalSafeJson } from './terminal.js'
+import { terminalSafe, terminalSafeJson, terminalSafeJsonLine, terminalSafeText } from './terminal.js'
 
 /** Any character a terminal acts on instead of showing (C0, DEL, C1, bidi controls), but the line breaks the output has. */
 const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u
@@ -40,5 +40,13 @@ describe('peer strings on the terminal', () => {
 
   it('llmesh apikey list escapes names read from the file', () => {
     expect(formatApiKeys([{ id: '0123abcd', name: 'x\u001b[2J', createdAt: '2026-11-30T00:00:00.000Z' }])).not.toMatch(CONTROL)
+  })
+
+  it('a model\'s answer keeps its line breaks and tabs, nothing else; JSON lines are one line each', () => {
+    expect(terminalSafeText('line 1\n\tline 2\u001b[2J\r\u202e')).toBe('line 1\n\tline 2\\x1b[2J\\x0d\\u202e')
+    const line = terminalSafeJsonLine({ reply: 'a\nb\u009b\u202e' })
+    expect(line).not.toMatch(/\n/)
+    expect(line).not.toMatch(CONTROL)
+    expect(JSON.parse(line)).toEqual({ reply: 'a\nb\u009b\u202e' })
   })
 })

@@ -27,3 +27,13 @@ export function terminalSafe (value: string): string {
 export function terminalSafeJson (value: unknown): string {
   return JSON.stringify(value, null, 2).replace(UNSAFE_IN_JSON, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`)
 }
+
+/** Text from the mesh meant as text (a model's answer): like `terminalSafe`, but line breaks and tabs stay. */
+export function terminalSafeText (value: string): string {
+  return value.split(/(\n|\t)/).map((part) => part === '\n' || part === '\t' ? part : terminalSafe(part)).join('')
+}
+
+/** `terminalSafeJson` on one line: JSON Lines, one value a line. */
+export function terminalSafeJsonLine (value: unknown): string {
+  return JSON.stringify(value).replace(UNSAFE_IN_JSON, (c) => `\\u${c.codePointAt(0)!.toString(16).padStart(4, '0')}`)
+}
