@@ -15,7 +15,11 @@
 //              with the agent's flags (splitArgs) and `--rpc <B's ip>:<port>` to an rpc-server
 //              started here in B's namespace bound to B's address (plain TCP over the bridge)
 //      single  the whole model in one llama-server (no rpc)
-//    the modes take turns, one run each per round.
+//    the modes take turns, one run each per round; each round starts on a fresh split (the
+//    reload of 2.), since the member's rpc-server is restarted under a split that has lived for
+//    some 30 s (its health check, a TCP connect, waits behind the coordinator's connection:
+//    rpc-server serves one client at a time, listen backlog 1); a mesh run cut short that way is
+//    run again on a new split and counted.
 // 2. load of the split: time to ready and bytes the coordinator sent to the member (its
 //    agent's /admin/placements tunnels[].bytesSent), with the member's rpc cache on (default)
 //    and off (`rpcServer: { cache: false }`). first = a new split (request, plan, the member's
@@ -28,7 +32,7 @@
 // 3. time from a member's death to the next 200 at the entry C (chat completions of 1 token
 //    sent one after another): kill -9 of the member's rpc-server, kill -9 of the member's agent
 //    (a spare host with room takes its blocks; the killed agent is started again before the
-//    next run, so the runs alternate between B and D).
+//    next run, so the runs alternate between B and D). Each run starts on a fresh split.
 // Every agent and process runs on this machine (one clock); requests are sent from inside the
 // namespaces by one small node process per namespace.
 // Needs root (network namespaces).
@@ -189,17 +193,49 @@ async function allConnected (hosts) {
   }
 }
 
-/** The member (host index) of the ready split in C's view, once coordinator and member are ready. */
+/** The member (host index) of the split when it is ready (coordinator's runner too), in C's view; else undefined. */
+async function splitNow () {
+  const v = await viewOf(C)
+  const co = v.placements.find((p) => p.model === MODEL && p.split != null && p.reason !== 'split' && p.state === 'ready')
+  const memberId = co?.split?.hosts.find((h) => h.peerId !== co.peerId)?.peerId
+  if (memberId == null || !v.placements.some((p) => p.model === MODEL && p.reason === 'split' && p.peerId === memberId && p.state === 'ready')) return undefined
+  const r = await coordinatorRunner()
+  if (r?.state !== 'ready') return undefined
+  const i = agents.findIndex((x) => x?.info.peerId === memberId)
+  return i >= 0 ? i : undefined
+}
+
 async function readySplit () {
-  return await waitFor('a ready split', async () => {
-    const v = await viewOf(C)
-    const co = v.placements.find((p) => p.model === MODEL && p.split != null && p.reason !== 'split' && p.state === 'ready')
-    const memberId = co?.split?.hosts.find((h) => h.peerId !== co.peerId)?.peerId
-    if (memberId == null || !v.placements.some((p) => p.model === MODEL && p.reason === 'split' && p.peerId === memberId && p.state === 'ready')) return undefined
-    const r = await coordinatorRunner()
-    if (r?.state !== 'ready') return undefined
-    return agents.findIndex((a) => a?.info.peerId === memberId)
-  }, 120_000, 250)
+  return await waitFor('a ready split', splitNow, 120_000, 250).catch(async (err) => { await diagnose(); throw err })
+}
+
+/** Whether no part of a split is left: no coordinator's runner, no member's placement. */
+async function splitGone () {
+  if (await coordinatorRunner() != null) return false
+  for (const i of [B, D]) {
+    const a = agents[i]
+    if (a == null || a.child.exitCode != null || a.child.signalCode != null) continue
+    if ((await placementsOf(i)).some((x) => x.model === MODEL)) return false
+  }
+  return true
+}
+
+/**
+ * The member of a ready split: the one there is, or, when the split ended (the member's
+ * rpc-server restarted under it, see the header), a new one planned by a
+ * request at C once every part of the old one is gone (a member still holding its part of an
+ * ended split has no room for the new one: 507).
+ */
+async function ensureSplit () {
+  const state = await waitFor('a ready split or none at all', async () => {
+    const m = await splitNow()
+    if (m != null) return { member: m }
+    return (await splitGone()) ? { gone: true } : undefined
+  }, 120_000, 100).catch(async (err) => { await diagnose(); throw err })
+  if (state.member != null) return state.member
+  const r = await chatOnce(C, 300_000)
+  if (r.status !== 200) throw new Error(`request for a new split: ${r.status} ${r.text}`)
+  return await readySplit()
 }
 
 /** Tunnel bytes the coordinator sent to `member` so far. */
@@ -215,7 +251,7 @@ async function firstLoad (member) {
     return x?.timings?.readyAt != null ? x : undefined
   }, 60_000, 250)
   const t = p.timings
-  return { ready: t.readyAt - t.askedAt, load: t.readyAt - (t.spawnedAt ?? t.askedAt), bytes: p.tunnels.find((x) => x.peerId === agents[member].info.peerId)?.bytesSent ?? 0 }
+  return { askedAt: t.askedAt, ready: t.readyAt - t.askedAt, load: t.readyAt - (t.spawnedAt ?? t.askedAt), bytes: p.tunnels.find((x) => x.peerId === agents[member].info.peerId)?.bytesSent ?? 0 }
 }
 
 /**
@@ -224,9 +260,10 @@ async function firstLoad (member) {
  * and the next request at C plans it again (`re-plan`: a new rpc-server on the member, new
  * tunnels; ready is from that request, as for a first load).
  */
-async function reload (member) {
+async function reload (expect) {
+  const member = await ensureSplit()
+  if (expect != null && member !== expect) throw new Error(`the split is on ${agents[member].name}, not ${agents[expect].name}`)
   const before = await coordinatorRunner()
-  if (before?.state !== 'ready' || before.pid == null) throw new Error(`coordinator's llama-server not ready: ${JSON.stringify(before)}`)
   const bytes0 = await bytesTo(member)
   const t0 = Date.now()
   process.kill(before.pid, 'SIGKILL')
@@ -235,19 +272,15 @@ async function reload (member) {
     const r = await coordinatorRunner()
     if (r?.pid != null && r.pid !== before.pid) seen ??= Date.now()
     if (r?.state === 'ready' && r.pid != null && r.pid !== before.pid) return { how: 'restart' }
-    const p = (await placementsOf(A)).find((x) => x.model === MODEL)
-    if (r == null && (p == null || p.state === 'failed')) return { how: 're-plan' }
-    return undefined
+    return (await splitGone()) ? { how: 're-plan' } : undefined
   }, 120_000, 100).catch(async (err) => { await diagnose(); throw err })
   if (next.how === 'restart') {
     const t1 = Date.now()
-    return { how: next.how, ready: t1 - t0, load: t1 - (seen ?? t1), bytes: (await bytesTo(member)) - bytes0 }
+    return { how: next.how, member, ready: t1 - t0, load: t1 - (seen ?? t1), bytes: (await bytesTo(member)) - bytes0 }
   }
-  const r = await chatOnce(C, 300_000)
-  if (r.status !== 200) throw new Error(`request after the coordinator's death: ${r.status} ${r.text}`)
-  const now = await readySplit()
-  if (now !== member) throw new Error(`the split moved from ${agents[member].name} to ${agents[now].name}`)
-  return { how: next.how, ...(await firstLoad(member)) }
+  const now = await ensureSplit()
+  if (expect != null && now !== expect) throw new Error(`the split moved from ${agents[expect].name} to ${agents[now].name}`)
+  return { how: next.how, member: now, ...(await firstLoad(now)) }
 }
 
 /** What the hosts say, on stderr, when a wait failed. */
@@ -269,7 +302,7 @@ async function untilAnswer (kill) {
   for (;;) {
     tries++
     const r = await chatOnce(C, 60_000)
-    if (r.status === 200) return { ms: r.tEnd - t0, tries }
+    if (r.status === 200) return { ms: r.tEnd - t0, tries, t0 }
     if (Date.now() - t0 > 180_000) throw new Error(`no answer ${Date.now() - t0} ms after the kill; last: ${r.status} ${r.text?.slice(0, 300)}`)
     await sleep(100)
   }
@@ -278,6 +311,7 @@ async function untilAnswer (kill) {
 /** One streamed completion at `url` from host i; decode tokens/s seen by the client. */
 async function streamRate (i, url, model) {
   const r = await workers[i].send({ url, stream: true, body: { ...chatBody({ max_tokens: MAX_TOKENS, ignore_eos: true, stream: true }), model }, timeoutMs: 300_000 })
+  if (r.status !== 200 || r.error != null || !r.done) await diagnose()
   if (r.status !== 200 || r.error != null || !r.done) throw new Error(`stream at ${url}: ${r.status} ${r.error ?? r.text ?? 'no [DONE]'}`)
   if (r.timings?.predicted_n !== MAX_TOKENS) throw new Error(`stream at ${url}: ${r.timings?.predicted_n} tokens predicted, not ${MAX_TOKENS}`)
   return { rate: r.timings.predicted_per_second, wall: MAX_TOKENS / ((r.tEnd - r.t0) / 1000) }
@@ -351,11 +385,30 @@ try {
   }
   const rates = { mesh: [], direct: [], single: [] }
   const walls = { mesh: [], direct: [], single: [] }
+  // the member's rpc-server is restarted under a split some 30 s after it is loaded (see the
+  // header): every round starts on a fresh split, made by the reload of
+  // figure 2, and a mesh run cut short all the same is run once more on a new split (counted)
+  const reloadsOn = []
+  let cut = 0
+  const stream = async (mode, url) => {
+    try {
+      return await streamRate(A, url, MODEL)
+    } catch (err) {
+      if (mode !== 'mesh') throw err
+      cut++
+      log(`  a mesh run was cut short (${err.message.split('\n')[0].slice(0, 200)}): once more on a new split`)
+      await ensureSplit()
+      return await streamRate(A, url, MODEL)
+    }
+  }
   // one warm-up each (first graph, page cache), not counted
-  for (const [mode, url] of Object.entries(modes)) await streamRate(A, url, MODEL).catch((err) => { throw new Error(`${mode} warm-up: ${err.message}`) })
+  for (const [mode, url] of Object.entries(modes)) await stream(mode, url)
   for (let run = 0; run < RUNS; run++) {
+    const re = await reload(B)
+    reloadsOn.push(re)
+    log(`  reload ${run + 1}/${RUNS} (cache on, ${re.how}): ${re.ready} ms, ${fmt(mb(re.bytes), 2)} MB sent`)
     for (const [mode, url] of Object.entries(modes)) {
-      const r = await streamRate(A, url, MODEL)
+      const r = await stream(mode, url)
       rates[mode].push(r.rate)
       walls[mode].push(r.wall)
       log(`  run ${run + 1}/${RUNS} ${mode}: ${fmt(r.rate, 1)} tokens/s decoding, ${fmt(r.wall, 1)} tokens/s from request to end`)
@@ -364,37 +417,38 @@ try {
   for (const x of extra) killPid(x.pid)
   const ratios = rates.mesh.map((m, k) => m / rates.direct[k])
 
-  // ---- 2. reloads with the cache on
-  const reloadsOn = []
-  for (let run = 0; run < RUNS; run++) {
-    const r = await reload(B)
-    reloadsOn.push(r)
-    log(`  reload ${run + 1}/${RUNS} (cache on, ${r.how}): ${r.ready} ms, ${fmt(mb(r.bytes), 2)} MB sent`)
-    await readySplit()
-  }
-
   // ---- 3. a member's death
   log('starting D (the spare member)')
   await startHost(D, 'host-d', memberMem)
   await allConnected([A, B, C, D])
   const rpcDeaths = []
+  const rpcLoads = []
+  /** From the request that planned the split now ready to its ready, ms, if it was planned after `since`. */
+  const newSplitLoad = async (since) => {
+    const l = await firstLoad(await readySplit())
+    return l.askedAt >= since ? l.ready : undefined
+  }
   for (let run = 0; run < RUNS; run++) {
-    const member = await readySplit()
-    await sleep(2000)
+    // a fresh split each time, so that the rpc-server's own restart (see above) is not what is measured
+    const { member } = await reload()
+    await sleep(1000)
     const r = (await runnersOf(member)).find((x) => x.kind === 'rpc-server' && x.model === MODEL)
     if (r?.pid == null) throw new Error(`no rpc-server on host ${member}`)
     const t = await untilAnswer(async () => { process.kill(r.pid, 'SIGKILL') })
-    rpcDeaths.push(t.ms)
-    log(`  kill -9 of ${agents[member].name}'s rpc-server: answered again after ${t.ms} ms (${t.tries} requests)`)
+    rpcDeaths.push(Math.round(t.ms))
+    rpcLoads.push(await newSplitLoad(t.t0))
+    log(`  kill -9 of ${agents[member].name}'s rpc-server: answered again after ${Math.round(t.ms)} ms (${t.tries} requests), ${rpcLoads.at(-1) ?? '-'} ms of it the new split's start`)
   }
   const agentDeaths = []
+  const agentLoads = []
   for (let run = 0; run < RUNS; run++) {
-    const member = await readySplit()
-    await sleep(2000)
+    const { member } = await reload()
+    await sleep(1000)
     const t = await untilAnswer(async () => { await agents[member].kill() })
-    agentDeaths.push(t.ms)
+    agentDeaths.push(Math.round(t.ms))
     const now = await readySplit()
-    log(`  kill -9 of ${agents[member].name}'s agent: answered again after ${t.ms} ms (${t.tries} requests), split now A + ${agents[now].name}`)
+    agentLoads.push(await newSplitLoad(t.t0))
+    log(`  kill -9 of ${agents[member].name}'s agent: answered again after ${Math.round(t.ms)} ms (${t.tries} requests), ${agentLoads.at(-1) ?? '-'} ms of it the new split's start; split now A + ${agents[now].name}`)
     const name = agents[member].name
     agents[member] = undefined
     await startHost(member, name, configs[member])
@@ -402,7 +456,7 @@ try {
   }
 
   // ---- 2. the cache off: the spare restarted with it off, the member killed, the split moves to the spare
-  const member = await readySplit()
+  const member = await ensureSplit()
   const spare = member === B ? D : B
   log(`restarting ${agents[spare].name} with its rpc cache off, then kill -9 of ${agents[member].name}'s agent`)
   const spareName = agents[spare].name
@@ -420,7 +474,6 @@ try {
     const r = await reload(spare)
     reloadsOff.push(r)
     log(`  reload ${run + 1}/${RUNS} (cache off, ${r.how}): ${r.ready} ms, ${fmt(mb(r.bytes), 2)} MB sent`)
-    await readySplit()
   }
 
   // ---- the table
@@ -436,20 +489,22 @@ try {
   rateRow('split over direct TCP (llama-server --rpc B:port)', 'direct')
   rateRow('whole model on one host (no rpc)', 'single')
   out.push(`   mesh / direct, decoding, per round                 ${stats(ratios, 2)}   [target >= 0.80]`)
+  out.push(`   mesh runs cut short by the member's rpc-server restart and run again: ${cut}`)
   out.push('')
   out.push(`2. load of the split; bytes coordinator -> member; the member's 2 blocks weigh ${fmt(mb(memberWeights), 1)} MB`)
   out.push(`   reload: ${[...new Set([...reloadsOn, ...reloadsOff].map((r) => r.how))].join(', ')} (see the script's header); ready: from the request (re-plan) or the kill (restart)`)
-  out.push('   cache  load                   ready ms              load ms               MB sent            % of blocks')
-  const row = (cache, what, rs) => out.push(`   ${cache.padEnd(6)} ${what.padEnd(22)} ${stats(rs.map((r) => r.ready)).padEnd(21)} ${stats(rs.map((r) => r.load)).padEnd(21)} ${stats(rs.map((r) => mb(r.bytes)), 2).padEnd(18)} ${stats(rs.map((r) => pct(r.bytes)), 2)}`)
+  out.push('   cache  load                   ready ms              load ms               MB sent                  % of blocks')
+  const row = (cache, what, rs) => out.push(`   ${cache.padEnd(6)} ${what.padEnd(22)} ${stats(rs.map((r) => r.ready)).padEnd(21)} ${stats(rs.map((r) => r.load)).padEnd(21)} ${stats(rs.map((r) => mb(r.bytes)), 2).padEnd(24)} ${stats(rs.map((r) => pct(r.bytes)), 2)}`)
   row('on', 'first (1 run)', [loadOnFirst])
   row('on', 'reload (kill -9 coord)', reloadsOn)
   row('off', 'first (1 run)', [loadOffFirst])
   row('off', 'reload (kill -9 coord)', reloadsOff)
   out.push(`   reload with the cache on sends ${fmt(pct(median(reloadsOn.map((r) => r.bytes))), 2)}% of the member's block weights   [target < 1%]`)
   out.push('')
-  out.push('3. a member\'s death to the next 200 at the entry C, ms (cache on)')
-  out.push(`   kill -9 of the member's rpc-server  ${stats(rpcDeaths)}   runs: ${rpcDeaths.join(' ')}   [target <= 15000]`)
-  out.push(`   kill -9 of the member's agent       ${stats(agentDeaths)}   runs: ${agentDeaths.join(' ')}   [target <= 15000]`)
+  out.push('3. a member\'s death to the next 200 at the entry C, ms (cache on); of it, the new split\'s start (request to ready)')
+  const known = (xs) => xs.filter((x) => x != null)
+  out.push(`   kill -9 of the member's rpc-server  ${stats(rpcDeaths)}   runs: ${rpcDeaths.join(' ')}   [target <= 15000]   start: ${known(rpcLoads).length > 0 ? stats(known(rpcLoads)) : '-'}`)
+  out.push(`   kill -9 of the member's agent       ${stats(agentDeaths)}   runs: ${agentDeaths.join(' ')}   [target <= 15000]   start: ${known(agentLoads).length > 0 ? stats(known(agentLoads)) : '-'}`)
   console.log(out.join('\n'))
 } finally {
   for (const w of workers) killPid(w?.child.pid)
