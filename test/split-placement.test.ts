@@ -4,6 +4,7 @@
  * fits no one host: it is planned across two, its coordinator (the host with the file) reaches
  * the member's rpc-server, which listens on the member's loopback only, through the mesh; a
  * third host with no room and no file is the entry. Many requests at once use one coordinator;
+ * the coordinator's llama-server killed is restarted over the same split;
  * kill -9 of the member's rpc-server, then of a member's agent: the request in flight ends with
  * an error (no hang), the split is planned again and answers; the last member cut off the
  * network (silent, not closed): the request in flight ends, the model has no room without it
@@ -236,6 +237,22 @@ describe.skipIf(!netnsAvailable())(`split placement of a dense model across host
     expect(after.map((x) => [x.id, x.pid])).toEqual(before.map((x) => [x.id, x.pid]))
   }, TEST_MS)
 
+  it('kill -9 of the coordinator\'s llama-server: it is restarted over the same split, the member keeps its part', async () => {
+    const rpcBefore = (await runnersOf(memberIndex)).find((x) => x.kind === 'rpc-server' && x.model === 'dense')!
+    const coordinator = (await runnersOf(A)).find((x) => x.kind === 'llama-server' && x.model === 'dense')!
+    process.kill(coordinator.pid!, 'SIGKILL')
+    const r = await waitFor('an answer after the coordinator died', async () => {
+      const x = await chat(C, 'dense')
+      return x.status === 200 ? x : undefined
+    }, 60_000, 500)
+    expect(JSON.parse(r.text)).toMatchObject({ object: 'chat.completion' })
+    const after = (await runnersOf(A)).find((x) => x.kind === 'llama-server' && x.model === 'dense')!
+    expect(after.id).toBe(coordinator.id)
+    expect(after.pid).not.toBe(coordinator.pid)
+    const rpcAfter = (await runnersOf(memberIndex)).find((x) => x.kind === 'rpc-server' && x.model === 'dense')!
+    expect([rpcAfter.id, rpcAfter.pid]).toEqual([rpcBefore.id, rpcBefore.pid])
+  }, TEST_MS)
+
   it('kill -9 of the member\'s rpc-server: the request in flight ends with an error, then the model answers again', async () => {
     const s = streamLong(C, 'dense')
     await s.started
@@ -281,11 +298,12 @@ describe.skipIf(!netnsAvailable())(`split placement of a dense model across host
       // its link is silent, not closed: the mesh finds the member dead and cuts its tunnels
       const end = await s.ended
       expect(end.done, end.tail).toBe(false)
-      const r = await waitFor('507 while the member is away', async () => {
+      // once the split ended, the coordinator's own blocks are free again: it alone holds 2 of 4
+      const r = await waitFor('507 with the room of the hosts left', async () => {
         const x = await chat(C, 'dense')
-        return x.status === 507 ? x : undefined
+        return x.status === 507 && /hold 2 of 4 blocks/.test(x.text) ? x : undefined
       }, 30_000, 500)
-      expect(r.text).toMatch(/hold 2 of 4 blocks/)
+      expect(JSON.parse(r.text)).toMatchObject({ error: { code: 'insufficient_memory' } })
     } finally {
       await net.heal(member)
     }

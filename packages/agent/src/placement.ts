@@ -356,6 +356,9 @@ export class Placements {
         if (r.state === 'loading' && t != null && t.readyAt == null) t.loadingAt ??= now
         const progress = info.progress != null ? Math.floor(info.progress / PROGRESS_STEP) * PROGRESS_STEP : undefined
         next = { state: 'loading', runnerId: r.id, ...(progress != null ? { progress } : {}) }
+      } else if (r.state === 'failed' && r.describe().gaveUp !== true) {
+        // restarting (with backoff): still this host's to run; a split's members keep their parts
+        next = { state: 'loading', runnerId: r.id }
       } else if (r.state === 'failed') {
         const tail = r.describe().stderrTail
         next = { state: 'failed', runnerId: r.id, error: `${info.lastError ?? 'failed'}${tail != null && tail !== '' ? `\n${tail}` : ''}`.slice(0, MAX_PLACEMENT_ERROR_CHARS) }

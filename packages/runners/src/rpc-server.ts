@@ -38,8 +38,9 @@ export interface RpcServerInit extends Omit<RunnerCommonInit, 'slots'> {
 
 /**
  * One `rpc-server` holding layers of a split model for a llama-server coordinator elsewhere.
- * It has no HTTP and no auth: it binds the mesh-private address, on an allocated port, and its
- * liveness is the process plus a TCP connect. It serves no requests itself (`infer` refuses).
+ * It has no HTTP and no auth: it binds a loopback address the mesh tunnels to, on an allocated
+ * port; it is up once it accepts a TCP connection, and live while its process runs (see
+ * `check`). It serves no requests itself (`infer` refuses).
  */
 export class RpcServerRunner extends BaseRunner {
   readonly kind = 'rpc-server' as const
@@ -117,9 +118,14 @@ export class RpcServerRunner extends BaseRunner {
     return this.proc?.stderrTail(STDERR_TAIL_LINES)
   }
 
-  protected async check (timeoutMs: number): Promise<string | undefined> {
-    if (this.proc?.alive !== true) return `rpc-server ${this.proc?.describeExit() ?? 'not started'}`
-    return await canConnect(this.init.host, this._port, timeoutMs) ? undefined : `no TCP connection to ${this.endpoint}`
+  /**
+   * Live while its process is. Not by a TCP connect once started: rpc-server serves one client
+   * at a time and listens with a backlog of 1, so beside a coordinator's connection a probe
+   * waits in the queue, times out, and three of them would restart a server that works (its
+   * coordinator's stalls are what say it does not).
+   */
+  protected async check (): Promise<string | undefined> {
+    return this.proc?.alive === true ? undefined : `rpc-server ${this.proc?.describeExit() ?? 'not started'}`
   }
 
   protected async open (): Promise<UpstreamResponse> {

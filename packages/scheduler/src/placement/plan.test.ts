@@ -54,6 +54,18 @@ describe('hostRoom', () => {
     expect(hostRoom(n, { nodes: [n, other], placements, pins: [{ model: 'a', host: 'h' }] }).evictable).toBe(0)
     expect(hostRoom(host('x', GiB, [b], [{ model: 'b' }]), { nodes: [], placements: new Map(), pins: [] }).free).toBe(0)
   })
+
+  it('counts a split member\'s part while its coordinator plans it there, not once the plan went', () => {
+    const split = { coordinator: 'c', hosts: [{ peerId: 'c', layers: 2, bytes: GiB }, { peerId: 'm', layers: 2, bytes: 3 * GiB }] }
+    const n = host('m', 16 * GiB, [], [{ model: 'big', kind: 'rpc-server', slots: 0 }])
+    const part = entry('m', [{ model: 'big', reason: 'split', runnerId: 'm-r0', footprintBytes: 3 * GiB, split }])
+    const at = (coordinator: PlacementsEntry | undefined): number =>
+      hostRoom(n, { nodes: [n], placements: new Map([['m', part], ...(coordinator != null ? [['c', coordinator] as const] : [])]), pins: [] }).used
+    expect(at(entry('c', [{ model: 'big', split }]))).toBe(3 * GiB)
+    expect(at(entry('c', [{ model: 'big', state: 'failed', split }]))).toBe(0)
+    expect(at(entry('c', [{ model: 'big', split: { ...split, hosts: [split.hosts[0]!, { ...split.hosts[1]!, peerId: 'other' }] } }]))).toBe(0)
+    expect(at(undefined)).toBe(0)
+  })
 })
 
 describe('planCold', () => {

@@ -52,6 +52,18 @@ const live = (r: RunnerInfo): boolean => r.state !== 'stopped' && r.state !== 'f
 const starting = (p: Placement): boolean => p.state === 'planned' || p.state === 'loading'
 
 /**
+ * A split member's part (reason `split`) whose coordinator no longer plans it with this host
+ * (its placement gone, failed, or naming other hosts): the member stops it within a round, so
+ * its memory counts as free already (a plan made in between would find no room otherwise).
+ */
+function orphanPart (host: string, p: Placement, view: Pick<RoomView, 'placements'>): boolean {
+  if (p.reason !== 'split' || p.split == null) return false
+  const coordinator = p.split.coordinator
+  const plan = view.placements.get(coordinator)?.placements.find((x) => x.model === p.model && x.split?.coordinator === coordinator)
+  return plan == null || plan.state === 'failed' || plan.state === 'evicting' || !plan.split!.hosts.some((h) => h.peerId === host)
+}
+
+/**
  * The room of `node`: its budget, what its live runners and planned starts take, and what
  * evicting its unpinned runners would free. A runner's size is its placement's footprintBytes
  * when the placement carries one, else the footprint of its model (matched by name in the
@@ -73,12 +85,13 @@ export function hostRoom (node: NodeRecord, view: RoomView, ctxSize: number = DE
     if (!live(r)) continue
     runnerIds.add(r.id)
     const p = placements.find((x) => x.runnerId === r.id)
+    if (p != null && orphanPart(node.peerId, p, view)) continue
     const size = sizeOf(r.model, p)
     used += size
     if (!isPinned(node.peerId, r, p, view)) evictable += size
   }
   for (const p of placements) {
-    if (starting(p) && (p.runnerId == null || !runnerIds.has(p.runnerId))) used += sizeOf(p.model, p)
+    if (starting(p) && (p.runnerId == null || !runnerIds.has(p.runnerId)) && !orphanPart(node.peerId, p, view)) used += sizeOf(p.model, p)
   }
   return { peerId: node.peerId, budget, used, free: Math.max(0, budget - used), evictable }
 }
