@@ -16,10 +16,9 @@
 //              started here in B's namespace bound to B's address (plain TCP over the bridge)
 //      single  the whole model in one llama-server (no rpc)
 //    the modes take turns, one run each per round; each round starts on a fresh split (the
-//    reload of 2.), since the member's rpc-server is restarted under a split that has lived for
-//    some 30 s (its health check, a TCP connect, waits behind the coordinator's connection:
-//    rpc-server serves one client at a time, listen backlog 1); a mesh run cut short that way is
-//    run again on a new split and counted.
+//    reload of 2.), so that every round measures the same path; a mesh run cut short (the
+//    member's rpc-server restarted under it, as an earlier build's TCP health check did) is run
+//    again on a new split and counted.
 // 2. load of the split: time to ready and bytes the coordinator sent to the member (its
 //    agent's /admin/placements tunnels[].bytesSent), with the member's rpc cache on (default)
 //    and off (`rpcServer: { cache: false }`). first = a new split (request, plan, the member's
