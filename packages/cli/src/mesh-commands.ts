@@ -286,14 +286,8 @@ export function formatPs (rows: ProcessRow[], style: Style = PLAIN): string {
 
 // ---------------------------------------------------------------- placements
 
-export interface PlacementRow {
+export interface PlacementRow extends ModelPlacement {
   model: string
-  host: string
-  state: string
-  reason: string
-  progress?: number
-  footprintBytes?: number
-  error?: string
   /** when this state began, ms since the epoch (the host's clock) */
   since: number
   /** a split: the coordinator and the blocks each host holds */
