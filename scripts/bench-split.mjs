@@ -35,7 +35,7 @@
 // Every agent and process runs on this machine (one clock); requests are sent from inside the
 // namespaces by one small node process per namespace.
 // Needs root (network namespaces).
-// Usage: npx tsc -b && node scripts/bench-split.mjs [--runs 3] [--max-tokens 128]
+// Usage: npx tsc -b && node scripts/bench-split.mjs [--runs 3] [--max-tokens 128] [--llama-args '--poll 0']
 import '../packages/kit/dist/polyfill.js'
 import { link, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { cpus, loadavg, tmpdir } from 'node:os'
@@ -49,7 +49,9 @@ import { describeModel } from '../packages/runners/dist/index.js'
 import { splitArgs } from '../packages/runners/dist/llama-server.js'
 import { RUNNER_OVERHEAD_BYTES, footprint } from '../packages/scheduler/dist/index.js'
 
-const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, 'max-tokens': { type: 'string', default: '128' } } })
+const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, 'max-tokens': { type: 'string', default: '128' }, 'llama-args': { type: 'string', default: '' } } })
+// further llama-server flags for every mode (the agents' llamaServer.extraArgs too), e.g. '--poll 0'
+const LLAMA_ARGS = values['llama-args'].split(' ').filter((x) => x !== '')
 const RUNS = Number(values.runs)
 const MAX_TOKENS = Number(values['max-tokens'])
 if (!(RUNS >= 1) || !(MAX_TOKENS >= 2)) throw new Error('--runs must be >= 1 and --max-tokens >= 2')
@@ -156,7 +158,7 @@ async function startHost (i, name, config) {
   if (i === A) await link(modelFile, join(modelDir, `${MODEL}.gguf`)).catch(async () => { await copyFile(modelFile, join(modelDir, `${MODEL}.gguf`)) })
   const configFile = join(dir, `${name}.json`)
   configs[i] = config
-  await writeFile(configFile, JSON.stringify({ llamaServer: { ctxSize: CTX, slots: SLOTS, threads: 1 }, ...config, rpcServer: { threads: 1, ...config.rpcServer } }))
+  await writeFile(configFile, JSON.stringify({ llamaServer: { ctxSize: CTX, slots: SLOTS, threads: 1, extraArgs: LLAMA_ARGS }, ...config, rpcServer: { threads: 1, ...config.rpcServer } }))
   const boot = i === A ? [] : ['--bootstrap', `/ip4/${net.hosts[A].ip}/tcp/4778/p2p/${agents[A].info.peerId}`]
   agents[i] = await startAgentProcess({
     name,
@@ -366,7 +368,7 @@ try {
 
   // ---- 1. tokens/s: mesh vs direct vs single
   log('starting the direct split (rpc-server in B on its address, llama-server in A) and the single llama-server in A')
-  const common = ['-m', modelFile, '--host', '127.0.0.1', '--parallel', String(SLOTS), '-c', String(CTX), '--metrics', '-t', '1']
+  const common = ['-m', modelFile, '--host', '127.0.0.1', '--parallel', String(SLOTS), '-c', String(CTX), '--metrics', '-t', '1', ...LLAMA_ARGS]
   const rpcCache = join(dir, 'direct-rpc-cache')
   const rpc = spawnExtra(B, build.rpcServer, ['-H', net.hosts[B].ip, '-p', String(RPC_PORT), '-t', '1', '-c'], { LLAMA_CACHE: rpcCache })
   await waitFor('the direct rpc-server', async () => (await net.run(A, 'bash', ['-c', `exec 3<>/dev/tcp/${net.hosts[B].ip}/${RPC_PORT}`], 3000)).code === 0, 30_000, 250)
@@ -384,9 +386,8 @@ try {
   }
   const rates = { mesh: [], direct: [], single: [] }
   const walls = { mesh: [], direct: [], single: [] }
-  // the member's rpc-server is restarted under a split some 30 s after it is loaded (see the
-  // header): every round starts on a fresh split, made by the reload of
-  // figure 2, and a mesh run cut short all the same is run once more on a new split (counted)
+  // every round starts on a fresh split, made by the reload of figure 2 (see the header), and a
+  // mesh run cut short is run once more on a new split (counted)
   const reloadsOn = []
   let cut = 0
   const stream = async (mode, url) => {
@@ -478,7 +479,7 @@ try {
   // ---- the table
   const pct = (b) => (100 * b) / memberWeights
   const out = []
-  out.push(`split placement of ${MODEL} (TINY_SPLIT_MODEL, ${info.layers} blocks, ${fmt(mb(info.sizeBytes ?? 0), 0)} MB) over netns hosts, 2 blocks each; -t 1; ${RUNS} runs: median (min..max)`)
+  out.push(`split placement of ${MODEL} (TINY_SPLIT_MODEL, ${info.layers} blocks, ${fmt(mb(info.sizeBytes ?? 0), 0)} MB) over netns hosts, 2 blocks each; -t 1${LLAMA_ARGS.length > 0 ? ` ${LLAMA_ARGS.join(" ")}` : ""}; ${RUNS} runs: median (min..max)`)
   out.push(`machine: ${facts.cores} cores (${facts.cpu}), load average ${facts.loadStart.map((x) => x.toFixed(2)).join(' ')} at start, ${loadavg().map((x) => x.toFixed(2)).join(' ')} at end; llama.cpp ${build.llamaServer.split('/').find((s) => s.startsWith('llama.cpp-')) ?? ''}`)
   out.push('')
   out.push(`1. tokens/s, streamed chat completion, max_tokens ${MAX_TOKENS}, ignore_eos, sent from A's namespace`)
