@@ -479,7 +479,7 @@ try {
   // ---- the table
   const pct = (b) => (100 * b) / memberWeights
   const out = []
-  out.push(`split placement of ${MODEL} (TINY_SPLIT_MODEL, ${info.layers} blocks, ${fmt(mb(info.sizeBytes ?? 0), 0)} MB) over netns hosts, 2 blocks each; -t 1${LLAMA_ARGS.length > 0 ? ` ${LLAMA_ARGS.join(" ")}` : ""}; ${RUNS} runs: median (min..max)`)
+  out.push(`split placement of ${MODEL} (TINY_SPLIT_MODEL, ${info.layers} blocks, ${fmt(mb(info.sizeBytes ?? 0), 0)} MB) over netns hosts, 2 blocks each; -t 1${LLAMA_ARGS.length > 0 ? ` ${LLAMA_ARGS.join(' ')}` : ''}; ${RUNS} runs: median (min..max)`)
   out.push(`machine: ${facts.cores} cores (${facts.cpu}), load average ${facts.loadStart.map((x) => x.toFixed(2)).join(' ')} at start, ${loadavg().map((x) => x.toFixed(2)).join(' ')} at end; llama.cpp ${build.llamaServer.split('/').find((s) => s.startsWith('llama.cpp-')) ?? ''}`)
   out.push('')
   out.push(`1. tokens/s, streamed chat completion, max_tokens ${MAX_TOKENS}, ignore_eos, sent from A's namespace`)
