@@ -40,9 +40,13 @@ function step (what, cmd, args, options = {}) {
 }
 
 const pnpm = ['npx', ['-y', 'pnpm@10']]
+// run from under another npx (`npx -p node@22 ...`), the inner npx would take that one's
+// package for its own and look for a command named pnpm@10
+const npxEnv = { ...process.env }
+delete npxEnv.npm_config_package
 if (values['skip-build'] !== true) {
-  step('installing the workspace (pnpm)', pnpm[0], [...pnpm[1], 'install', '--frozen-lockfile'])
-  step('building (tsc -b)', pnpm[0], [...pnpm[1], 'exec', 'tsc', '-b'])
+  step('installing the workspace (pnpm)', pnpm[0], [...pnpm[1], 'install', '--frozen-lockfile'], { env: npxEnv })
+  step('building (tsc -b)', pnpm[0], [...pnpm[1], 'exec', 'tsc', '-b'], { env: npxEnv })
 }
 if (!existsSync(join(root, 'packages', 'cli', 'dist', 'bin.js'))) {
   process.stderr.write('install: packages/cli is not built; run without --skip-build\n')
@@ -56,7 +60,7 @@ try {
 } catch {}
 const dir = join(base, `${version}-${commit}-${Date.now().toString(36)}`)
 mkdirSync(base, { recursive: true })
-step(`deploying the CLI and its production dependencies to ${dir}`, pnpm[0], [...pnpm[1], '--filter', 'llmesh', 'deploy', '--prod', '--legacy', '--prefer-offline', dir], { stdio: ['ignore', 'ignore', 'inherit'] })
+step(`deploying the CLI and its production dependencies to ${dir}`, pnpm[0], [...pnpm[1], '--filter', 'llmesh', 'deploy', '--prod', '--legacy', '--prefer-offline', dir], { stdio: ['ignore', 'ignore', 'inherit'], env: npxEnv })
 
 process.stderr.write('install: npm install -g (npm\'s global prefix)\n')
 const npm = spawnSync('npm', ['install', '-g', '--no-audit', '--no-fund', dir], { encoding: 'utf8' })
