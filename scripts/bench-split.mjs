@@ -35,7 +35,7 @@
 // Every agent and process runs on this machine (one clock); requests are sent from inside the
 // namespaces by one small node process per namespace.
 // Needs root (network namespaces).
-// Usage: npx tsc -b && node scripts/bench-split.mjs [--runs 3] [--max-tokens 128] [--llama-args '--poll 0']
+// Usage: npx tsc -b && node scripts/bench-split.mjs [--runs 3] [--max-tokens 128] [--llama-args='--poll 0']
 import '../packages/kit/dist/polyfill.js'
 import { link, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { cpus, loadavg, tmpdir } from 'node:os'
