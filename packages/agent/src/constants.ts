@@ -123,3 +123,9 @@ export const UI_HEARTBEAT_MS = 15_000
 export const UI_MAX_BUFFERED_BYTES = 1024 * 1024
 /** Request events an agent keeps for a dashboard opened later (the newest). @default 100 */
 export const UI_RECENT_REQUESTS = 100
+
+/**
+ * Most blocks-of-a-split parts (rpc-servers) one host holds at once, for all coordinators: a
+ * peer naming this host in many plans gets no more processes. @default 4
+ */
+export const MAX_SPLIT_PARTS = 4

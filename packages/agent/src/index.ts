@@ -1,7 +1,7 @@
 export { Agent, type AgentInfo, type RoutedResponse } from './agent.js'
 export type { AgentPort, MeshView, ViewNode } from './api/index.js'
 export { parseConfig, AgentConfigSchema, ConfigError, DEFAULT_API_PORT, DEFAULT_P2P_PORT, type AgentConfig, type AgentConfigInput } from './config.js'
-export { AGENT_INFO_FILE, AGENT_VERSION, API_KEYS_RECHECK_MS, DEFAULT_API_HOST, STOP_HARD_LIMIT_MS } from './constants.js'
+export { AGENT_INFO_FILE, AGENT_VERSION, API_KEYS_RECHECK_MS, DEFAULT_API_HOST, MAX_SPLIT_PARTS, STOP_HARD_LIMIT_MS } from './constants.js'
 export { Router, type RouterComponents, type DispatchRequest, type DispatchViewSource, type RoutedTarget } from './router.js'
 export { LocalForwarder, PeerForwarder, type Forwarder, type ForwardTarget, type ForwardOptions, type Forwarded } from './forwarders.js'
 export { LocalServing, type ServeOptions, type AdmissionCounters } from './serving.js'

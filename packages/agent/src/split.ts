@@ -2,7 +2,7 @@ import { LlmeshError, MAX_PLACEMENT_ERROR_CHARS, type Clock, type Logger, type P
 import { gib, type PlacementView, type SplitPlan } from '@llmesh/scheduler'
 import type { Runner, RunnerManager } from '@llmesh/runners'
 import type { StartTimings } from './api/port.js'
-import { SPLIT_FAILED_KEEP_MS, SPLIT_MEMBERS_READY_MS, SPLIT_POLL_MS } from './constants.js'
+import { MAX_SPLIT_PARTS, SPLIT_FAILED_KEEP_MS, SPLIT_MEMBERS_READY_MS, SPLIT_POLL_MS } from './constants.js'
 
 /** A local TCP port forwarded to a member's rpc-server over the mesh (see the mesh's RPC tunnel). */
 export interface TunnelHandle {
@@ -69,6 +69,8 @@ export class Splits {
   private readonly coordinated = new Map<string, Coordinated>()
   /** member starts in progress, by model */
   private readonly memberStarts = new Map<string, Promise<void>>()
+  /** parts refused for the bound (logged once each) */
+  private readonly refusedParts = new Set<string>()
 
   constructor (init: SplitsInit) {
     this.c = init
@@ -209,14 +211,26 @@ export class Splits {
       for (const p of entry.placements) {
         if (p.split?.coordinator !== peer || p.state === 'failed' || p.state === 'evicting') continue
         const mine = p.split.hosts.find((h) => h.peerId === selfPeerId)
-        if (mine != null && !wanted.has(p.model)) wanted.set(p.model, { split: p.split, bytes: mine.bytes })
+        // only a model the coordinator's own record lists with its blocks: their size is the
+        // record's, whatever the plan claims (a plan claiming 0 bytes would pass any budget)
+        const info = view.nodes.find((n) => n.peerId === peer)?.models.find((m) => m.name === p.model)
+        if (mine == null || wanted.has(p.model) || info?.bytesPerLayer == null) continue
+        wanted.set(p.model, { split: p.split, bytes: Math.max(mine.bytes, mine.layers * info.bytesPerLayer) })
       }
     }
+    let parts = this.memberModels().length
     for (const [model, w] of wanted) {
       const p = own.get(model)
       if (p != null && p.reason !== 'split') continue // this host runs the model itself
       if (p != null && p.split?.coordinator === w.split.coordinator && p.state !== 'failed') continue
       if (this.memberStarts.has(model)) continue
+      // an rpc-server a part: however many plans name this host, a bounded number of processes
+      if (p == null && parts >= MAX_SPLIT_PARTS) {
+        if (!this.refusedParts.has(model)) this.log.warn({ model, coordinator: w.split.coordinator, max: MAX_SPLIT_PARTS }, 'split part refused: this host holds the most it takes')
+        this.refusedParts.add(model)
+        continue
+      }
+      if (p == null) parts++
       const start = this.startMember(model, w.split, w.bytes).finally(() => { this.memberStarts.delete(model) })
       this.memberStarts.set(model, start)
     }
