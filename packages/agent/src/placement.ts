@@ -1,5 +1,5 @@
 import {
-  LlmeshError, MAX_PLACEMENT_ERROR_CHARS, effectivePins, servesRequests, type Clock, type EffectivePin, type Logger, type PinsEntry, type Placement,
+  LlmeshError, MAX_PLACEMENT_ERROR_CHARS, effectivePins, runnerServes, servesRequests, type Clock, type EffectivePin, type Logger, type PinsEntry, type Placement,
   type PlacementReason, type Signal, type TimerHandle
 } from '@llmesh/protocol'
 import {
@@ -480,7 +480,7 @@ const NEVER_ABORTED: Signal = new AbortController().signal
 function runsAnywhere (view: PlacementView, model: string): boolean {
   for (const n of view.nodes) {
     if (n.peerId !== view.selfPeerId && !view.reachable.has(n.peerId)) continue
-    if (n.runners.some((r) => r.model === model && r.kind !== 'rpc-server' && r.state !== 'failed' && r.state !== 'stopped')) return true
+    if (n.runners.some((r) => r.model === model && runnerServes(r) && r.state !== 'failed' && r.state !== 'stopped')) return true
   }
   for (const [peer, e] of view.placements) {
     if (peer !== view.selfPeerId && !view.reachable.has(peer)) continue

@@ -90,6 +90,14 @@ export function servesRequests (p: Pick<Placement, 'reason'>): boolean {
   return p.reason !== 'split'
 }
 
+/**
+ * Whether a runner takes requests for its model: not an rpc-server (it holds blocks of a split
+ * model for a coordinator elsewhere).
+ */
+export function runnerServes (r: { kind: string }): boolean {
+  return r.kind !== 'rpc-server'
+}
+
 /** Most placements one host carries. */
 export const MAX_PLACEMENTS_PER_HOST = 64
 

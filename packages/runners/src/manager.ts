@@ -1,5 +1,5 @@
 import type { Llama } from 'node-llama-cpp'
-import { LlmeshError, type Hardware, type Logger, type ModelInfo, type Signal } from '@llmesh/protocol'
+import { LlmeshError, runnerServes, type Hardware, type Logger, type ModelInfo, type Signal } from '@llmesh/protocol'
 import type { RunnerCommonInit } from './base-runner.js'
 import { describeModel, scanModelDir, scanOllamaStore, type LocalModel } from './catalog.js'
 import { DEFAULT_OLLAMA_REFRESH_MS, DEFAULT_OLLAMA_URL } from './constants.js'
@@ -371,7 +371,7 @@ export class RunnerManager {
   find (model: string, preferred?: string, load?: (runner: Runner) => number): Runner | undefined {
     const p = preferred != null ? this.map.get(preferred) : undefined
     if (p != null && p.model === model && p.state === 'ready') return p
-    const candidates = [...this.map.values()].filter((r) => r.model === model && r.kind !== 'rpc-server' && r.state === 'ready')
+    const candidates = [...this.map.values()].filter((r) => r.model === model && runnerServes(r) && r.state === 'ready')
     if (load != null) candidates.sort((a, b) => load(a) - load(b))
     return candidates[0]
   }
@@ -407,7 +407,7 @@ export class RunnerManager {
   async ensure (model: string, opts: EnsureOptions = {}): Promise<Runner> {
     if (this.stopped) throw new LlmeshError('NO_CAPACITY', 'the runners of this host are stopping')
     if (opts.signal?.aborted === true) throw opts.signal.reason
-    const existing = [...this.map.values()].find((r) => r.model === model && r.kind !== 'rpc-server')
+    const existing = [...this.map.values()].find((r) => r.model === model && runnerServes(r))
     if (existing?.state === 'ready' && !this.loads.has(model)) {
       opts.onRunner?.(existing)
       return existing
@@ -419,7 +419,7 @@ export class RunnerManager {
       this.loads.set(model, load)
     }
     // the runner exists once load() has run to its first await: tell this caller then
-    const runner = existing ?? [...this.map.values()].find((r) => r.model === model && r.kind !== 'rpc-server')
+    const runner = existing ?? [...this.map.values()].find((r) => r.model === model && runnerServes(r))
     if (runner != null) opts.onRunner?.(runner)
     return await detachable(load, opts.signal)
   }

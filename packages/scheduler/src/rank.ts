@@ -1,4 +1,4 @@
-import { servesRequests, type NodeRecord, type PlacementsEntry, type RunnerInfo } from '@llmesh/protocol'
+import { runnerServes, servesRequests, type NodeRecord, type PlacementsEntry, type RunnerInfo } from '@llmesh/protocol'
 import type { LoadEstimate, RankedTarget, RankInput, RankResult, RoundRobinState, SkippedTarget, TargetMetrics } from './cluster-view.js'
 import { AFFINITY_MAX_LOAD, CACHE_MAX_QUEUE_PER_SLOT, CACHE_MIN_COST_SHARE, DEFAULT_PRIORITY, METRICS_STALE_MS, PERFORMANCE_MAX_TIE_BAND, PERFORMANCE_TIE_BAND } from './constants.js'
 import { estimateLoad, isFresh, nonNegative } from './load.js'
@@ -56,8 +56,6 @@ const hasFreeSlot = (c: { cold: boolean, load: LoadEstimate }): boolean => !c.co
 const isReady = (r: RunnerInfo): boolean => r.state === 'ready' || r.state === 'busy'
 const isCold = (r: RunnerInfo): boolean => r.state === 'starting' || r.state === 'loading' || r.state === 'stopped'
 const isLoading = (r: RunnerInfo): boolean => r.state === 'starting' || r.state === 'loading'
-/** a runner that takes requests: not an rpc-server (it holds blocks of a split model for a coordinator) */
-const serves = (r: RunnerInfo): boolean => r.kind !== 'rpc-server'
 
 /** `peerId`'s placement of `model` that is planned or loading and will take requests, if any */
 function pendingPlacement (placements: ReadonlyMap<string, PlacementsEntry> | undefined, peerId: string, model: string): { runnerId?: string } | undefined {
@@ -109,7 +107,7 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
   let servedAnywhere = false
   const isReachable = (peerId: string): boolean => peerId === selfPeerId || input.reachable.has(peerId)
   // a ready copy on a reachable host, tried or not: then nothing waits for a load or starts one
-  const warm = input.view.nodes.some((n) => isReachable(n.peerId) && n.runners.some((r) => r.model === request.model && serves(r) && isReady(r)))
+  const warm = input.view.nodes.some((n) => isReachable(n.peerId) && n.runners.some((r) => r.model === request.model && runnerServes(r) && isReady(r)))
   const placements = input.view.placements
   let loadingSomewhere = false
 
@@ -120,9 +118,9 @@ export function rank (input: RankInput, tuning: RankTuning = {}): RankResult {
     const reachable = isReachable(node.peerId)
     if (reachable) {
       for (const m of node.models) available.add(m.name)
-      for (const r of node.runners) if (serves(r)) available.add(r.model)
+      for (const r of node.runners) if (runnerServes(r)) available.add(r.model)
     }
-    const runners = node.runners.filter((r) => r.model === request.model && serves(r))
+    const runners = node.runners.filter((r) => r.model === request.model && runnerServes(r))
     const planned = warm ? undefined : pendingPlacement(placements, node.peerId, request.model)
     if (runners.length === 0 && planned == null) continue
     servedAnywhere = true

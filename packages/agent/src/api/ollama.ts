@@ -4,7 +4,7 @@ import {
   ollamaChatToOpenAi, ollamaEmbedToOpenAi, ollamaGenerateToOpenAi, ollamaLoaded, ollamaMaxTokens, openAiErrorMessage, openAiEvents,
   toOllamaEmbeddings, toOllamaNdjson, toOllamaObject, type OllamaShape, type OpenAiChunk
 } from '@llmesh/runners'
-import { LlmeshError } from '@llmesh/protocol'
+import { LlmeshError, runnerServes } from '@llmesh/protocol'
 import { prefixKey } from '@llmesh/scheduler'
 import { AGENT_VERSION } from '../constants.js'
 import type { RoutedResponse } from '../router.js'
@@ -143,7 +143,7 @@ export function registerOllamaApi (app: FastifyInstance, ctx: ApiContext): void 
     for (const node of view.nodes) {
       if (!node.connected || node.state === 'dead' || node.state === 'left') continue
       for (const r of node.runners) {
-        if (r.kind === 'rpc-server' || (r.state !== 'ready' && r.state !== 'busy')) continue
+        if (!runnerServes(r) || (r.state !== 'ready' && r.state !== 'busy')) continue
         const d = details(view, r.model)
         models.push({ name: r.model, model: r.model, size: d.size, digest: d.digest, details: d.details, expires_at: NEVER, size_vram: 0, llmesh: { node: node.name, peerId: node.peerId, runner: r.id, kind: r.kind, slots: r.slots } })
       }

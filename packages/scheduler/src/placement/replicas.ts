@@ -1,4 +1,4 @@
-import type { NodeRecord, Placement, RunnerInfo } from '@llmesh/protocol'
+import { runnerServes, type NodeRecord, type Placement, type RunnerInfo } from '@llmesh/protocol'
 import type { ReportingPeer } from '../claims.js'
 import { DEFAULT_CTX_SIZE, IDLE_UNLOAD_MS, SCALE_DOWN_AFTER_MS, SCALE_UP_AFTER_MS } from '../constants.js'
 import { rendezvousOrder } from '../rendezvous.js'
@@ -103,7 +103,7 @@ function trackIdle (input: ReplicaInput, prev: ReadonlyMap<string, number>): { s
   const idleSince = new Map<string, number>()
   for (const r of self?.runners ?? []) {
     // an rpc-server's blocks go with its coordinator: it stops when the coordinator's placement goes
-    if (!isReady(r) || r.kind === 'rpc-server') continue
+    if (!isReady(r) || !runnerServes(r)) continue
     const figures = metrics?.models?.find((m) => m.model === r.model)
     const idle = figures != null
       ? figures.busy <= 0 && figures.queue <= 0
